@@ -1,0 +1,341 @@
+// Package collect reads a node's inventory: its processes (through gopsutil),
+// their cgroups and the components they host, the kubelet's configuration and
+// static pod manifests, and the node's identity.
+package collect
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/shirou/gopsutil/v4/common"
+	"github.com/shirou/gopsutil/v4/process"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/kubeatlas/kubeatlas/agent/cgroup"
+	"github.com/kubeatlas/kubeatlas/agent/manifest"
+	"github.com/kubeatlas/kubeatlas/agent/recognize"
+	"github.com/kubeatlas/kubeatlas/agent/redact"
+	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
+)
+
+// Config says where and how to collect.
+type Config struct {
+	// HostRoot is where the host's filesystem is mounted ("/" on the host,
+	// e.g. "/host" in a DaemonSet). /proc, /sys and /etc are read beneath it.
+	HostRoot string
+	// Cluster is the cluster name to report.
+	Cluster string
+	// NodeName overrides the node name; else the kubelet's
+	// --hostname-override, else the hostname.
+	NodeName string
+	// AgentVersion is reported in the identity.
+	AgentVersion string
+	// MaxArgvBytes bounds one process's reported command line.
+	MaxArgvBytes int
+	// MaxProcesses bounds how many processes one scan reports.
+	MaxProcesses int
+	// Logger receives problems worth a line.
+	Logger *slog.Logger
+}
+
+// Defaults for Config.
+const (
+	DefaultMaxArgvBytes = 32 << 10
+	DefaultMaxProcesses = 100_000
+)
+
+// Validate fills defaults and checks the config.
+func (c *Config) Validate() error {
+	if c.HostRoot == "" {
+		c.HostRoot = "/"
+	}
+	if !filepath.IsAbs(c.HostRoot) {
+		return fmt.Errorf("host root %q must be an absolute path", c.HostRoot)
+	}
+	if c.MaxArgvBytes <= 0 {
+		c.MaxArgvBytes = DefaultMaxArgvBytes
+	}
+	if c.MaxProcesses <= 0 {
+		c.MaxProcesses = DefaultMaxProcesses
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.AgentVersion == "" {
+		c.AgentVersion = "dev"
+	}
+	return nil
+}
+
+type procKey struct {
+	pid   int32
+	start int64 // milliseconds since the epoch
+}
+
+// Collector scans a node. It remembers what it read so that a process whose
+// (pid, start time) is unchanged, or a manifest whose size and mtime are
+// unchanged, is not read again. It is not safe for concurrent use.
+type Collector struct {
+	cfg   Config
+	ctx   context.Context // carries gopsutil's host paths
+	procs map[procKey]*v1.Process
+	mans  map[string]*v1.StaticPodManifest
+	users *userCache
+	boot  time.Time
+}
+
+// New returns a Collector for cfg.
+func New(cfg Config) (*Collector, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	env := common.EnvMap{
+		common.HostProcEnvKey: filepath.Join(cfg.HostRoot, "proc"),
+		common.HostSysEnvKey:  filepath.Join(cfg.HostRoot, "sys"),
+		common.HostEtcEnvKey:  filepath.Join(cfg.HostRoot, "etc"),
+		common.HostVarEnvKey:  filepath.Join(cfg.HostRoot, "var"),
+		common.HostRunEnvKey:  filepath.Join(cfg.HostRoot, "run"),
+		common.HostRootEnvKey: cfg.HostRoot,
+	}
+	// Boot time is read once: every process start time derives from it.
+	process.EnableBootTimeCache(true)
+	c := &Collector{
+		cfg:   cfg,
+		ctx:   context.WithValue(context.Background(), common.EnvKey, env),
+		procs: map[procKey]*v1.Process{},
+		mans:  map[string]*v1.StaticPodManifest{},
+		users: newUserCache(filepath.Join(cfg.HostRoot, "etc", "passwd")),
+	}
+	bt, err := bootTime(filepath.Join(cfg.HostRoot, "proc", "stat"))
+	if err != nil {
+		return nil, fmt.Errorf("reading boot time: %w", err)
+	}
+	c.boot = bt
+	return c, nil
+}
+
+// Scan reads the node once and returns its inventory.
+func (c *Collector) Scan(ctx context.Context) (*v1.NodeInventory, error) {
+	procs, stats, err := c.scanProcesses(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var kubeletFlags recognize.Flags
+	for _, p := range procs {
+		for _, hc := range p.Components {
+			if hc.Component == v1.ComponentKubelet && hc.Implementation == "kubelet" {
+				kubeletFlags = recognize.ParseFlags(argvTail(p.Argv))
+			}
+		}
+	}
+	kubelet := manifest.Kubelet(c.cfg.HostRoot, kubeletFlags)
+	mans, err := manifest.Dir(c.cfg.HostRoot, kubelet.StaticPodPath, c.mans)
+	if err != nil {
+		kubelet.Errors = append(kubelet.Errors, err.Error())
+		c.cfg.Logger.Warn("reading static pods", "error", err)
+	}
+	c.mans = make(map[string]*v1.StaticPodManifest, len(mans))
+	for _, m := range mans {
+		c.mans[m.Path] = m
+	}
+	// Containers whose runtime the cgroup name does not give run under the
+	// kubelet's runtime.
+	if rt := runtimeOfEndpoint(kubelet.ContainerRuntimeEndpoint); rt != v1.ContainerRuntime_CONTAINER_RUNTIME_UNSPECIFIED {
+		for _, p := range procs {
+			if p.PodUid != "" && p.ContainerId != "" && p.Runtime == v1.ContainerRuntime_CONTAINER_RUNTIME_UNSPECIFIED {
+				p.Runtime = rt
+			}
+		}
+	}
+	id := c.identity(kubeletFlags)
+	return &v1.NodeInventory{
+		Identity:  id,
+		Kubelet:   kubelet,
+		Processes: procs,
+		Manifests: mans,
+		Stats:     stats,
+	}, nil
+}
+
+func argvTail(argv []string) []string {
+	if len(argv) == 0 {
+		return nil
+	}
+	return argv[1:]
+}
+
+func runtimeOfEndpoint(ep string) v1.ContainerRuntime {
+	switch {
+	case strings.Contains(ep, "containerd"):
+		return v1.ContainerRuntime_CONTAINER_RUNTIME_CONTAINERD
+	case strings.Contains(ep, "crio"):
+		return v1.ContainerRuntime_CONTAINER_RUNTIME_CRIO
+	case strings.Contains(ep, "docker"):
+		return v1.ContainerRuntime_CONTAINER_RUNTIME_DOCKER
+	}
+	return v1.ContainerRuntime_CONTAINER_RUNTIME_UNSPECIFIED
+}
+
+func (c *Collector) scanProcesses(ctx context.Context) ([]*v1.Process, *v1.ScanStats, error) {
+	pids, err := process.PidsWithContext(c.ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("listing processes: %w", err)
+	}
+	stats := &v1.ScanStats{ProcessesSeen: uint32(len(pids))}
+	seen := make(map[procKey]*v1.Process, len(pids))
+	out := make([]*v1.Process, 0, len(pids))
+	for _, pid := range pids {
+		if err := ctx.Err(); err != nil {
+			return nil, nil, err
+		}
+		if len(out) >= c.cfg.MaxProcesses {
+			stats.ProcessesSkipped += uint32(len(pids) - len(out))
+			c.cfg.Logger.Warn("too many processes; the rest are not reported", "limit", c.cfg.MaxProcesses, "seen", len(pids))
+			break
+		}
+		p := &process.Process{Pid: pid}
+		start, err := p.CreateTimeWithContext(c.ctx)
+		if err != nil {
+			stats.ProcessesSkipped++
+			continue
+		}
+		key := procKey{pid, start}
+		rec, ok := c.procs[key]
+		if !ok {
+			rec, err = c.readProcess(p, start)
+			if err != nil {
+				stats.ProcessesSkipped++
+				continue
+			}
+		}
+		seen[key] = rec
+		out = append(out, rec)
+		if len(rec.Components) > 0 {
+			stats.ComponentProcesses++
+		}
+	}
+	c.procs = seen
+	sort.Slice(out, func(i, j int) bool { return out[i].Pid < out[j].Pid })
+	return out, stats, nil
+}
+
+// readProcess reads one process in full. A process that vanished returns an
+// error; fields that cannot be read (exe of a kernel thread, say) stay empty.
+func (c *Collector) readProcess(p *process.Process, start int64) (*v1.Process, error) {
+	ppid, err := p.PpidWithContext(c.ctx)
+	if err != nil {
+		return nil, fmt.Errorf("reading pid %d: %w", p.Pid, err)
+	}
+	rec := &v1.Process{
+		Pid:       p.Pid,
+		Ppid:      ppid,
+		StartTime: timestamppb.New(time.UnixMilli(start)),
+	}
+	argv, _ := p.CmdlineSliceWithContext(c.ctx)
+	argv, rec.ArgvTruncated = bound(argv, c.cfg.MaxArgvBytes)
+	rec.Argv = redact.Argv(argv)
+	if exe, err := p.ExeWithContext(c.ctx); err == nil {
+		rec.Exe = clean(exe)
+	}
+	if uids, err := p.UidsWithContext(c.ctx); err == nil && len(uids) > 0 {
+		rec.User = c.users.name(uids[0])
+	}
+	if mem, err := p.MemoryInfoWithContext(c.ctx); err == nil {
+		rec.RssBytes = mem.RSS
+	}
+	if t, err := p.TimesWithContext(c.ctx); err == nil {
+		rec.CpuSeconds = t.User + t.System
+	}
+	if data, err := readLimited(filepath.Join(c.cfg.HostRoot, "proc", fmt.Sprint(p.Pid), "cgroup"), 64<<10); err == nil {
+		cg := cgroup.Parse(data)
+		rec.CgroupPath = clean(cg.Path)
+		rec.PodUid = cg.PodUID
+		rec.ContainerId = cg.ContainerID
+		rec.SystemdUnit = clean(cg.Unit)
+		rec.Runtime = runtimeProto(cg.Runtime)
+		rec.QosClass = qosProto(cg.QOS)
+	}
+	r := recognize.Recognize(rec.Argv)
+	rec.Infrastructure = r.Infrastructure
+	for _, comp := range r.Components {
+		rec.Components = append(rec.Components, comp.Proto())
+	}
+	return rec, nil
+}
+
+// bound keeps argv within max bytes and makes every word valid UTF-8.
+func bound(argv []string, max int) ([]string, bool) {
+	total, truncated := 0, false
+	out := make([]string, 0, len(argv))
+	for _, a := range argv {
+		if total+len(a) > max {
+			rest := max - total
+			if rest > 0 {
+				out = append(out, clean(truncateUTF8(a, rest)))
+			}
+			truncated = true
+			break
+		}
+		total += len(a)
+		out = append(out, clean(a))
+	}
+	return out, truncated
+}
+
+func truncateUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
+
+func clean(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	return strings.ToValidUTF8(s, "\uFFFD")
+}
+
+func runtimeProto(r cgroup.Runtime) v1.ContainerRuntime {
+	switch r {
+	case cgroup.RuntimeContainerd:
+		return v1.ContainerRuntime_CONTAINER_RUNTIME_CONTAINERD
+	case cgroup.RuntimeCRIO:
+		return v1.ContainerRuntime_CONTAINER_RUNTIME_CRIO
+	case cgroup.RuntimeDocker:
+		return v1.ContainerRuntime_CONTAINER_RUNTIME_DOCKER
+	}
+	return v1.ContainerRuntime_CONTAINER_RUNTIME_UNSPECIFIED
+}
+
+func qosProto(q cgroup.QOS) v1.QOSClass {
+	switch q {
+	case cgroup.QOSGuaranteed:
+		return v1.QOSClass_QOS_CLASS_GUARANTEED
+	case cgroup.QOSBurstable:
+		return v1.QOSClass_QOS_CLASS_BURSTABLE
+	case cgroup.QOSBestEffort:
+		return v1.QOSClass_QOS_CLASS_BEST_EFFORT
+	}
+	return v1.QOSClass_QOS_CLASS_UNSPECIFIED
+}
+
+func readLimited(path string, max int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(io.LimitReader(f, max))
+}

@@ -1,0 +1,222 @@
+// Package recognize tells which Kubernetes components a process hosts, from its
+// command line alone, and parses the component's flags.
+package recognize
+
+import (
+	"path"
+	"strings"
+
+	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
+)
+
+// Component is one component a process hosts.
+type Component struct {
+	Name           string
+	Implementation string
+	Flags          Flags
+	ConfigFile     string
+}
+
+// Result is what a command line says.
+type Result struct {
+	// Components hosted by the process; empty for ordinary processes.
+	Components []Component
+	// Infrastructure is true for container plumbing (shims, conmon, pause)
+	// that hosts no component itself.
+	Infrastructure bool
+}
+
+type program struct {
+	component      string
+	implementation string
+	configFlags    []string
+}
+
+// programs maps a program's base name to the component it is.
+var programs = map[string]program{
+	"kube-apiserver":           {v1.ComponentAPIServer, "kube-apiserver", nil},
+	"kube-controller-manager":  {v1.ComponentControllerManager, "kube-controller-manager", []string{"config"}},
+	"kube-scheduler":           {v1.ComponentScheduler, "kube-scheduler", []string{"config"}},
+	"etcd":                     {v1.ComponentEtcd, "etcd", []string{"config-file"}},
+	"kubelet":                  {v1.ComponentKubelet, "kubelet", []string{"config"}},
+	"kube-proxy":               {v1.ComponentKubeProxy, "kube-proxy", []string{"config"}},
+	"cloud-controller-manager": {v1.ComponentCloudControllerManager, "cloud-controller-manager", []string{"cloud-config"}},
+	"containerd":               {v1.ComponentContainerRuntime, "containerd", []string{"config", "c"}},
+	"crio":                     {v1.ComponentContainerRuntime, "cri-o", []string{"config"}},
+	"dockerd":                  {v1.ComponentContainerRuntime, "dockerd", []string{"config-file"}},
+	"cri-dockerd":              {v1.ComponentContainerRuntime, "cri-dockerd", nil},
+	"flanneld":                 {v1.ComponentCNI, "flannel", []string{"net-config-path"}},
+	"calico-node":              {v1.ComponentCNI, "calico", nil},
+	"cilium-agent":             {v1.ComponentCNI, "cilium", []string{"config-dir"}},
+	"weaver":                   {v1.ComponentCNI, "weave", nil},
+	"kube-router":              {v1.ComponentCNI, "kube-router", nil},
+	"antrea-agent":             {v1.ComponentCNI, "antrea", []string{"config"}},
+	"kindnetd":                 {v1.ComponentCNI, "kindnet", nil},
+	"ovnkube":                  {v1.ComponentCNI, "ovn-kubernetes", []string{"config-file"}},
+	"multus-daemon":            {v1.ComponentCNI, "multus", []string{"config"}},
+	"coredns":                  {v1.ComponentClusterDNS, "coredns", []string{"conf"}},
+	"kube-dns":                 {v1.ComponentClusterDNS, "kube-dns", nil},
+	"node-cache":               {v1.ComponentClusterDNS, "node-local-dns", []string{"conf"}},
+}
+
+// infrastructure names container plumbing that hosts no component.
+var infrastructure = map[string]bool{
+	"containerd-shim":          true,
+	"containerd-shim-runc-v1":  true,
+	"containerd-shim-runc-v2":  true,
+	"containerd-shim-runsc-v1": true,
+	"containerd-shim-kata-v2":  true,
+	"conmon":                   true,
+	"pause":                    true,
+	"runc":                     true,
+	"crun":                     true,
+	"docker-proxy":             true,
+	"rke2":                     true,
+}
+
+// hyperkubeNames maps a hyperkube sub-command to its component program.
+var hyperkubeNames = map[string]string{
+	"apiserver": "kube-apiserver", "kube-apiserver": "kube-apiserver",
+	"controller-manager": "kube-controller-manager", "kube-controller-manager": "kube-controller-manager",
+	"scheduler": "kube-scheduler", "kube-scheduler": "kube-scheduler",
+	"kubelet": "kubelet",
+	"proxy":   "kube-proxy", "kube-proxy": "kube-proxy",
+	"cloud-controller-manager": "cloud-controller-manager",
+}
+
+// Program returns the base name of a command line's program. A process that
+// rewrote its title ("/usr/local/bin/k3s server") has its first word taken.
+func Program(argv []string) string {
+	if len(argv) == 0 {
+		return ""
+	}
+	a := argv[0]
+	if i := strings.IndexByte(a, ' '); i > 0 {
+		a = a[:i]
+	}
+	return path.Base(a)
+}
+
+// words splits a rewritten title ("k3s server --x") back into words so
+// sub-commands and flags are seen.
+func words(argv []string) []string {
+	if len(argv) == 0 || !strings.Contains(argv[0], " ") {
+		return argv
+	}
+	out := strings.Fields(argv[0])
+	return append(out, argv[1:]...)
+}
+
+// Recognize tells what a command line hosts. argv should already be redacted.
+func Recognize(argv []string) Result {
+	argv = words(argv)
+	prog := Program(argv)
+	if prog == "" {
+		return Result{}
+	}
+	if infrastructure[prog] || strings.HasPrefix(prog, "containerd-shim") {
+		return Result{Infrastructure: true}
+	}
+	args := argv[1:]
+	switch prog {
+	case "hyperkube":
+		if len(args) == 0 {
+			return Result{}
+		}
+		name, ok := hyperkubeNames[args[0]]
+		if !ok {
+			return Result{}
+		}
+		c := single(name, args[1:])
+		c.Implementation = "hyperkube"
+		return Result{Components: []Component{c}}
+	case "k3s":
+		return k3s(args)
+	case "kubelite":
+		f := ParseFlags(args)
+		var out []Component
+		for _, n := range []string{v1.ComponentAPIServer, v1.ComponentControllerManager, v1.ComponentScheduler, v1.ComponentKubelet, v1.ComponentKubeProxy} {
+			out = append(out, Component{Name: n, Implementation: "kubelite", Flags: f})
+		}
+		return Result{Components: out}
+	}
+	if _, ok := programs[prog]; ok {
+		return Result{Components: []Component{single(prog, args)}}
+	}
+	// Provider-specific cloud controller managers: aws-cloud-controller-manager, …
+	if strings.HasSuffix(prog, "-cloud-controller-manager") {
+		c := single("cloud-controller-manager", args)
+		c.Implementation = prog
+		return Result{Components: []Component{c}}
+	}
+	return Result{}
+}
+
+func single(prog string, args []string) Component {
+	p := programs[prog]
+	f := ParseFlags(args)
+	c := Component{Name: p.component, Implementation: p.implementation, Flags: f}
+	for _, name := range p.configFlags {
+		if v, ok := f.Get(name); ok && v != "true" {
+			c.ConfigFile = v
+			break
+		}
+	}
+	return c
+}
+
+// k3s reads "k3s server" and "k3s agent": one process hosting the control
+// plane (server), the kubelet, kube-proxy and flannel, and embedded etcd when
+// the server runs with --cluster-init.
+func k3s(args []string) Result {
+	if len(args) == 0 {
+		return Result{}
+	}
+	sub := args[0]
+	f := ParseFlags(args[1:])
+	add := func(out []Component, name, impl string) []Component {
+		return append(out, Component{Name: name, Implementation: impl, Flags: f, ConfigFile: flagOr(f, "config")})
+	}
+	var out []Component
+	switch sub {
+	case "server":
+		out = add(out, v1.ComponentAPIServer, "k3s")
+		out = add(out, v1.ComponentControllerManager, "k3s")
+		out = add(out, v1.ComponentScheduler, "k3s")
+		if f.Has("cluster-init") || f.Has("server") {
+			out = add(out, v1.ComponentEtcd, "k3s")
+		}
+		if !f.Has("disable-cloud-controller") {
+			out = add(out, v1.ComponentCloudControllerManager, "k3s")
+		}
+		if f.Has("disable-agent") {
+			return Result{Components: out}
+		}
+	case "agent":
+	default:
+		return Result{}
+	}
+	out = add(out, v1.ComponentKubelet, "k3s")
+	if !f.Has("disable-kube-proxy") {
+		out = add(out, v1.ComponentKubeProxy, "k3s")
+	}
+	if v, _ := f.Get("flannel-backend"); v != "none" {
+		out = add(out, v1.ComponentCNI, "flannel")
+	}
+	return Result{Components: out}
+}
+
+func flagOr(f Flags, name string) string {
+	v, _ := f.Get(name)
+	return v
+}
+
+// Proto turns a component into its API form.
+func (c Component) Proto() *v1.HostedComponent {
+	return &v1.HostedComponent{
+		Component:      c.Name,
+		Implementation: c.Implementation,
+		Flags:          c.Flags.Proto(),
+		ConfigFile:     c.ConfigFile,
+	}
+}

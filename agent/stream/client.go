@@ -1,0 +1,288 @@
+package stream
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
+)
+
+// Scanner produces a node's inventory; *collect.Collector is one.
+type Scanner interface {
+	Scan(ctx context.Context) (*v1.NodeInventory, error)
+}
+
+// Config configures a Client.
+type Config struct {
+	// ScanInterval is how often the node is scanned (default 10s).
+	ScanInterval time.Duration
+	// HeartbeatInterval is how often a heartbeat is sent when nothing changed
+	// (default: ScanInterval).
+	HeartbeatInterval time.Duration
+	// ChunkBytes is the snapshot chunk budget (default DefaultChunkBytes).
+	ChunkBytes int
+	// BackoffMin and BackoffMax bound the reconnect delay (1s and 60s).
+	BackoffMin, BackoffMax time.Duration
+	// Logger receives connection events.
+	Logger *slog.Logger
+	// Metrics, if set, is updated as the client works.
+	Metrics *Metrics
+}
+
+// Validate fills defaults and checks the config.
+func (c *Config) Validate() error {
+	if c.ScanInterval == 0 {
+		c.ScanInterval = 10 * time.Second
+	}
+	if c.ScanInterval < 100*time.Millisecond {
+		return fmt.Errorf("scan interval %v is shorter than 100ms", c.ScanInterval)
+	}
+	if c.HeartbeatInterval == 0 {
+		c.HeartbeatInterval = c.ScanInterval
+	}
+	if c.ChunkBytes == 0 {
+		c.ChunkBytes = DefaultChunkBytes
+	}
+	if c.ChunkBytes > 1<<20-4096 {
+		return fmt.Errorf("chunk size %d is over 1 MiB", c.ChunkBytes)
+	}
+	if c.BackoffMin == 0 {
+		c.BackoffMin = time.Second
+	}
+	if c.BackoffMax == 0 {
+		c.BackoffMax = 60 * time.Second
+	}
+	if c.BackoffMax < c.BackoffMin {
+		return fmt.Errorf("backoff max %v is below min %v", c.BackoffMax, c.BackoffMin)
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return nil
+}
+
+// Client keeps one Connect stream to the aggregator open and feeds it.
+type Client struct {
+	cfg     Config
+	api     v1.AgentServiceClient
+	scanner Scanner
+
+	mu    sync.Mutex
+	acked uint64
+}
+
+// NewClient returns a client that sends what scanner finds over conn.
+func NewClient(conn grpc.ClientConnInterface, scanner Scanner, cfg Config) (*Client, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &Client{cfg: cfg, api: v1.NewAgentServiceClient(conn), scanner: scanner}, nil
+}
+
+// Acked returns the newest generation the aggregator acknowledged on the
+// current stream.
+func (c *Client) Acked() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.acked
+}
+
+// Run connects, streams and reconnects with jittered exponential backoff
+// until ctx is done. It returns nil when ctx ends.
+func (c *Client) Run(ctx context.Context) error {
+	backoff := c.cfg.BackoffMin
+	for {
+		healthy, err := c.session(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if healthy {
+			backoff = c.cfg.BackoffMin
+		}
+		if m := c.cfg.Metrics; m != nil {
+			m.Reconnects.Inc()
+		}
+		wait := backoff/2 + rand.N(backoff/2+1)
+		c.cfg.Logger.Warn("stream ended; reconnecting", "error", err, "code", status.Code(err).String(), "in", wait)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+		backoff = min(backoff*2, c.cfg.BackoffMax)
+	}
+}
+
+// session runs one stream. healthy says whether the aggregator acked anything.
+func (c *Client) session(ctx context.Context) (healthy bool, err error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	st, err := c.api.Connect(ctx)
+	if err != nil {
+		return false, fmt.Errorf("opening stream: %w", err)
+	}
+	recvCh := make(chan *v1.ConnectResponse)
+	errCh := make(chan error, 1)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			m, err := st.Recv()
+			if err != nil {
+				errCh <- err
+				return
+			}
+			select {
+			case recvCh <- m:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	defer wg.Wait()
+	defer cancel()
+
+	c.mu.Lock()
+	c.acked = 0
+	c.mu.Unlock()
+	// A failed Send means the stream ended; the receiver learns why.
+	streamErr := func(err error) error {
+		t := time.NewTimer(2 * time.Second)
+		defer t.Stop()
+		select {
+		case rerr := <-errCh:
+			return rerr
+		case <-t.C:
+			return err
+		}
+	}
+	var gen uint64
+	send := func(m *v1.ConnectRequest) error {
+		if err := st.Send(m); err != nil {
+			return err
+		}
+		if met := c.cfg.Metrics; met != nil {
+			met.BytesSent.Add(float64(proto.Size(m)))
+			met.MessagesSent.Inc()
+		}
+		return nil
+	}
+	inv, err := c.scan(ctx)
+	if err != nil {
+		return false, err
+	}
+	if err := send(&v1.ConnectRequest{Payload: &v1.ConnectRequest_Hello{Hello: &v1.Hello{
+		Identity:          inv.Identity,
+		ScanInterval:      durationpb.New(c.cfg.ScanInterval),
+		HeartbeatInterval: durationpb.New(c.cfg.HeartbeatInterval),
+	}}}); err != nil {
+		return false, fmt.Errorf("sending hello: %w", streamErr(err))
+	}
+	sendSnapshot := func(inv *v1.NodeInventory) error {
+		chunks := Chunks(inv, c.cfg.ChunkBytes)
+		snapGen := gen + 1
+		for _, ch := range chunks {
+			gen++
+			ch.SnapshotGeneration = snapGen
+			if err := send(&v1.ConnectRequest{Generation: gen, Payload: &v1.ConnectRequest_SnapshotChunk{SnapshotChunk: ch}}); err != nil {
+				return fmt.Errorf("sending snapshot: %w", streamErr(err))
+			}
+		}
+		c.cfg.Logger.Info("snapshot sent", "processes", len(inv.Processes), "manifests", len(inv.Manifests), "chunks", len(chunks), "generation", gen)
+		return nil
+	}
+	if err := sendSnapshot(inv); err != nil {
+		return false, err
+	}
+	state := NewState(inv)
+	lastSend := time.Now()
+	scanT := time.NewTicker(c.cfg.ScanInterval)
+	defer scanT.Stop()
+	hbT := time.NewTicker(c.cfg.HeartbeatInterval)
+	defer hbT.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			_ = st.CloseSend()
+			return healthy, ctx.Err()
+		case err := <-errCh:
+			return healthy, err
+		case m := <-recvCh:
+			switch p := m.Payload.(type) {
+			case *v1.ConnectResponse_Ack:
+				healthy = true
+				c.mu.Lock()
+				c.acked = p.Ack.Generation
+				c.mu.Unlock()
+			case *v1.ConnectResponse_Resync:
+				c.cfg.Logger.Info("aggregator asked for a resync", "reason", p.Resync.Reason)
+				inv, err := c.scan(ctx)
+				if err != nil {
+					return healthy, err
+				}
+				if err := sendSnapshot(inv); err != nil {
+					return healthy, err
+				}
+				state, lastSend = NewState(inv), time.Now()
+			case *v1.ConnectResponse_Settings:
+				c.cfg.Logger.Debug("settings received", "heartbeat", p.Settings.GetHeartbeatInterval().AsDuration())
+			}
+		case <-scanT.C:
+			inv, err := c.scan(ctx)
+			if err != nil {
+				if ctx.Err() != nil {
+					return healthy, ctx.Err()
+				}
+				c.cfg.Logger.Warn("scan failed", "error", err)
+				continue
+			}
+			next := NewState(inv)
+			if d := state.Diff(next); d != nil {
+				gen++
+				d.WallClock = timestamppb.Now()
+				d.Stats = inv.Stats
+				if err := send(&v1.ConnectRequest{Generation: gen, Payload: &v1.ConnectRequest_Delta{Delta: d}}); err != nil {
+					return healthy, fmt.Errorf("sending delta: %w", streamErr(err))
+				}
+				state, lastSend = next, time.Now()
+			}
+		case <-hbT.C:
+			if time.Since(lastSend) < c.cfg.HeartbeatInterval*9/10 {
+				continue
+			}
+			if err := send(&v1.ConnectRequest{Generation: gen, Payload: &v1.ConnectRequest_Heartbeat{Heartbeat: &v1.Heartbeat{WallClock: timestamppb.Now()}}}); err != nil {
+				return healthy, fmt.Errorf("sending heartbeat: %w", streamErr(err))
+			}
+			lastSend = time.Now()
+		}
+	}
+}
+
+func (c *Client) scan(ctx context.Context) (*v1.NodeInventory, error) {
+	start := time.Now()
+	inv, err := c.scanner.Scan(ctx)
+	if m := c.cfg.Metrics; m != nil {
+		m.ScanDuration.Observe(time.Since(start).Seconds())
+		if err == nil {
+			m.ProcessesSeen.Set(float64(inv.GetStats().GetProcessesSeen()))
+			m.ProcessesSkipped.Add(float64(inv.GetStats().GetProcessesSkipped()))
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("scanning: %w", err)
+	}
+	return inv, nil
+}
