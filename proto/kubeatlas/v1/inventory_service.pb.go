@@ -114,6 +114,8 @@ const (
 	FindingKind_FINDING_KIND_HIGH_RESTART_COUNT FindingKind = 9
 	// A kubelet's version is outside the skew policy relative to kube-apiserver.
 	FindingKind_FINDING_KIND_VERSION_SKEW FindingKind = 10
+	// A file in the static pod directory could not be read or parsed as a Pod.
+	FindingKind_FINDING_KIND_MALFORMED_MANIFEST FindingKind = 11
 )
 
 // Enum value maps for FindingKind.
@@ -130,6 +132,7 @@ var (
 		8:  "FINDING_KIND_CLOCK_SKEW",
 		9:  "FINDING_KIND_HIGH_RESTART_COUNT",
 		10: "FINDING_KIND_VERSION_SKEW",
+		11: "FINDING_KIND_MALFORMED_MANIFEST",
 	}
 	FindingKind_value = map[string]int32{
 		"FINDING_KIND_UNSPECIFIED":                 0,
@@ -143,6 +146,7 @@ var (
 		"FINDING_KIND_CLOCK_SKEW":                  8,
 		"FINDING_KIND_HIGH_RESTART_COUNT":          9,
 		"FINDING_KIND_VERSION_SKEW":                10,
+		"FINDING_KIND_MALFORMED_MANIFEST":          11,
 	}
 )
 
@@ -2334,7 +2338,7 @@ const file_kubeatlas_v1_inventory_service_proto_rawDesc = "" +
 	"\x11AGENT_STATE_STALE\x10\x02\x12\x17\n" +
 	"\x13AGENT_STATE_EXPIRED\x10\x03\x12\x18\n" +
 	"\x14AGENT_STATE_NO_AGENT\x10\x04\x12\x17\n" +
-	"\x13AGENT_STATE_OFFLINE\x10\x05*\x98\x03\n" +
+	"\x13AGENT_STATE_OFFLINE\x10\x05*\xbd\x03\n" +
 	"\vFindingKind\x12\x1c\n" +
 	"\x18FINDING_KIND_UNSPECIFIED\x10\x00\x12,\n" +
 	"(FINDING_KIND_MANIFEST_WITHOUT_MIRROR_POD\x10\x01\x12,\n" +
@@ -2347,7 +2351,8 @@ const file_kubeatlas_v1_inventory_service_proto_rawDesc = "" +
 	"\x17FINDING_KIND_CLOCK_SKEW\x10\b\x12#\n" +
 	"\x1fFINDING_KIND_HIGH_RESTART_COUNT\x10\t\x12\x1d\n" +
 	"\x19FINDING_KIND_VERSION_SKEW\x10\n" +
-	"*\xc5\x01\n" +
+	"\x12#\n" +
+	"\x1fFINDING_KIND_MALFORMED_MANIFEST\x10\v*\xc5\x01\n" +
 	"\x0eWatchEventType\x12 \n" +
 	"\x1cWATCH_EVENT_TYPE_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16WATCH_EVENT_TYPE_ADDED\x10\x01\x12\x1d\n" +

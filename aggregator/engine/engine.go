@@ -1,0 +1,584 @@
+// Package engine applies facts from agents and API servers to the state store
+// and keeps the answers current: every change re-joins only the nodes it
+// touches, in the same transaction that writes it.
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-memdb"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/kubeatlas/kubeatlas/aggregator/join"
+	"github.com/kubeatlas/kubeatlas/aggregator/state"
+	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
+)
+
+// Config configures an Engine.
+type Config struct {
+	// Settings are the finding thresholds.
+	Settings join.Settings
+	// Logger receives problems.
+	Logger *slog.Logger
+	// ObserveJoin, if set, is called with the duration of every node re-join.
+	ObserveJoin func(time.Duration)
+}
+
+// Engine is the join engine over a state store. Its methods are safe for
+// concurrent use: go-memdb serialises writers.
+type Engine struct {
+	store *state.Store
+	cfg   Config
+}
+
+// New returns an engine over store.
+func New(store *state.Store, cfg Config) *Engine {
+	cfg.Settings = cfg.Settings.WithDefaults()
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Engine{store: store, cfg: cfg}
+}
+
+// Store returns the engine's store.
+func (e *Engine) Store() *state.Store { return e.store }
+
+// Settings returns the finding thresholds in use.
+func (e *Engine) Settings() join.Settings { return e.cfg.Settings }
+
+// ErrNoState means a delta arrived for a node with no snapshot applied.
+var ErrNoState = errors.New("no snapshot for this node")
+
+// Inventory is a full node report.
+type Inventory struct {
+	Cluster    string
+	Node       string
+	Identity   *v1.NodeIdentity
+	Kubelet    *v1.KubeletInfo
+	Stats      *v1.ScanStats
+	Processes  []*v1.Process
+	Manifests  []*v1.StaticPodManifest
+	State      v1.AgentState
+	Generation uint64
+	// SeenAt is when the report arrived; Reference is the clock the node's
+	// wall clock is compared with (SeenAt for live agents, the bundle's
+	// collection time offline).
+	SeenAt    time.Time
+	Reference time.Time
+}
+
+// ApplyInventory replaces a node's agent state with a full report.
+func (e *Engine) ApplyInventory(inv Inventory) error {
+	if inv.Cluster == "" || inv.Node == "" {
+		return errors.New("inventory without cluster or node name")
+	}
+	txn := e.store.WriteTxn()
+	defer txn.Abort()
+	e.ensureCluster(txn, inv.Cluster, func(c *state.Cluster) bool {
+		if inv.State == v1.AgentState_AGENT_STATE_OFFLINE && !c.Offline {
+			c.Offline = true
+			return true
+		}
+		return false
+	})
+	n := e.nodeRow(txn, inv.Cluster, inv.Node)
+	n.Agent = &state.NodeAgent{
+		Identity:   inv.Identity,
+		Kubelet:    inv.Kubelet,
+		Stats:      inv.Stats,
+		State:      inv.State,
+		LastSeen:   inv.SeenAt,
+		ClockSkew:  skew(inv.Identity.GetWallClock().AsTime(), inv.Reference, inv.Identity.GetWallClock() != nil),
+		Generation: inv.Generation,
+	}
+	procs := append([]*v1.Process(nil), inv.Processes...)
+	sort.Slice(procs, func(i, j int) bool { return procs[i].Pid < procs[j].Pid })
+	mans := append([]*v1.StaticPodManifest(nil), inv.Manifests...)
+	sort.Slice(mans, func(i, j int) bool { return mans[i].Path < mans[j].Path })
+	id := state.NodeID(inv.Cluster, inv.Node)
+	if err := txn.Insert(state.TableNodes, n); err != nil {
+		return fmt.Errorf("writing node: %w", err)
+	}
+	if err := txn.Insert(state.TableProcesses, &state.Processes{ID: id, Cluster: inv.Cluster, Node: inv.Node, Procs: procs}); err != nil {
+		return fmt.Errorf("writing processes: %w", err)
+	}
+	if err := txn.Insert(state.TableManifests, &state.Manifests{ID: id, Cluster: inv.Cluster, Node: inv.Node, Manifests: mans}); err != nil {
+		return fmt.Errorf("writing manifests: %w", err)
+	}
+	first := e.markHasAgents(txn, inv.Cluster)
+	if err := e.rejoin(txn, inv.Cluster, []string{inv.Node}); err != nil {
+		return err
+	}
+	if first {
+		// Nodes without agents become findings once the cluster has any.
+		if err := e.rejoinCluster(txn, inv.Cluster); err != nil {
+			return err
+		}
+	}
+	e.store.Commit(txn)
+	return nil
+}
+
+// ApplyDelta applies changes on top of a node's last report.
+func (e *Engine) ApplyDelta(cluster, node string, d *v1.Delta, seenAt time.Time, generation uint64) error {
+	txn := e.store.WriteTxn()
+	defer txn.Abort()
+	id := state.NodeID(cluster, node)
+	raw, err := txn.First(state.TableProcesses, state.IndexID, id)
+	if err != nil {
+		return fmt.Errorf("reading processes: %w", err)
+	}
+	nraw, err := txn.First(state.TableNodes, state.IndexID, id)
+	if err != nil {
+		return fmt.Errorf("reading node: %w", err)
+	}
+	if raw == nil || nraw == nil || nraw.(*state.Node).Agent == nil {
+		return ErrNoState
+	}
+	old := raw.(*state.Processes)
+	procs := applyProcessDelta(old.Procs, d)
+	if err := txn.Insert(state.TableProcesses, &state.Processes{ID: id, Cluster: cluster, Node: node, Procs: procs}); err != nil {
+		return fmt.Errorf("writing processes: %w", err)
+	}
+	if len(d.UpsertedManifests) > 0 || len(d.RemovedManifestPaths) > 0 {
+		var mans []*v1.StaticPodManifest
+		if mraw, _ := txn.First(state.TableManifests, state.IndexID, id); mraw != nil {
+			mans = mraw.(*state.Manifests).Manifests
+		}
+		if err := txn.Insert(state.TableManifests, &state.Manifests{ID: id, Cluster: cluster, Node: node, Manifests: applyManifestDelta(mans, d)}); err != nil {
+			return fmt.Errorf("writing manifests: %w", err)
+		}
+	}
+	n := nraw.(*state.Node).Copy()
+	a := *n.Agent
+	a.LastSeen = seenAt
+	a.Generation = generation
+	a.State = v1.AgentState_AGENT_STATE_REPORTING
+	if d.Kubelet != nil {
+		a.Kubelet = d.Kubelet
+	}
+	if d.Stats != nil {
+		a.Stats = d.Stats
+	}
+	if d.WallClock != nil {
+		a.ClockSkew = skew(d.WallClock.AsTime(), seenAt, true)
+	}
+	n.Agent = &a
+	if err := txn.Insert(state.TableNodes, n); err != nil {
+		return fmt.Errorf("writing node: %w", err)
+	}
+	if err := e.rejoin(txn, cluster, []string{node}); err != nil {
+		return err
+	}
+	e.store.Commit(txn)
+	return nil
+}
+
+// Heartbeat records that a node's agent is alive. It re-joins the node only
+// when that changes an answer (the agent was stale, or the clock skew
+// crossed the threshold).
+func (e *Engine) Heartbeat(cluster, node string, wall, seenAt time.Time) error {
+	txn := e.store.WriteTxn()
+	defer txn.Abort()
+	nraw, err := txn.First(state.TableNodes, state.IndexID, state.NodeID(cluster, node))
+	if err != nil {
+		return fmt.Errorf("reading node: %w", err)
+	}
+	if nraw == nil || nraw.(*state.Node).Agent == nil {
+		return ErrNoState
+	}
+	n := nraw.(*state.Node).Copy()
+	a := *n.Agent
+	before := e.skewed(a.ClockSkew)
+	wasState := a.State
+	a.LastSeen = seenAt
+	a.State = v1.AgentState_AGENT_STATE_REPORTING
+	if !wall.IsZero() {
+		a.ClockSkew = skew(wall, seenAt, true)
+	}
+	n.Agent = &a
+	if err := txn.Insert(state.TableNodes, n); err != nil {
+		return fmt.Errorf("writing node: %w", err)
+	}
+	if wasState != a.State || before != e.skewed(a.ClockSkew) {
+		if err := e.rejoin(txn, cluster, []string{node}); err != nil {
+			return err
+		}
+	}
+	e.store.Commit(txn)
+	return nil
+}
+
+func (e *Engine) skewed(d time.Duration) bool {
+	return d > e.cfg.Settings.ClockSkew || d < -e.cfg.Settings.ClockSkew
+}
+
+// SetAgentState marks a node's agent stale, expired or reporting; its last
+// report is kept.
+func (e *Engine) SetAgentState(cluster, node string, st v1.AgentState) error {
+	txn := e.store.WriteTxn()
+	defer txn.Abort()
+	nraw, err := txn.First(state.TableNodes, state.IndexID, state.NodeID(cluster, node))
+	if err != nil {
+		return fmt.Errorf("reading node: %w", err)
+	}
+	if nraw == nil || nraw.(*state.Node).Agent == nil || nraw.(*state.Node).Agent.State == st {
+		return nil
+	}
+	n := nraw.(*state.Node).Copy()
+	a := *n.Agent
+	a.State = st
+	n.Agent = &a
+	if err := txn.Insert(state.TableNodes, n); err != nil {
+		return fmt.Errorf("writing node: %w", err)
+	}
+	if err := e.rejoin(txn, cluster, []string{node}); err != nil {
+		return err
+	}
+	e.store.Commit(txn)
+	return nil
+}
+
+func skew(wall, ref time.Time, ok bool) time.Duration {
+	if !ok || ref.IsZero() {
+		return 0
+	}
+	return wall.Sub(ref)
+}
+
+func applyProcessDelta(old []*v1.Process, d *v1.Delta) []*v1.Process {
+	type key struct {
+		pid   int32
+		start int64
+	}
+	keyOf := func(pid int32, p *v1.Process) key { return key{pid, p.GetStartTime().AsTime().UnixNano()} }
+	removed := make(map[key]bool, len(d.RemovedProcesses))
+	for _, r := range d.RemovedProcesses {
+		removed[key{r.Pid, r.GetStartTime().AsTime().UnixNano()}] = true
+	}
+	up := make(map[key]*v1.Process, len(d.UpsertedProcesses))
+	for _, p := range d.UpsertedProcesses {
+		up[keyOf(p.Pid, p)] = p
+	}
+	out := make([]*v1.Process, 0, len(old)+len(d.UpsertedProcesses))
+	for _, p := range old {
+		k := keyOf(p.Pid, p)
+		if removed[k] {
+			continue
+		}
+		if n, ok := up[k]; ok {
+			out = append(out, n)
+			delete(up, k)
+			continue
+		}
+		out = append(out, p)
+	}
+	for _, p := range up {
+		out = append(out, p)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Pid < out[j].Pid })
+	return out
+}
+
+func applyManifestDelta(old []*v1.StaticPodManifest, d *v1.Delta) []*v1.StaticPodManifest {
+	byPath := make(map[string]*v1.StaticPodManifest, len(old))
+	for _, m := range old {
+		byPath[m.Path] = m
+	}
+	for _, p := range d.RemovedManifestPaths {
+		delete(byPath, p)
+	}
+	for _, m := range d.UpsertedManifests {
+		byPath[m.Path] = m
+	}
+	out := make([]*v1.StaticPodManifest, 0, len(byPath))
+	for _, m := range byPath {
+		out = append(out, m)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
+	return out
+}
+
+// ensureCluster makes sure the cluster row exists, applying change (which
+// reports whether it changed anything) to a copy.
+func (e *Engine) ensureCluster(txn *memdb.Txn, name string, change func(*state.Cluster) bool) *state.Cluster {
+	raw, _ := txn.First(state.TableClusters, state.IndexID, name)
+	var c *state.Cluster
+	if raw == nil {
+		c = &state.Cluster{Name: name, Mode: v1.ClusterMode_CLUSTER_MODE_UNKNOWN}
+		if change != nil {
+			change(c)
+		}
+	} else {
+		c = raw.(*state.Cluster)
+		if change == nil {
+			return c
+		}
+		c = c.Copy()
+		if !change(c) {
+			return raw.(*state.Cluster)
+		}
+	}
+	if err := txn.Insert(state.TableClusters, c); err != nil {
+		panic(fmt.Sprintf("engine: writing cluster: %v", err))
+	}
+	return c
+}
+
+// nodeRow returns a copy of the node's row, or a new one.
+func (e *Engine) nodeRow(txn *memdb.Txn, cluster, node string) *state.Node {
+	raw, _ := txn.First(state.TableNodes, state.IndexID, state.NodeID(cluster, node))
+	if raw == nil {
+		return &state.Node{ID: state.NodeID(cluster, node), Cluster: cluster, Name: node}
+	}
+	return raw.(*state.Node).Copy()
+}
+
+// markHasAgents records on the cluster row that agents report; it returns
+// true the first time.
+func (e *Engine) markHasAgents(txn *memdb.Txn, cluster string) bool {
+	first := false
+	e.ensureCluster(txn, cluster, func(c *state.Cluster) bool {
+		if c.HasAgents {
+			return false
+		}
+		c.HasAgents, first = true, true
+		return true
+	})
+	return first
+}
+
+// rejoinCluster re-joins every node of a cluster: only for cluster-wide
+// changes (first agent, kube-apiserver version, API connection).
+func (e *Engine) rejoinCluster(txn *memdb.Txn, cluster string) error {
+	it, err := txn.Get(state.TableNodes, state.IndexCluster, cluster)
+	if err != nil {
+		return err
+	}
+	var nodes []string
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		nodes = append(nodes, raw.(*state.Node).Name)
+	}
+	return e.rejoin(txn, cluster, nodes)
+}
+
+// rejoin re-joins the given nodes of one cluster and, when their control-plane
+// answers changed, the cluster's mode.
+func (e *Engine) rejoin(txn *memdb.Txn, cluster string, nodes []string) error {
+	craw, _ := txn.First(state.TableClusters, state.IndexID, cluster)
+	var c *state.Cluster
+	if craw != nil {
+		c = craw.(*state.Cluster)
+	} else {
+		c = e.ensureCluster(txn, cluster, nil)
+	}
+	cpChanged := false
+	for _, node := range nodes {
+		changed, err := e.rejoinNode(txn, c, node)
+		if err != nil {
+			return err
+		}
+		cpChanged = cpChanged || changed
+	}
+	if !cpChanged {
+		return nil
+	}
+	return e.recomputeCluster(txn, cluster)
+}
+
+func (e *Engine) rejoinNode(txn *memdb.Txn, c *state.Cluster, node string) (bool, error) {
+	start := time.Now()
+	if e.cfg.ObserveJoin != nil {
+		defer func() { e.cfg.ObserveJoin(time.Since(start)) }()
+	}
+	cluster := c.Name
+	id := state.NodeID(cluster, node)
+	in := join.NodeInput{
+		Cluster:          cluster,
+		APIConnected:     c.APIConnected,
+		ClusterHasAgents: c.HasAgents,
+		APIServerVersion: c.APIServerVersion,
+		Settings:         e.cfg.Settings,
+		Workload: func(uid string) *state.Workload {
+			raw, _ := txn.First(state.TableWorkloads, state.IndexUID, cluster, uid)
+			if raw == nil {
+				return nil
+			}
+			return raw.(*state.Workload)
+		},
+	}
+	nraw, err := txn.First(state.TableNodes, state.IndexID, id)
+	if err != nil {
+		return false, fmt.Errorf("reading node %s: %w", id, err)
+	}
+	var n *state.Node
+	if nraw != nil {
+		n = nraw.(*state.Node)
+	}
+	if raw, _ := txn.First(state.TableProcesses, state.IndexID, id); raw != nil {
+		in.Procs = raw.(*state.Processes).Procs
+		if in.Procs == nil {
+			in.Procs = []*v1.Process{}
+		}
+	}
+	if raw, _ := txn.First(state.TableManifests, state.IndexID, id); raw != nil {
+		in.Manifests = raw.(*state.Manifests).Manifests
+	}
+	it, err := txn.Get(state.TablePods, state.IndexNode, cluster, node)
+	if err != nil {
+		return false, fmt.Errorf("reading pods of %s: %w", id, err)
+	}
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		in.Pods = append(in.Pods, raw.(*state.Pod))
+	}
+	var res join.NodeResult
+	if n == nil {
+		if len(in.Pods) == 0 {
+			// Nothing is known of the node any more.
+			return e.replaceNodeAnswers(txn, cluster, node, nil, nil)
+		}
+		n = &state.Node{ID: id, Cluster: cluster, Name: node}
+	}
+	in.Node = n
+	res = join.Node(in)
+	if !equalStrings(n.Roles, res.Roles) {
+		n = n.Copy()
+		n.Roles = res.Roles
+		if nraw != nil || len(res.Instances) > 0 {
+			if err := txn.Insert(state.TableNodes, n); err != nil {
+				return false, fmt.Errorf("writing node: %w", err)
+			}
+		}
+	}
+	return e.replaceNodeAnswers(txn, cluster, node, res.Instances, res.Findings)
+}
+
+// replaceNodeAnswers writes a node's new instances and findings over its old
+// ones, touching only rows that changed. It reports whether any
+// control-plane instance changed.
+func (e *Engine) replaceNodeAnswers(txn *memdb.Txn, cluster, node string, insts []*v1.ComponentInstance, finds []*v1.Finding) (bool, error) {
+	cpChanged := false
+	old := map[string]*state.Component{}
+	it, err := txn.Get(state.TableComponents, state.IndexNode, cluster, node)
+	if err != nil {
+		return false, err
+	}
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		c := raw.(*state.Component)
+		old[c.ID] = c
+	}
+	for _, inst := range insts {
+		row := state.NewComponent(inst)
+		if o, ok := old[row.ID]; ok {
+			delete(old, row.ID)
+			if proto.Equal(o.Instance, inst) {
+				continue
+			}
+			if o.ClusterSortKey != row.ClusterSortKey {
+				if err := txn.Delete(state.TableComponents, o); err != nil {
+					return false, err
+				}
+			}
+		}
+		if v1.IsControlPlane(inst.Component) {
+			cpChanged = true
+		}
+		if err := txn.Insert(state.TableComponents, row); err != nil {
+			return false, fmt.Errorf("writing component: %w", err)
+		}
+	}
+	for _, o := range old {
+		if v1.IsControlPlane(o.Instance.Component) {
+			cpChanged = true
+		}
+		if err := txn.Delete(state.TableComponents, o); err != nil {
+			return false, err
+		}
+	}
+	oldF := map[string]*state.Finding{}
+	fit, err := txn.Get(state.TableFindings, state.IndexNode, cluster, node)
+	if err != nil {
+		return false, err
+	}
+	for raw := fit.Next(); raw != nil; raw = fit.Next() {
+		f := raw.(*state.Finding)
+		oldF[f.ID] = f
+	}
+	for _, f := range finds {
+		row := state.NewFinding(f)
+		if o, ok := oldF[row.ID]; ok {
+			delete(oldF, row.ID)
+			if proto.Equal(o.Finding, f) {
+				continue
+			}
+		}
+		if err := txn.Insert(state.TableFindings, row); err != nil {
+			return false, fmt.Errorf("writing finding: %w", err)
+		}
+	}
+	for _, o := range oldF {
+		if err := txn.Delete(state.TableFindings, o); err != nil {
+			return false, err
+		}
+	}
+	return cpChanged, nil
+}
+
+// recomputeCluster decides the cluster's mode from its control-plane
+// instances; a changed kube-apiserver version re-joins the cluster's nodes
+// for the version skew check.
+func (e *Engine) recomputeCluster(txn *memdb.Txn, cluster string) error {
+	var cp []*v1.ComponentInstance
+	for _, comp := range v1.Components {
+		if !v1.IsControlPlane(comp) {
+			continue
+		}
+		prefix := cluster + "\x00" + fmt.Sprint(10+v1.ComponentRank(comp)) + comp + "\x00"
+		it, err := txn.Get(state.TableComponents, state.IndexComponent+"_prefix", prefix)
+		if err != nil {
+			return err
+		}
+		for raw := it.Next(); raw != nil; raw = it.Next() {
+			cp = append(cp, raw.(*state.Component).Instance)
+		}
+	}
+	raw, _ := txn.First(state.TableClusters, state.IndexID, cluster)
+	if raw == nil {
+		return nil
+	}
+	c := raw.(*state.Cluster)
+	res := join.Cluster(cp, c.APIConnected, c.HasAgents, c.APIVersion)
+	versionChanged := res.APIServerVersion != c.APIServerVersion
+	nc := c.Copy()
+	nc.Mode, nc.ModeEvidence, nc.ControlPlaneNodes, nc.APIServerVersion = res.Mode, res.Evidence, res.ControlPlaneNodes, res.APIServerVersion
+	if err := txn.Insert(state.TableClusters, nc); err != nil {
+		return err
+	}
+	if versionChanged {
+		it, err := txn.Get(state.TableNodes, state.IndexCluster, cluster)
+		if err != nil {
+			return err
+		}
+		var nodes []string
+		for raw := it.Next(); raw != nil; raw = it.Next() {
+			if n := raw.(*state.Node); n.API != nil && n.API.KubeletVersion != "" {
+				nodes = append(nodes, n.Name)
+			}
+		}
+		for _, n := range nodes {
+			if _, err := e.rejoinNode(txn, nc, n); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func equalStrings(a, b []string) bool {
+	return strings.Join(a, "\x00") == strings.Join(b, "\x00")
+}

@@ -1,0 +1,196 @@
+package kube
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+
+	"github.com/kubeatlas/kubeatlas/aggregator/engine"
+)
+
+// Objects are API objects read from files.
+type Objects struct {
+	Nodes      []*corev1.Node
+	Pods       []*corev1.Pod
+	Namespaces []*corev1.Namespace
+	Workloads  []any // *appsv1.DaemonSet, ReplicaSet, Deployment, StatefulSet, *batchv1.Job
+	// Skipped counts objects of kinds kubeatlas does not use.
+	Skipped int
+}
+
+// maxObjectFile bounds one file of API objects.
+const maxObjectFile = 256 << 20
+
+// ReadObjects reads a file, or every .yaml, .yml and .json file in a directory
+// (not recursively), as `kubectl get … -o yaml|json` prints them: a List, a
+// single object or a multi-document stream.
+func ReadObjects(path string) (*Objects, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	files := []string{path}
+	if st.IsDir() {
+		entries, err := os.ReadDir(path)
+		if err != nil {
+			return nil, err
+		}
+		files = files[:0]
+		for _, e := range entries {
+			ext := strings.ToLower(filepath.Ext(e.Name()))
+			if !e.IsDir() && !strings.HasPrefix(e.Name(), ".") && (ext == ".yaml" || ext == ".yml" || ext == ".json") {
+				files = append(files, filepath.Join(path, e.Name()))
+			}
+		}
+		sort.Strings(files)
+	}
+	objs := &Objects{}
+	for _, f := range files {
+		if err := readObjectFile(f, objs); err != nil {
+			return nil, err
+		}
+	}
+	return objs, nil
+}
+
+type typeMeta struct {
+	APIVersion string            `json:"apiVersion"`
+	Kind       string            `json:"kind"`
+	Items      []json.RawMessage `json:"items"`
+}
+
+func readObjectFile(path string, objs *Objects) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxObjectFile+1))
+	if err != nil {
+		return fmt.Errorf("reading %s: %w", path, err)
+	}
+	if len(data) > maxObjectFile {
+		return fmt.Errorf("%s is larger than %d bytes", path, maxObjectFile)
+	}
+	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 64<<10)
+	for doc := 1; ; doc++ {
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return fmt.Errorf("%s: document %d: %w", path, doc, err)
+		}
+		if len(bytes.TrimSpace(raw)) == 0 || string(bytes.TrimSpace(raw)) == "null" {
+			continue
+		}
+		if err := addObject(raw, objs); err != nil {
+			return fmt.Errorf("%s: document %d: %w", path, doc, err)
+		}
+	}
+}
+
+func addObject(raw json.RawMessage, objs *Objects) error {
+	var tm typeMeta
+	if err := json.Unmarshal(raw, &tm); err != nil {
+		return fmt.Errorf("decoding object: %w", err)
+	}
+	if tm.Kind == "" {
+		return errors.New("object has no kind")
+	}
+	if strings.HasSuffix(tm.Kind, "List") {
+		for i, item := range tm.Items {
+			if err := addObject(item, objs); err != nil {
+				return fmt.Errorf("item %d: %w", i, err)
+			}
+		}
+		return nil
+	}
+	decode := func(into any) error {
+		if err := json.Unmarshal(raw, into); err != nil {
+			return fmt.Errorf("decoding %s: %w", tm.Kind, err)
+		}
+		return nil
+	}
+	switch tm.Kind {
+	case "Node":
+		o := &corev1.Node{}
+		if err := decode(o); err != nil {
+			return err
+		}
+		objs.Nodes = append(objs.Nodes, o)
+	case "Pod":
+		o := &corev1.Pod{}
+		if err := decode(o); err != nil {
+			return err
+		}
+		objs.Pods = append(objs.Pods, o)
+	case "Namespace":
+		o := &corev1.Namespace{}
+		if err := decode(o); err != nil {
+			return err
+		}
+		objs.Namespaces = append(objs.Namespaces, o)
+	case "DaemonSet", "ReplicaSet", "Deployment", "StatefulSet", "Job":
+		var o any
+		switch tm.Kind {
+		case "DaemonSet":
+			o = &appsv1.DaemonSet{}
+		case "ReplicaSet":
+			o = &appsv1.ReplicaSet{}
+		case "Deployment":
+			o = &appsv1.Deployment{}
+		case "StatefulSet":
+			o = &appsv1.StatefulSet{}
+		case "Job":
+			o = &batchv1.Job{}
+		}
+		if err := decode(o); err != nil {
+			return err
+		}
+		objs.Workloads = append(objs.Workloads, o)
+	default:
+		objs.Skipped++
+	}
+	return nil
+}
+
+// Load applies objects to the engine as cluster's API state.
+func Load(e *engine.Engine, cluster string, objs *Objects) error {
+	uid := ""
+	for _, ns := range objs.Namespaces {
+		if ns.Name == "kube-system" {
+			uid = string(ns.UID)
+		}
+	}
+	if err := e.SetAPI(cluster, uid, "", true); err != nil {
+		return err
+	}
+	for _, w := range objs.Workloads {
+		if err := e.UpsertWorkload(WorkloadRow(cluster, w)); err != nil {
+			return err
+		}
+	}
+	for _, n := range objs.Nodes {
+		if err := e.UpsertNodeAPI(cluster, n.Name, NodeAPI(n)); err != nil {
+			return err
+		}
+	}
+	for _, p := range objs.Pods {
+		if err := e.UpsertPod(PodRow(cluster, p)); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,193 @@
+package state
+
+import (
+	"strconv"
+	"time"
+
+	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
+)
+
+// Rows are never changed once inserted: copy, change the copy, insert it.
+
+// Cluster is one cluster's row.
+type Cluster struct {
+	Name string
+	// UID is the kube-system namespace's UID, when the API is connected.
+	UID string
+	// APIConnected is true while API objects for the cluster are loaded.
+	APIConnected bool
+	// APIVersion is the API server's /version gitVersion, when known.
+	APIVersion string
+	// Offline is true for a cluster loaded from a bundle.
+	Offline bool
+	// HasAgents is true once any node agent reported for the cluster.
+	HasAgents bool
+
+	// Computed by the join.
+	Mode              v1.ClusterMode
+	ModeEvidence      []*v1.Evidence
+	ControlPlaneNodes []string
+	// APIServerVersion is the kube-apiserver version seen in its image or the API.
+	APIServerVersion string
+}
+
+// Copy returns a shallow copy safe to change and re-insert.
+func (c *Cluster) Copy() *Cluster { n := *c; return &n }
+
+// NodeAPI is what the API server says of a node.
+type NodeAPI struct {
+	UID            string
+	Labels         map[string]string
+	KubeletVersion string
+	InternalIPs    []string
+	Created        time.Time
+}
+
+// NodeAgent is what a node's agent said of it.
+type NodeAgent struct {
+	Identity *v1.NodeIdentity
+	Kubelet  *v1.KubeletInfo
+	Stats    *v1.ScanStats
+	State    v1.AgentState
+	LastSeen time.Time
+	// ClockSkew is the node's clock minus the reference clock at LastSeen.
+	ClockSkew time.Duration
+	// Generation is the newest generation applied on the current stream.
+	Generation uint64
+}
+
+// Node is one node's row. API or Agent is nil when that source has nothing.
+type Node struct {
+	ID      string // "<cluster>/<name>"
+	Cluster string
+	Name    string
+	API     *NodeAPI
+	Agent   *NodeAgent
+	// Roles are computed by the join.
+	Roles []string
+}
+
+// Copy returns a shallow copy safe to change and re-insert.
+func (n *Node) Copy() *Node { c := *n; return &c }
+
+// NodeID is a node row's ID.
+func NodeID(cluster, node string) string { return cluster + "/" + node }
+
+// Processes is one node's process set, sorted by pid.
+type Processes struct {
+	ID      string // NodeID
+	Cluster string
+	Node    string
+	Procs   []*v1.Process
+}
+
+// Manifests is one node's static pod manifests, sorted by path.
+type Manifests struct {
+	ID        string // NodeID
+	Cluster   string
+	Node      string
+	Manifests []*v1.StaticPodManifest
+}
+
+// PodContainer is one container of a pod, spec and status joined by name.
+type PodContainer struct {
+	Name         string
+	Image        string
+	Command      []string
+	Args         []string
+	ContainerID  string // without the "<runtime>://" prefix
+	Runtime      string // the prefix: containerd, cri-o, docker
+	RestartCount int32
+	Running      bool
+	StartedAt    time.Time
+	// LastFinishedAt is when the previous instance of the container ended.
+	LastFinishedAt time.Time
+}
+
+// Pod is what the join needs of a pod.
+type Pod struct {
+	ID        string // "<cluster>/<namespace>/<name>"
+	Cluster   string
+	Namespace string
+	Name      string
+	UID       string
+	NodeName  string
+	// Owner is the controller owner reference, if any.
+	Owner    *v1.ObjectRef
+	OwnerUID string
+	// MirrorHash is the kubernetes.io/config.mirror annotation of a mirror pod.
+	MirrorHash   string
+	ConfigSource string
+	Phase        string
+	Labels       map[string]string
+	Containers   []PodContainer
+	Created      time.Time
+}
+
+// PodID is a pod row's ID.
+func PodID(cluster, namespace, name string) string { return cluster + "/" + namespace + "/" + name }
+
+// Workload is a controller object: DaemonSet, ReplicaSet, Deployment, StatefulSet, Job.
+type Workload struct {
+	ID        string // "<cluster>/<kind>/<namespace>/<name>"
+	Cluster   string
+	Kind      string
+	Namespace string
+	Name      string
+	UID       string
+	Owner     *v1.ObjectRef
+	OwnerUID  string
+	Images    []string
+}
+
+// WorkloadID is a workload row's ID.
+func WorkloadID(cluster, kind, namespace, name string) string {
+	return cluster + "/" + kind + "/" + namespace + "/" + name
+}
+
+// Ref returns a reference to the workload.
+func (w *Workload) Ref() *v1.ObjectRef {
+	return &v1.ObjectRef{Kind: w.Kind, Namespace: w.Namespace, Name: w.Name, Uid: w.UID}
+}
+
+// Component is one component instance's row.
+type Component struct {
+	ID             string // "<cluster>/<instance id>"
+	Cluster        string
+	Node           string
+	ClusterSortKey string
+	FleetSortKey   string
+	Instance       *v1.ComponentInstance
+}
+
+// NewComponent wraps an instance with its keys.
+func NewComponent(inst *v1.ComponentInstance) *Component {
+	rank := strconv.Itoa(10 + v1.ComponentRank(inst.Component))
+	return &Component{
+		ID:             inst.Cluster + "/" + inst.Id,
+		Cluster:        inst.Cluster,
+		Node:           inst.Node,
+		ClusterSortKey: inst.Cluster + "\x00" + rank + inst.Component + "\x00" + inst.Node + "\x00" + inst.Id,
+		FleetSortKey:   inst.Component + "\x00" + inst.Cluster + "\x00" + inst.Node + "\x00" + inst.Id,
+		Instance:       inst,
+	}
+}
+
+// Finding is one finding's row.
+type Finding struct {
+	ID      string // "<cluster>/<finding id>"
+	Cluster string
+	Node    string
+	Finding *v1.Finding
+}
+
+// NewFinding wraps a finding with its keys.
+func NewFinding(f *v1.Finding) *Finding {
+	return &Finding{ID: f.Cluster + "/" + f.Id, Cluster: f.Cluster, Node: f.Node, Finding: f}
+}
+
+// IndexEntry records the last change number of a table.
+type IndexEntry struct {
+	Table string
+	Value uint64
+}

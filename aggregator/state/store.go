@@ -1,0 +1,104 @@
+package state
+
+import (
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/hashicorp/go-memdb"
+
+	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
+)
+
+// Store is the aggregator's state. Writers use WriteTxn and Commit; readers use
+// the read methods, each taking a WatchSet first, or Snapshot.
+type Store struct {
+	db     *memdb.MemDB
+	index  atomic.Uint64
+	broker *Broker
+	mu     sync.Mutex // serialises Commit's publish order with the commit order
+}
+
+// NewStore returns an empty store.
+func NewStore() (*Store, error) {
+	db, err := memdb.NewMemDB(schema())
+	if err != nil {
+		return nil, fmt.Errorf("creating state store: %w", err)
+	}
+	return &Store{db: db, broker: NewBroker()}, nil
+}
+
+// Broker returns the store's change feed.
+func (s *Store) Broker() *Broker { return s.broker }
+
+// WriteTxn opens a write transaction that tracks its changes. The caller
+// must Abort it (deferred) or pass it to Commit.
+func (s *Store) WriteTxn() *memdb.Txn {
+	txn := s.db.Txn(true)
+	txn.TrackChanges()
+	return txn
+}
+
+// Commit records the table indexes, commits txn and publishes the component
+// and finding changes to watchers.
+func (s *Store) Commit(txn *memdb.Txn) {
+	changes := txn.Changes()
+	if len(changes) == 0 {
+		txn.Abort()
+		return
+	}
+	idx := s.index.Add(1)
+	touched := map[string]bool{}
+	for _, c := range changes {
+		touched[c.Table] = true
+	}
+	for t := range touched {
+		if t == TableIndex {
+			continue
+		}
+		if err := txn.Insert(TableIndex, &IndexEntry{Table: t, Value: idx}); err != nil {
+			panic(fmt.Sprintf("state: writing index row: %v", err))
+		}
+	}
+	var events []Event
+	for _, c := range changes {
+		switch c.Table {
+		case TableComponents:
+			events = append(events, componentEvent(c))
+		case TableFindings:
+			events = append(events, findingEvent(c))
+		}
+	}
+	s.mu.Lock()
+	txn.Commit()
+	if len(events) > 0 {
+		s.broker.Publish(events)
+	}
+	s.mu.Unlock()
+}
+
+// Snapshot returns a read transaction on a consistent view.
+func (s *Store) Snapshot() *memdb.Txn { return s.db.Txn(false) }
+
+// LatestIndex returns the newest change number.
+func (s *Store) LatestIndex() uint64 { return s.index.Load() }
+
+func componentEvent(c memdb.Change) Event {
+	switch {
+	case c.Deleted():
+		return Event{Type: v1.WatchEventType_WATCH_EVENT_TYPE_DELETED, Component: c.Before.(*Component).Instance}
+	case c.Created():
+		return Event{Type: v1.WatchEventType_WATCH_EVENT_TYPE_ADDED, Component: c.After.(*Component).Instance}
+	}
+	return Event{Type: v1.WatchEventType_WATCH_EVENT_TYPE_MODIFIED, Component: c.After.(*Component).Instance}
+}
+
+func findingEvent(c memdb.Change) Event {
+	switch {
+	case c.Deleted():
+		return Event{Type: v1.WatchEventType_WATCH_EVENT_TYPE_DELETED, Finding: c.Before.(*Finding).Finding}
+	case c.Created():
+		return Event{Type: v1.WatchEventType_WATCH_EVENT_TYPE_ADDED, Finding: c.After.(*Finding).Finding}
+	}
+	return Event{Type: v1.WatchEventType_WATCH_EVENT_TYPE_MODIFIED, Finding: c.After.(*Finding).Finding}
+}
