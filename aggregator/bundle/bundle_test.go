@@ -56,16 +56,16 @@ func TestSeedClusterAnswer(t *testing.T) {
 	e := loadSeed(t)
 	all := "test,zzk-1,zzk-2,zzk-3,zzk-4,zzk-5"
 	want := map[string]string{
-		"kube-apiserver|kube-apiserver|static pod|":                         "test",
-		"etcd|etcd|static pod|":                                             "test",
-		"kube-controller-manager|kube-controller-manager|static pod|":       "test",
-		"kube-scheduler|kube-scheduler|static pod|":                         "test",
-		"kubelet|kubelet|host process|kubelet.service":                      all,
-		"kube-proxy|kube-proxy|DaemonSet|DaemonSet kube-system/kube-proxy":  all,
-		"cni|flannel|DaemonSet|DaemonSet kube-flannel/kube-flannel-ds":      all,
-		"cluster-dns|coredns|Deployment|Deployment kube-system/coredns":     "test,test",
-		"container-runtime|containerd|host process|containerd.service":      all,
-		"container-runtime|dockerd|host process|docker.service":             all,
+		"kube-apiserver|kube-apiserver|static pod|":                        "test",
+		"etcd|etcd|static pod|":                                            "test",
+		"kube-controller-manager|kube-controller-manager|static pod|":      "test",
+		"kube-scheduler|kube-scheduler|static pod|":                        "test",
+		"kubelet|kubelet|host process|kubelet.service":                     all,
+		"kube-proxy|kube-proxy|DaemonSet|DaemonSet kube-system/kube-proxy": all,
+		"cni|flannel|DaemonSet|DaemonSet kube-flannel/kube-flannel-ds":     all,
+		"cluster-dns|coredns|Deployment|Deployment kube-system/coredns":    "test,test",
+		"container-runtime|containerd|host process|containerd.service":     all,
+		"container-runtime|dockerd|host process|docker.service":            all,
 	}
 	got := answerRows(e)
 	for k, nodes := range want {

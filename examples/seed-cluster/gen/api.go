@@ -178,7 +178,7 @@ func (a *apiWriter) staticPod(n nodeSpec, sp staticPod, hash, cid string, lastSt
 	m.OwnerReferences = []metav1.OwnerReference{{APIVersion: "v1", Kind: "Node", Name: n.name, UID: types.UID(uid("/" + n.name)), Controller: ptr(true)}}
 	c := corev1.Container{Name: sp.name, Image: sp.image, Command: sp.command, ImagePullPolicy: corev1.PullIfNotPresent}
 	a.add(&a.podItems, &corev1.Pod{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"}, ObjectMeta: m,
-		Spec: corev1.PodSpec{NodeName: n.name, HostNetwork: true, Containers: []corev1.Container{c}, PriorityClassName: "system-node-critical"},
+		Spec:   corev1.PodSpec{NodeName: n.name, HostNetwork: true, Containers: []corev1.Container{c}, PriorityClassName: "system-node-critical"},
 		Status: podStatus(n.ip, n.ip, collectedAt.Add(-n.bootAgo), runningStatus(sp.name, sp.image, cid, sp.restarts, lastStart, lastFinished))})
 }
 

@@ -258,7 +258,7 @@ func snapshot(out string, n nodeSpec, api *apiWriter) (*v1.NodeInventory, error)
 	}
 	for _, ds := range []struct {
 		pod, app, argv, qos string
-		pid, shim         int32
+		pid, shim           int32
 	}{
 		{proxyPod, "kube-proxy", "/usr/local/bin/kube-proxy --config=/var/lib/kube-proxy/config.conf --hostname-override=" + n.name, "besteffort", proxyPID, proxyShim},
 		{flannelPod, "kube-flannel", "/opt/bin/flanneld --ip-masq --kube-subnet-mgr", "burstable", flannelPID, flannelShim},
