@@ -1,0 +1,131 @@
+// Package command is the kubeatlas-aggregator command line.
+package command
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/grpc/credentials"
+
+	"github.com/kubeatlas/kubeatlas/aggregator/ingest"
+	"github.com/kubeatlas/kubeatlas/aggregator/join"
+	"github.com/kubeatlas/kubeatlas/aggregator/kube"
+	"github.com/kubeatlas/kubeatlas/aggregator/server"
+)
+
+// Version is set at build time with -ldflags "-X …/aggregator/command.Version=…".
+var Version = "dev"
+
+// NewRootCmd returns the kubeatlas-aggregator command.
+func NewRootCmd() *cobra.Command {
+	var (
+		listen, metricsAddr          string
+		certFile, keyFile, clientCA  string
+		plaintext                    bool
+		kubes                        []string
+		skew, expire, hb, grace      time.Duration
+		restarts                     int32
+		staleAfter, maxProcs, maxMsg int
+		logLevel                     string
+	)
+	cmd := &cobra.Command{
+		Use:           "kubeatlas-aggregator",
+		Short:         "Join node agents' inventories with API-server data and answer which components run where, and how",
+		Args:          cobra.NoArgs,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Version:       Version,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var level slog.Level
+			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
+				return fmt.Errorf("--log-level: %w", err)
+			}
+			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
+			creds, err := serverCreds(plaintext, certFile, keyFile, clientCA)
+			if err != nil {
+				return err
+			}
+			var sources []kube.Source
+			seen := map[string]bool{}
+			for _, k := range kubes {
+				src, err := kube.ParseSource(k)
+				if err != nil {
+					return err
+				}
+				if seen[src.Name] {
+					return fmt.Errorf("--kube names cluster %q twice", src.Name)
+				}
+				seen[src.Name] = true
+				sources = append(sources, src)
+			}
+			agg, err := server.New(server.Config{
+				GRPCAddr: listen, MetricsAddr: metricsAddr, Creds: creds, Kube: sources, Logger: log, ShutdownGrace: grace,
+				Settings: join.Settings{ClockSkew: skew, RestartCount: restarts},
+				Ingest: ingest.Config{HeartbeatInterval: hb, StaleAfter: staleAfter, ExpireAfter: expire,
+					MaxProcesses: maxProcs, MaxMessageBytes: maxMsg},
+			})
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			return agg.Run(ctx)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&listen, "listen", ":7443", "gRPC listen address (agents and queries)")
+	f.StringVar(&metricsAddr, "metrics-addr", ":9102", "where /metrics, /healthz and /readyz are served; empty to disable")
+	f.StringVar(&certFile, "tls-cert-file", "", "server certificate")
+	f.StringVar(&keyFile, "tls-key-file", "", "server key")
+	f.StringVar(&clientCA, "client-ca-file", "", "CA that signs agent and client certificates; enables mutual TLS")
+	f.BoolVar(&plaintext, "insecure", false, "serve gRPC without TLS (only for development and tests)")
+	f.StringArrayVar(&kubes, "kube", nil, "a cluster's API server: NAME=KUBECONFIG[:CONTEXT] or NAME=in-cluster (repeatable)")
+	f.DurationVar(&skew, "clock-skew-threshold", 10*time.Second, "report nodes whose clock differs by more than this")
+	f.Int32Var(&restarts, "restart-threshold", 5, "report containers restarted at least this many times")
+	f.DurationVar(&hb, "heartbeat-interval", 10*time.Second, "heartbeat interval assumed for agents that do not say")
+	f.IntVar(&staleAfter, "stale-after", 3, "missed heartbeat intervals before a node is marked stale")
+	f.DurationVar(&expire, "expire-after", 10*time.Minute, "silence before a stale node is marked expired")
+	f.IntVar(&maxProcs, "max-processes", 100_000, "most processes kept for one node")
+	f.IntVar(&maxMsg, "max-message-bytes", 4<<20, "largest message accepted from an agent")
+	f.DurationVar(&grace, "shutdown-grace", 10*time.Second, "how long shutdown waits for streams to end")
+	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	return cmd
+}
+
+func serverCreds(plaintext bool, certFile, keyFile, clientCA string) (credentials.TransportCredentials, error) {
+	if plaintext {
+		if certFile != "" || keyFile != "" || clientCA != "" {
+			return nil, errors.New("--insecure cannot be combined with TLS flags")
+		}
+		return nil, nil
+	}
+	if certFile == "" || keyFile == "" {
+		return nil, errors.New("TLS needs --tls-cert-file and --tls-key-file (and --client-ca-file for mutual TLS); use --insecure for plaintext")
+	}
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("loading server certificate: %w", err)
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+	if clientCA != "" {
+		pem, err := os.ReadFile(clientCA)
+		if err != nil {
+			return nil, fmt.Errorf("reading client CA: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("no certificates in %s", clientCA)
+		}
+		cfg.ClientCAs = pool
+		cfg.ClientAuth = tls.RequireAndVerifyClientCert
+	}
+	return credentials.NewTLS(cfg), nil
+}

@@ -1,0 +1,608 @@
+// Package query serves InventoryService over the state store.
+package query
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/hashicorp/go-memdb"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/kubeatlas/kubeatlas/aggregator/state"
+	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
+)
+
+// Page sizes.
+const (
+	DefaultPageSize = 100
+	MaxPageSize     = 1000
+)
+
+// Server answers InventoryService calls.
+type Server struct {
+	v1.UnimplementedInventoryServiceServer
+	store *state.Store
+	// WatchBuffer is how many change batches a watcher may fall behind before
+	// it is told to resync.
+	WatchBuffer int
+}
+
+var _ v1.InventoryServiceServer = (*Server)(nil)
+
+// NewServer returns a query server over store.
+func NewServer(store *state.Store) *Server { return &Server{store: store, WatchBuffer: 1024} }
+
+func pageSize(n int32) (int, error) {
+	switch {
+	case n < 0:
+		return 0, status.Errorf(codes.InvalidArgument, "page_size %d is negative", n)
+	case n == 0:
+		return DefaultPageSize, nil
+	case n > MaxPageSize:
+		return MaxPageSize, nil
+	}
+	return int(n), nil
+}
+
+const tokenPrefix = "ka1:"
+
+func encodeToken(key string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(tokenPrefix + key))
+}
+
+func decodeToken(tok string) (string, error) {
+	if tok == "" {
+		return "", nil
+	}
+	b, err := base64.RawURLEncoding.DecodeString(tok)
+	if err != nil || !strings.HasPrefix(string(b), tokenPrefix) {
+		return "", status.Error(codes.InvalidArgument, "page_token is not one this server issued")
+	}
+	return strings.TrimPrefix(string(b), tokenPrefix), nil
+}
+
+// ListClusters implements InventoryService.
+func (s *Server) ListClusters(_ context.Context, req *v1.ListClustersRequest) (*v1.ListClustersResponse, error) {
+	size, err := pageSize(req.PageSize)
+	if err != nil {
+		return nil, err
+	}
+	after, err := decodeToken(req.PageToken)
+	if err != nil {
+		return nil, err
+	}
+	txn := s.store.Snapshot()
+	it, err := txn.LowerBound(state.TableClusters, state.IndexID, after)
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "reading clusters: %v", err)
+	}
+	resp := &v1.ListClustersResponse{}
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		c := raw.(*state.Cluster)
+		if after != "" && c.Name <= after {
+			continue
+		}
+		if len(resp.Clusters) == size {
+			resp.NextPageToken = encodeToken(resp.Clusters[len(resp.Clusters)-1].Name)
+			break
+		}
+		resp.Clusters = append(resp.Clusters, clusterProto(txn, c))
+	}
+	return resp, nil
+}
+
+// GetCluster implements InventoryService.
+func (s *Server) GetCluster(_ context.Context, req *v1.GetClusterRequest) (*v1.GetClusterResponse, error) {
+	if req.Name == "" {
+		return nil, status.Error(codes.InvalidArgument, "name is required")
+	}
+	txn := s.store.Snapshot()
+	raw, err := txn.First(state.TableClusters, state.IndexID, req.Name)
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "reading cluster: %v", err)
+	}
+	if raw == nil {
+		return nil, status.Errorf(codes.NotFound, "cluster %q not found", req.Name)
+	}
+	return &v1.GetClusterResponse{Cluster: clusterProto(txn, raw.(*state.Cluster))}, nil
+}
+
+func clusterProto(txn *memdb.Txn, c *state.Cluster) *v1.Cluster {
+	out := &v1.Cluster{
+		Name: c.Name, Uid: c.UID, Mode: c.Mode, ModeEvidence: c.ModeEvidence,
+		ControlPlaneNodes: c.ControlPlaneNodes, KubernetesVersion: c.APIServerVersion, ApiConnected: c.APIConnected,
+	}
+	if out.KubernetesVersion == "" {
+		out.KubernetesVersion = c.APIVersion
+	}
+	if it, err := txn.Get(state.TableNodes, state.IndexCluster, c.Name); err == nil {
+		for raw := it.Next(); raw != nil; raw = it.Next() {
+			n := raw.(*state.Node)
+			out.NodeCount++
+			if n.Agent != nil && (n.Agent.State == v1.AgentState_AGENT_STATE_REPORTING || n.Agent.State == v1.AgentState_AGENT_STATE_OFFLINE) {
+				out.ReportingNodeCount++
+			}
+		}
+	}
+	if it, err := txn.Get(state.TableFindings, state.IndexCluster, c.Name); err == nil {
+		for raw := it.Next(); raw != nil; raw = it.Next() {
+			out.FindingCount++
+		}
+	}
+	return out
+}
+
+func agentState(n *state.Node) v1.AgentState {
+	if n.Agent == nil {
+		return v1.AgentState_AGENT_STATE_NO_AGENT
+	}
+	return n.Agent.State
+}
+
+func nodeProto(txn *memdb.Txn, n *state.Node) *v1.Node {
+	out := &v1.Node{Cluster: n.Cluster, Name: n.Name, Roles: n.Roles, InApi: n.API != nil, AgentState: agentState(n)}
+	if n.API != nil {
+		out.KubeletVersion = n.API.KubeletVersion
+		out.InternalIps = n.API.InternalIPs
+	}
+	if a := n.Agent; a != nil {
+		out.Identity = a.Identity
+		out.Kubelet = a.Kubelet
+		if !a.LastSeen.IsZero() {
+			out.LastSeen = timestamppb.New(a.LastSeen)
+		}
+		out.ClockSkew = durationpb.New(a.ClockSkew)
+	}
+	if raw, _ := txn.First(state.TableProcesses, state.IndexID, n.ID); raw != nil {
+		out.ProcessCount = int32(len(raw.(*state.Processes).Procs))
+	}
+	if raw, _ := txn.First(state.TableManifests, state.IndexID, n.ID); raw != nil {
+		out.ManifestCount = int32(len(raw.(*state.Manifests).Manifests))
+	}
+	return out
+}
+
+// ListNodes implements InventoryService.
+func (s *Server) ListNodes(_ context.Context, req *v1.ListNodesRequest) (*v1.ListNodesResponse, error) {
+	size, err := pageSize(req.PageSize)
+	if err != nil {
+		return nil, err
+	}
+	after, err := decodeToken(req.PageToken)
+	if err != nil {
+		return nil, err
+	}
+	prefix := ""
+	if req.Cluster != "" {
+		prefix = req.Cluster + "/"
+	}
+	txn := s.store.Snapshot()
+	it, err := txn.LowerBound(state.TableNodes, state.IndexID, maxStr(prefix, after))
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "reading nodes: %v", err)
+	}
+	resp := &v1.ListNodesResponse{}
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		n := raw.(*state.Node)
+		if !strings.HasPrefix(n.ID, prefix) {
+			break
+		}
+		if after != "" && n.ID <= after {
+			continue
+		}
+		if req.AgentState != v1.AgentState_AGENT_STATE_UNSPECIFIED && agentState(n) != req.AgentState {
+			continue
+		}
+		if len(resp.Nodes) == size {
+			last := resp.Nodes[len(resp.Nodes)-1]
+			resp.NextPageToken = encodeToken(state.NodeID(last.Cluster, last.Name))
+			break
+		}
+		resp.Nodes = append(resp.Nodes, nodeProto(txn, n))
+	}
+	return resp, nil
+}
+
+func maxStr(a, b string) string {
+	if a > b {
+		return a
+	}
+	return b
+}
+
+// GetNode implements InventoryService.
+func (s *Server) GetNode(_ context.Context, req *v1.GetNodeRequest) (*v1.GetNodeResponse, error) {
+	if req.Name == "" {
+		return nil, status.Error(codes.InvalidArgument, "name is required")
+	}
+	txn := s.store.Snapshot()
+	var found []*state.Node
+	if req.Cluster != "" {
+		if raw, _ := txn.First(state.TableNodes, state.IndexID, state.NodeID(req.Cluster, req.Name)); raw != nil {
+			found = append(found, raw.(*state.Node))
+		}
+	} else {
+		it, err := txn.Get(state.TableClusters, state.IndexID)
+		if err != nil {
+			return nil, status.Errorf(codes.Internal, "reading clusters: %v", err)
+		}
+		for raw := it.Next(); raw != nil; raw = it.Next() {
+			c := raw.(*state.Cluster)
+			if nraw, _ := txn.First(state.TableNodes, state.IndexID, state.NodeID(c.Name, req.Name)); nraw != nil {
+				found = append(found, nraw.(*state.Node))
+			}
+		}
+	}
+	switch len(found) {
+	case 0:
+		if req.Cluster != "" {
+			return nil, status.Errorf(codes.NotFound, "node %q not found in cluster %q", req.Name, req.Cluster)
+		}
+		return nil, status.Errorf(codes.NotFound, "node %q not found", req.Name)
+	case 1:
+	default:
+		var cs []string
+		for _, n := range found {
+			cs = append(cs, n.Cluster)
+		}
+		return nil, status.Errorf(codes.InvalidArgument, "node %q exists in clusters %s; name the cluster", req.Name, strings.Join(cs, ", "))
+	}
+	n := found[0]
+	resp := &v1.GetNodeResponse{Node: nodeProto(txn, n)}
+	it, err := txn.Get(state.TableComponents, state.IndexNode, n.Cluster, n.Name)
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "reading components: %v", err)
+	}
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		resp.Components = append(resp.Components, raw.(*state.Component).Instance)
+	}
+	sortInstances(resp.Components)
+	return resp, nil
+}
+
+func sortInstances(in []*v1.ComponentInstance) {
+	sort.Slice(in, func(i, j int) bool {
+		a, b := in[i], in[j]
+		if ra, rb := v1.ComponentRank(a.Component), v1.ComponentRank(b.Component); ra != rb {
+			return ra < rb
+		}
+		return a.Id < b.Id
+	})
+}
+
+// ListComponents implements InventoryService.
+func (s *Server) ListComponents(_ context.Context, req *v1.ListComponentsRequest) (*v1.ListComponentsResponse, error) {
+	size, err := pageSize(req.PageSize)
+	if err != nil {
+		return nil, err
+	}
+	after, err := decodeToken(req.PageToken)
+	if err != nil {
+		return nil, err
+	}
+	if req.Component != "" && v1.ComponentRank(req.Component) == len(v1.Components) {
+		return nil, status.Errorf(codes.InvalidArgument, "unknown component %q; known: %s", req.Component, strings.Join(v1.Components, ", "))
+	}
+	index, prefix := state.IndexComponent, ""
+	key := func(c *state.Component) string { return c.ClusterSortKey }
+	switch {
+	case req.Cluster != "":
+		prefix = req.Cluster + "\x00"
+		if req.Component != "" {
+			prefix += fmt.Sprint(10+v1.ComponentRank(req.Component)) + req.Component + "\x00"
+		}
+	case req.Component != "":
+		index, prefix = state.IndexFleetComponent, req.Component+"\x00"
+		key = func(c *state.Component) string { return c.FleetSortKey }
+	}
+	txn := s.store.Snapshot()
+	it, err := txn.LowerBound(state.TableComponents, index, maxStr(prefix, after))
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "reading components: %v", err)
+	}
+	resp := &v1.ListComponentsResponse{}
+	var last string
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		c := raw.(*state.Component)
+		k := key(c)
+		if !strings.HasPrefix(k, prefix) {
+			break
+		}
+		if after != "" && k <= after {
+			continue
+		}
+		in := c.Instance
+		if (req.Node != "" && in.Node != req.Node) || (req.How != v1.DeploymentKind_DEPLOYMENT_KIND_UNSPECIFIED && in.How != req.How) ||
+			(req.Implementation != "" && in.Implementation != req.Implementation) {
+			continue
+		}
+		if len(resp.Components) == size {
+			resp.NextPageToken = encodeToken(last)
+			break
+		}
+		resp.Components = append(resp.Components, in)
+		last = k
+	}
+	return resp, nil
+}
+
+// ListProcesses implements InventoryService.
+func (s *Server) ListProcesses(_ context.Context, req *v1.ListProcessesRequest) (*v1.ListProcessesResponse, error) {
+	size, err := pageSize(req.PageSize)
+	if err != nil {
+		return nil, err
+	}
+	after, err := decodeToken(req.PageToken)
+	if err != nil {
+		return nil, err
+	}
+	afterNode, afterPID := "", int32(-1)
+	if after != "" {
+		n, p, ok := strings.Cut(after, "\x00")
+		if !ok {
+			return nil, status.Error(codes.InvalidArgument, "page_token is malformed")
+		}
+		var pid int32
+		if _, err := fmt.Sscan(p, &pid); err != nil {
+			return nil, status.Error(codes.InvalidArgument, "page_token is malformed")
+		}
+		afterNode, afterPID = n, pid
+	}
+	prefix := ""
+	if req.Cluster != "" {
+		prefix = req.Cluster + "/"
+		if req.Node != "" {
+			prefix = state.NodeID(req.Cluster, req.Node)
+		}
+	}
+	txn := s.store.Snapshot()
+	it, err := txn.LowerBound(state.TableProcesses, state.IndexID, maxStr(prefix, afterNode))
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "reading processes: %v", err)
+	}
+	resp := &v1.ListProcessesResponse{}
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		ps := raw.(*state.Processes)
+		if !strings.HasPrefix(ps.ID, prefix) {
+			break
+		}
+		if req.Node != "" && ps.Node != req.Node {
+			continue
+		}
+		for _, p := range ps.Procs {
+			if ps.ID == afterNode && p.Pid <= afterPID {
+				continue
+			}
+			if (req.ComponentsOnly || req.Component != "") && len(p.Components) == 0 {
+				continue
+			}
+			if req.Component != "" && !hosts(p, req.Component) {
+				continue
+			}
+			if len(resp.Processes) == size {
+				l := resp.Processes[len(resp.Processes)-1]
+				resp.NextPageToken = encodeToken(state.NodeID(l.Cluster, l.Node) + "\x00" + fmt.Sprint(l.Process.Pid))
+				return resp, nil
+			}
+			resp.Processes = append(resp.Processes, &v1.NodeProcess{Cluster: ps.Cluster, Node: ps.Node, Process: p})
+		}
+	}
+	return resp, nil
+}
+
+func hosts(p *v1.Process, component string) bool {
+	for _, hc := range p.Components {
+		if hc.Component == component {
+			return true
+		}
+	}
+	return false
+}
+
+// ListManifests implements InventoryService.
+func (s *Server) ListManifests(_ context.Context, req *v1.ListManifestsRequest) (*v1.ListManifestsResponse, error) {
+	size, err := pageSize(req.PageSize)
+	if err != nil {
+		return nil, err
+	}
+	after, err := decodeToken(req.PageToken)
+	if err != nil {
+		return nil, err
+	}
+	afterNode, afterPath, _ := strings.Cut(after, "\x00")
+	prefix := ""
+	if req.Cluster != "" {
+		prefix = req.Cluster + "/"
+		if req.Node != "" {
+			prefix = state.NodeID(req.Cluster, req.Node)
+		}
+	}
+	txn := s.store.Snapshot()
+	it, err := txn.LowerBound(state.TableManifests, state.IndexID, maxStr(prefix, afterNode))
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "reading manifests: %v", err)
+	}
+	resp := &v1.ListManifestsResponse{}
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		ms := raw.(*state.Manifests)
+		if !strings.HasPrefix(ms.ID, prefix) {
+			break
+		}
+		if req.Node != "" && ms.Node != req.Node {
+			continue
+		}
+		var insts []*v1.ComponentInstance
+		if cit, err := txn.Get(state.TableComponents, state.IndexNode, ms.Cluster, ms.Node); err == nil {
+			for craw := cit.Next(); craw != nil; craw = cit.Next() {
+				insts = append(insts, craw.(*state.Component).Instance)
+			}
+		}
+		for _, m := range ms.Manifests {
+			if ms.ID == afterNode && m.Path <= afterPath {
+				continue
+			}
+			if len(resp.Manifests) == size {
+				l := resp.Manifests[len(resp.Manifests)-1]
+				resp.NextPageToken = encodeToken(state.NodeID(l.Cluster, l.Node) + "\x00" + l.Manifest.Path)
+				return resp, nil
+			}
+			nm := &v1.NodeManifest{Cluster: ms.Cluster, Node: ms.Node, Manifest: m}
+			if m.PodName != "" {
+				mirror := m.PodName + "-" + ms.Node
+				if praw, _ := txn.First(state.TablePods, state.IndexID, state.PodID(ms.Cluster, m.PodNamespace, mirror)); praw != nil {
+					nm.MirrorPod = m.PodNamespace + "/" + mirror
+				}
+			}
+			for _, in := range insts {
+				if in.ManifestPath == m.Path && in.Pid != 0 {
+					nm.Pids = append(nm.Pids, in.Pid)
+				}
+			}
+			resp.Manifests = append(resp.Manifests, nm)
+		}
+	}
+	return resp, nil
+}
+
+func findingKey(f *v1.Finding) string {
+	return fmt.Sprintf("%d\x00%s\x00%s", 9-int(f.Severity), f.Cluster, f.Id)
+}
+
+// ListFindings implements InventoryService.
+func (s *Server) ListFindings(_ context.Context, req *v1.ListFindingsRequest) (*v1.ListFindingsResponse, error) {
+	size, err := pageSize(req.PageSize)
+	if err != nil {
+		return nil, err
+	}
+	after, err := decodeToken(req.PageToken)
+	if err != nil {
+		return nil, err
+	}
+	txn := s.store.Snapshot()
+	var it memdb.ResultIterator
+	if req.Cluster != "" {
+		it, err = txn.Get(state.TableFindings, state.IndexCluster, req.Cluster)
+	} else {
+		it, err = txn.Get(state.TableFindings, state.IndexID)
+	}
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "reading findings: %v", err)
+	}
+	var all []*v1.Finding
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		f := raw.(*state.Finding).Finding
+		if (req.Node != "" && f.Node != req.Node) || (req.Kind != v1.FindingKind_FINDING_KIND_UNSPECIFIED && f.Kind != req.Kind) ||
+			f.Severity < req.MinSeverity {
+			continue
+		}
+		if after != "" && findingKey(f) <= after {
+			continue
+		}
+		all = append(all, f)
+	}
+	sort.Slice(all, func(i, j int) bool { return findingKey(all[i]) < findingKey(all[j]) })
+	resp := &v1.ListFindingsResponse{}
+	if len(all) > size {
+		all = all[:size]
+		resp.NextPageToken = encodeToken(findingKey(all[size-1]))
+	}
+	resp.Findings = all
+	return resp, nil
+}
+
+// Watch implements InventoryService.
+func (s *Server) Watch(req *v1.WatchRequest, stream v1.InventoryService_WatchServer) error {
+	ctx := stream.Context()
+	sub := s.store.Broker().Subscribe(s.WatchBuffer)
+	defer sub.Close()
+	match := func(ev state.Event) bool {
+		switch {
+		case ev.Component != nil:
+			return !req.SkipComponents && (req.Cluster == "" || ev.Component.Cluster == req.Cluster) &&
+				(req.Component == "" || ev.Component.Component == req.Component)
+		case ev.Finding != nil:
+			return !req.SkipFindings && (req.Cluster == "" || ev.Finding.Cluster == req.Cluster)
+		}
+		return false
+	}
+	send := func(ev state.Event) error {
+		resp := &v1.WatchResponse{Type: ev.Type}
+		if ev.Component != nil {
+			resp.Object = &v1.WatchResponse_Component{Component: ev.Component}
+		} else if ev.Finding != nil {
+			resp.Object = &v1.WatchResponse_Finding{Finding: ev.Finding}
+		}
+		return stream.Send(resp)
+	}
+	sendState := func() error {
+		txn := s.store.Snapshot()
+		if !req.SkipComponents {
+			it, err := txn.Get(state.TableComponents, state.IndexComponent)
+			if err != nil {
+				return status.Errorf(codes.Internal, "reading components: %v", err)
+			}
+			for raw := it.Next(); raw != nil; raw = it.Next() {
+				ev := state.Event{Type: v1.WatchEventType_WATCH_EVENT_TYPE_ADDED, Component: raw.(*state.Component).Instance}
+				if match(ev) {
+					if err := send(ev); err != nil {
+						return err
+					}
+				}
+			}
+		}
+		if !req.SkipFindings {
+			it, err := txn.Get(state.TableFindings, state.IndexID)
+			if err != nil {
+				return status.Errorf(codes.Internal, "reading findings: %v", err)
+			}
+			for raw := it.Next(); raw != nil; raw = it.Next() {
+				ev := state.Event{Type: v1.WatchEventType_WATCH_EVENT_TYPE_ADDED, Finding: raw.(*state.Finding).Finding}
+				if match(ev) {
+					if err := send(ev); err != nil {
+						return err
+					}
+				}
+			}
+		}
+		return stream.Send(&v1.WatchResponse{Type: v1.WatchEventType_WATCH_EVENT_TYPE_SYNCED})
+	}
+	if err := sendState(); err != nil {
+		return err
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-sub.Lagged:
+			// Events were lost: drop what is queued and send the state again.
+			for drained := false; !drained; {
+				select {
+				case <-sub.Events:
+				default:
+					drained = true
+				}
+			}
+			if err := stream.Send(&v1.WatchResponse{Type: v1.WatchEventType_WATCH_EVENT_TYPE_RESYNC}); err != nil {
+				return err
+			}
+			if err := sendState(); err != nil {
+				return err
+			}
+		case batch := <-sub.Events:
+			for _, ev := range batch {
+				if !match(ev) {
+					continue
+				}
+				if err := send(ev); err != nil {
+					return err
+				}
+			}
+		}
+	}
+}

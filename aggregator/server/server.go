@@ -1,0 +1,229 @@
+// Package server runs the aggregator: the gRPC server (AgentService,
+// InventoryService, health, reflection), the Kubernetes watchers, liveness
+// checks and the metrics endpoint, with graceful shutdown.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/reflection"
+
+	"github.com/kubeatlas/kubeatlas/aggregator/engine"
+	"github.com/kubeatlas/kubeatlas/aggregator/ingest"
+	"github.com/kubeatlas/kubeatlas/aggregator/join"
+	"github.com/kubeatlas/kubeatlas/aggregator/kube"
+	"github.com/kubeatlas/kubeatlas/aggregator/query"
+	"github.com/kubeatlas/kubeatlas/aggregator/state"
+	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
+)
+
+// Config configures the aggregator.
+type Config struct {
+	// Listener accepts gRPC connections; if nil, GRPCAddr is listened on.
+	Listener net.Listener
+	GRPCAddr string
+	// MetricsAddr serves /metrics, /healthz and /readyz; empty disables it.
+	MetricsAddr string
+	// Creds secures gRPC; nil means plaintext (only with an explicit --insecure).
+	Creds credentials.TransportCredentials
+	// Kube lists the clusters whose API servers are watched.
+	Kube []kube.Source
+	// Ingest and Settings configure agent streams and findings.
+	Ingest   ingest.Config
+	Settings join.Settings
+	// ShutdownGrace bounds graceful shutdown.
+	ShutdownGrace time.Duration
+	Logger        *slog.Logger
+}
+
+// Aggregator is a running aggregator.
+type Aggregator struct {
+	cfg     Config
+	Store   *state.Store
+	Engine  *engine.Engine
+	Ingest  *ingest.Server
+	grpc    *grpc.Server
+	lis     net.Listener
+	metrics *http.Server
+	mlis    net.Listener
+	health  *health.Server
+}
+
+// New builds an aggregator and opens its listeners.
+func New(cfg Config) (*Aggregator, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.ShutdownGrace == 0 {
+		cfg.ShutdownGrace = 10 * time.Second
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	joinHist := prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "kubeatlas_join_duration_seconds", Help: "Time to re-join one node.",
+		Buckets: prometheus.ExponentialBuckets(1e-6, 4, 12),
+	})
+	reg.MustRegister(joinHist)
+	store, err := state.NewStore()
+	if err != nil {
+		return nil, err
+	}
+	eng := engine.New(store, engine.Config{Settings: cfg.Settings, Logger: cfg.Logger,
+		ObserveJoin: func(d time.Duration) { joinHist.Observe(d.Seconds()) }})
+	reg.MustRegister(newStoreCollector(store))
+	icfg := cfg.Ingest
+	icfg.Logger = cfg.Logger
+	icfg.Metrics = ingest.NewMetrics(reg)
+	ing := ingest.NewServer(eng, icfg)
+	maxMsg := icfg.MaxMessageBytes
+	if maxMsg == 0 {
+		maxMsg = 4 << 20
+	}
+	opts := []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(maxMsg + 1024),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 20 * time.Second, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Minute, Timeout: 20 * time.Second}),
+	}
+	if cfg.Creds != nil {
+		opts = append(opts, grpc.Creds(cfg.Creds))
+	}
+	gs := grpc.NewServer(opts...)
+	v1.RegisterAgentServiceServer(gs, ing)
+	v1.RegisterInventoryServiceServer(gs, query.NewServer(store))
+	hs := health.NewServer()
+	healthpb.RegisterHealthServer(gs, hs)
+	reflection.Register(gs)
+	a := &Aggregator{cfg: cfg, Store: store, Engine: eng, Ingest: ing, grpc: gs, health: hs}
+	a.lis = cfg.Listener
+	if a.lis == nil {
+		if a.lis, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
+			return nil, fmt.Errorf("listening on %s: %w", cfg.GRPCAddr, err)
+		}
+	}
+	if cfg.MetricsAddr != "" {
+		if a.mlis, err = net.Listen("tcp", cfg.MetricsAddr); err != nil {
+			a.lis.Close()
+			return nil, fmt.Errorf("listening for metrics on %s: %w", cfg.MetricsAddr, err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+		mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+		a.metrics = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	}
+	return a, nil
+}
+
+// Addr is the gRPC listen address.
+func (a *Aggregator) Addr() string { return a.lis.Addr().String() }
+
+// MetricsAddr is the metrics listen address, or "".
+func (a *Aggregator) MetricsAddr() string {
+	if a.mlis == nil {
+		return ""
+	}
+	return a.mlis.Addr().String()
+}
+
+// Run serves until ctx ends, then shuts down gracefully.
+func (a *Aggregator) Run(ctx context.Context) error {
+	log := a.cfg.Logger
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errCh := make(chan error, 2+len(a.cfg.Kube))
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := a.grpc.Serve(a.lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			errCh <- fmt.Errorf("gRPC server: %w", err)
+		}
+	}()
+	if a.metrics != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := a.metrics.Serve(a.mlis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errCh <- fmt.Errorf("metrics server: %w", err)
+			}
+		}()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		a.Ingest.Run(ctx)
+	}()
+	for _, src := range a.cfg.Kube {
+		w := &kube.Watcher{Source: src, Engine: a.Engine, Logger: log}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := w.Run(ctx); err != nil {
+				errCh <- err
+			}
+		}()
+	}
+	a.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	log.Info("kubeatlas-aggregator serving", "grpc", a.Addr(), "metrics", a.MetricsAddr(), "clusters", len(a.cfg.Kube))
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errCh:
+	}
+	log.Info("shutting down")
+	a.health.Shutdown()
+	cancel()
+	stopped := make(chan struct{})
+	go func() {
+		a.grpc.GracefulStop()
+		close(stopped)
+	}()
+	t := time.NewTimer(a.cfg.ShutdownGrace)
+	select {
+	case <-stopped:
+		t.Stop()
+	case <-t.C:
+		a.grpc.Stop()
+		<-stopped
+	}
+	if a.metrics != nil {
+		sctx, scancel := context.WithTimeout(context.Background(), a.cfg.ShutdownGrace)
+		_ = a.metrics.Shutdown(sctx)
+		scancel()
+	}
+	wg.Wait()
+	return runErr
+}
+
+// storeCollector reports store sizes at scrape time.
+type storeCollector struct {
+	store *state.Store
+	desc  *prometheus.Desc
+}
+
+func newStoreCollector(s *state.Store) *storeCollector {
+	return &storeCollector{store: s, desc: prometheus.NewDesc("kubeatlas_store_rows", "Rows in the state store, by table.", []string{"table"}, nil)}
+}
+
+func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
+	for table, n := range c.store.Counts() {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(n), table)
+	}
+}
