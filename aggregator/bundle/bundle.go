@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -53,15 +54,22 @@ func Load(e *engine.Engine, dir string) (*Summary, error) {
 	if !st.IsDir() {
 		return nil, fmt.Errorf("bundle %s is not a directory", dir)
 	}
+	return LoadFS(e, os.DirFS(dir), filepath.Base(filepath.Clean(dir)))
+}
+
+// LoadFS reads a bundle from the root of fsys into e; name is the cluster
+// name used when neither bundle.yaml nor the snapshots give one.
+func LoadFS(e *engine.Engine, fsys fs.FS, name string) (*Summary, error) {
+	dir := name
 	var meta Meta
-	if data, err := os.ReadFile(filepath.Join(dir, "bundle.yaml")); err == nil {
+	if data, err := fs.ReadFile(fsys, "bundle.yaml"); err == nil {
 		if err := yaml.UnmarshalStrict(data, &meta); err != nil {
-			return nil, fmt.Errorf("reading %s: %w", filepath.Join(dir, "bundle.yaml"), err)
+			return nil, fmt.Errorf("reading bundle.yaml: %w", err)
 		}
-	} else if !errors.Is(err, os.ErrNotExist) {
+	} else if !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("reading bundle.yaml: %w", err)
 	}
-	invs, err := readSnapshots(filepath.Join(dir, "nodes"))
+	invs, err := readSnapshots(fsys, "nodes")
 	if err != nil {
 		return nil, err
 	}
@@ -72,12 +80,11 @@ func Load(e *engine.Engine, dir string) (*Summary, error) {
 		}
 	}
 	if cluster == "" {
-		cluster = filepath.Base(filepath.Clean(dir))
+		cluster = name
 	}
 	sum := &Summary{Cluster: cluster, Snapshots: len(invs)}
-	apiDir := filepath.Join(dir, "api")
-	if _, err := os.Stat(apiDir); err == nil {
-		objs, err := kube.ReadObjects(apiDir)
+	if _, err := fs.Stat(fsys, "api"); err == nil {
+		objs, err := kube.ReadObjectsFS(fsys, "api")
 		if err != nil {
 			return nil, fmt.Errorf("reading API objects: %w", err)
 		}
@@ -111,9 +118,9 @@ func Load(e *engine.Engine, dir string) (*Summary, error) {
 	return sum, nil
 }
 
-func readSnapshots(dir string) ([]*v1.NodeInventory, error) {
-	entries, err := os.ReadDir(dir)
-	if errors.Is(err, os.ErrNotExist) {
+func readSnapshots(fsys fs.FS, dir string) ([]*v1.NodeInventory, error) {
+	entries, err := fs.ReadDir(fsys, dir)
+	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
@@ -125,8 +132,8 @@ func readSnapshots(dir string) ([]*v1.NodeInventory, error) {
 		if e.IsDir() || strings.HasPrefix(e.Name(), ".") || !strings.HasSuffix(e.Name(), ".json") {
 			continue
 		}
-		path := filepath.Join(dir, e.Name())
-		inv, err := ReadSnapshot(path)
+		path := dir + "/" + e.Name()
+		inv, err := readSnapshot(fsys, path)
 		if err != nil {
 			return nil, err
 		}
@@ -142,7 +149,11 @@ func readSnapshots(dir string) ([]*v1.NodeInventory, error) {
 
 // ReadSnapshot reads one `kubeatlas-agent snapshot` output.
 func ReadSnapshot(path string) (*v1.NodeInventory, error) {
-	f, err := os.Open(path)
+	return readSnapshot(os.DirFS(filepath.Dir(path)), filepath.Base(path))
+}
+
+func readSnapshot(fsys fs.FS, path string) (*v1.NodeInventory, error) {
+	f, err := fsys.Open(path)
 	if err != nil {
 		return nil, err
 	}

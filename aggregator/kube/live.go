@@ -125,7 +125,10 @@ func (w *Watcher) Run(ctx context.Context) error {
 	}{
 		{factory.Core().V1().Nodes().Informer(),
 			func(o any) error { n := o.(*corev1.Node); return e.UpsertNodeAPI(cluster, n.Name, NodeAPI(n)) },
-			func(o any) error { n, ok := o.(*corev1.Node); return ifOK(ok, func() error { return e.DeleteNodeAPI(cluster, n.Name) }) }},
+			func(o any) error {
+				n, ok := o.(*corev1.Node)
+				return ifOK(ok, func() error { return e.DeleteNodeAPI(cluster, n.Name) })
+			}},
 		{factory.Core().V1().Pods().Informer(),
 			func(o any) error { return e.UpsertPod(PodRow(cluster, o.(*corev1.Pod))) },
 			func(o any) error {

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	pathpkg "path"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -40,9 +42,21 @@ func ReadObjects(path string) (*Objects, error) {
 	if err != nil {
 		return nil, err
 	}
+	if st.IsDir() {
+		return ReadObjectsFS(os.DirFS(path), ".")
+	}
+	return ReadObjectsFS(os.DirFS(filepath.Dir(path)), filepath.Base(path))
+}
+
+// ReadObjectsFS is ReadObjects on a file system: path is a file or a directory in fsys.
+func ReadObjectsFS(fsys fs.FS, path string) (*Objects, error) {
+	st, err := fs.Stat(fsys, path)
+	if err != nil {
+		return nil, err
+	}
 	files := []string{path}
 	if st.IsDir() {
-		entries, err := os.ReadDir(path)
+		entries, err := fs.ReadDir(fsys, path)
 		if err != nil {
 			return nil, err
 		}
@@ -50,14 +64,14 @@ func ReadObjects(path string) (*Objects, error) {
 		for _, e := range entries {
 			ext := strings.ToLower(filepath.Ext(e.Name()))
 			if !e.IsDir() && !strings.HasPrefix(e.Name(), ".") && (ext == ".yaml" || ext == ".yml" || ext == ".json") {
-				files = append(files, filepath.Join(path, e.Name()))
+				files = append(files, pathpkg.Join(path, e.Name()))
 			}
 		}
 		sort.Strings(files)
 	}
 	objs := &Objects{}
 	for _, f := range files {
-		if err := readObjectFile(f, objs); err != nil {
+		if err := readObjectFile(fsys, f, objs); err != nil {
 			return nil, err
 		}
 	}
@@ -70,8 +84,8 @@ type typeMeta struct {
 	Items      []json.RawMessage `json:"items"`
 }
 
-func readObjectFile(path string, objs *Objects) error {
-	f, err := os.Open(path)
+func readObjectFile(fsys fs.FS, path string, objs *Objects) error {
+	f, err := fsys.Open(path)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,225 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kubeatlas/kubeatlas/client/printer"
+	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
+)
+
+var getKinds = []string{"clusters", "nodes", "components", "processes", "manifests", "findings"}
+
+func newGetCmd(o *options) *cobra.Command {
+	var node, component, how, impl string
+	var componentsOnly bool
+	cmd := &cobra.Command{
+		Use:       "get clusters|nodes|components|processes|manifests|findings",
+		Short:     "List clusters, nodes, component instances, processes, static pod manifests or findings",
+		Args:      cobra.ExactArgs(1),
+		ValidArgs: getKinds,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			f, err := o.format()
+			if err != nil {
+				return err
+			}
+			kind, err := canonicalKind(args[0])
+			if err != nil {
+				return err
+			}
+			w := cmd.OutOrStdout()
+			return o.run(cmd, func(ctx context.Context, c *conn) error {
+				switch kind {
+				case "clusters":
+					resp, err := listClusters(ctx, c, o.cluster)
+					if err != nil {
+						return err
+					}
+					return printer.Clusters(w, f, resp)
+				case "nodes":
+					resp, err := listNodes(ctx, c, o.cluster)
+					if err != nil {
+						return err
+					}
+					if node != "" {
+						var keep []*v1.Node
+						for _, n := range resp.Nodes {
+							if n.Name == node {
+								keep = append(keep, n)
+							}
+						}
+						resp.Nodes = keep
+					}
+					return printer.Nodes(w, f, resp)
+				case "components":
+					h, err := parseHow(how)
+					if err != nil {
+						return err
+					}
+					resp, err := listComponents(ctx, c, &v1.ListComponentsRequest{Cluster: o.cluster, Node: node, Component: component, How: h, Implementation: impl})
+					if err != nil {
+						return err
+					}
+					return printer.Components(w, f, resp)
+				case "processes":
+					resp, err := listProcesses(ctx, c, &v1.ListProcessesRequest{Cluster: o.cluster, Node: node, Component: component, ComponentsOnly: componentsOnly})
+					if err != nil {
+						return err
+					}
+					return printer.Processes(w, f, resp)
+				case "manifests":
+					resp, err := listManifests(ctx, c, &v1.ListManifestsRequest{Cluster: o.cluster, Node: node})
+					if err != nil {
+						return err
+					}
+					return printer.Manifests(w, f, resp)
+				default:
+					resp, err := listFindings(ctx, c, &v1.ListFindingsRequest{Cluster: o.cluster, Node: node})
+					if err != nil {
+						return err
+					}
+					return printer.Findings(w, f, resp)
+				}
+			})
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&node, "node", "", "only this node")
+	fl.StringVar(&component, "component", "", "only this component (components, processes)")
+	fl.StringVar(&how, "how", "", "only instances run this way: host-process, static-pod, daemonset, deployment, statefulset, replicaset, job, bare-pod (components)")
+	fl.StringVar(&impl, "implementation", "", "only this implementation, e.g. flannel (components)")
+	fl.BoolVar(&componentsOnly, "components-only", false, "only processes that host a component (processes)")
+	_ = cmd.RegisterFlagCompletionFunc("component", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+		return v1.Components, cobra.ShellCompDirectiveNoFileComp
+	})
+	return cmd
+}
+
+func canonicalKind(s string) (string, error) {
+	s = strings.ToLower(s)
+	for _, k := range getKinds {
+		if s == k || s == strings.TrimSuffix(k, "s") {
+			return k, nil
+		}
+	}
+	return "", fmt.Errorf("cannot get %q: choose one of %s", s, strings.Join(getKinds, ", "))
+}
+
+func parseHow(s string) (v1.DeploymentKind, error) {
+	if s == "" {
+		return v1.DeploymentKind_DEPLOYMENT_KIND_UNSPECIFIED, nil
+	}
+	name := "DEPLOYMENT_KIND_" + strings.ToUpper(strings.ReplaceAll(s, "-", "_"))
+	if v, ok := v1.DeploymentKind_value[name]; ok && v != 0 {
+		return v1.DeploymentKind(v), nil
+	}
+	return 0, fmt.Errorf("--how %q: use host-process, static-pod, daemonset, deployment, statefulset, replicaset, job or bare-pod", s)
+}
+
+// The list helpers page through every result.
+
+func listClusters(ctx context.Context, c *conn, only string) (*v1.ListClustersResponse, error) {
+	if only != "" {
+		resp, err := c.client.GetCluster(ctx, &v1.GetClusterRequest{Name: only})
+		if err != nil {
+			return nil, err
+		}
+		return &v1.ListClustersResponse{Clusters: []*v1.Cluster{resp.Cluster}}, nil
+	}
+	out := &v1.ListClustersResponse{}
+	req := &v1.ListClustersRequest{PageSize: 1000}
+	for {
+		resp, err := c.client.ListClusters(ctx, req)
+		if err != nil {
+			return nil, err
+		}
+		out.Clusters = append(out.Clusters, resp.Clusters...)
+		if resp.NextPageToken == "" {
+			return out, nil
+		}
+		req.PageToken = resp.NextPageToken
+	}
+}
+
+func listNodes(ctx context.Context, c *conn, cluster string) (*v1.ListNodesResponse, error) {
+	out := &v1.ListNodesResponse{}
+	req := &v1.ListNodesRequest{Cluster: cluster, PageSize: 1000}
+	for {
+		resp, err := c.client.ListNodes(ctx, req)
+		if err != nil {
+			return nil, err
+		}
+		out.Nodes = append(out.Nodes, resp.Nodes...)
+		if resp.NextPageToken == "" {
+			return out, nil
+		}
+		req.PageToken = resp.NextPageToken
+	}
+}
+
+func listComponents(ctx context.Context, c *conn, req *v1.ListComponentsRequest) (*v1.ListComponentsResponse, error) {
+	out := &v1.ListComponentsResponse{}
+	req.PageSize = 1000
+	for {
+		resp, err := c.client.ListComponents(ctx, req)
+		if err != nil {
+			return nil, err
+		}
+		out.Components = append(out.Components, resp.Components...)
+		if resp.NextPageToken == "" {
+			return out, nil
+		}
+		req.PageToken = resp.NextPageToken
+	}
+}
+
+func listProcesses(ctx context.Context, c *conn, req *v1.ListProcessesRequest) (*v1.ListProcessesResponse, error) {
+	out := &v1.ListProcessesResponse{}
+	req.PageSize = 1000
+	for {
+		resp, err := c.client.ListProcesses(ctx, req)
+		if err != nil {
+			return nil, err
+		}
+		out.Processes = append(out.Processes, resp.Processes...)
+		if resp.NextPageToken == "" {
+			return out, nil
+		}
+		req.PageToken = resp.NextPageToken
+	}
+}
+
+func listManifests(ctx context.Context, c *conn, req *v1.ListManifestsRequest) (*v1.ListManifestsResponse, error) {
+	out := &v1.ListManifestsResponse{}
+	req.PageSize = 1000
+	for {
+		resp, err := c.client.ListManifests(ctx, req)
+		if err != nil {
+			return nil, err
+		}
+		out.Manifests = append(out.Manifests, resp.Manifests...)
+		if resp.NextPageToken == "" {
+			return out, nil
+		}
+		req.PageToken = resp.NextPageToken
+	}
+}
+
+func listFindings(ctx context.Context, c *conn, req *v1.ListFindingsRequest) (*v1.ListFindingsResponse, error) {
+	out := &v1.ListFindingsResponse{}
+	req.PageSize = 1000
+	for {
+		resp, err := c.client.ListFindings(ctx, req)
+		if err != nil {
+			return nil, err
+		}
+		out.Findings = append(out.Findings, resp.Findings...)
+		if resp.NextPageToken == "" {
+			return out, nil
+		}
+		req.PageToken = resp.NextPageToken
+	}
+}

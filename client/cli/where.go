@@ -1,0 +1,93 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kubeatlas/kubeatlas/client/printer"
+	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
+)
+
+func newWhereCmd(o *options) *cobra.Command {
+	return &cobra.Command{
+		Use:   "where COMPONENT",
+		Short: "Show the nodes a component runs on, and how",
+		Long: `Show the nodes a component runs on, and how. COMPONENT is one of
+` + strings.Join(v1.Components, ", ") + `,
+or an implementation such as flannel, coredns, containerd or dockerd.`,
+		Example: "  kubeatlas where kube-proxy\n  kubeatlas --cluster prod where etcd -o wide",
+		Args:    cobra.ExactArgs(1),
+		ValidArgsFunction: func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+			return v1.Components, cobra.ShellCompDirectiveNoFileComp
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			f, err := o.format()
+			if err != nil {
+				return err
+			}
+			req := &v1.ListComponentsRequest{Cluster: o.cluster}
+			if v1.ComponentRank(args[0]) < len(v1.Components) {
+				req.Component = args[0]
+			} else {
+				req.Implementation = args[0]
+			}
+			return o.run(cmd, func(ctx context.Context, c *conn) error {
+				resp, err := listComponents(ctx, c, req)
+				if err != nil {
+					return err
+				}
+				if len(resp.Components) == 0 && !f.Structured() {
+					return fmt.Errorf("not found: no %s runs on any known node", args[0])
+				}
+				if f.Structured() {
+					return printer.Message(cmd.OutOrStdout(), f, resp)
+				}
+				return whereTable(cmd.OutOrStdout(), f, resp.Components)
+			})
+		},
+	}
+}
+
+func whereTable(w io.Writer, f printer.Format, insts []*v1.ComponentInstance) error {
+	clusters := map[string]bool{}
+	for _, in := range insts {
+		clusters[in.Cluster] = true
+	}
+	multi := len(clusters) > 1
+	tw := tabwriter.NewWriter(w, 0, 8, 3, ' ', 0)
+	hdr := []string{"NODE", "COMPONENT", "IMPLEMENTATION", "HOW", "FROM", "PID"}
+	if multi {
+		hdr = append([]string{"CLUSTER"}, hdr...)
+	}
+	if f == printer.Wide {
+		hdr = append(hdr, "VERSION", "IMAGE", "NOTE")
+	}
+	fmt.Fprintln(tw, strings.Join(hdr, "\t"))
+	for _, in := range insts {
+		pid := "-"
+		if in.Pid != 0 {
+			pid = fmt.Sprint(in.Pid)
+		}
+		cols := []string{in.Node, in.Component, in.Implementation, printer.How(in.How), orNone(printer.Detail(in)), pid}
+		if multi {
+			cols = append([]string{in.Cluster}, cols...)
+		}
+		if f == printer.Wide {
+			cols = append(cols, orNone(in.Version), orNone(in.Image), orNone(printer.Note(in)))
+		}
+		fmt.Fprintln(tw, strings.Join(cols, "\t"))
+	}
+	return tw.Flush()
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "<none>"
+	}
+	return s
+}
