@@ -140,7 +140,7 @@ func (a *apiWriter) node(n nodeSpec) {
 		Spec: corev1.NodeSpec{PodCIDR: podCIDR(n.name), PodCIDRs: []string{podCIDR(n.name)}, Taints: taints},
 		Status: corev1.NodeStatus{
 			Addresses: []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: n.ip}, {Type: corev1.NodeHostName, Address: n.name}},
-			NodeInfo: corev1.NodeSystemInfo{KubeletVersion: "v1.27.0", KubeProxyVersion: "v1.27.0", ContainerRuntimeVersion: "containerd://1.6.21",
+			NodeInfo: corev1.NodeSystemInfo{KubeletVersion: "v1.27.0", ContainerRuntimeVersion: "containerd://1.6.21",
 				KernelVersion: "5.15.0-71-generic", OSImage: "Ubuntu 22.04.2 LTS", OperatingSystem: "linux", Architecture: "amd64",
 				MachineID: fmt.Sprintf("%x", []byte(fmt.Sprintf("%-16s", n.name))), BootID: uid("boot/" + n.name)},
 			Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "KubeletReady", Message: "kubelet is posting ready status. AppArmor enabled",

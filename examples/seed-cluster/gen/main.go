@@ -8,9 +8,11 @@
 package main
 
 import (
+	"bytes"
 	"crypto/md5"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"log"
@@ -158,11 +160,16 @@ func run(out string) error {
 		if err != nil {
 			return err
 		}
-		data, err := protojson.MarshalOptions{Multiline: true, Indent: "  "}.Marshal(inv)
+		raw, err := protojson.Marshal(inv)
 		if err != nil {
 			return err
 		}
-		if err := write(filepath.Join(out, "nodes", n.name+".json"), string(data)+"\n"); err != nil {
+		// protojson varies its spacing on purpose; indent it the same way every time.
+		var data bytes.Buffer
+		if err := json.Indent(&data, raw, "", "  "); err != nil {
+			return err
+		}
+		if err := write(filepath.Join(out, "nodes", n.name+".json"), data.String()+"\n"); err != nil {
 			return err
 		}
 	}

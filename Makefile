@@ -1,0 +1,60 @@
+# kubeatlas: build, test and develop. `make help` lists the targets.
+SHELL   := /usr/bin/env bash
+GO      ?= go
+TOOLS   := $(CURDIR)/.bin
+BIN     := $(CURDIR)/bin
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X github.com/kubeatlas/kubeatlas/agent/command.Version=$(VERSION) \
+           -X github.com/kubeatlas/kubeatlas/aggregator/command.Version=$(VERSION) \
+           -X github.com/kubeatlas/kubeatlas/client/cli.Version=$(VERSION)
+export PATH := $(TOOLS):$(PATH)
+
+.PHONY: help build demo test unit integration proto proto-check lint breaking bench tools clean
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+build: ## build the three binaries into bin/
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./agent/cmd/kubeatlas-agent ./aggregator/cmd/kubeatlas-aggregator ./client/cmd/kubeatlas
+
+demo: ## the main job: explain the bundled reference cluster
+	$(GO) run -ldflags "$(LDFLAGS)" ./client/cmd/kubeatlas demo
+
+test: unit integration ## the whole suite: unit tests, then integration tests
+
+unit: ## unit tests (with the race detector)
+	$(GO) test -race -count=1 ./...
+
+integration: ## integration tests against real processes, cgroups, etcd and kube-apiserver
+	cd integration && $(GO) test -count=1 -timeout 60m ./...
+
+tools: ## build the pinned tools (buf, protoc plugins, staticcheck, grpcurl, benchstat) into .bin/
+	cd tools && $(GO) build -o $(TOOLS)/ github.com/bufbuild/buf/cmd/buf google.golang.org/protobuf/cmd/protoc-gen-go \
+		google.golang.org/grpc/cmd/protoc-gen-go-grpc honnef.co/go/tools/cmd/staticcheck \
+		github.com/fullstorydev/grpcurl/cmd/grpcurl golang.org/x/perf/cmd/benchstat
+
+proto: tools ## regenerate the Go code of the API
+	buf generate
+
+proto-check: proto ## fail when the committed generated code is not what buf generates
+	@git diff --exit-code -- proto || { echo "generated code differs: run 'make proto' and commit" >&2; exit 1; }
+	@test -z "$$(git status --porcelain -- proto)" || { git status --porcelain -- proto; echo "untracked generated files" >&2; exit 1; }
+
+lint: tools ## gofmt, go vet, staticcheck and buf lint
+	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); test -z "$$out" || { echo "gofmt would change:"; echo "$$out"; exit 1; } >&2
+	$(GO) vet ./...
+	cd integration && $(GO) vet ./...
+	staticcheck ./...
+	cd integration && staticcheck ./...
+	buf lint
+
+breaking: tools ## buf breaking against the previous commit (FILE and WIRE_JSON)
+	@if git rev-parse -q --verify HEAD~1 >/dev/null && git cat-file -e HEAD~1:proto/kubeatlas/v1 2>/dev/null; then \
+		buf breaking --against '.git#ref=HEAD~1'; \
+	else echo "buf breaking: no previous commit with the API; nothing to compare"; fi
+
+bench: ## benchmarks (see BENCHMARKS.md)
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+clean: ## remove build output
+	rm -rf $(BIN)
