@@ -4,13 +4,16 @@
 package collect
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -80,13 +83,21 @@ type procKey struct {
 	start int64 // milliseconds since the epoch
 }
 
+// cached is a process read in full, with the command name it had then: a
+// changed name under the same (pid, start time) means the process exec'd
+// (runc's init becoming the container's program, say) and is read again.
+type cached struct {
+	comm string
+	rec  *v1.Process
+}
+
 // Collector scans a node. It remembers what it read so that a process whose
 // (pid, start time) is unchanged, or a manifest whose size and mtime are
 // unchanged, is not read again. It is not safe for concurrent use.
 type Collector struct {
 	cfg   Config
 	ctx   context.Context // carries gopsutil's host paths
-	procs map[procKey]*v1.Process
+	procs map[procKey]cached
 	mans  map[string]*v1.StaticPodManifest
 	users *userCache
 	boot  time.Time
@@ -110,7 +121,7 @@ func New(cfg Config) (*Collector, error) {
 	c := &Collector{
 		cfg:   cfg,
 		ctx:   context.WithValue(context.Background(), common.EnvKey, env),
-		procs: map[procKey]*v1.Process{},
+		procs: map[procKey]cached{},
 		mans:  map[string]*v1.StaticPodManifest{},
 		users: newUserCache(filepath.Join(cfg.HostRoot, "etc", "passwd")),
 	}
@@ -190,7 +201,9 @@ func (c *Collector) scanProcesses(ctx context.Context) ([]*v1.Process, *v1.ScanS
 		return nil, nil, fmt.Errorf("listing processes: %w", err)
 	}
 	stats := &v1.ScanStats{ProcessesSeen: uint32(len(pids))}
-	seen := make(map[procKey]*v1.Process, len(pids))
+	seen := make(map[procKey]cached, len(pids))
+	procDir := filepath.Join(c.cfg.HostRoot, "proc")
+	bootMS := c.boot.UnixMilli()
 	out := make([]*v1.Process, 0, len(pids))
 	for _, pid := range pids {
 		if err := ctx.Err(); err != nil {
@@ -201,22 +214,24 @@ func (c *Collector) scanProcesses(ctx context.Context) ([]*v1.Process, *v1.ScanS
 			c.cfg.Logger.Warn("too many processes; the rest are not reported", "limit", c.cfg.MaxProcesses, "seen", len(pids))
 			break
 		}
-		p := &process.Process{Pid: pid}
-		start, err := p.CreateTimeWithContext(c.ctx)
+		// One read of /proc/<pid>/stat tells whether the process is new.
+		comm, ticks, err := readStat(filepath.Join(procDir, strconv.Itoa(int(pid)), "stat"))
 		if err != nil {
 			stats.ProcessesSkipped++
 			continue
 		}
+		start := bootMS + int64(ticks*1000/userHZ)
 		key := procKey{pid, start}
-		rec, ok := c.procs[key]
-		if !ok {
-			rec, err = c.readProcess(p, start)
+		hit, ok := c.procs[key]
+		rec := hit.rec
+		if !ok || hit.comm != comm {
+			rec, err = c.readProcess(&process.Process{Pid: pid}, start)
 			if err != nil {
 				stats.ProcessesSkipped++
 				continue
 			}
 		}
-		seen[key] = rec
+		seen[key] = cached{comm: comm, rec: rec}
 		out = append(out, rec)
 		if len(rec.Components) > 0 {
 			stats.ComponentProcesses++
@@ -329,6 +344,45 @@ func qosProto(q cgroup.QOS) v1.QOSClass {
 		return v1.QOSClass_QOS_CLASS_BEST_EFFORT
 	}
 	return v1.QOSClass_QOS_CLASS_UNSPECIFIED
+}
+
+// userHZ is the unit of /proc/<pid>/stat times on Linux.
+const userHZ = 100
+
+// readStat reads a process's command name and start time (clock ticks since
+// boot) from /proc/<pid>/stat. The name is in parentheses and may itself
+// contain spaces and parentheses, so fields are counted from the last ')'.
+func readStat(path string) (string, uint64, error) {
+	var buf [1024]byte
+	f, err := os.Open(path)
+	if err != nil {
+		return "", 0, err
+	}
+	n, err := f.Read(buf[:])
+	f.Close()
+	if err != nil && n == 0 {
+		return "", 0, err
+	}
+	return parseStat(buf[:n])
+}
+
+func parseStat(data []byte) (string, uint64, error) {
+	open := bytes.IndexByte(data, '(')
+	end := bytes.LastIndexByte(data, ')')
+	if open < 0 || end < open {
+		return "", 0, errors.New("malformed stat: no command name")
+	}
+	comm := string(data[open+1 : end])
+	// After ") ": state(3) ppid(4) … starttime(22); field 3 is index 0 here.
+	fields := bytes.Fields(data[end+1:])
+	if len(fields) < 20 {
+		return "", 0, errors.New("malformed stat: too few fields")
+	}
+	ticks, err := strconv.ParseUint(string(fields[19]), 10, 64)
+	if err != nil {
+		return "", 0, fmt.Errorf("malformed stat start time: %w", err)
+	}
+	return comm, ticks, nil
 }
 
 func readLimited(path string, max int64) ([]byte, error) {

@@ -2,9 +2,11 @@
 package command
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -86,11 +88,15 @@ func newSnapshotCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			out, err := protojson.MarshalOptions{Multiline: true, Indent: "  "}.Marshal(inv)
+			raw, err := protojson.Marshal(inv)
 			if err != nil {
 				return fmt.Errorf("encoding inventory: %w", err)
 			}
-			_, err = fmt.Fprintln(cmd.OutOrStdout(), string(out))
+			var out bytes.Buffer
+			if err := json.Indent(&out, raw, "", "  "); err != nil {
+				return fmt.Errorf("encoding inventory: %w", err)
+			}
+			_, err = fmt.Fprintln(cmd.OutOrStdout(), out.String())
 			return err
 		},
 	}
