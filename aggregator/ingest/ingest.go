@@ -137,10 +137,10 @@ func (s *Server) Connect(stream v1.AgentService_ConnectServer) error {
 		err error
 	}
 	recvCh := make(chan recvd)
-	var wg sync.WaitGroup
-	wg.Add(1)
+	// The receiver ends when the handler returns: gRPC then cancels the
+	// stream, Recv fails and ctx is done. It cannot be waited for here, as
+	// Recv does not return before the handler does.
 	go func() {
-		defer wg.Done()
 		for {
 			m, err := stream.Recv()
 			select {
@@ -153,8 +153,6 @@ func (s *Server) Connect(stream v1.AgentService_ConnectServer) error {
 			}
 		}
 	}()
-	defer wg.Wait()
-	defer cancel(nil)
 
 	// Hello first.
 	helloT := time.NewTimer(s.cfg.HelloTimeout)
