@@ -3,6 +3,8 @@
 package printer
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"sort"
@@ -44,14 +46,18 @@ func ParseFormat(s string) (Format, error) {
 // Structured reports whether f prints the message itself.
 func (f Format) Structured() bool { return f == JSON || f == YAML }
 
-var marshal = protojson.MarshalOptions{Multiline: true, Indent: "  ", EmitUnpopulated: false}
-
-// Message prints a response as JSON or YAML.
+// Message prints a response as JSON or YAML: the protojson of the message,
+// indented the same way every time (protojson's own spacing varies on purpose).
 func Message(w io.Writer, f Format, m proto.Message) error {
-	data, err := marshal.Marshal(m)
+	raw, err := protojson.Marshal(m)
 	if err != nil {
 		return fmt.Errorf("encoding output: %w", err)
 	}
+	var buf bytes.Buffer
+	if err := json.Indent(&buf, raw, "", "  "); err != nil {
+		return fmt.Errorf("encoding output: %w", err)
+	}
+	data := buf.Bytes()
 	if f == YAML {
 		if data, err = yaml.JSONToYAML(data); err != nil {
 			return fmt.Errorf("encoding output: %w", err)

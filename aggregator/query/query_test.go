@@ -1,0 +1,261 @@
+package query
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/kubeatlas/kubeatlas/aggregator/bundle"
+	"github.com/kubeatlas/kubeatlas/aggregator/engine"
+	"github.com/kubeatlas/kubeatlas/aggregator/state"
+	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
+)
+
+func seed(t testing.TB) (*Server, *engine.Engine) {
+	t.Helper()
+	st, err := state.NewStore()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := engine.New(st, engine.Config{})
+	if _, err := bundle.Load(e, "../../examples/seed-cluster"); err != nil {
+		t.Fatal(err)
+	}
+	return NewServer(st), e
+}
+
+func TestGetAndList(t *testing.T) {
+	s, _ := seed(t)
+	ctx := context.Background()
+	cl, err := s.GetCluster(ctx, &v1.GetClusterRequest{Name: "seed"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cl.Cluster.Mode != v1.ClusterMode_CLUSTER_MODE_STATIC_POD || cl.Cluster.NodeCount != 6 || cl.Cluster.ReportingNodeCount != 6 ||
+		cl.Cluster.FindingCount != 8 || cl.Cluster.KubernetesVersion != "v1.27.0" || cl.Cluster.Uid == "" || len(cl.Cluster.ModeEvidence) == 0 {
+		t.Errorf("cluster: %v", cl.Cluster)
+	}
+	for _, tt := range []struct {
+		name string
+		err  error
+		code codes.Code
+	}{
+		{"GetCluster empty", func() error { _, err := s.GetCluster(ctx, &v1.GetClusterRequest{}); return err }(), codes.InvalidArgument},
+		{"GetCluster missing", func() error { _, err := s.GetCluster(ctx, &v1.GetClusterRequest{Name: "nope"}); return err }(), codes.NotFound},
+		{"GetNode missing", func() error { _, err := s.GetNode(ctx, &v1.GetNodeRequest{Name: "nope"}); return err }(), codes.NotFound},
+		{"bad token", func() error { _, err := s.ListNodes(ctx, &v1.ListNodesRequest{PageToken: "garbage"}); return err }(), codes.InvalidArgument},
+		{"negative page", func() error { _, err := s.ListComponents(ctx, &v1.ListComponentsRequest{PageSize: -1}); return err }(), codes.InvalidArgument},
+		{"unknown component", func() error {
+			_, err := s.ListComponents(ctx, &v1.ListComponentsRequest{Component: "kube-nonsense"})
+			return err
+		}(), codes.InvalidArgument},
+	} {
+		if status.Code(tt.err) != tt.code {
+			t.Errorf("%s: %v, want %v", tt.name, tt.err, tt.code)
+		}
+	}
+	n, err := s.GetNode(ctx, &v1.GetNodeRequest{Name: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(n.Components) != 11 || n.Node.ProcessCount == 0 || n.Node.ManifestCount != 4 || n.Node.Roles[0] != "control-plane" {
+		t.Errorf("node test: %d components, %v", len(n.Components), n.Node)
+	}
+	where, err := s.ListComponents(ctx, &v1.ListComponentsRequest{Component: "kube-proxy"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(where.Components) != 6 {
+		t.Errorf("kube-proxy instances: %d", len(where.Components))
+	}
+	for _, in := range where.Components {
+		if in.How != v1.DeploymentKind_DEPLOYMENT_KIND_DAEMONSET || !in.HasProcess || in.Pid == 0 {
+			t.Errorf("kube-proxy instance %v", in)
+		}
+	}
+	flannel, _ := s.ListComponents(ctx, &v1.ListComponentsRequest{Cluster: "seed", Implementation: "flannel", How: v1.DeploymentKind_DEPLOYMENT_KIND_DAEMONSET})
+	if len(flannel.Components) != 6 {
+		t.Errorf("flannel: %d", len(flannel.Components))
+	}
+	procs, _ := s.ListProcesses(ctx, &v1.ListProcessesRequest{Cluster: "seed", Node: "test", Component: "etcd"})
+	if len(procs.Processes) != 1 || procs.Processes[0].Process.Pid != 1326 {
+		t.Errorf("etcd process: %v", procs.Processes)
+	}
+	mans, _ := s.ListManifests(ctx, &v1.ListManifestsRequest{Cluster: "seed"})
+	if len(mans.Manifests) != 4 {
+		t.Fatalf("manifests: %d", len(mans.Manifests))
+	}
+	for _, m := range mans.Manifests {
+		if m.MirrorPod == "" || len(m.Pids) != 1 {
+			t.Errorf("manifest %s: mirror %q pids %v", m.Manifest.Path, m.MirrorPod, m.Pids)
+		}
+	}
+	fs, _ := s.ListFindings(ctx, &v1.ListFindingsRequest{Kind: v1.FindingKind_FINDING_KIND_CLOCK_SKEW})
+	if len(fs.Findings) != 5 {
+		t.Errorf("clock skew findings: %d", len(fs.Findings))
+	}
+}
+
+// TestPagingIsStableAndComplete pages with every size and checks each
+// listing comes back whole, in order, without repeats.
+func TestPagingIsStableAndComplete(t *testing.T) {
+	s, _ := seed(t)
+	ctx := context.Background()
+	all, _ := s.ListComponents(ctx, &v1.ListComponentsRequest{PageSize: 1000})
+	allProcs, _ := s.ListProcesses(ctx, &v1.ListProcessesRequest{PageSize: 1000})
+	allFindings, _ := s.ListFindings(ctx, &v1.ListFindingsRequest{PageSize: 1000})
+	for size := int32(1); size <= 7; size++ {
+		var ids []string
+		req := &v1.ListComponentsRequest{PageSize: size}
+		for {
+			resp, err := s.ListComponents(ctx, req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, c := range resp.Components {
+				ids = append(ids, c.Id)
+			}
+			if resp.NextPageToken == "" {
+				break
+			}
+			req.PageToken = resp.NextPageToken
+		}
+		if len(ids) != len(all.Components) {
+			t.Fatalf("page size %d: %d components, want %d", size, len(ids), len(all.Components))
+		}
+		for i := range ids {
+			if ids[i] != all.Components[i].Id {
+				t.Fatalf("page size %d: order differs at %d", size, i)
+			}
+		}
+		n := 0
+		preq := &v1.ListProcessesRequest{PageSize: size * 10}
+		for {
+			resp, err := s.ListProcesses(ctx, preq)
+			if err != nil {
+				t.Fatal(err)
+			}
+			n += len(resp.Processes)
+			if resp.NextPageToken == "" {
+				break
+			}
+			preq.PageToken = resp.NextPageToken
+		}
+		if n != len(allProcs.Processes) {
+			t.Fatalf("page size %d: %d processes, want %d", size*10, n, len(allProcs.Processes))
+		}
+		n = 0
+		freq := &v1.ListFindingsRequest{PageSize: size}
+		for {
+			resp, err := s.ListFindings(ctx, freq)
+			if err != nil {
+				t.Fatal(err)
+			}
+			n += len(resp.Findings)
+			if resp.NextPageToken == "" {
+				break
+			}
+			freq.PageToken = resp.NextPageToken
+		}
+		if n != len(allFindings.Findings) {
+			t.Fatalf("page size %d: %d findings, want %d", size, n, len(allFindings.Findings))
+		}
+	}
+}
+
+// watchStream is an in-memory Watch stream.
+type watchStream struct {
+	ctx  context.Context
+	sent chan *v1.WatchResponse
+}
+
+func (w *watchStream) Send(m *v1.WatchResponse) error {
+	select {
+	case w.sent <- m:
+		return nil
+	case <-w.ctx.Done():
+		return w.ctx.Err()
+	}
+}
+func (w *watchStream) Context() context.Context     { return w.ctx }
+func (w *watchStream) SetHeader(metadata.MD) error  { return nil }
+func (w *watchStream) SendHeader(metadata.MD) error { return nil }
+func (w *watchStream) SetTrailer(metadata.MD)       {}
+func (w *watchStream) SendMsg(any) error            { return nil }
+func (w *watchStream) RecvMsg(any) error            { return nil }
+
+func TestWatchSendsStateThenChanges(t *testing.T) {
+	s, e := seed(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	ws := &watchStream{ctx: ctx, sent: make(chan *v1.WatchResponse, 1000)}
+	done := make(chan error, 1)
+	go func() { done <- s.Watch(&v1.WatchRequest{Cluster: "seed", SkipFindings: true}, ws) }()
+	added := 0
+	for m := range ws.sent {
+		if m.Type == v1.WatchEventType_WATCH_EVENT_TYPE_SYNCED {
+			break
+		}
+		if m.Type != v1.WatchEventType_WATCH_EVENT_TYPE_ADDED || m.GetComponent() == nil {
+			t.Fatalf("unexpected event before SYNCED: %v", m)
+		}
+		added++
+	}
+	if added != 36 {
+		t.Errorf("initial state: %d components", added)
+	}
+	// A DaemonSet pod goes away: its instance changes.
+	if err := e.DeletePod("seed", "kube-system", "kube-proxy-xgvz8"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case m := <-ws.sent:
+		if m.GetComponent().GetNode() != "zzk-1" {
+			t.Errorf("change event %v", m)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no change event")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestSlowWatcherGetsResync(t *testing.T) {
+	s, e := seed(t)
+	s.WatchBuffer = 1
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ws := &watchStream{ctx: ctx, sent: make(chan *v1.WatchResponse)} // nobody reads yet
+	done := make(chan error, 1)
+	go func() { done <- s.Watch(&v1.WatchRequest{SkipFindings: true}, ws) }()
+	// Ingest goes on while the watcher is stuck.
+	start := time.Now()
+	for i := 0; i < 50; i++ {
+		if err := e.Heartbeat("seed", "zzk-1", time.Now().Add(time.Duration(i%2)*time.Hour), time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if time.Since(start) > 5*time.Second {
+		t.Fatal("ingest was held up by a slow watcher")
+	}
+	sawResync := false
+	timeout := time.After(10 * time.Second)
+	for !sawResync {
+		select {
+		case m := <-ws.sent:
+			sawResync = m.Type == v1.WatchEventType_WATCH_EVENT_TYPE_RESYNC
+		case <-timeout:
+			t.Fatal("no RESYNC marker")
+		}
+	}
+	if s.store.Broker().Dropped() == 0 {
+		t.Error("dropped counter not moved")
+	}
+	cancel()
+	<-done
+}
