@@ -1,0 +1,225 @@
+package join
+
+import (
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/kubeatlas/kubeatlas/agent/recognize"
+	"github.com/kubeatlas/kubeatlas/aggregator/state"
+	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
+)
+
+const (
+	hash = "fcd4f26bdc1bed51b77a2cd425acaf73"
+	cid  = "dbf2431c433ac84f770c8fd8b7a63a4b1824f9b972d320179fb1df2ae6d5aec4"
+	cid2 = "0a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f9"
+	puid = "5b1d3e2a-8c4f-4a6e-9d7b-1f2e3a4b5c6d"
+)
+
+func proc(pid int32, argv string, podUID, containerID, unit string) *v1.Process {
+	p := &v1.Process{Pid: pid, Ppid: 1, StartTime: timestamppb.New(time.Unix(1000, 0)), User: "root", Argv: strings.Fields(argv),
+		PodUid: podUID, ContainerId: containerID, SystemdUnit: unit}
+	for _, c := range recognize.Recognize(p.Argv).Components {
+		p.Components = append(p.Components, c.Proto())
+	}
+	return p
+}
+
+var apiserverArgv = "kube-apiserver --advertise-address=10.0.0.1 --secure-port=6443"
+
+func apiserverManifest() *v1.StaticPodManifest {
+	return &v1.StaticPodManifest{Path: "/etc/kubernetes/manifests/kube-apiserver.yaml", PodName: "kube-apiserver", PodNamespace: "kube-system",
+		Containers: []*v1.ManifestContainer{{Name: "kube-apiserver", Image: "registry.k8s.io/kube-apiserver:v1.27.0", Command: strings.Fields(apiserverArgv)}}}
+}
+
+func mirrorPod() *state.Pod {
+	return &state.Pod{ID: "c/kube-system/kube-apiserver-n1", Cluster: "c", Namespace: "kube-system", Name: "kube-apiserver-n1", UID: "mirror-uid",
+		NodeName: "n1", MirrorHash: hash, ConfigSource: "file", Owner: &v1.ObjectRef{Kind: "Node", Name: "n1"}, Phase: "Running",
+		Containers: []state.PodContainer{{Name: "kube-apiserver", Image: "registry.k8s.io/kube-apiserver:v1.27.0", Command: strings.Fields(apiserverArgv), ContainerID: cid}}}
+}
+
+func reporting() *state.NodeAgent {
+	return &state.NodeAgent{State: v1.AgentState_AGENT_STATE_REPORTING, Kubelet: &v1.KubeletInfo{StaticPodPath: "/etc/kubernetes/manifests",
+		ContainerRuntimeEndpoint: "unix:///run/containerd/containerd.sock"}}
+}
+
+func summary(res NodeResult) (insts, finds []string) {
+	for _, in := range res.Instances {
+		insts = append(insts, in.Component+"/"+in.Implementation+" "+HowWords(in.How)+" pid="+itoa(in.Pid)+" manifest="+in.ManifestPath)
+	}
+	for _, f := range res.Findings {
+		finds = append(finds, strings.TrimPrefix(f.Kind.String(), "FINDING_KIND_"))
+	}
+	sort.Strings(insts)
+	sort.Strings(finds)
+	return
+}
+
+func itoa(n int32) string {
+	if n == 0 {
+		return "-"
+	}
+	return strconv.Itoa(int(n))
+}
+
+func TestNode(t *testing.T) {
+	workloads := map[string]*state.Workload{
+		"rs-uid":    {Kind: "ReplicaSet", Name: "coredns-7bdc4cb885", Namespace: "kube-system", UID: "rs-uid", Owner: &v1.ObjectRef{Kind: "Deployment", Namespace: "kube-system", Name: "coredns"}, OwnerUID: "d-uid"},
+		"lone-rs":   {Kind: "ReplicaSet", Name: "lonely", Namespace: "default", UID: "lone-rs"},
+		"ds-uid":    {Kind: "DaemonSet", Name: "kube-proxy", Namespace: "kube-system", UID: "ds-uid"},
+		"apisrv-ds": {Kind: "DaemonSet", Name: "kube-apiserver", Namespace: "kube-system", UID: "apisrv-ds"},
+	}
+	lookup := func(uid string) *state.Workload { return workloads[uid] }
+	proxyPod := &state.Pod{ID: "c/kube-system/kube-proxy-a", Cluster: "c", Namespace: "kube-system", Name: "kube-proxy-a", UID: puid, NodeName: "n1",
+		Owner: &v1.ObjectRef{Kind: "DaemonSet", Namespace: "kube-system", Name: "kube-proxy"}, OwnerUID: "ds-uid", Phase: "Running",
+		Containers: []state.PodContainer{{Name: "kube-proxy", Image: "registry.k8s.io/kube-proxy:v1.27.0", Command: []string{"/usr/local/bin/kube-proxy", "--config=/x"}, ContainerID: cid2, RestartCount: 9}}}
+	corednsPod := &state.Pod{ID: "c/kube-system/coredns-a", Cluster: "c", Namespace: "kube-system", Name: "coredns-a", UID: "dns-uid", NodeName: "n1",
+		Owner: &v1.ObjectRef{Kind: "ReplicaSet", Namespace: "kube-system", Name: "coredns-7bdc4cb885"}, OwnerUID: "rs-uid", Phase: "Running",
+		Containers: []state.PodContainer{{Name: "coredns", Image: "registry.k8s.io/coredns/coredns:v1.10.1", Args: []string{"-conf", "/etc/coredns/Corefile"}}}}
+	lonePod := &state.Pod{ID: "c/default/lonely-a", Cluster: "c", Namespace: "default", Name: "lonely-a", UID: "lonely-uid", NodeName: "n1",
+		Owner: &v1.ObjectRef{Kind: "ReplicaSet", Namespace: "default", Name: "lonely"}, OwnerUID: "lone-rs", Phase: "Pending",
+		Containers: []state.PodContainer{{Name: "etcd", Image: "quay.io/coreos/etcd:v3.5.0"}}}
+	barePod := &state.Pod{ID: "c/default/bare", Cluster: "c", Namespace: "default", Name: "bare", UID: "bare-uid", NodeName: "n1", Phase: "Pending",
+		Containers: []state.PodContainer{{Name: "kube-scheduler", Image: "registry.k8s.io/kube-scheduler:v1.27.0", Command: []string{"kube-scheduler"}}}}
+	selfHosted := &state.Pod{ID: "c/kube-system/kube-apiserver-x", Cluster: "c", Namespace: "kube-system", Name: "kube-apiserver-x", UID: "sh-uid", NodeName: "n1",
+		Owner: &v1.ObjectRef{Kind: "DaemonSet", Namespace: "kube-system", Name: "kube-apiserver"}, OwnerUID: "apisrv-ds", Phase: "Pending",
+		Containers: []state.PodContainer{{Name: "kube-apiserver", Image: "registry.k8s.io/kube-apiserver:v1.27.0", Command: []string{"kube-apiserver"}}}}
+
+	tests := []struct {
+		name      string
+		in        NodeInput
+		wantInsts []string
+		wantFinds []string
+	}{
+		{
+			name: "static pod with API and agent",
+			in: NodeInput{Node: &state.Node{Name: "n1", Agent: reporting(), API: &state.NodeAPI{KubeletVersion: "v1.27.0"}}, APIConnected: true, ClusterHasAgents: true,
+				Procs:     []*v1.Process{proc(7, "/usr/bin/kubelet --config=/var/lib/kubelet/config.yaml", "", "", "kubelet.service"), proc(8, apiserverArgv, hash, cid, "")},
+				Manifests: []*v1.StaticPodManifest{apiserverManifest()}, Pods: []*state.Pod{mirrorPod()}},
+			wantInsts: []string{"kube-apiserver/kube-apiserver static pod pid=8 manifest=/etc/kubernetes/manifests/kube-apiserver.yaml", "kubelet/kubelet host process pid=7 manifest="},
+		},
+		{
+			name: "agent only: static pod through the cgroup hash and the manifest",
+			in: NodeInput{Node: &state.Node{Name: "n1", Agent: reporting()},
+				Procs:     []*v1.Process{proc(8, apiserverArgv, hash, cid, "")},
+				Manifests: []*v1.StaticPodManifest{apiserverManifest()}},
+			wantInsts: []string{"kube-apiserver/kube-apiserver static pod pid=8 manifest=/etc/kubernetes/manifests/kube-apiserver.yaml"},
+		},
+		{
+			name:      "API only: instances inferred from pods, no process",
+			in:        NodeInput{Node: &state.Node{Name: "n1", API: &state.NodeAPI{}}, APIConnected: true, Workload: lookup, Pods: []*state.Pod{proxyPod, corednsPod, lonePod, barePod, selfHosted}},
+			wantInsts: []string{"cluster-dns/coredns Deployment pid=- manifest=", "etcd/etcd ReplicaSet pid=- manifest=", "kube-apiserver/kube-apiserver DaemonSet pid=- manifest=", "kube-proxy/kube-proxy DaemonSet pid=- manifest=", "kube-scheduler/kube-scheduler bare pod pid=- manifest="},
+			wantFinds: []string{"HIGH_RESTART_COUNT"},
+		},
+		{
+			name: "drift between manifest and process",
+			in: NodeInput{Node: &state.Node{Name: "n1", Agent: reporting()}, APIConnected: true, ClusterHasAgents: true,
+				Procs:     []*v1.Process{proc(8, "kube-apiserver --advertise-address=10.0.0.1 --secure-port=7443 --v=4", hash, cid, "")},
+				Manifests: []*v1.StaticPodManifest{apiserverManifest()}, Pods: []*state.Pod{mirrorPod()}},
+			wantInsts: []string{"kube-apiserver/kube-apiserver static pod pid=8 manifest=/etc/kubernetes/manifests/kube-apiserver.yaml"},
+			wantFinds: []string{"MANIFEST_DRIFT"},
+		},
+		{
+			name: "manifest without mirror pod, mirror pod without manifest, malformed manifest",
+			in: NodeInput{Node: &state.Node{Name: "n1", Agent: reporting()}, APIConnected: true, ClusterHasAgents: true,
+				Procs: []*v1.Process{},
+				Manifests: []*v1.StaticPodManifest{
+					{Path: "/etc/kubernetes/manifests/etcd.yaml", PodName: "etcd", PodNamespace: "kube-system", Containers: []*v1.ManifestContainer{{Name: "etcd", Command: []string{"etcd"}}}},
+					{Path: "/etc/kubernetes/manifests/broken.yaml", ParseError: "decoding pod: yaml: line 3: mapping values are not allowed"},
+				},
+				Pods: []*state.Pod{mirrorPod()}},
+			wantInsts: []string{"kube-apiserver/kube-apiserver static pod pid=- manifest="},
+			wantFinds: []string{"MALFORMED_MANIFEST", "MANIFEST_WITHOUT_MIRROR_POD", "MIRROR_POD_WITHOUT_MANIFEST", "POD_WITHOUT_PROCESS"},
+		},
+		{
+			name: "container process whose pod the API does not know",
+			in: NodeInput{Node: &state.Node{Name: "n1", Agent: reporting()}, APIConnected: true, ClusterHasAgents: true,
+				Procs: []*v1.Process{proc(9, "/opt/bin/flanneld --ip-masq", puid, cid2, "")}},
+			wantInsts: []string{"cni/flannel unknown pid=9 manifest="},
+			wantFinds: []string{"UNKNOWN_POD_PROCESS"},
+		},
+		{
+			name: "node without agent, version skew",
+			in: NodeInput{Node: &state.Node{Name: "n1", API: &state.NodeAPI{KubeletVersion: "v1.23.4"}}, APIConnected: true, ClusterHasAgents: true,
+				APIServerVersion: "v1.27.0"},
+			wantFinds: []string{"NODE_WITHOUT_AGENT", "VERSION_SKEW"},
+		},
+		{
+			name: "stale agent and clock skew; k3s hosts several components",
+			in: NodeInput{Node: &state.Node{Name: "n1", API: &state.NodeAPI{KubeletVersion: "v1.28.1+k3s1"}, Agent: &state.NodeAgent{State: v1.AgentState_AGENT_STATE_STALE, ClockSkew: -time.Minute}},
+				APIConnected: true, ClusterHasAgents: true, APIServerVersion: "v1.28.1+k3s1",
+				Procs: []*v1.Process{proc(5, "/usr/local/bin/k3s agent", "", "", "k3s-agent.service")}},
+			wantInsts: []string{"cni/flannel host process pid=5 manifest=", "kube-proxy/k3s host process pid=5 manifest=", "kubelet/k3s host process pid=5 manifest="},
+			wantFinds: []string{"CLOCK_SKEW", "STALE_AGENT"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.in.Cluster = "c"
+			if tt.in.Workload == nil {
+				tt.in.Workload = lookup
+			}
+			insts, finds := summary(Node(tt.in))
+			if strings.Join(insts, "\n") != strings.Join(tt.wantInsts, "\n") {
+				t.Errorf("instances:\n%s\nwant:\n%s", strings.Join(insts, "\n"), strings.Join(tt.wantInsts, "\n"))
+			}
+			if strings.Join(finds, ",") != strings.Join(tt.wantFinds, ",") {
+				t.Errorf("findings: %v, want %v", finds, tt.wantFinds)
+			}
+		})
+	}
+}
+
+func TestDriftDescribesFlags(t *testing.T) {
+	d := argvDiff(strings.Fields("kube-apiserver --a=1 --b=2 --c"), strings.Fields("/usr/bin/kube-apiserver --a=1 --b=3 --d=4"))
+	for _, want := range []string{"--b is 3, manifest says 2", "--c=true missing", "--d=4 added"} {
+		if !strings.Contains(d, want) {
+			t.Errorf("diff %q lacks %q", d, want)
+		}
+	}
+	if argvDiff(strings.Fields("etcd --x=1"), strings.Fields("/usr/local/bin/etcd --x=1")) != "" {
+		t.Error("a path-only difference in the program is not drift")
+	}
+}
+
+func TestSkewPolicy(t *testing.T) {
+	for _, tt := range []struct {
+		kubelet, api string
+		bad          bool
+	}{
+		{"v1.27.0", "v1.27.3", false}, {"v1.24.0", "v1.27.0", false}, {"v1.23.9", "v1.27.0", true},
+		{"v1.28.0", "v1.27.0", true}, {"garbage", "v1.27.0", false},
+	} {
+		if got := skewPolicy(tt.kubelet, tt.api) != ""; got != tt.bad {
+			t.Errorf("kubelet %s, apiserver %s: flagged %v", tt.kubelet, tt.api, got)
+		}
+	}
+}
+
+func TestClusterMode(t *testing.T) {
+	inst := func(how v1.DeploymentKind) *v1.ComponentInstance {
+		return &v1.ComponentInstance{Component: "kube-apiserver", Node: "n1", How: how, Version: "v1.27.0"}
+	}
+	for _, tt := range []struct {
+		name      string
+		cp        []*v1.ComponentInstance
+		api, agts bool
+		want      v1.ClusterMode
+	}{
+		{"standalone", []*v1.ComponentInstance{inst(v1.DeploymentKind_DEPLOYMENT_KIND_HOST_PROCESS)}, true, true, v1.ClusterMode_CLUSTER_MODE_STANDALONE},
+		{"static", []*v1.ComponentInstance{inst(v1.DeploymentKind_DEPLOYMENT_KIND_STATIC_POD)}, true, true, v1.ClusterMode_CLUSTER_MODE_STATIC_POD},
+		{"self-hosted", []*v1.ComponentInstance{inst(v1.DeploymentKind_DEPLOYMENT_KIND_DAEMONSET)}, true, false, v1.ClusterMode_CLUSTER_MODE_SELF_HOSTED},
+		{"managed", nil, true, true, v1.ClusterMode_CLUSTER_MODE_MANAGED},
+		{"unknown", nil, false, true, v1.ClusterMode_CLUSTER_MODE_UNKNOWN},
+	} {
+		res := Cluster(tt.cp, tt.api, tt.agts, "")
+		if res.Mode != tt.want || len(res.Evidence) == 0 {
+			t.Errorf("%s: mode %v evidence %d", tt.name, res.Mode, len(res.Evidence))
+		}
+	}
+}
