@@ -15,6 +15,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -215,23 +216,24 @@ func (c *Collector) scanProcesses(ctx context.Context) ([]*v1.Process, *v1.ScanS
 			break
 		}
 		// One read of /proc/<pid>/stat tells whether the process is new.
-		comm, ticks, err := readStat(filepath.Join(procDir, strconv.Itoa(int(pid)), "stat"))
+		dir := filepath.Join(procDir, strconv.Itoa(int(pid)))
+		st, err := readStat(dir + "/stat")
 		if err != nil {
 			stats.ProcessesSkipped++
 			continue
 		}
-		start := bootMS + int64(ticks*1000/userHZ)
+		start := bootMS + int64(st.start*1000/userHZ)
 		key := procKey{pid, start}
 		hit, ok := c.procs[key]
 		rec := hit.rec
-		if !ok || hit.comm != comm {
-			rec, err = c.readProcess(&process.Process{Pid: pid}, start)
+		if !ok || hit.comm != st.comm {
+			rec, err = c.readProcess(&process.Process{Pid: pid}, dir, st, start)
 			if err != nil {
 				stats.ProcessesSkipped++
 				continue
 			}
 		}
-		seen[key] = cached{comm: comm, rec: rec}
+		seen[key] = cached{comm: st.comm, rec: rec}
 		out = append(out, rec)
 		if len(rec.Components) > 0 {
 			stats.ComponentProcesses++
@@ -244,32 +246,30 @@ func (c *Collector) scanProcesses(ctx context.Context) ([]*v1.Process, *v1.ScanS
 
 // readProcess reads one process in full. A process that vanished returns an
 // error; fields that cannot be read (exe of a kernel thread, say) stay empty.
-func (c *Collector) readProcess(p *process.Process, start int64) (*v1.Process, error) {
-	ppid, err := p.PpidWithContext(c.ctx)
-	if err != nil {
+//
+// The stat fields (ppid, CPU times, RSS) come from the scan's own read of
+// /proc/<pid>/stat; gopsutil reads the command line and executable. The user
+// is the owner of /proc/<pid>, the process's effective UID, as ps shows it.
+func (c *Collector) readProcess(p *process.Process, dir string, st procStat, start int64) (*v1.Process, error) {
+	rec := &v1.Process{
+		Pid:        p.Pid,
+		Ppid:       st.ppid,
+		StartTime:  timestamppb.New(time.UnixMilli(start)),
+		RssBytes:   st.rssPages * pageSize,
+		CpuSeconds: float64(st.utime+st.stime) / userHZ,
+	}
+	var fi syscall.Stat_t
+	if err := syscall.Stat(dir, &fi); err != nil {
 		return nil, fmt.Errorf("reading pid %d: %w", p.Pid, err)
 	}
-	rec := &v1.Process{
-		Pid:       p.Pid,
-		Ppid:      ppid,
-		StartTime: timestamppb.New(time.UnixMilli(start)),
-	}
+	rec.User = c.users.name(fi.Uid)
 	argv, _ := p.CmdlineSliceWithContext(c.ctx)
 	argv, rec.ArgvTruncated = bound(argv, c.cfg.MaxArgvBytes)
 	rec.Argv = redact.Argv(argv)
 	if exe, err := p.ExeWithContext(c.ctx); err == nil {
 		rec.Exe = clean(exe)
 	}
-	if uids, err := p.UidsWithContext(c.ctx); err == nil && len(uids) > 0 {
-		rec.User = c.users.name(uids[0])
-	}
-	if mem, err := p.MemoryInfoWithContext(c.ctx); err == nil {
-		rec.RssBytes = mem.RSS
-	}
-	if t, err := p.TimesWithContext(c.ctx); err == nil {
-		rec.CpuSeconds = t.User + t.System
-	}
-	if data, err := readLimited(filepath.Join(c.cfg.HostRoot, "proc", fmt.Sprint(p.Pid), "cgroup"), 64<<10); err == nil {
+	if data, err := readLimited(dir+"/cgroup", 64<<10); err == nil {
 		cg := cgroup.Parse(data)
 		rec.CgroupPath = clean(cg.Path)
 		rec.PodUid = cg.PodUID
@@ -349,40 +349,60 @@ func qosProto(q cgroup.QOS) v1.QOSClass {
 // userHZ is the unit of /proc/<pid>/stat times on Linux.
 const userHZ = 100
 
-// readStat reads a process's command name and start time (clock ticks since
-// boot) from /proc/<pid>/stat. The name is in parentheses and may itself
-// contain spaces and parentheses, so fields are counted from the last ')'.
-func readStat(path string) (string, uint64, error) {
-	var buf [1024]byte
-	f, err := os.Open(path)
-	if err != nil {
-		return "", 0, err
-	}
-	n, err := f.Read(buf[:])
-	f.Close()
-	if err != nil && n == 0 {
-		return "", 0, err
-	}
-	return parseStat(buf[:n])
+var pageSize = uint64(os.Getpagesize())
+
+// procStat is what one read of /proc/<pid>/stat gives.
+type procStat struct {
+	comm         string
+	ppid         int32
+	utime, stime uint64 // clock ticks
+	start        uint64 // clock ticks since boot
+	rssPages     uint64
 }
 
-func parseStat(data []byte) (string, uint64, error) {
+// readStat reads /proc/<pid>/stat with raw system calls: it runs for every
+// process on every scan, and os.Open's extra fcntl and poller work would
+// double its cost.
+func readStat(path string) (procStat, error) {
+	var buf [1024]byte
+	fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return procStat{}, err
+	}
+	n, err := syscall.Read(fd, buf[:])
+	syscall.Close(fd)
+	if err != nil {
+		return procStat{}, err
+	}
+	return parseStat(buf[:max(n, 0)])
+}
+
+// parseStat parses /proc/<pid>/stat. The command name is in parentheses and
+// may itself hold spaces and parentheses, so fields are counted from the last ')'.
+func parseStat(data []byte) (procStat, error) {
 	open := bytes.IndexByte(data, '(')
 	end := bytes.LastIndexByte(data, ')')
 	if open < 0 || end < open {
-		return "", 0, errors.New("malformed stat: no command name")
+		return procStat{}, errors.New("malformed stat: no command name")
 	}
-	comm := string(data[open+1 : end])
-	// After ") ": state(3) ppid(4) … starttime(22); field 3 is index 0 here.
+	st := procStat{comm: string(data[open+1 : end])}
+	// After ") ": state(3) ppid(4) … utime(14) stime(15) … starttime(22) vsize(23) rss(24).
 	fields := bytes.Fields(data[end+1:])
-	if len(fields) < 20 {
-		return "", 0, errors.New("malformed stat: too few fields")
+	if len(fields) < 22 {
+		return procStat{}, errors.New("malformed stat: too few fields")
 	}
-	ticks, err := strconv.ParseUint(string(fields[19]), 10, 64)
-	if err != nil {
-		return "", 0, fmt.Errorf("malformed stat start time: %w", err)
+	num := func(i int) (uint64, error) { return strconv.ParseUint(string(fields[i-3]), 10, 64) }
+	ppid, err1 := strconv.ParseInt(string(fields[1]), 10, 32)
+	var err2, err3, err4, err5 error
+	st.utime, err2 = num(14)
+	st.stime, err3 = num(15)
+	st.start, err4 = num(22)
+	st.rssPages, err5 = num(24)
+	if err := errors.Join(err1, err2, err3, err4, err5); err != nil {
+		return procStat{}, fmt.Errorf("malformed stat: %w", err)
 	}
-	return comm, ticks, nil
+	st.ppid = int32(ppid)
+	return st, nil
 }
 
 func readLimited(path string, max int64) ([]byte, error) {

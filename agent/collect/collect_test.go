@@ -28,12 +28,12 @@ func TestParseStat(t *testing.T) {
 		{"77 (a) b) (c) R 1 77 77 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 9001 1 1 1", "a) b) (c", 9001, false},
 		{"5 (x) S 1", "", 0, true},
 		{"garbage", "", 0, true},
-		{"5 (x) S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 NaN", "", 0, true},
+		{"5 (x) S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 NaN 1 1", "", 0, true},
 	}
 	for _, tt := range tests {
-		comm, ticks, err := parseStat([]byte(tt.in))
-		if (err != nil) != tt.bad || comm != tt.comm || ticks != tt.ticks {
-			t.Errorf("parseStat(%q) = %q, %d, %v", tt.in, comm, ticks, err)
+		st, err := parseStat([]byte(tt.in))
+		if (err != nil) != tt.bad || st.comm != tt.comm || st.start != tt.ticks {
+			t.Errorf("parseStat(%q) = %+v, %v", tt.in, st, err)
 		}
 	}
 }
