@@ -77,11 +77,6 @@ type Watcher struct {
 // Run watches until ctx ends. It returns an error only when the source is
 // misconfigured; an unreachable API server is retried.
 func (w *Watcher) Run(ctx context.Context) error {
-	log := w.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	log = log.With("cluster", w.Source.Name)
 	cfg, err := w.Source.RestConfig()
 	if err != nil {
 		return err
@@ -91,6 +86,15 @@ func (w *Watcher) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("cluster %s: %w", w.Source.Name, err)
 	}
+	return w.run(ctx, cs, cfg.Host)
+}
+
+func (w *Watcher) run(ctx context.Context, cs kubernetes.Interface, host string) error {
+	log := w.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	log = log.With("cluster", w.Source.Name)
 	cluster := w.Source.Name
 	factory := informers.NewSharedInformerFactoryWithOptions(cs, w.Resync, informers.WithTransform(stripManagedFields))
 	apply := func(what string, err error) {
@@ -164,7 +168,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 	}
 	factory.Start(ctx.Done())
 	defer factory.Shutdown()
-	log.Info("watching the API server", "host", cfg.Host)
+	log.Info("watching the API server", "host", host)
 	w.identify(ctx, cs, log)
 	if !cache.WaitForCacheSync(ctx.Done(), func() bool {
 		for _, h := range handlers {

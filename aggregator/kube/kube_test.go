@@ -1,0 +1,99 @@
+package kube
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes/fake"
+
+	"github.com/kubeatlas/kubeatlas/aggregator/engine"
+	"github.com/kubeatlas/kubeatlas/aggregator/state"
+	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
+)
+
+func TestParseSource(t *testing.T) {
+	for in, want := range map[string]Source{
+		"prod=/etc/kube/config":          {Name: "prod", Kubeconfig: "/etc/kube/config"},
+		"prod=/etc/kube/config:admin@eu": {Name: "prod", Kubeconfig: "/etc/kube/config", Context: "admin@eu"},
+		"local=in-cluster":               {Name: "local"},
+	} {
+		got, err := ParseSource(in)
+		if err != nil || got != want {
+			t.Errorf("%q: %+v %v", in, got, err)
+		}
+	}
+	for _, bad := range []string{"", "noequals", "=x", "x="} {
+		if _, err := ParseSource(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+func TestReadObjects(t *testing.T) {
+	objs, err := ReadObjects("../../examples/seed-cluster/api")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(objs.Nodes) != 6 || len(objs.Pods) != 18 || len(objs.Workloads) != 4 || len(objs.Namespaces) != 5 {
+		t.Errorf("read %d nodes, %d pods, %d workloads, %d namespaces", len(objs.Nodes), len(objs.Pods), len(objs.Workloads), len(objs.Namespaces))
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestWatcherWiring feeds informers from client-go's fake clientset and
+// checks objects reach the engine and deletions leave it.
+func TestWatcherWiring(t *testing.T) {
+	ds := &appsv1.DaemonSet{ObjectMeta: metav1.ObjectMeta{Name: "kube-proxy", Namespace: "kube-system", UID: "ds-uid"}}
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "kube-proxy-a", Namespace: "kube-system", UID: "pod-uid",
+			OwnerReferences: []metav1.OwnerReference{{Kind: "DaemonSet", Name: "kube-proxy", UID: types.UID("ds-uid"), Controller: ptr(true)}}},
+		Spec:   corev1.PodSpec{NodeName: "n1", Containers: []corev1.Container{{Name: "kube-proxy", Image: "registry.k8s.io/kube-proxy:v1.30.0", Command: []string{"/usr/local/bin/kube-proxy"}}}},
+		Status: corev1.PodStatus{Phase: corev1.PodRunning},
+	}
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1", UID: "node-uid"}, Status: corev1.NodeStatus{NodeInfo: corev1.NodeSystemInfo{KubeletVersion: "v1.30.0"}}}
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "kube-system", UID: "ks-uid"}}
+	cs := fake.NewClientset(ds, pod, node, ns)
+	e := engine.NewTestEngine()
+	w := &Watcher{Source: Source{Name: "c1"}, Engine: e}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.run(ctx, cs, "fake") }()
+	defer func() { cancel(); <-done }()
+	components := func() []*v1.ComponentInstance {
+		it, _ := e.Store().Snapshot().Get(state.TableComponents, state.IndexNode, "c1", "n1")
+		var out []*v1.ComponentInstance
+		for raw := it.Next(); raw != nil; raw = it.Next() {
+			out = append(out, raw.(*state.Component).Instance)
+		}
+		return out
+	}
+	waitFor(t, "the kube-proxy instance", func() bool {
+		c := components()
+		return len(c) == 1 && c[0].How == v1.DeploymentKind_DEPLOYMENT_KIND_DAEMONSET && c[0].Owner.Name == "kube-proxy"
+	})
+	waitFor(t, "the cluster identity", func() bool {
+		c, _ := e.Store().Cluster(nil, "c1")
+		return c != nil && c.UID == "ks-uid" && c.APIConnected
+	})
+	if err := cs.CoreV1().Pods("kube-system").Delete(ctx, "kube-proxy-a", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the instance to go", func() bool { return len(components()) == 0 })
+}
+
+func ptr[T any](v T) *T { return &v }
