@@ -1,0 +1,73 @@
+package harness
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
+)
+
+// Aggregator is a running kubeatlas-aggregator.
+type Aggregator struct {
+	Addr string
+	Proc *Process
+	args []string
+	dir  string
+	bins Binaries
+	conn *grpc.ClientConn
+	// Client asks its InventoryService.
+	Client v1.InventoryServiceClient
+}
+
+// StartAggregator starts the aggregator on a loopback port, plaintext, with
+// the given extra flags (e.g. --kube NAME=KUBECONFIG).
+func StartAggregator(t testing.TB, bins Binaries, extra ...string) *Aggregator {
+	t.Helper()
+	a := &Aggregator{Addr: "127.0.0.1:" + strconv.Itoa(FreePort(t)), dir: t.TempDir(), bins: bins}
+	a.args = append([]string{"--insecure", "--listen", a.Addr, "--metrics-addr", "127.0.0.1:" + strconv.Itoa(FreePort(t)),
+		"--heartbeat-interval", "1s", "--log-level", "debug"}, extra...)
+	a.Start(t)
+	conn, err := grpc.NewClient(a.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	a.conn, a.Client = conn, v1.NewInventoryServiceClient(conn)
+	return a
+}
+
+// Start (re)starts the aggregator process and waits until it is healthy.
+func (a *Aggregator) Start(t testing.TB) {
+	t.Helper()
+	a.Proc = StartProcess(t, a.dir, "kubeatlas-aggregator", a.bins.Aggregator, a.args...)
+	err := Eventually(30*time.Second, 100*time.Millisecond, func() error {
+		if a.Proc.Exited() {
+			return fmt.Errorf("aggregator exited")
+		}
+		conn, err := grpc.NewClient(a.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		resp, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
+		if err != nil {
+			return err
+		}
+		if resp.Status != healthpb.HealthCheckResponse_SERVING {
+			return fmt.Errorf("health: %v", resp.Status)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("aggregator not healthy: %v\n%s", err, Tail(a.Proc.Log, 30))
+	}
+}

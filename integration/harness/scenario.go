@@ -1,0 +1,87 @@
+package harness
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/kubeatlas/kubeatlas/aggregator/bundle"
+)
+
+// SimProcess is one process of a scenario node.
+type SimProcess struct {
+	ID   string
+	Argv []string
+	// Unit is the systemd unit of a host daemon.
+	Unit string
+	// Pod is "<namespace>/<name>" of the pod the process runs in, QOS its
+	// class, ContainerID its container; StaticHash is set for static pods,
+	// whose cgroup carries the kubelet's config hash instead of the API UID.
+	Pod, QOS, ContainerID, StaticHash string
+}
+
+// CgroupPath lays the process out as a kubelet (cgroupfs driver) and
+// containerd would: kubepods/<qos>/pod<uid>/<container id> for containers,
+// system.slice/<unit> for host daemons.
+func (p SimProcess) CgroupPath(api *APIState) (string, error) {
+	switch {
+	case p.Unit != "":
+		return "system.slice/" + p.Unit, nil
+	case p.Pod == "":
+		return "", nil
+	}
+	uid := p.StaticHash
+	if uid == "" {
+		uid = api.PodUIDs[p.Pod]
+		if uid == "" {
+			return "", fmt.Errorf("pod %s was not created", p.Pod)
+		}
+	}
+	qos := p.QOS + "/"
+	if p.QOS == "guaranteed" {
+		qos = ""
+	}
+	return "kubepods/" + qos + "pod" + uid + "/" + p.ContainerID, nil
+}
+
+// NodeScenario is a node of the reference bundle as processes to start.
+type NodeScenario struct {
+	Name      string
+	HostFiles string
+	Processes []SimProcess
+}
+
+// SeedScenario reads a bundle's node snapshots into scenarios: every
+// component process and its container plumbing, with its exact argv.
+func SeedScenario(t testing.TB, bundleDir string, api *APIState) []NodeScenario {
+	t.Helper()
+	var out []NodeScenario
+	for _, node := range []string{"test", "zzk-1", "zzk-2", "zzk-3", "zzk-4", "zzk-5"} {
+		inv, err := bundle.ReadSnapshot(filepath.Join(bundleDir, "nodes", node+".json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sc := NodeScenario{Name: node, HostFiles: filepath.Join(bundleDir, "hosts", node)}
+		for _, p := range inv.Processes {
+			if len(p.Components) == 0 && !p.Infrastructure {
+				continue
+			}
+			sp := SimProcess{ID: fmt.Sprintf("%s-%d", node, p.Pid), Argv: p.Argv, Unit: p.SystemdUnit, ContainerID: p.ContainerId}
+			if p.PodUid != "" {
+				sp.QOS = strings.ToLower(strings.TrimPrefix(p.QosClass.String(), "QOS_CLASS_"))
+				sp.QOS = strings.ReplaceAll(sp.QOS, "_", "")
+				if key, ok := api.MirrorHashes[p.PodUid]; ok {
+					sp.Pod, sp.StaticHash = key, p.PodUid
+				} else if key, ok := api.SeedPodUIDs[p.PodUid]; ok {
+					sp.Pod = key
+				} else {
+					t.Fatalf("process %d on %s is in unknown pod %s", p.Pid, node, p.PodUid)
+				}
+			}
+			sc.Processes = append(sc.Processes, sp)
+		}
+		out = append(out, sc)
+	}
+	return out
+}
