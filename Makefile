@@ -33,8 +33,9 @@ tools: ## build the pinned tools (buf, protoc plugins, staticcheck, grpcurl, ben
 		google.golang.org/grpc/cmd/protoc-gen-go-grpc honnef.co/go/tools/cmd/staticcheck \
 		github.com/fullstorydev/grpcurl/cmd/grpcurl golang.org/x/perf/cmd/benchstat
 
-proto: tools ## regenerate the Go code of the API
+proto: tools ## regenerate the Go code of the API and its commented descriptor set
 	buf generate
+	buf build -o proto/kubeatlas/v1/kubeatlas.binpb
 
 proto-check: proto ## fail when the committed generated code is not what buf generates
 	@git diff --exit-code -- proto || { echo "generated code differs: run 'make proto' and commit" >&2; exit 1; }

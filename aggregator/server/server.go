@@ -22,6 +22,8 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
+	reflectionv1 "google.golang.org/grpc/reflection/grpc_reflection_v1"
+	reflectionv1alpha "google.golang.org/grpc/reflection/grpc_reflection_v1alpha"
 
 	"github.com/kubeatlas/kubeatlas/aggregator/engine"
 	"github.com/kubeatlas/kubeatlas/aggregator/ingest"
@@ -107,7 +109,13 @@ func New(cfg Config) (*Aggregator, error) {
 	v1.RegisterInventoryServiceServer(gs, query.NewServer(store))
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(gs, hs)
-	reflection.Register(gs)
+	files, err := v1.DescriptorsWithComments()
+	if err != nil {
+		return nil, err
+	}
+	ropts := reflection.ServerOptions{Services: gs, DescriptorResolver: v1.Resolver{API: files}}
+	reflectionv1.RegisterServerReflectionServer(gs, reflection.NewServerV1(ropts))
+	reflectionv1alpha.RegisterServerReflectionServer(gs, reflection.NewServer(ropts))
 	a := &Aggregator{cfg: cfg, Store: store, Engine: eng, Ingest: ing, grpc: gs, health: hs}
 	a.lis = cfg.Listener
 	if a.lis == nil {

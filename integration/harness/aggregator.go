@@ -21,6 +21,7 @@ type Aggregator struct {
 	args []string
 	dir  string
 	bins Binaries
+	t    testing.TB // the test that owns the process
 	conn *grpc.ClientConn
 	// Client asks its InventoryService.
 	Client v1.InventoryServiceClient
@@ -30,7 +31,7 @@ type Aggregator struct {
 // the given extra flags (e.g. --kube NAME=KUBECONFIG).
 func StartAggregator(t testing.TB, bins Binaries, extra ...string) *Aggregator {
 	t.Helper()
-	a := &Aggregator{Addr: "127.0.0.1:" + strconv.Itoa(FreePort(t)), dir: t.TempDir(), bins: bins}
+	a := &Aggregator{Addr: "127.0.0.1:" + strconv.Itoa(FreePort(t)), dir: t.TempDir(), bins: bins, t: t}
 	a.args = append([]string{"--insecure", "--listen", a.Addr, "--metrics-addr", "127.0.0.1:" + strconv.Itoa(FreePort(t)),
 		"--heartbeat-interval", "1s", "--log-level", "debug"}, extra...)
 	a.Start(t)
@@ -43,10 +44,12 @@ func StartAggregator(t testing.TB, bins Binaries, extra ...string) *Aggregator {
 	return a
 }
 
-// Start (re)starts the aggregator process and waits until it is healthy.
+// Start (re)starts the aggregator process and waits until it is healthy. The
+// process belongs to the test that started the aggregator first, whichever
+// (sub)test restarts it.
 func (a *Aggregator) Start(t testing.TB) {
 	t.Helper()
-	a.Proc = StartProcess(t, a.dir, "kubeatlas-aggregator", a.bins.Aggregator, a.args...)
+	a.Proc = StartProcess(a.t, a.dir, "kubeatlas-aggregator", a.bins.Aggregator, a.args...)
 	err := Eventually(30*time.Second, 100*time.Millisecond, func() error {
 		if a.Proc.Exited() {
 			return fmt.Errorf("aggregator exited")

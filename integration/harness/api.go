@@ -125,6 +125,7 @@ func LoadAPI(ctx context.Context, cs kubernetes.Interface, dir string) (*APIStat
 		if err != nil {
 			return nil, fmt.Errorf("pod %s: %w", key, err)
 		}
+		status.QOSClass = created.Status.QOSClass // computed by the API server, immutable
 		created.Status = status
 		if _, err := cs.CoreV1().Pods(p.Namespace).UpdateStatus(ctx, created, metav1.UpdateOptions{}); err != nil {
 			return nil, fmt.Errorf("pod %s status: %w", key, err)

@@ -125,8 +125,8 @@ func build() (Binaries, error) {
 	if err != nil {
 		return b, err
 	}
-	if err := goBuild(root, own, "", "github.com/kubeatlas/kubeatlas/agent/cmd/kubeatlas-agent",
-		"github.com/kubeatlas/kubeatlas/aggregator/cmd/kubeatlas-aggregator", "github.com/kubeatlas/kubeatlas/client/cmd/kubeatlas"); err != nil {
+	// The kubeatlas binaries build in their own module, with its go.sum.
+	if err := goBuild(filepath.Dir(root), own, "", "./agent/cmd/kubeatlas-agent", "./aggregator/cmd/kubeatlas-aggregator", "./client/cmd/kubeatlas"); err != nil {
 		return b, err
 	}
 	b.Agent = filepath.Join(own, "kubeatlas-agent")

@@ -30,6 +30,7 @@ type ControlPlane struct {
 	dir        string
 	apiArgs    []string
 	bins       Binaries
+	t          testing.TB
 }
 
 // StartControlPlane starts etcd and kube-apiserver on random loopback ports
@@ -49,13 +50,13 @@ func StartControlPlane(t testing.TB, bins Binaries) *ControlPlane {
 		t.Fatal(err)
 	}
 	writeServiceAccountKey(t, dir)
-	cp := &ControlPlane{URL: "https://127.0.0.1:" + strconv.Itoa(apiPort), Token: token, etcd: etcd, dir: dir, bins: bins}
+	cp := &ControlPlane{URL: "https://127.0.0.1:" + strconv.Itoa(apiPort), Token: token, etcd: etcd, dir: dir, bins: bins, t: t}
 	cp.apiArgs = []string{
 		"--etcd-servers=" + etcdURL, "--bind-address=127.0.0.1", "--secure-port=" + strconv.Itoa(apiPort),
 		"--cert-dir=" + filepath.Join(dir, "certs"), "--token-auth-file=" + filepath.Join(dir, "tokens.csv"),
 		"--authorization-mode=RBAC", "--service-account-issuer=https://kubernetes.default.svc",
 		"--service-account-key-file=" + filepath.Join(dir, "sa.pub"), "--service-account-signing-key-file=" + filepath.Join(dir, "sa.key"),
-		"--service-cluster-ip-range=10.96.0.0/12", "--disable-admission-plugins=ServiceAccount", "--advertise-address=127.0.0.1",
+		"--service-cluster-ip-range=10.96.0.0/12", "--disable-admission-plugins=ServiceAccount", "--advertise-address=127.0.0.1", "--endpoint-reconciler-type=none", "--allow-privileged=true",
 	}
 	cp.api = StartProcess(t, dir, "kube-apiserver", bins.APIServer, cp.apiArgs...)
 	cp.Config = &rest.Config{Host: cp.URL, BearerToken: token, TLSClientConfig: rest.TLSClientConfig{Insecure: true}, QPS: 200, Burst: 400}
@@ -115,7 +116,7 @@ func (cp *ControlPlane) StopAPIServer() { cp.api.Stop() }
 // StartAPIServer starts kube-apiserver again on the same port and data.
 func (cp *ControlPlane) StartAPIServer(t testing.TB) {
 	t.Helper()
-	cp.api = StartProcess(t, cp.dir, "kube-apiserver", cp.bins.APIServer, cp.apiArgs...)
+	cp.api = StartProcess(cp.t, cp.dir, "kube-apiserver", cp.bins.APIServer, cp.apiArgs...)
 	if err := cp.WaitReady(90 * time.Second); err != nil {
 		t.Fatalf("kube-apiserver not ready after restart: %v", err)
 	}

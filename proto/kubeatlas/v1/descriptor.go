@@ -1,0 +1,63 @@
+package kubeatlasv1
+
+import (
+	_ "embed"
+	"fmt"
+	"sync"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protodesc"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
+	"google.golang.org/protobuf/types/descriptorpb"
+)
+
+// descriptorSet is `buf build` of the API: the same descriptors as the
+// generated code, plus the comments, which protoc-gen-go leaves out.
+//
+//go:embed kubeatlas.binpb
+var descriptorSet []byte
+
+var (
+	filesOnce sync.Once
+	files     *protoregistry.Files
+	filesErr  error
+)
+
+// DescriptorsWithComments returns the API's file descriptors with their
+// source comments, for server reflection: `grpcurl describe` then shows them.
+func DescriptorsWithComments() (*protoregistry.Files, error) {
+	filesOnce.Do(func() {
+		var set descriptorpb.FileDescriptorSet
+		if err := proto.Unmarshal(descriptorSet, &set); err != nil {
+			filesErr = fmt.Errorf("reading the embedded descriptor set: %w", err)
+			return
+		}
+		files, filesErr = protodesc.NewFiles(&set)
+	})
+	return files, filesErr
+}
+
+// Resolver finds descriptors in the commented API first, then among every
+// file linked into the binary (health, reflection, well-known types).
+type Resolver struct{ API *protoregistry.Files }
+
+// FindFileByPath implements protodesc.Resolver.
+func (r Resolver) FindFileByPath(path string) (protoreflect.FileDescriptor, error) {
+	if r.API != nil {
+		if fd, err := r.API.FindFileByPath(path); err == nil {
+			return fd, nil
+		}
+	}
+	return protoregistry.GlobalFiles.FindFileByPath(path)
+}
+
+// FindDescriptorByName implements protodesc.Resolver.
+func (r Resolver) FindDescriptorByName(name protoreflect.FullName) (protoreflect.Descriptor, error) {
+	if r.API != nil {
+		if d, err := r.API.FindDescriptorByName(name); err == nil {
+			return d, nil
+		}
+	}
+	return protoregistry.GlobalFiles.FindDescriptorByName(name)
+}
