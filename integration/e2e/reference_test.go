@@ -31,6 +31,9 @@ var seedDir = filepath.Join("..", "..", "examples", "seed-cluster")
 type env struct {
 	bins  harness.Binaries
 	cp    *harness.ControlPlane
+	cp2   *harness.ControlPlane // the standalone-binaries cluster
+	proxy *harness.Proxy        // between zzk-2's agent and the aggregator
+	cg    *simproc.Cgroups
 	agg   *harness.Aggregator
 	api   *harness.APIState
 	nodes map[string]*harness.Node
@@ -107,7 +110,7 @@ func diffAnswer(got, want map[string]string) string {
 
 func (e *env) findings(t *testing.T) ([]string, error) {
 	var resp v1.ListFindingsResponse
-	if err := e.cli(t, &resp, "get", "findings"); err != nil {
+	if err := e.cli(t, &resp, "--cluster", "seed", "get", "findings"); err != nil {
 		return nil, err
 	}
 	var out []string
@@ -132,13 +135,21 @@ func setup(t *testing.T) *env {
 			t.Error(err)
 		}
 	})
+	e.cg = cg
 	e.cp = harness.StartControlPlane(t, e.bins)
+	e.cp2 = harness.StartControlPlane(t, e.bins)
 	ctx := context.Background()
 	e.api, err = harness.LoadAPI(ctx, e.cp.Client, filepath.Join(seedDir, "api"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.agg = harness.StartAggregator(t, e.bins, "--kube", "seed="+e.cp.Kubeconfig, "--expire-after", "8s")
+	for _, n := range []string{"sa-1", "sa-2"} {
+		if err := harness.RegisterNode(ctx, e.cp2.Client, n, harness.KubernetesVersion); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.agg = harness.StartAggregator(t, e.bins, "--kube", "seed="+e.cp.Kubeconfig, "--kube", "standalone="+e.cp2.Kubeconfig, "--expire-after", "8s")
+	e.proxy = harness.StartProxy(t, e.agg.Addr)
 	for _, sc := range harness.SeedScenario(t, seedDir, e.api) {
 		n := harness.StartNode(t, sc.Name, cg, sc.HostFiles)
 		for _, p := range sc.Processes {
@@ -148,10 +159,55 @@ func setup(t *testing.T) *env {
 			}
 			n.Start(t, p.ID, p.Argv, rel)
 		}
-		n.StartAgent(t, e.bins, "seed", e.agg.Addr)
+		server := e.agg.Addr
+		if sc.Name == "zzk-2" {
+			server = e.proxy.Addr
+		}
+		n.StartAgent(t, e.bins, "seed", server)
 		e.nodes[sc.Name], e.scen[sc.Name] = n, sc
 	}
+	for name, procs := range standalone {
+		n := harness.StartNode(t, name, cg, "")
+		for i, argv := range procs {
+			n.Start(t, fmt.Sprintf("%s-%d", name, i), strings.Fields(argv), "system.slice/"+unitOf(argv))
+		}
+		n.StartAgent(t, e.bins, "standalone", e.agg.Addr)
+		e.nodes[name] = n
+	}
 	return e
+}
+
+// standalone is a two-node cluster whose control plane runs as host daemons,
+// as a from-scratch binary install lays it out.
+var standalone = map[string][]string{
+	"sa-1": {
+		"/usr/local/bin/etcd --name=sa-1 --data-dir=/var/lib/etcd --listen-client-urls=https://127.0.0.1:2379",
+		"/usr/local/bin/kube-apiserver --etcd-servers=https://root:s3cret-pass@127.0.0.1:2379 --secure-port=6443 --token-auth-file=/etc/kubernetes/tokens.csv --service-cluster-ip-range=10.32.0.0/24",
+		"/usr/local/bin/kube-controller-manager --kubeconfig=/var/lib/kubernetes/kube-controller-manager.kubeconfig --leader-elect=true",
+		"/usr/local/bin/kube-scheduler --config=/etc/kubernetes/config/kube-scheduler.yaml",
+		"/usr/local/bin/kubelet --config=/var/lib/kubelet/kubelet-config.yaml --container-runtime-endpoint=unix:///run/containerd/containerd.sock",
+		"/usr/local/bin/kube-proxy --config=/var/lib/kube-proxy/kube-proxy-config.yaml",
+		"/usr/bin/containerd",
+	},
+	"sa-2": {
+		"/usr/local/bin/kubelet --config=/var/lib/kubelet/kubelet-config.yaml --container-runtime-endpoint=unix:///run/containerd/containerd.sock",
+		"/usr/local/bin/kube-proxy --config=/var/lib/kube-proxy/kube-proxy-config.yaml",
+		"/usr/bin/containerd",
+	},
+}
+
+func unitOf(argv string) string {
+	return filepath.Base(strings.Fields(argv)[0]) + ".service"
+}
+
+var standaloneAnswer = map[string]string{
+	"kube-apiserver|kube-apiserver|host process|kube-apiserver.service":                            "sa-1",
+	"etcd|etcd|host process|etcd.service":                                                          "sa-1",
+	"kube-controller-manager|kube-controller-manager|host process|kube-controller-manager.service": "sa-1",
+	"kube-scheduler|kube-scheduler|host process|kube-scheduler.service":                            "sa-1",
+	"kubelet|kubelet|host process|kubelet.service":                                                 "sa-1,sa-2",
+	"kube-proxy|kube-proxy|host process|kube-proxy.service":                                        "sa-1,sa-2",
+	"container-runtime|containerd|host process|containerd.service":                                 "sa-1,sa-2",
 }
 
 // TestReferenceCluster runs the reference cluster end to end: a real
@@ -159,7 +215,10 @@ func setup(t *testing.T) *env {
 // a real aggregator, and the CLI and grpcurl as clients.
 func TestReferenceCluster(t *testing.T) {
 	e := setup(t)
-	t.Run("answer", func(t *testing.T) { checkAnswer(t, e, 90*time.Second) })
+	t.Run("answer", func(t *testing.T) {
+		checkAnswer(t, e, 90*time.Second)
+		checkStandalone(t, e)
+	})
 	t.Run("grpcurl", func(t *testing.T) { grpcurl(t, e) })
 	t.Run("aggregator-killed", func(t *testing.T) {
 		e.agg.Proc.Kill()
@@ -167,6 +226,61 @@ func TestReferenceCluster(t *testing.T) {
 		e.agg.Start(t)
 		checkAnswer(t, e, 30*time.Second)
 		t.Logf("state complete %v after the restart", time.Since(start).Round(100*time.Millisecond))
+	})
+	t.Run("bad-agents", func(t *testing.T) {
+		badAgents(t, e)
+		checkAnswer(t, e, 10*time.Second)
+	})
+	t.Run("link-cut", func(t *testing.T) {
+		e.proxy.Cut()
+		if err := e.waitFindings(t, 15*time.Second, "zzk-2 STALE_AGENT"); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(60 * time.Second)
+		if err := e.proxy.Heal(); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		// The agent retries with backoff of up to 60s.
+		checkAnswer(t, e, 90*time.Second)
+		t.Logf("correct again %v after the link healed", time.Since(start).Round(100*time.Millisecond))
+	})
+	t.Run("node-added", func(t *testing.T) {
+		ctx := context.Background()
+		if err := harness.RegisterNode(ctx, e.cp.Client, "zzk-6", "v1.27.0"); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.waitFindings(t, 15*time.Second, "zzk-6 NODE_WITHOUT_AGENT"); err != nil {
+			t.Fatal(err)
+		}
+		n := harness.StartNode(t, "zzk-6", e.cg, filepath.Join(seedDir, "hosts", "zzk-1"))
+		for _, p := range e.scen["zzk-1"].Processes {
+			if p.Unit != "" {
+				n.Start(t, "zzk-6-"+p.ID, p.Argv, "system.slice/"+p.Unit)
+			}
+		}
+		n.StartAgent(t, e.bins, "seed", e.agg.Addr)
+		err := harness.Eventually(15*time.Second, 500*time.Millisecond, func() error {
+			var resp v1.ListComponentsResponse
+			if err := e.cli(t, &resp, "get", "components", "--cluster", "seed", "--node", "zzk-6", "--component", "kubelet"); err != nil {
+				return err
+			}
+			if len(resp.Components) != 1 || resp.Components[0].How != v1.DeploymentKind_DEPLOYMENT_KIND_HOST_PROCESS {
+				return fmt.Errorf("kubelet on zzk-6: %v", resp.Components)
+			}
+			got, err := e.findings(t)
+			if err != nil {
+				return err
+			}
+			if strings.Contains(strings.Join(got, "\n"), "zzk-6 NODE_WITHOUT_AGENT") {
+				return fmt.Errorf("zzk-6 still without agent")
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n.StopAgent(t)
 	})
 	t.Run("live-changes", func(t *testing.T) {
 		ctx := context.Background()
@@ -252,14 +366,17 @@ func (e *env) waitFindings(t *testing.T, timeout time.Duration, want ...string) 
 
 func checkAnswer(t *testing.T, e *env, timeout time.Duration) {
 	t.Helper()
-	var last string
+	want := []string{
+		"test HIGH_RESTART_COUNT kube-system/kube-apiserver-test/kube-apiserver",
+		"test HIGH_RESTART_COUNT kube-system/kube-controller-manager-test/kube-controller-manager",
+		"test HIGH_RESTART_COUNT kube-system/kube-scheduler-test/kube-scheduler",
+	}
 	err := harness.Eventually(timeout, time.Second, func() error {
 		var comps v1.ListComponentsResponse
-		if err := e.cli(t, &comps, "get", "components"); err != nil {
+		if err := e.cli(t, &comps, "--cluster", "seed", "get", "components"); err != nil {
 			return err
 		}
 		if d := diffAnswer(answer(comps.Components), referenceAnswer); d != "" {
-			last = d
 			return fmt.Errorf("answer differs:\n%s", d)
 		}
 		for _, in := range comps.Components {
@@ -267,30 +384,78 @@ func checkAnswer(t *testing.T, e *env, timeout time.Duration) {
 				return fmt.Errorf("%s on %s has no process", in.Component, in.Node)
 			}
 		}
+		var cl v1.GetClusterResponse
+		if err := e.cli(t, &cl, "--cluster", "seed", "describe", "cluster", "seed"); err != nil {
+			return err
+		}
+		c := cl.Cluster
+		if c.Mode != v1.ClusterMode_CLUSTER_MODE_STATIC_POD || strings.Join(c.ControlPlaneNodes, ",") != "test" || len(c.ModeEvidence) == 0 ||
+			!c.ApiConnected || c.Uid == "" || c.ReportingNodeCount != 6 {
+			return fmt.Errorf("cluster: mode %v, control plane %v, api %v, uid %q, %d of %d nodes reporting",
+				c.Mode, c.ControlPlaneNodes, c.ApiConnected, c.Uid, c.ReportingNodeCount, c.NodeCount)
+		}
+		got, err := e.findings(t)
+		if err != nil {
+			return err
+		}
+		if strings.Join(got, "\n") != strings.Join(want, "\n") {
+			return fmt.Errorf("findings:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+		}
 		return nil
 	})
 	if err != nil {
-		t.Fatalf("%v\nlast difference:\n%s", err, last)
-	}
-	var cl v1.GetClusterResponse
-	if err := e.cli(t, &cl, "describe", "cluster", "seed"); err != nil {
 		t.Fatal(err)
 	}
-	c := cl.Cluster
-	if c.Mode != v1.ClusterMode_CLUSTER_MODE_STATIC_POD || strings.Join(c.ControlPlaneNodes, ",") != "test" || len(c.ModeEvidence) == 0 ||
-		!c.ApiConnected || c.Uid == "" || c.ReportingNodeCount != 6 {
-		t.Errorf("cluster: %v", c)
-	}
-	got, err := e.findings(t)
+}
+
+// checkStandalone checks the second cluster and the fleet-wide view.
+func checkStandalone(t *testing.T, e *env) {
+	t.Helper()
+	err := harness.Eventually(60*time.Second, time.Second, func() error {
+		var comps v1.ListComponentsResponse
+		if err := e.cli(t, &comps, "--cluster", "standalone", "get", "components"); err != nil {
+			return err
+		}
+		if d := diffAnswer(answer(comps.Components), standaloneAnswer); d != "" {
+			return fmt.Errorf("standalone answer differs:\n%s", d)
+		}
+		var cl v1.GetClusterResponse
+		if err := e.cli(t, &cl, "describe", "cluster", "standalone"); err != nil {
+			return err
+		}
+		if c := cl.Cluster; c.Mode != v1.ClusterMode_CLUSTER_MODE_STANDALONE || strings.Join(c.ControlPlaneNodes, ",") != "sa-1" || c.FindingCount != 0 {
+			return fmt.Errorf("standalone cluster: %v", c)
+		}
+		return nil
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{
-		"test HIGH_RESTART_COUNT kube-system/kube-apiserver-test/kube-apiserver",
-		"test HIGH_RESTART_COUNT kube-system/kube-controller-manager-test/kube-controller-manager",
-		"test HIGH_RESTART_COUNT kube-system/kube-scheduler-test/kube-scheduler",
+	var clusters v1.ListClustersResponse
+	if err := e.cli(t, &clusters, "get", "clusters"); err != nil {
+		t.Fatal(err)
 	}
-	if strings.Join(got, "\n") != strings.Join(want, "\n") {
-		t.Errorf("findings:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	if len(clusters.Clusters) != 2 || clusters.Clusters[0].Name != "seed" || clusters.Clusters[1].Name != "standalone" {
+		t.Errorf("clusters: %v", clusters.Clusters)
+	}
+	var where v1.ListComponentsResponse
+	if err := e.cli(t, &where, "where", "kube-apiserver"); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, in := range where.Components {
+		got[in.Cluster+"/"+in.Node] = join.HowWords(in.How)
+	}
+	if len(got) != 2 || got["seed/test"] != "static pod" || got["standalone/sa-1"] != "host process" {
+		t.Errorf("fleet-wide where kube-apiserver: %v", got)
+	}
+	// Secrets in command lines never reach the aggregator.
+	var procs v1.ListProcessesResponse
+	if err := e.cli(t, &procs, "--cluster", "standalone", "get", "processes", "--component", "kube-apiserver"); err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := protojson.Marshal(&procs)
+	if len(procs.Processes) != 1 || strings.Contains(string(raw), "s3cret-pass") || !strings.Contains(string(raw), "root:<redacted>@") {
+		t.Errorf("kube-apiserver argv as stored: %s", raw)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -133,4 +134,21 @@ func LoadAPI(ctx context.Context, cs kubernetes.Interface, dir string) (*APIStat
 		st.PodUIDs[key] = string(created.UID)
 	}
 	return st, nil
+}
+
+// RegisterNode creates a Node as a kubelet registering itself would, with
+// its kubelet version in the status.
+func RegisterNode(ctx context.Context, cs kubernetes.Interface, name, kubeletVersion string) error {
+	n, err := cs.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name,
+		Labels: map[string]string{"kubernetes.io/hostname": name, "kubernetes.io/os": "linux"}}}, metav1.CreateOptions{})
+	if err != nil {
+		return fmt.Errorf("registering node %s: %w", name, err)
+	}
+	n.Status.NodeInfo.KubeletVersion = kubeletVersion
+	n.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeHostName, Address: name}}
+	n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "KubeletReady"}}
+	if _, err := cs.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{}); err != nil {
+		return fmt.Errorf("node %s status: %w", name, err)
+	}
+	return nil
 }
