@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -23,7 +24,13 @@ import (
 
 func TestMain(m *testing.M) {
 	harness.MaybeRun()
-	os.Exit(m.Run())
+	// Every process, stream and client a test starts is stopped by it.
+	goleak.VerifyTestMain(m,
+		// client-go's process-wide log flusher and idle HTTP connections of its shared transport cache.
+		goleak.IgnoreTopFunction("k8s.io/klog/v2.(*flushDaemon).run.func1"),
+		goleak.IgnoreTopFunction("net/http.(*persistConn).readLoop"),
+		goleak.IgnoreTopFunction("net/http.(*persistConn).writeLoop"),
+	)
 }
 
 var seedDir = filepath.Join("..", "..", "examples", "seed-cluster")
