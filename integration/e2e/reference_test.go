@@ -156,7 +156,9 @@ func setup(t *testing.T) *env {
 		}
 	}
 	e.agg = harness.StartAggregator(t, e.bins, "--kube", "seed="+e.cp.Kubeconfig, "--kube", "standalone="+e.cp2.Kubeconfig, "--expire-after", "8s")
-	e.proxy = harness.StartProxy(t, e.agg.Addr)
+	// The workers' clocks run ahead, as in the reference cluster.
+	skew := harness.StartSkewProxy(t, e.agg.Addr, 2*time.Hour+13*time.Minute+7*time.Second)
+	e.proxy = harness.StartProxy(t, skew.Addr)
 	for _, sc := range harness.SeedScenario(t, seedDir, e.api) {
 		n := harness.StartNode(t, sc.Name, cg, sc.HostFiles)
 		for _, p := range sc.Processes {
@@ -167,8 +169,11 @@ func setup(t *testing.T) *env {
 			n.Start(t, p.ID, p.Argv, rel)
 		}
 		server := e.agg.Addr
-		if sc.Name == "zzk-2" {
+		switch {
+		case sc.Name == "zzk-2":
 			server = e.proxy.Addr
+		case strings.HasPrefix(sc.Name, "zzk-"):
+			server = skew.Addr
 		}
 		n.StartAgent(t, e.bins, "seed", server)
 		e.nodes[sc.Name], e.scen[sc.Name] = n, sc
@@ -377,6 +382,11 @@ func checkAnswer(t *testing.T, e *env, timeout time.Duration) {
 		"test HIGH_RESTART_COUNT kube-system/kube-apiserver-test/kube-apiserver",
 		"test HIGH_RESTART_COUNT kube-system/kube-controller-manager-test/kube-controller-manager",
 		"test HIGH_RESTART_COUNT kube-system/kube-scheduler-test/kube-scheduler",
+		"zzk-1 CLOCK_SKEW zzk-1",
+		"zzk-2 CLOCK_SKEW zzk-2",
+		"zzk-3 CLOCK_SKEW zzk-3",
+		"zzk-4 CLOCK_SKEW zzk-4",
+		"zzk-5 CLOCK_SKEW zzk-5",
 	}
 	err := harness.Eventually(timeout, time.Second, func() error {
 		var comps v1.ListComponentsResponse
