@@ -162,11 +162,11 @@ func setup(t *testing.T) *env {
 	for _, sc := range harness.SeedScenario(t, seedDir, e.api) {
 		n := harness.StartNode(t, sc.Name, cg, sc.HostFiles)
 		for _, p := range sc.Processes {
-			rel, err := p.CgroupPath(e.api)
+			spec, err := p.Spec(e.api)
 			if err != nil {
 				t.Fatal(err)
 			}
-			n.Start(t, p.ID, p.Argv, rel)
+			n.StartProcess(t, spec)
 		}
 		server := e.agg.Addr
 		switch {
@@ -309,9 +309,10 @@ func TestReferenceCluster(t *testing.T) {
 				sched = p
 			}
 		}
-		rel, _ := sched.CgroupPath(e.api)
+		spec, _ := sched.Spec(e.api)
 		test.Stop(t, sched.ID)
-		test.Start(t, sched.ID+"-v4", append(append([]string(nil), sched.Argv...), "--v=4"), rel)
+		spec.ID, spec.Argv = sched.ID+"-v4", append(append([]string(nil), sched.Argv...), "--v=4")
+		test.StartProcess(t, spec)
 		// An agent stops.
 		e.nodes["zzk-5"].StopAgent(t)
 		want := []string{
@@ -401,6 +402,22 @@ func checkAnswer(t *testing.T, e *env, timeout time.Duration) {
 				return fmt.Errorf("%s on %s has no process", in.Component, in.Node)
 			}
 		}
+		// Container processes are children of their shims, as on the real node.
+		var procs v1.ListProcessesResponse
+		if err := e.cli(t, &procs, "--cluster", "seed", "get", "processes", "--node", "test"); err != nil {
+			return err
+		}
+		byPID := map[int32]*v1.Process{}
+		for _, np := range procs.Processes {
+			byPID[np.Process.Pid] = np.Process
+		}
+		for _, np := range procs.Processes {
+			if p := np.Process; hostsComponent(p, "etcd") {
+				if parent := byPID[p.Ppid]; parent == nil || !parent.Infrastructure || !strings.HasSuffix(parent.Argv[0], "containerd-shim-runc-v2") {
+					return fmt.Errorf("etcd's parent is %v, not its shim", parent)
+				}
+			}
+		}
 		var cl v1.GetClusterResponse
 		if err := e.cli(t, &cl, "--cluster", "seed", "describe", "cluster", "seed"); err != nil {
 			return err
@@ -475,4 +492,13 @@ func checkStandalone(t *testing.T, e *env) {
 	if len(procs.Processes) != 1 || strings.Contains(string(raw), "s3cret-pass") || !strings.Contains(string(raw), "root:<redacted>@") {
 		t.Errorf("kube-apiserver argv as stored: %s", raw)
 	}
+}
+
+func hostsComponent(p *v1.Process, component string) bool {
+	for _, c := range p.Components {
+		if c.Component == component {
+			return true
+		}
+	}
+	return false
 }

@@ -36,7 +36,11 @@ type request struct {
 	Argv   []string `json:"argv,omitempty"`
 	Procs  []string `json:"procs,omitempty"`
 	BinDir string   `json:"bindir,omitempty"`
-	Log    string   `json:"log,omitempty"`
+	// Parent names a running spawner process to start this one under.
+	Parent string `json:"parent,omitempty"`
+	// Spawner makes the process able to start children.
+	Spawner bool   `json:"spawner,omitempty"`
+	Log     string `json:"log,omitempty"`
 }
 
 type reply struct {
@@ -65,12 +69,23 @@ func nodeInit(name string) {
 	type child struct {
 		sim   *simproc.Proc
 		agent *exec.Cmd
+		pid   int // a grandchild, started by a spawner
 	}
 	children := map[string]child{}
 	out := json.NewEncoder(os.Stdout)
 	in := bufio.NewScanner(os.Stdin)
 	in.Buffer(make([]byte, 0, 64<<10), 4<<20)
 	stop := func(c child) {
+		if c.pid != 0 {
+			// Its parent, the spawner, reaps it.
+			_ = syscall.Kill(c.pid, syscall.SIGTERM)
+			for i := 0; i < 250; i++ {
+				if _, err := os.Stat(fmt.Sprintf("/proc/%d", c.pid)); err != nil {
+					break
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		}
 		if c.sim != nil {
 			c.sim.Stop()
 		}
@@ -94,7 +109,23 @@ func nodeInit(name string) {
 		rep := reply{ID: req.ID}
 		switch req.Op {
 		case "start":
-			p, err := simproc.Start(simproc.Spec{Argv: req.Argv, CgroupProcs: req.Procs, BinDir: req.BinDir, Stderr: os.Stderr})
+			spec := simproc.Spec{Argv: req.Argv, CgroupProcs: req.Procs, BinDir: req.BinDir, Stderr: os.Stderr, Spawner: req.Spawner}
+			if req.Parent != "" {
+				parent, ok := children[req.Parent]
+				if !ok || parent.sim == nil {
+					rep.Error = "no spawner " + req.Parent
+					break
+				}
+				pid, err := parent.sim.Spawn(spec)
+				if err != nil {
+					rep.Error = err.Error()
+				} else {
+					children[req.ID] = child{pid: pid}
+					rep.Pid = pid
+				}
+				break
+			}
+			p, err := simproc.Start(spec)
 			if err != nil {
 				rep.Error = err.Error()
 			} else {
@@ -236,6 +267,23 @@ func (n *Node) call(req request) (reply, error) {
 // cgroup ("" leaves it in the node's init cgroup).
 func (n *Node) Start(t testing.TB, id string, argv []string, rel string) int {
 	t.Helper()
+	return n.StartProcess(t, ProcSpec{ID: id, Argv: argv, Cgroup: rel})
+}
+
+// ProcSpec describes a process to start on a node.
+type ProcSpec struct {
+	ID     string
+	Argv   []string
+	Cgroup string // beneath the node's cgroup; "" for none
+	// Parent is the ID of a Spawner process that becomes this one's parent.
+	Parent  string
+	Spawner bool
+}
+
+// StartProcess starts a process as spec says and returns its pid on the node.
+func (n *Node) StartProcess(t testing.TB, spec ProcSpec) int {
+	t.Helper()
+	id, argv, rel := spec.ID, spec.Argv, spec.Cgroup
 	var procs []string
 	if rel != "" {
 		p, err := n.cgroups.Procs(n.cgPrefix + "/" + strings.Trim(rel, "/"))
@@ -244,7 +292,7 @@ func (n *Node) Start(t testing.TB, id string, argv []string, rel string) int {
 		}
 		procs = []string{p}
 	}
-	rep, err := n.call(request{Op: "start", ID: id, Argv: argv, Procs: procs, BinDir: n.binDir})
+	rep, err := n.call(request{Op: "start", ID: id, Argv: argv, Procs: procs, BinDir: n.binDir, Parent: spec.Parent, Spawner: spec.Spawner})
 	if err != nil {
 		t.Fatalf("node %s: starting %s: %v", n.Name, id, err)
 	}

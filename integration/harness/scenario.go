@@ -19,6 +19,16 @@ type SimProcess struct {
 	// class, ContainerID its container; StaticHash is set for static pods,
 	// whose cgroup carries the kubelet's config hash instead of the API UID.
 	Pod, QOS, ContainerID, StaticHash string
+	// Parent is the ID of the process's parent in the scenario (a container
+	// shim, say); Spawner marks processes that are parents.
+	Parent  string
+	Spawner bool
+}
+
+// Spec is the process as the node starts it.
+func (p SimProcess) Spec(api *APIState) (ProcSpec, error) {
+	rel, err := p.CgroupPath(api)
+	return ProcSpec{ID: p.ID, Argv: p.Argv, Cgroup: rel, Parent: p.Parent, Spawner: p.Spawner}, err
 }
 
 // CgroupPath lays the process out as a kubelet (cgroupfs driver) and
@@ -63,11 +73,17 @@ func SeedScenario(t testing.TB, bundleDir string, api *APIState) []NodeScenario 
 			t.Fatal(err)
 		}
 		sc := NodeScenario{Name: node, HostFiles: filepath.Join(bundleDir, "hosts", node)}
+		ids := map[int32]int{} // pid -> index in sc.Processes
 		for _, p := range inv.Processes {
 			if len(p.Components) == 0 && !p.Infrastructure {
 				continue
 			}
 			sp := SimProcess{ID: fmt.Sprintf("%s-%d", node, p.Pid), Argv: p.Argv, Unit: p.SystemdUnit, ContainerID: p.ContainerId}
+			// Processes come sorted by pid; a parent precedes its children here.
+			if i, ok := ids[p.Ppid]; ok {
+				sp.Parent = sc.Processes[i].ID
+				sc.Processes[i].Spawner = true
+			}
 			if p.PodUid != "" {
 				sp.QOS = strings.ToLower(strings.TrimPrefix(p.QosClass.String(), "QOS_CLASS_"))
 				sp.QOS = strings.ReplaceAll(sp.QOS, "_", "")
@@ -79,6 +95,7 @@ func SeedScenario(t testing.TB, bundleDir string, api *APIState) []NodeScenario 
 					t.Fatalf("process %d on %s is in unknown pod %s", p.Pid, node, p.PodUid)
 				}
 			}
+			ids[p.Pid] = len(sc.Processes)
 			sc.Processes = append(sc.Processes, sp)
 		}
 		out = append(out, sc)

@@ -7,6 +7,7 @@ package simproc
 
 import (
 	"bufio"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +16,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -23,6 +25,7 @@ const (
 	envCgroupProcs = "KUBEATLAS_SIMPROC_CGROUP_PROCS"
 	envExec        = "KUBEATLAS_SIMPROC_EXEC"
 	envSleep       = "KUBEATLAS_SIMPROC_SLEEP"
+	envSpawner     = "KUBEATLAS_SIMPROC_SPAWNER"
 )
 
 // MaybeRun turns this process into a launcher or a sleeper when the
@@ -64,9 +67,42 @@ func launch(procs string) {
 func sleep() {
 	// Say we are ready, then wait for a signal (the default action ends us).
 	fmt.Fprintln(os.Stdout, "ready")
+	if os.Getenv(envSpawner) != "" {
+		spawn()
+	}
 	for {
 		time.Sleep(time.Hour)
 	}
+}
+
+// spawn starts children on request, one JSON Spec a line on stdin, and
+// answers each with the child's pid (or an error) on stdout. The children
+// are this process's own, as a container shim's containers are.
+func spawn() {
+	in := bufio.NewScanner(os.Stdin)
+	in.Buffer(make([]byte, 0, 64<<10), 4<<20)
+	out := json.NewEncoder(os.Stdout)
+	for in.Scan() {
+		var spec Spec
+		var rep spawnReply
+		if err := json.Unmarshal(in.Bytes(), &spec); err != nil {
+			rep.Error = err.Error()
+		} else if p, err := Start(spec); err != nil {
+			rep.Error = err.Error()
+		} else {
+			rep.Pid = p.Pid
+			go func() { _ = p.Cmd.Wait() }() // reap it when it ends
+		}
+		if err := out.Encode(rep); err != nil {
+			os.Exit(3)
+		}
+	}
+	// The parent closed our stdin: keep sleeping with the children.
+}
+
+type spawnReply struct {
+	Pid   int    `json:"pid"`
+	Error string `json:"error,omitempty"`
 }
 
 // Spec describes one process to start.
@@ -80,15 +116,48 @@ type Spec struct {
 	// BinDir is where copies of the binary are made.
 	BinDir string
 	// SysProcAttr, if set, is used to start the process (namespaces, parent).
-	SysProcAttr *syscall.SysProcAttr
+	SysProcAttr *syscall.SysProcAttr `json:"-"`
 	// Stderr receives the process's errors; nil discards them.
-	Stderr io.Writer
+	Stderr io.Writer `json:"-"`
+	// Spawner makes the process start children on request (see Spawn).
+	Spawner bool
 }
 
 // Proc is a running simulated process.
 type Proc struct {
 	Cmd *exec.Cmd
 	Pid int
+	out *bufio.Reader
+	in  io.WriteCloser
+	mu  sync.Mutex
+}
+
+// Spawn starts a child of a Spawner process and returns its pid.
+func (p *Proc) Spawn(spec Spec) (int, error) {
+	if p.in == nil {
+		return 0, errors.New("simproc: not a spawner")
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	data, err := json.Marshal(spec)
+	if err != nil {
+		return 0, err
+	}
+	if _, err := p.in.Write(append(data, '\n')); err != nil {
+		return 0, err
+	}
+	line, err := p.out.ReadBytes('\n')
+	if err != nil {
+		return 0, fmt.Errorf("simproc: spawner: %w", err)
+	}
+	var rep spawnReply
+	if err := json.Unmarshal(line, &rep); err != nil {
+		return 0, err
+	}
+	if rep.Error != "" {
+		return 0, errors.New(rep.Error)
+	}
+	return rep.Pid, nil
 }
 
 // Start starts a process and waits until it is in its cgroup with its final
@@ -111,16 +180,26 @@ func Start(spec Spec) (*Proc, error) {
 	cmd.Env = append(os.Environ(), envExec+"="+bin, envCgroupProcs+"="+strings.Join(spec.CgroupProcs, string(os.PathListSeparator)))
 	cmd.SysProcAttr = spec.SysProcAttr
 	cmd.Stderr = spec.Stderr
-	out, err := cmd.StdoutPipe()
+	if spec.Spawner {
+		cmd.Env = append(cmd.Env, envSpawner+"=1")
+	}
+	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
+	}
+	var stdin io.WriteCloser
+	if spec.Spawner {
+		if stdin, err = cmd.StdinPipe(); err != nil {
+			return nil, err
+		}
 	}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("simproc: starting %s: %w", name, err)
 	}
+	out := bufio.NewReader(stdout)
 	ready := make(chan error, 1)
 	go func() {
-		line, err := bufio.NewReader(out).ReadString('\n')
+		line, err := out.ReadString('\n')
 		if err == nil && strings.TrimSpace(line) != "ready" {
 			err = fmt.Errorf("unexpected output %q", line)
 		}
@@ -138,7 +217,7 @@ func Start(spec Spec) (*Proc, error) {
 		_ = cmd.Wait()
 		return nil, fmt.Errorf("simproc: %s did not start in 30s", name)
 	}
-	return &Proc{Cmd: cmd, Pid: cmd.Process.Pid}, nil
+	return &Proc{Cmd: cmd, Pid: cmd.Process.Pid, out: out, in: stdin}, nil
 }
 
 // Stop ends the process and waits for it.
