@@ -129,97 +129,74 @@ func listClusters(ctx context.Context, c *conn, only string) (*v1.ListClustersRe
 		}
 		return &v1.ListClustersResponse{Clusters: []*v1.Cluster{resp.Cluster}}, nil
 	}
-	out := &v1.ListClustersResponse{}
-	req := &v1.ListClustersRequest{PageSize: 1000}
+	clusters, err := pageAll(func(tok string) ([]*v1.Cluster, string, error) {
+		resp, err := c.client.ListClusters(ctx, &v1.ListClustersRequest{PageSize: 1000, PageToken: tok})
+		return resp.GetClusters(), resp.GetNextPageToken(), err
+	})
+	return &v1.ListClustersResponse{Clusters: clusters}, err
+}
+
+// pageAll calls fetch with each next page token until the last page.
+func pageAll[T any](fetch func(token string) ([]T, string, error)) ([]T, error) {
+	var all []T
+	token := ""
 	for {
-		resp, err := c.client.ListClusters(ctx, req)
+		items, next, err := fetch(token)
 		if err != nil {
 			return nil, err
 		}
-		out.Clusters = append(out.Clusters, resp.Clusters...)
-		if resp.NextPageToken == "" {
-			return out, nil
+		all = append(all, items...)
+		if next == "" {
+			return all, nil
 		}
-		req.PageToken = resp.NextPageToken
+		token = next
 	}
 }
 
 func listNodes(ctx context.Context, c *conn, cluster string) (*v1.ListNodesResponse, error) {
-	out := &v1.ListNodesResponse{}
-	req := &v1.ListNodesRequest{Cluster: cluster, PageSize: 1000}
-	for {
-		resp, err := c.client.ListNodes(ctx, req)
-		if err != nil {
-			return nil, err
-		}
-		out.Nodes = append(out.Nodes, resp.Nodes...)
-		if resp.NextPageToken == "" {
-			return out, nil
-		}
-		req.PageToken = resp.NextPageToken
-	}
+	nodes, err := pageAll(func(tok string) ([]*v1.Node, string, error) {
+		resp, err := c.client.ListNodes(ctx, &v1.ListNodesRequest{Cluster: cluster, PageSize: 1000, PageToken: tok})
+		return resp.GetNodes(), resp.GetNextPageToken(), err
+	})
+	return &v1.ListNodesResponse{Nodes: nodes}, err
 }
 
 func listComponents(ctx context.Context, c *conn, req *v1.ListComponentsRequest) (*v1.ListComponentsResponse, error) {
-	out := &v1.ListComponentsResponse{}
 	req.PageSize = 1000
-	for {
+	comps, err := pageAll(func(tok string) ([]*v1.ComponentInstance, string, error) {
+		req.PageToken = tok
 		resp, err := c.client.ListComponents(ctx, req)
-		if err != nil {
-			return nil, err
-		}
-		out.Components = append(out.Components, resp.Components...)
-		if resp.NextPageToken == "" {
-			return out, nil
-		}
-		req.PageToken = resp.NextPageToken
-	}
+		return resp.GetComponents(), resp.GetNextPageToken(), err
+	})
+	return &v1.ListComponentsResponse{Components: comps}, err
 }
 
 func listProcesses(ctx context.Context, c *conn, req *v1.ListProcessesRequest) (*v1.ListProcessesResponse, error) {
-	out := &v1.ListProcessesResponse{}
 	req.PageSize = 1000
-	for {
+	procs, err := pageAll(func(tok string) ([]*v1.NodeProcess, string, error) {
+		req.PageToken = tok
 		resp, err := c.client.ListProcesses(ctx, req)
-		if err != nil {
-			return nil, err
-		}
-		out.Processes = append(out.Processes, resp.Processes...)
-		if resp.NextPageToken == "" {
-			return out, nil
-		}
-		req.PageToken = resp.NextPageToken
-	}
+		return resp.GetProcesses(), resp.GetNextPageToken(), err
+	})
+	return &v1.ListProcessesResponse{Processes: procs}, err
 }
 
 func listManifests(ctx context.Context, c *conn, req *v1.ListManifestsRequest) (*v1.ListManifestsResponse, error) {
-	out := &v1.ListManifestsResponse{}
 	req.PageSize = 1000
-	for {
+	mans, err := pageAll(func(tok string) ([]*v1.NodeManifest, string, error) {
+		req.PageToken = tok
 		resp, err := c.client.ListManifests(ctx, req)
-		if err != nil {
-			return nil, err
-		}
-		out.Manifests = append(out.Manifests, resp.Manifests...)
-		if resp.NextPageToken == "" {
-			return out, nil
-		}
-		req.PageToken = resp.NextPageToken
-	}
+		return resp.GetManifests(), resp.GetNextPageToken(), err
+	})
+	return &v1.ListManifestsResponse{Manifests: mans}, err
 }
 
 func listFindings(ctx context.Context, c *conn, req *v1.ListFindingsRequest) (*v1.ListFindingsResponse, error) {
-	out := &v1.ListFindingsResponse{}
 	req.PageSize = 1000
-	for {
+	finds, err := pageAll(func(tok string) ([]*v1.Finding, string, error) {
+		req.PageToken = tok
 		resp, err := c.client.ListFindings(ctx, req)
-		if err != nil {
-			return nil, err
-		}
-		out.Findings = append(out.Findings, resp.Findings...)
-		if resp.NextPageToken == "" {
-			return out, nil
-		}
-		req.PageToken = resp.NextPageToken
-	}
+		return resp.GetFindings(), resp.GetNextPageToken(), err
+	})
+	return &v1.ListFindingsResponse{Findings: finds}, err
 }
