@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc/credentials"
 
+	"github.com/kubeatlas/kubeatlas/aggregator/auth"
 	"github.com/kubeatlas/kubeatlas/aggregator/ingest"
 	"github.com/kubeatlas/kubeatlas/aggregator/join"
 	"github.com/kubeatlas/kubeatlas/aggregator/kube"
@@ -29,6 +30,7 @@ func NewRootCmd() *cobra.Command {
 	var (
 		listen, metricsAddr          string
 		certFile, keyFile, clientCA  string
+		tokenFile                    string
 		plaintext                    bool
 		kubes                        []string
 		skew, expire, hb, grace      time.Duration
@@ -53,6 +55,18 @@ func NewRootCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			policy := auth.Policy{Enforce: !plaintext}
+			if tokenFile != "" {
+				if plaintext {
+					return errors.New("--query-token-file needs TLS: bearer tokens are not sent in plaintext")
+				}
+				if policy.Tokens, err = auth.ReadTokens(tokenFile); err != nil {
+					return err
+				}
+			}
+			if !plaintext && clientCA == "" {
+				return errors.New("--client-ca-file is required with TLS: agents prove their node with client certificates")
+			}
 			var sources []kube.Source
 			seen := map[string]bool{}
 			for _, k := range kubes {
@@ -67,7 +81,7 @@ func NewRootCmd() *cobra.Command {
 				sources = append(sources, src)
 			}
 			agg, err := server.New(server.Config{
-				GRPCAddr: listen, MetricsAddr: metricsAddr, Creds: creds, Kube: sources, Logger: log, ShutdownGrace: grace,
+				GRPCAddr: listen, MetricsAddr: metricsAddr, Creds: creds, Kube: sources, Logger: log, ShutdownGrace: grace, Auth: policy,
 				Settings: join.Settings{ClockSkew: skew, RestartCount: restarts},
 				Ingest: ingest.Config{HeartbeatInterval: hb, StaleAfter: staleAfter, ExpireAfter: expire,
 					MaxProcesses: maxProcs, MaxMessageBytes: maxMsg},
@@ -85,7 +99,8 @@ func NewRootCmd() *cobra.Command {
 	f.StringVar(&metricsAddr, "metrics-addr", ":9102", "where /metrics, /healthz and /readyz are served; empty to disable")
 	f.StringVar(&certFile, "tls-cert-file", "", "server certificate")
 	f.StringVar(&keyFile, "tls-key-file", "", "server key")
-	f.StringVar(&clientCA, "client-ca-file", "", "CA that signs agent and client certificates; enables mutual TLS")
+	f.StringVar(&clientCA, "client-ca-file", "", "CA that signs agent and client certificates (mutual TLS)")
+	f.StringVar(&tokenFile, "query-token-file", "", "bearer tokens query clients may use, one a line")
 	f.BoolVar(&plaintext, "insecure", false, "serve gRPC without TLS (only for development and tests)")
 	f.StringArrayVar(&kubes, "kube", nil, "a cluster's API server: NAME=KUBECONFIG[:CONTEXT] or NAME=in-cluster (repeatable)")
 	f.DurationVar(&skew, "clock-skew-threshold", 10*time.Second, "report nodes whose clock differs by more than this")
@@ -125,7 +140,9 @@ func serverCreds(plaintext bool, certFile, keyFile, clientCA string) (credential
 			return nil, fmt.Errorf("no certificates in %s", clientCA)
 		}
 		cfg.ClientCAs = pool
-		cfg.ClientAuth = tls.RequireAndVerifyClientCert
+		// Certificates are verified when given; agents must give one (the
+		// ingest checks it), query clients may use a token instead.
+		cfg.ClientAuth = tls.VerifyClientCertIfGiven
 	}
 	return credentials.NewTLS(cfg), nil
 }

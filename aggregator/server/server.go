@@ -25,6 +25,7 @@ import (
 	reflectionv1 "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	reflectionv1alpha "google.golang.org/grpc/reflection/grpc_reflection_v1alpha"
 
+	"github.com/kubeatlas/kubeatlas/aggregator/auth"
 	"github.com/kubeatlas/kubeatlas/aggregator/engine"
 	"github.com/kubeatlas/kubeatlas/aggregator/ingest"
 	"github.com/kubeatlas/kubeatlas/aggregator/join"
@@ -45,6 +46,9 @@ type Config struct {
 	Creds credentials.TransportCredentials
 	// Kube lists the clusters whose API servers are watched.
 	Kube []kube.Source
+	// Auth says who may report and query; the zero value allows all
+	// (plaintext development servers only).
+	Auth auth.Policy
 	// Ingest and Settings configure agent streams and findings.
 	Ingest   ingest.Config
 	Settings join.Settings
@@ -91,6 +95,9 @@ func New(cfg Config) (*Aggregator, error) {
 	icfg := cfg.Ingest
 	icfg.Logger = cfg.Logger
 	icfg.Metrics = ingest.NewMetrics(reg)
+	if cfg.Auth.Enforce {
+		icfg.Authorize = cfg.Auth.AuthorizeAgent
+	}
 	ing := ingest.NewServer(eng, icfg)
 	maxMsg := icfg.MaxMessageBytes
 	if maxMsg == 0 {
@@ -100,6 +107,8 @@ func New(cfg Config) (*Aggregator, error) {
 		grpc.MaxRecvMsgSize(maxMsg + 1024),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 20 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Minute, Timeout: 20 * time.Second}),
+		grpc.UnaryInterceptor(cfg.Auth.UnaryInterceptor()),
+		grpc.StreamInterceptor(cfg.Auth.StreamInterceptor()),
 	}
 	if cfg.Creds != nil {
 		opts = append(opts, grpc.Creds(cfg.Creds))

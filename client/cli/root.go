@@ -42,6 +42,7 @@ type options struct {
 	caFile, certFile        string
 	keyFile, serverName     string
 	plaintext               bool
+	token                   string
 	timeout                 time.Duration
 	// embedded, when set, is a bundle file system loaded instead of --bundle (the demo).
 	embedded fs.FS
@@ -74,7 +75,18 @@ func (o *options) connect(ctx context.Context) (*conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	cc, err := grpc.NewClient(server, grpc.WithTransportCredentials(creds))
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(creds)}
+	tok := o.token
+	if tok == "" {
+		tok = os.Getenv("KUBEATLAS_TOKEN")
+	}
+	if tok != "" {
+		if o.plaintext {
+			return nil, errors.New("a bearer token is never sent in plaintext: drop --insecure or the token")
+		}
+		opts = append(opts, grpc.WithPerRPCCredentials(bearer(tok)))
+	}
+	cc, err := grpc.NewClient(server, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("connecting to %s: %w", server, err)
 	}
@@ -112,6 +124,15 @@ func (o *options) creds() (credentials.TransportCredentials, error) {
 	}
 	return credentials.NewTLS(cfg), nil
 }
+
+// bearer sends a token with every call.
+type bearer string
+
+func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + string(b)}, nil
+}
+
+func (bearer) RequireTransportSecurity() bool { return true }
 
 // offline loads bundles into an in-process engine and serves it over an
 // in-memory gRPC connection: the same query code the aggregator runs.
@@ -209,8 +230,9 @@ through the same engine. Try it without anything else: kubeatlas demo`,
 	pf.StringVar(&o.keyFile, "key-file", "", "client key")
 	pf.StringVar(&o.serverName, "server-name", "", "name to verify in the aggregator's certificate")
 	pf.BoolVar(&o.plaintext, "insecure", false, "connect without TLS")
+	pf.StringVar(&o.token, "token", "", "bearer token for the aggregator (default $KUBEATLAS_TOKEN)")
 	pf.DurationVar(&o.timeout, "timeout", 30*time.Second, "how long to wait for an answer")
-	root.AddCommand(newGetCmd(o), newWhereCmd(o), newDescribeCmd(o), newWatchCmd(o), newDemoCmd(o))
+	root.AddCommand(newGetCmd(o), newWhereCmd(o), newDescribeCmd(o), newWatchCmd(o), newDemoCmd(o), newCertsCmd())
 	return root
 }
 

@@ -163,6 +163,8 @@ func Duration(d time.Duration) string {
 		sign, d = "-", -d
 	}
 	switch {
+	case d < time.Millisecond:
+		return "0s"
 	case d < time.Second:
 		return sign + d.Round(time.Millisecond).String()
 	case d < time.Minute:

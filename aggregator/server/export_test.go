@@ -1,0 +1,5 @@
+package server
+
+import "crypto/x509/pkix"
+
+type pkixName = pkix.Name
