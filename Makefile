@@ -9,7 +9,7 @@ LDFLAGS := -X github.com/kubeatlas/kubeatlas/agent/command.Version=$(VERSION) \
            -X github.com/kubeatlas/kubeatlas/client/cli.Version=$(VERSION)
 export PATH := $(TOOLS):$(PATH)
 
-.PHONY: help build demo test unit integration proto proto-check lint breaking bench tools clean
+.PHONY: help build demo test unit integration proto proto-check lint breaking bench load tools clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -56,6 +56,10 @@ breaking: tools ## buf breaking against the previous commit (FILE and WIRE_JSON)
 
 bench: ## benchmarks (see BENCHMARKS.md)
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+NODES ?= 10000
+load: build ## drive a real aggregator with $(NODES) simulated agents (see BENCHMARKS.md)
+	cd integration && $(GO) run ./cmd/kubeatlas-load -aggregator $(BIN)/kubeatlas-aggregator -nodes $(NODES) $(LOADFLAGS)
 
 clean: ## remove build output
 	rm -rf $(BIN)

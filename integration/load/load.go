@@ -1,0 +1,340 @@
+// Package load drives a real aggregator with many simulated agents over
+// loopback gRPC and measures it: ingest rate, ack latency, the aggregator's
+// CPU and memory, query latency under load, and what Watch clients cost.
+// Every run is bounded in streams and time and stops by itself.
+package load
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/kubeatlas/kubeatlas/agent/stream"
+	"github.com/kubeatlas/kubeatlas/aggregator/engine"
+	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
+)
+
+// Config says how much load to make.
+type Config struct {
+	Server        string
+	Clusters      int
+	Nodes         int // in all
+	Processes     int // per node
+	Interval      time.Duration
+	Churn         float64 // share of processes replaced per interval
+	Steady        time.Duration
+	Conns         int // gRPC connections to spread the streams over
+	Watchers      int
+	AggregatorPID int
+}
+
+// Report is what a run measured.
+type Report struct {
+	Nodes, Records             int
+	FullLoad                   time.Duration
+	IngestPerSecond            float64
+	AckP50, AckP99             time.Duration
+	SteadyCPUCores             float64
+	RSSBytes                   uint64
+	WhereP50, WhereP99         time.Duration
+	SnapshotBytes, DeltaBytes  int64 // on the wire during load and per steady node-minute
+	DeltaBytesPerNodeMinute    float64
+	SnapshotBytesPerNodeMinute float64
+	Watchers                   int
+	WatchEvents                int64
+}
+
+// String prints the report.
+func (r Report) String() string {
+	return fmt.Sprintf(`nodes                 %d (%d process records)
+full load             %v (%.0f records/s)
+ack latency           p50 %v, p99 %v
+steady state CPU      %.2f cores (aggregator)
+aggregator RSS        %.0f MiB
+where kube-proxy      p50 %v, p99 %v (10 pages of 1,000 under load)
+wire, deltas          %.0f bytes per node-minute
+wire, full snapshots  %.0f bytes per node-minute (if each interval sent a snapshot)
+watchers              %d (%d events received)`,
+		r.Nodes, r.Records, r.FullLoad.Round(time.Millisecond), r.IngestPerSecond, r.AckP50, r.AckP99,
+		r.SteadyCPUCores, float64(r.RSSBytes)/(1<<20), r.WhereP50, r.WhereP99,
+		r.DeltaBytesPerNodeMinute, r.SnapshotBytesPerNodeMinute, r.Watchers, r.WatchEvents)
+}
+
+type agent struct {
+	cluster, node string
+	procs         []*v1.Process
+	st            v1.AgentService_ConnectClient
+	gen           uint64
+}
+
+// Run drives the load and reports. It ends when the steady phase is over.
+func Run(ctx context.Context, cfg Config) (*Report, error) {
+	if cfg.Conns == 0 {
+		cfg.Conns = 32
+	}
+	if cfg.Clusters == 0 {
+		cfg.Clusters = 1
+	}
+	conns := make([]*grpc.ClientConn, cfg.Conns)
+	for i := range conns {
+		c, err := grpc.NewClient(cfg.Server, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			return nil, err
+		}
+		defer c.Close()
+		conns[i] = c
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	rep := &Report{Nodes: cfg.Nodes, Records: cfg.Nodes * cfg.Processes, Watchers: cfg.Watchers}
+
+	var wg sync.WaitGroup
+	for w := 0; w < cfg.Watchers; w++ {
+		wg.Add(1)
+		go func(c *grpc.ClientConn) {
+			defer wg.Done()
+			st, err := v1.NewInventoryServiceClient(c).Watch(ctx, &v1.WatchRequest{})
+			if err != nil {
+				return
+			}
+			for {
+				if _, err := st.Recv(); err != nil {
+					return
+				}
+				atomic.AddInt64(&rep.WatchEvents, 1)
+			}
+		}(conns[w%len(conns)])
+	}
+
+	agents := make([]*agent, cfg.Nodes)
+	for i := range agents {
+		c := i % cfg.Clusters
+		agents[i] = &agent{cluster: fmt.Sprintf("cluster-%02d", c), node: fmt.Sprintf("node-%05d", i), procs: engine.SyntheticProcesses(cfg.Processes, i)}
+	}
+	// Full load: every agent says hello and sends its snapshot.
+	var mu sync.Mutex
+	var acks []time.Duration
+	var snapBytes atomic.Int64
+	start := time.Now()
+	errs := make(chan error, len(agents))
+	sem := make(chan struct{}, 256)
+	for i, a := range agents {
+		wg.Add(1)
+		go func(i int, a *agent) {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			st, err := v1.NewAgentServiceClient(conns[i%len(conns)]).Connect(ctx)
+			if err != nil {
+				errs <- err
+				return
+			}
+			a.st = st
+			id := &v1.NodeIdentity{Cluster: a.cluster, NodeName: a.node, WallClock: timestamppb.Now()}
+			if err := st.Send(&v1.ConnectRequest{Payload: &v1.ConnectRequest_Hello{Hello: &v1.Hello{Identity: id,
+				HeartbeatInterval: durationpb.New(cfg.Interval)}}}); err != nil {
+				errs <- err
+				return
+			}
+			t0 := time.Now()
+			chunks := stream.Chunks(&v1.NodeInventory{Identity: id, Processes: a.procs}, 0)
+			snap := a.gen + 1
+			for _, ch := range chunks {
+				a.gen++
+				ch.SnapshotGeneration = snap
+				m := &v1.ConnectRequest{Generation: a.gen, Payload: &v1.ConnectRequest_SnapshotChunk{SnapshotChunk: ch}}
+				snapBytes.Add(int64(proto.Size(m)))
+				if err := st.Send(m); err != nil {
+					errs <- err
+					return
+				}
+			}
+			if err := waitAck(st, a.gen); err != nil {
+				errs <- fmt.Errorf("%s: %w", a.node, err)
+				return
+			}
+			mu.Lock()
+			acks = append(acks, time.Since(t0))
+			mu.Unlock()
+			errs <- nil
+		}(i, a)
+	}
+	for range agents {
+		if err := <-errs; err != nil {
+			cancel()
+			wg.Wait()
+			return nil, err
+		}
+	}
+	rep.FullLoad = time.Since(start)
+	rep.IngestPerSecond = float64(rep.Records) / rep.FullLoad.Seconds()
+	rep.AckP50, rep.AckP99 = pct(acks, 50), pct(acks, 99)
+	rep.SnapshotBytes = snapBytes.Load()
+
+	// Steady state: each interval every agent sends a delta (churn) or a heartbeat.
+	cpu0 := cpuTime(cfg.AggregatorPID)
+	t0 := time.Now()
+	var deltaBytes atomic.Int64
+	steadyCtx, stop := context.WithTimeout(ctx, cfg.Steady)
+	defer stop()
+	for _, a := range agents {
+		wg.Add(1)
+		go func(a *agent) {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(len(a.node)), uint64(a.gen)))
+			tick := time.NewTicker(cfg.Interval)
+			defer tick.Stop()
+			// Spread the agents over the interval.
+			select {
+			case <-time.After(time.Duration(rng.Int64N(int64(cfg.Interval)))):
+			case <-steadyCtx.Done():
+				return
+			}
+			for {
+				n := int(float64(len(a.procs)) * cfg.Churn)
+				var m *v1.ConnectRequest
+				if n > 0 {
+					d := &v1.Delta{WallClock: timestamppb.Now()}
+					for j := 0; j < n; j++ {
+						k := 5 + rng.IntN(len(a.procs)-5)
+						old := a.procs[k]
+						d.RemovedProcesses = append(d.RemovedProcesses, &v1.ProcessKey{Pid: old.Pid, StartTime: old.StartTime})
+						nw := proto.Clone(old).(*v1.Process)
+						nw.Pid += 100000
+						nw.StartTime = timestamppb.Now()
+						a.procs[k] = nw
+						d.UpsertedProcesses = append(d.UpsertedProcesses, nw)
+					}
+					a.gen++
+					m = &v1.ConnectRequest{Generation: a.gen, Payload: &v1.ConnectRequest_Delta{Delta: d}}
+				} else {
+					m = &v1.ConnectRequest{Generation: a.gen, Payload: &v1.ConnectRequest_Heartbeat{Heartbeat: &v1.Heartbeat{WallClock: timestamppb.Now()}}}
+				}
+				deltaBytes.Add(int64(proto.Size(m)))
+				if err := a.st.Send(m); err != nil {
+					return
+				}
+				select {
+				case <-tick.C:
+				case <-steadyCtx.Done():
+					return
+				}
+			}
+		}(a)
+		// Acks of deltas are read and dropped.
+		wg.Add(1)
+		go func(a *agent) {
+			defer wg.Done()
+			for {
+				if _, err := a.st.Recv(); err != nil {
+					return
+				}
+			}
+		}(a)
+	}
+	// Queries under load.
+	inv := v1.NewInventoryServiceClient(conns[0])
+	var where []time.Duration
+	for steadyCtx.Err() == nil {
+		t := time.Now()
+		req := &v1.ListComponentsRequest{Component: "kube-proxy", PageSize: 1000}
+		for {
+			resp, err := inv.ListComponents(steadyCtx, req)
+			if err != nil {
+				break
+			}
+			if resp.NextPageToken == "" {
+				break
+			}
+			req.PageToken = resp.NextPageToken
+		}
+		where = append(where, time.Since(t))
+		select {
+		case <-time.After(500 * time.Millisecond):
+		case <-steadyCtx.Done():
+		}
+	}
+	elapsed := time.Since(t0)
+	rep.SteadyCPUCores = (cpuTime(cfg.AggregatorPID) - cpu0).Seconds() / elapsed.Seconds()
+	rep.RSSBytes = rss(cfg.AggregatorPID)
+	rep.WhereP50, rep.WhereP99 = pct(where, 50), pct(where, 99)
+	rep.DeltaBytes = deltaBytes.Load()
+	minutes := elapsed.Minutes()
+	rep.DeltaBytesPerNodeMinute = float64(rep.DeltaBytes) / float64(cfg.Nodes) / minutes
+	rep.SnapshotBytesPerNodeMinute = float64(rep.SnapshotBytes) / float64(cfg.Nodes) * (time.Minute.Seconds() / cfg.Interval.Seconds())
+	for _, a := range agents {
+		_ = a.st.CloseSend()
+	}
+	cancel()
+	wg.Wait()
+	return rep, nil
+}
+
+func waitAck(st v1.AgentService_ConnectClient, gen uint64) error {
+	for {
+		m, err := st.Recv()
+		if err != nil {
+			return err
+		}
+		if a := m.GetAck(); a != nil && a.Generation >= gen {
+			return nil
+		}
+		if r := m.GetResync(); r != nil {
+			return errors.New("resync asked: " + r.Reason)
+		}
+	}
+}
+
+func pct(d []time.Duration, p int) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	s := append([]time.Duration(nil), d...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[min(len(s)-1, len(s)*p/100)].Round(10 * time.Microsecond)
+}
+
+// cpuTime reads a process's user+system CPU time from /proc/<pid>/stat.
+func cpuTime(pid int) time.Duration {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(data)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseUint(f[11], 10, 64)
+	st, _ := strconv.ParseUint(f[12], 10, 64)
+	return time.Duration(ut+st) * 10 * time.Millisecond
+}
+
+// rss reads a process's resident memory from /proc/<pid>/status.
+func rss(pid int) uint64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+			kb, _ := strconv.ParseUint(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
