@@ -54,6 +54,11 @@ func SyntheticProcesses(n, seed int) []*v1.Process {
 		mk(1176, []string{"/usr/local/bin/kube-proxy", "--config=/var/lib/kube-proxy/config.conf", fmt.Sprintf("--hostname-override=node-%d", seed)}, podCG(1)),
 		mk(1442, []string{"/opt/bin/flanneld", "--ip-masq", "--kube-subnet-mgr"}, podCG(2)),
 	}
+	// One node in a thousand runs etcd as a host daemon, as control-plane
+	// nodes of standalone clusters do.
+	if seed%1000 == 0 && n > len(out) {
+		out = append(out, mk(1300, []string{"/usr/local/bin/etcd", "--name=" + fmt.Sprint(seed), "--data-dir=/var/lib/etcd"}, "/system.slice/etcd.service"))
+	}
 	for i := len(out); i < n; i++ {
 		pid := int32(2000 + i)
 		argv := []string{ordinary[(i+seed)%len(ordinary)]}
