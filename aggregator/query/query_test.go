@@ -234,6 +234,13 @@ func TestSlowWatcherGetsResync(t *testing.T) {
 	ws := &watchStream{ctx: ctx, sent: make(chan *v1.WatchResponse)} // nobody reads yet
 	done := make(chan error, 1)
 	go func() { done <- s.Watch(&v1.WatchRequest{SkipFindings: true}, ws) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for s.store.Broker().Subscribers() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the watcher never subscribed")
+		}
+		time.Sleep(time.Millisecond)
+	}
 	// Ingest goes on while the watcher is stuck.
 	start := time.Now()
 	for i := 0; i < 50; i++ {
