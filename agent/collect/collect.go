@@ -48,6 +48,11 @@ type Config struct {
 	MaxProcesses int
 	// Logger receives problems worth a line.
 	Logger *slog.Logger
+
+	// ProcDir, SysDir and EtcDir are where /proc, /sys and /etc are read:
+	// gopsutil's HOST_PROC, HOST_SYS and HOST_ETC when set, else beneath
+	// HostRoot. Validate fills them.
+	ProcDir, SysDir, EtcDir string
 }
 
 // Defaults for Config.
@@ -64,6 +69,19 @@ func (c *Config) Validate() error {
 	if !filepath.IsAbs(c.HostRoot) {
 		return fmt.Errorf("host root %q must be an absolute path", c.HostRoot)
 	}
+	dir := func(set *string, env, sub string) {
+		if *set != "" {
+			return
+		}
+		if v := os.Getenv(env); v != "" {
+			*set = v
+			return
+		}
+		*set = filepath.Join(c.HostRoot, sub)
+	}
+	dir(&c.ProcDir, string(common.HostProcEnvKey), "proc")
+	dir(&c.SysDir, string(common.HostSysEnvKey), "sys")
+	dir(&c.EtcDir, string(common.HostEtcEnvKey), "etc")
 	if c.MaxArgvBytes <= 0 {
 		c.MaxArgvBytes = DefaultMaxArgvBytes
 	}
@@ -110,9 +128,9 @@ func New(cfg Config) (*Collector, error) {
 		return nil, err
 	}
 	env := common.EnvMap{
-		common.HostProcEnvKey: filepath.Join(cfg.HostRoot, "proc"),
-		common.HostSysEnvKey:  filepath.Join(cfg.HostRoot, "sys"),
-		common.HostEtcEnvKey:  filepath.Join(cfg.HostRoot, "etc"),
+		common.HostProcEnvKey: cfg.ProcDir,
+		common.HostSysEnvKey:  cfg.SysDir,
+		common.HostEtcEnvKey:  cfg.EtcDir,
 		common.HostVarEnvKey:  filepath.Join(cfg.HostRoot, "var"),
 		common.HostRunEnvKey:  filepath.Join(cfg.HostRoot, "run"),
 		common.HostRootEnvKey: cfg.HostRoot,
@@ -124,9 +142,9 @@ func New(cfg Config) (*Collector, error) {
 		ctx:   context.WithValue(context.Background(), common.EnvKey, env),
 		procs: map[procKey]cached{},
 		mans:  map[string]*v1.StaticPodManifest{},
-		users: newUserCache(filepath.Join(cfg.HostRoot, "etc", "passwd")),
+		users: newUserCache(filepath.Join(cfg.EtcDir, "passwd")),
 	}
-	bt, err := bootTime(filepath.Join(cfg.HostRoot, "proc", "stat"))
+	bt, err := bootTime(filepath.Join(cfg.ProcDir, "stat"))
 	if err != nil {
 		return nil, fmt.Errorf("reading boot time: %w", err)
 	}
@@ -203,7 +221,7 @@ func (c *Collector) scanProcesses(ctx context.Context) ([]*v1.Process, *v1.ScanS
 	}
 	stats := &v1.ScanStats{ProcessesSeen: uint32(len(pids))}
 	seen := make(map[procKey]cached, len(pids))
-	procDir := filepath.Join(c.cfg.HostRoot, "proc")
+	procDir := c.cfg.ProcDir
 	bootMS := c.boot.UnixMilli()
 	out := make([]*v1.Process, 0, len(pids))
 	for _, pid := range pids {

@@ -212,3 +212,25 @@ func TestScanRealProcesses(t *testing.T) {
 		}
 	}
 }
+
+func TestHostDirs(t *testing.T) {
+	c := Config{HostRoot: "/host"}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if c.ProcDir != "/host/proc" || c.SysDir != "/host/sys" || c.EtcDir != "/host/etc" {
+		t.Errorf("dirs under the host root: %+v", c)
+	}
+	t.Setenv("HOST_PROC", "/mnt/proc")
+	t.Setenv("HOST_ETC", "/mnt/etc")
+	c = Config{HostRoot: "/host"}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if c.ProcDir != "/mnt/proc" || c.EtcDir != "/mnt/etc" || c.SysDir != "/host/sys" {
+		t.Errorf("gopsutil's variables not honoured: %+v", c)
+	}
+	if err := (&Config{HostRoot: "relative"}).Validate(); err == nil {
+		t.Error("relative host root accepted")
+	}
+}

@@ -22,7 +22,8 @@ import (
 // kubelet does.
 func (c *Collector) identity(kubeletFlags recognize.Flags) *v1.NodeIdentity {
 	root := c.cfg.HostRoot
-	hostname := firstLine(filepath.Join(root, "proc", "sys", "kernel", "hostname"))
+	proc, etc := c.cfg.ProcDir, c.cfg.EtcDir
+	hostname := firstLine(filepath.Join(proc, "sys", "kernel", "hostname"))
 	if hostname == "" {
 		hostname, _ = os.Hostname()
 	}
@@ -39,10 +40,10 @@ func (c *Collector) identity(kubeletFlags recognize.Flags) *v1.NodeIdentity {
 		Cluster:       c.cfg.Cluster,
 		NodeName:      clean(name),
 		Hostname:      clean(hostname),
-		MachineId:     clean(firstLine(filepath.Join(root, "etc", "machine-id"))),
-		BootId:        clean(firstLine(filepath.Join(root, "proc", "sys", "kernel", "random", "boot_id"))),
-		KernelVersion: clean(firstLine(filepath.Join(root, "proc", "sys", "kernel", "osrelease"))),
-		OsImage:       clean(osImage(root)),
+		MachineId:     clean(firstLine(filepath.Join(etc, "machine-id"))),
+		BootId:        clean(firstLine(filepath.Join(proc, "sys", "kernel", "random", "boot_id"))),
+		KernelVersion: clean(firstLine(filepath.Join(proc, "sys", "kernel", "osrelease"))),
+		OsImage:       clean(osImage(root, etc)),
 		AgentVersion:  c.cfg.AgentVersion,
 		WallClock:     timestamppb.Now(),
 		BootTime:      timestamppb.New(c.boot),
@@ -58,9 +59,9 @@ func firstLine(path string) string {
 	return strings.TrimSpace(line)
 }
 
-func osImage(root string) string {
-	for _, p := range []string{"etc/os-release", "usr/lib/os-release"} {
-		data, err := readLimited(filepath.Join(root, p), 64<<10)
+func osImage(root, etc string) string {
+	for _, p := range []string{filepath.Join(etc, "os-release"), filepath.Join(root, "usr/lib/os-release")} {
+		data, err := readLimited(p, 64<<10)
 		if err != nil {
 			continue
 		}

@@ -41,7 +41,7 @@ type collectFlags struct {
 }
 
 func (f *collectFlags) register(cmd *cobra.Command) {
-	cmd.Flags().StringVar(&f.hostRoot, "host-root", "/", "where the host's filesystem is mounted (/proc, /sys, /etc and kubelet files are read beneath it)")
+	cmd.Flags().StringVar(&f.hostRoot, "host-root", "/", "where the host's filesystem is mounted (/proc, /sys, /etc and kubelet files are read beneath it; HOST_PROC, HOST_SYS and HOST_ETC override those three)")
 	cmd.Flags().StringVar(&f.cluster, "cluster", "", "the cluster this node belongs to (required)")
 	cmd.Flags().StringVar(&f.nodeName, "node-name", "", "the node's Kubernetes name (default: the kubelet's --hostname-override, else the hostname)")
 }
