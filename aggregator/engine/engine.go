@@ -463,70 +463,60 @@ func (e *Engine) rejoinNode(txn *memdb.Txn, c *state.Cluster, node string) (bool
 // control-plane instance changed.
 func (e *Engine) replaceNodeAnswers(txn *memdb.Txn, cluster, node string, insts []*v1.ComponentInstance, finds []*v1.Finding) (bool, error) {
 	cpChanged := false
-	old := map[string]*state.Component{}
-	it, err := txn.Get(state.TableComponents, state.IndexNode, cluster, node)
+	comps := make([]*state.Component, len(insts))
+	for i, in := range insts {
+		comps[i] = state.NewComponent(in)
+	}
+	err := replaceRows(txn, state.TableComponents, cluster, node, comps,
+		func(c *state.Component) string { return c.ID },
+		func(a, b *state.Component) bool { return proto.Equal(a.Instance, b.Instance) },
+		func(c *state.Component) { cpChanged = cpChanged || v1.IsControlPlane(c.Instance.Component) })
 	if err != nil {
 		return false, err
 	}
-	for raw := it.Next(); raw != nil; raw = it.Next() {
-		c := raw.(*state.Component)
-		old[c.ID] = c
+	rows := make([]*state.Finding, len(finds))
+	for i, f := range finds {
+		rows[i] = state.NewFinding(f)
 	}
-	for _, inst := range insts {
-		row := state.NewComponent(inst)
-		if o, ok := old[row.ID]; ok {
-			delete(old, row.ID)
-			if proto.Equal(o.Instance, inst) {
+	err = replaceRows(txn, state.TableFindings, cluster, node, rows,
+		func(f *state.Finding) string { return f.ID },
+		func(a, b *state.Finding) bool { return proto.Equal(a.Finding, b.Finding) },
+		func(*state.Finding) {})
+	return cpChanged, err
+}
+
+// replaceRows writes rows over a node's old rows of a table (found by its
+// node index), inserting only new or changed rows and deleting the rest.
+// changed is called for every row inserted or deleted.
+func replaceRows[R any](txn *memdb.Txn, table, cluster, node string, rows []R, id func(R) string, same func(a, b R) bool, changed func(R)) error {
+	old := map[string]R{}
+	it, err := txn.Get(table, state.IndexNode, cluster, node)
+	if err != nil {
+		return fmt.Errorf("reading %s: %w", table, err)
+	}
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		r := raw.(R)
+		old[id(r)] = r
+	}
+	for _, r := range rows {
+		if o, ok := old[id(r)]; ok {
+			delete(old, id(r))
+			if same(o, r) {
 				continue
 			}
-			if o.ClusterSortKey != row.ClusterSortKey {
-				if err := txn.Delete(state.TableComponents, o); err != nil {
-					return false, err
-				}
-			}
 		}
-		if v1.IsControlPlane(inst.Component) {
-			cpChanged = true
-		}
-		if err := txn.Insert(state.TableComponents, row); err != nil {
-			return false, fmt.Errorf("writing component: %w", err)
+		changed(r)
+		if err := txn.Insert(table, r); err != nil {
+			return fmt.Errorf("writing %s: %w", table, err)
 		}
 	}
 	for _, o := range old {
-		if v1.IsControlPlane(o.Instance.Component) {
-			cpChanged = true
-		}
-		if err := txn.Delete(state.TableComponents, o); err != nil {
-			return false, err
+		changed(o)
+		if err := txn.Delete(table, o); err != nil {
+			return fmt.Errorf("deleting from %s: %w", table, err)
 		}
 	}
-	oldF := map[string]*state.Finding{}
-	fit, err := txn.Get(state.TableFindings, state.IndexNode, cluster, node)
-	if err != nil {
-		return false, err
-	}
-	for raw := fit.Next(); raw != nil; raw = fit.Next() {
-		f := raw.(*state.Finding)
-		oldF[f.ID] = f
-	}
-	for _, f := range finds {
-		row := state.NewFinding(f)
-		if o, ok := oldF[row.ID]; ok {
-			delete(oldF, row.ID)
-			if proto.Equal(o.Finding, f) {
-				continue
-			}
-		}
-		if err := txn.Insert(state.TableFindings, row); err != nil {
-			return false, fmt.Errorf("writing finding: %w", err)
-		}
-	}
-	for _, o := range oldF {
-		if err := txn.Delete(state.TableFindings, o); err != nil {
-			return false, err
-		}
-	}
-	return cpChanged, nil
+	return nil
 }
 
 // recomputeCluster decides the cluster's mode from its control-plane

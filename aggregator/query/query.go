@@ -354,13 +354,7 @@ func (s *Server) ListProcesses(_ context.Context, req *v1.ListProcessesRequest) 
 		}
 		afterNode, afterPID = n, pid
 	}
-	prefix := ""
-	if req.Cluster != "" {
-		prefix = req.Cluster + "/"
-		if req.Node != "" {
-			prefix = state.NodeID(req.Cluster, req.Node)
-		}
-	}
+	prefix := nodePrefix(req.Cluster, req.Node)
 	txn := s.store.Snapshot()
 	it, err := txn.LowerBound(state.TableProcesses, state.IndexID, maxStr(prefix, afterNode))
 	if err != nil {
@@ -396,6 +390,18 @@ func (s *Server) ListProcesses(_ context.Context, req *v1.ListProcessesRequest) 
 	return resp, nil
 }
 
+// nodePrefix is the ID prefix of the per-node rows a request asks for:
+// every node, one cluster's, or one node's.
+func nodePrefix(cluster, node string) string {
+	switch {
+	case cluster == "":
+		return ""
+	case node == "":
+		return cluster + "/"
+	}
+	return state.NodeID(cluster, node)
+}
+
 func hosts(p *v1.Process, component string) bool {
 	for _, hc := range p.Components {
 		if hc.Component == component {
@@ -416,13 +422,7 @@ func (s *Server) ListManifests(_ context.Context, req *v1.ListManifestsRequest) 
 		return nil, err
 	}
 	afterNode, afterPath, _ := strings.Cut(after, "\x00")
-	prefix := ""
-	if req.Cluster != "" {
-		prefix = req.Cluster + "/"
-		if req.Node != "" {
-			prefix = state.NodeID(req.Cluster, req.Node)
-		}
-	}
+	prefix := nodePrefix(req.Cluster, req.Node)
 	txn := s.store.Snapshot()
 	it, err := txn.LowerBound(state.TableManifests, state.IndexID, maxStr(prefix, afterNode))
 	if err != nil {
