@@ -31,7 +31,7 @@ func NewRootCmd() *cobra.Command {
 		listen, metricsAddr          string
 		certFile, keyFile, clientCA  string
 		tokenFile                    string
-		plaintext                    bool
+		plaintext, profiling         bool
 		kubes                        []string
 		skew, expire, hb, grace      time.Duration
 		restarts                     int32
@@ -81,7 +81,7 @@ func NewRootCmd() *cobra.Command {
 				sources = append(sources, src)
 			}
 			agg, err := server.New(server.Config{
-				GRPCAddr: listen, MetricsAddr: metricsAddr, Creds: creds, Kube: sources, Logger: log, ShutdownGrace: grace, Auth: policy,
+				GRPCAddr: listen, MetricsAddr: metricsAddr, Profiling: profiling, Creds: creds, Kube: sources, Logger: log, ShutdownGrace: grace, Auth: policy,
 				Settings: join.Settings{ClockSkew: skew, RestartCount: restarts},
 				Ingest: ingest.Config{HeartbeatInterval: hb, StaleAfter: staleAfter, ExpireAfter: expire,
 					MaxProcesses: maxProcs, MaxMessageBytes: maxMsg},
@@ -97,6 +97,7 @@ func NewRootCmd() *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&listen, "listen", ":7443", "gRPC listen address (agents and queries)")
 	f.StringVar(&metricsAddr, "metrics-addr", ":9102", "where /metrics, /healthz and /readyz are served; empty to disable")
+	f.BoolVar(&profiling, "profiling", false, "also serve Go's /debug/pprof/ on the metrics address (CPU, heap and goroutine profiles)")
 	f.StringVar(&certFile, "tls-cert-file", "", "server certificate")
 	f.StringVar(&keyFile, "tls-key-file", "", "server key")
 	f.StringVar(&clientCA, "client-ca-file", "", "CA that signs agent and client certificates (mutual TLS)")

@@ -289,6 +289,9 @@ func (s *Server) ListComponents(_ context.Context, req *v1.ListComponentsRequest
 	if req.Component != "" && v1.ComponentRank(req.Component) == len(v1.Components) {
 		return nil, status.Errorf(codes.InvalidArgument, "unknown component %q; known: %s", req.Component, strings.Join(v1.Components, ", "))
 	}
+	if !checkView(req.View) {
+		return nil, status.Errorf(codes.InvalidArgument, "unknown view %d; known: COMPONENT_VIEW_BASIC, COMPONENT_VIEW_FULL", req.View)
+	}
 	index, prefix := state.IndexComponent, ""
 	key := func(c *state.Component) string { return c.ClusterSortKey }
 	switch {
@@ -326,7 +329,7 @@ func (s *Server) ListComponents(_ context.Context, req *v1.ListComponentsRequest
 			resp.NextPageToken = encodeToken(last)
 			break
 		}
-		resp.Components = append(resp.Components, in)
+		resp.Components = append(resp.Components, inView(in, req.View))
 		last = k
 	}
 	return resp, nil
@@ -518,6 +521,18 @@ func (s *Server) ListFindings(_ context.Context, req *v1.ListFindingsRequest) (*
 
 // Watch implements InventoryService.
 func (s *Server) Watch(req *v1.WatchRequest, stream v1.InventoryService_WatchServer) error {
+	if !checkView(req.View) {
+		return status.Errorf(codes.InvalidArgument, "unknown view %d; known: COMPONENT_VIEW_BASIC, COMPONENT_VIEW_FULL", req.View)
+	}
+	err := s.watch(req, stream)
+	if stream.Context().Err() != nil {
+		// The watcher went away; a failed send on the way is no error.
+		return nil
+	}
+	return err
+}
+
+func (s *Server) watch(req *v1.WatchRequest, stream v1.InventoryService_WatchServer) error {
 	ctx := stream.Context()
 	sub := s.store.Broker().Subscribe(s.WatchBuffer)
 	defer sub.Close()
@@ -531,15 +546,7 @@ func (s *Server) Watch(req *v1.WatchRequest, stream v1.InventoryService_WatchSer
 		}
 		return false
 	}
-	send := func(ev state.Event) error {
-		resp := &v1.WatchResponse{Type: ev.Type}
-		if ev.Component != nil {
-			resp.Object = &v1.WatchResponse_Component{Component: ev.Component}
-		} else if ev.Finding != nil {
-			resp.Object = &v1.WatchResponse_Finding{Finding: ev.Finding}
-		}
-		return stream.Send(resp)
-	}
+	send := func(ev state.Event) error { return stream.SendMsg(encodeEvent(ev, req.View)) }
 	sendState := func() error {
 		txn := s.store.Snapshot()
 		if !req.SkipComponents {

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/kubeatlas/kubeatlas/aggregator/bundle"
 	"github.com/kubeatlas/kubeatlas/aggregator/engine"
@@ -186,8 +187,20 @@ func (w *watchStream) Context() context.Context     { return w.ctx }
 func (w *watchStream) SetHeader(metadata.MD) error  { return nil }
 func (w *watchStream) SendHeader(metadata.MD) error { return nil }
 func (w *watchStream) SetTrailer(metadata.MD)       {}
-func (w *watchStream) SendMsg(any) error            { return nil }
-func (w *watchStream) RecvMsg(any) error            { return nil }
+
+// SendMsg puts m through the server's codec and back, as the wire would.
+func (w *watchStream) SendMsg(m any) error {
+	data, err := Codec{}.Marshal(m)
+	if err != nil {
+		return err
+	}
+	resp := &v1.WatchResponse{}
+	if err := proto.Unmarshal(data.Materialize(), resp); err != nil {
+		return err
+	}
+	return w.Send(resp)
+}
+func (w *watchStream) RecvMsg(any) error { return nil }
 
 func TestWatchSendsStateThenChanges(t *testing.T) {
 	s, e := seed(t)
@@ -308,4 +321,126 @@ func BenchmarkWhereKubeProxy(b *testing.B) {
 	}
 	b.ReportMetric(p99(pages), "page-p99-ms")
 	b.ReportMetric(p99(whole), "all-10k-p99-ms")
+}
+
+func TestViews(t *testing.T) {
+	s, _ := seed(t)
+	ctx := context.Background()
+	full, err := s.ListComponents(ctx, &v1.ListComponentsRequest{Component: "kube-apiserver"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	basic, err := s.ListComponents(ctx, &v1.ListComponentsRequest{Component: "kube-apiserver", View: v1.ComponentView_COMPONENT_VIEW_BASIC})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(full.Components) == 0 || len(full.Components) != len(basic.Components) {
+		t.Fatalf("full %d instances, basic %d", len(full.Components), len(basic.Components))
+	}
+	for i, in := range full.Components {
+		if len(in.Evidence) == 0 || len(in.Flags) == 0 {
+			t.Fatalf("full view of %s lacks evidence or flags", in.Id)
+		}
+		b := basic.Components[i]
+		if len(b.Evidence) != 0 || len(b.Flags) != 0 {
+			t.Fatalf("basic view of %s carries evidence or flags", b.Id)
+		}
+		// Apart from flags and evidence the views agree.
+		want := proto.Clone(in).(*v1.ComponentInstance)
+		want.Flags, want.Evidence = nil, nil
+		if !proto.Equal(want, b) {
+			t.Fatalf("basic view differs:\n%v\n%v", want, b)
+		}
+	}
+	// The stored instance is untouched by the basic view.
+	again, _ := s.ListComponents(ctx, &v1.ListComponentsRequest{Component: "kube-apiserver"})
+	if !proto.Equal(again, full) {
+		t.Fatal("the basic view changed the stored instances")
+	}
+	if _, err := s.ListComponents(ctx, &v1.ListComponentsRequest{View: 7}); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("unknown view: %v", err)
+	}
+	ws := &watchStream{ctx: ctx, sent: make(chan *v1.WatchResponse, 1)}
+	if err := s.Watch(&v1.WatchRequest{View: 7}, ws); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("watch with unknown view: %v", err)
+	}
+}
+
+// Watchers asking for different views of one change each get their view, and
+// the change is encoded once per view, not once per watcher.
+func TestWatchEncodesOncePerView(t *testing.T) {
+	s, e := seed(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	views := []v1.ComponentView{v1.ComponentView_COMPONENT_VIEW_BASIC, v1.ComponentView_COMPONENT_VIEW_FULL, v1.ComponentView_COMPONENT_VIEW_FULL}
+	streams := make([]*watchStream, len(views))
+	done := make(chan error, len(views))
+	for i, v := range views {
+		streams[i] = &watchStream{ctx: ctx, sent: make(chan *v1.WatchResponse, 1000)}
+		go func() {
+			done <- s.Watch(&v1.WatchRequest{Cluster: "seed", Component: "kube-proxy", SkipFindings: true, View: v}, streams[i])
+		}()
+		for m := range streams[i].sent {
+			if m.Type == v1.WatchEventType_WATCH_EVENT_TYPE_SYNCED {
+				break
+			}
+		}
+	}
+	for s.store.Broker().Subscribers() != len(views) {
+		time.Sleep(time.Millisecond)
+	}
+	if err := e.DeletePod("seed", "kube-system", "kube-proxy-xgvz8"); err != nil {
+		t.Fatal(err)
+	}
+	for i, ws := range streams {
+		select {
+		case m := <-ws.sent:
+			c := m.GetComponent()
+			if c.GetNode() != "zzk-1" {
+				t.Fatalf("watcher %d: change event %v", i, m)
+			}
+			if hasEvidence := len(c.Evidence) > 0; hasEvidence != (views[i] == v1.ComponentView_COMPONENT_VIEW_FULL) {
+				t.Errorf("watcher %d (%v): evidence %d", i, views[i], len(c.Evidence))
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("watcher %d: no change event", i)
+		}
+	}
+	cancel()
+	for range views {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestEncodeEventOnce(t *testing.T) {
+	b := state.NewBroker()
+	sub := b.Subscribe(1)
+	defer sub.Close()
+	in := &v1.ComponentInstance{Cluster: "c", Node: "n", Component: "kube-proxy", Evidence: []*v1.Evidence{{Summary: "x"}}}
+	b.Publish([]state.Event{{Type: v1.WatchEventType_WATCH_EVENT_TYPE_ADDED, Component: in}})
+	ev := (<-sub.Events)[0]
+	first, second := encodeEvent(ev, v1.ComponentView_COMPONENT_VIEW_FULL), encodeEvent(ev, v1.ComponentView_COMPONENT_VIEW_FULL)
+	if first != second {
+		t.Fatal("a published event was encoded twice for the same view")
+	}
+	basic := encodeEvent(ev, v1.ComponentView_COMPONENT_VIEW_BASIC)
+	if basic == first || len(basic.wire) >= len(first.wire) {
+		t.Fatalf("basic form %d bytes, full %d", len(basic.wire), len(first.wire))
+	}
+	// Under a codec that does not know the wire form the message is still the response.
+	var _ proto.Message = first
+	if got, _ := proto.Marshal(first); !proto.Equal(first.WatchResponse, mustUnmarshal(t, got)) {
+		t.Fatal("fallback encoding differs")
+	}
+}
+
+func mustUnmarshal(t *testing.T, b []byte) *v1.WatchResponse {
+	t.Helper()
+	m := &v1.WatchResponse{}
+	if err := proto.Unmarshal(b, m); err != nil {
+		t.Fatal(err)
+	}
+	return m
 }

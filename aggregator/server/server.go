@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"sync"
 	"time"
 
@@ -42,6 +43,8 @@ type Config struct {
 	GRPCAddr string
 	// MetricsAddr serves /metrics, /healthz and /readyz; empty disables it.
 	MetricsAddr string
+	// Profiling also serves Go's /debug/pprof/ endpoints on MetricsAddr.
+	Profiling bool
 	// Creds secures gRPC; nil means plaintext (only with an explicit --insecure).
 	Creds credentials.TransportCredentials
 	// Kube lists the clusters whose API servers are watched.
@@ -105,6 +108,7 @@ func New(cfg Config) (*Aggregator, error) {
 	}
 	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(maxMsg + 1024),
+		grpc.ForceServerCodecV2(query.Codec{}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 20 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Minute, Timeout: 20 * time.Second}),
 		grpc.UnaryInterceptor(cfg.Auth.UnaryInterceptor()),
@@ -141,6 +145,13 @@ func New(cfg Config) (*Aggregator, error) {
 		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 		mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+		if cfg.Profiling {
+			mux.HandleFunc("/debug/pprof/", pprof.Index)
+			mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+			mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+			mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+			mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		}
 		a.metrics = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	}
 	return a, nil

@@ -12,6 +12,28 @@ type Event struct {
 	Type      v1.WatchEventType
 	Component *v1.ComponentInstance
 	Finding   *v1.Finding
+	// forms holds what subscribers derive from the event (its wire
+	// encodings), computed once for all of them.
+	forms *forms
+}
+
+// EventForms is how many derived forms an event can hold.
+const EventForms = 2
+
+type forms struct {
+	once [EventForms]sync.Once
+	val  [EventForms]any
+}
+
+// Form returns the event's derived form number slot, calling make for it only
+// once however many subscribers ask. Events that were not published compute
+// it on every call.
+func (e Event) Form(slot int, make func() any) any {
+	if e.forms == nil {
+		return make()
+	}
+	e.forms.once[slot].Do(func() { e.forms.val[slot] = make() })
+	return e.forms.val[slot]
 }
 
 // Broker fans committed changes out to subscribers. Publishing never blocks:
@@ -58,6 +80,13 @@ func (s *Subscription) Close() {
 func (b *Broker) Publish(events []Event) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if len(b.subs) == 0 {
+		return
+	}
+	fs := make([]forms, len(events))
+	for i := range events {
+		events[i].forms = &fs[i]
+	}
 	for s := range b.subs {
 		select {
 		case s.Events <- events:

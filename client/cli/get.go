@@ -59,7 +59,7 @@ func newGetCmd(o *options) *cobra.Command {
 					if err != nil {
 						return err
 					}
-					resp, err := listComponents(ctx, c, &v1.ListComponentsRequest{Cluster: o.cluster, Node: node, Component: component, How: h, Implementation: impl})
+					resp, err := listComponents(ctx, c, &v1.ListComponentsRequest{Cluster: o.cluster, Node: node, Component: component, How: h, Implementation: impl, View: f.ComponentView()})
 					if err != nil {
 						return err
 					}

@@ -165,7 +165,7 @@ func (o *options) offline(ctx context.Context) (*conn, error) {
 		}
 	}
 	lis := bufconn.Listen(1 << 20)
-	gs := grpc.NewServer()
+	gs := grpc.NewServer(grpc.ForceServerCodecV2(query.Codec{}))
 	v1.RegisterInventoryServiceServer(gs, query.NewServer(store))
 	go func() { _ = gs.Serve(lis) }()
 	cc, err := grpc.NewClient("passthrough:///bundle",

@@ -30,7 +30,7 @@ or an implementation such as flannel, coredns, containerd or dockerd.`,
 			if err != nil {
 				return err
 			}
-			req := &v1.ListComponentsRequest{Cluster: o.cluster}
+			req := &v1.ListComponentsRequest{Cluster: o.cluster, View: f.ComponentView()}
 			if v1.ComponentRank(args[0]) < len(v1.Components) {
 				req.Component = args[0]
 			} else {

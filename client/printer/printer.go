@@ -43,6 +43,15 @@ func ParseFormat(s string) (Format, error) {
 	return "", fmt.Errorf("unknown output format %q: use table, wide, json or yaml", s)
 }
 
+// ComponentView is the least of a component instance that f prints: a
+// plain table needs neither flags nor evidence.
+func (f Format) ComponentView() v1.ComponentView {
+	if f == Table {
+		return v1.ComponentView_COMPONENT_VIEW_BASIC
+	}
+	return v1.ComponentView_COMPONENT_VIEW_FULL
+}
+
 // Structured reports whether f prints the message itself.
 func (f Format) Structured() bool { return f == JSON || f == YAML }
 

@@ -5,11 +5,15 @@
 package load
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"net/http"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -30,16 +34,24 @@ import (
 
 // Config says how much load to make.
 type Config struct {
-	Server        string
-	Clusters      int
-	Nodes         int // in all
-	Processes     int // per node
-	Interval      time.Duration
-	Churn         float64 // share of processes replaced per interval
-	Steady        time.Duration
-	Conns         int // gRPC connections to spread the streams over
-	Watchers      int
+	Server    string
+	Clusters  int
+	Nodes     int // in all
+	Processes int // per node
+	Interval  time.Duration
+	Churn     float64 // share of processes replaced per interval
+	Steady    time.Duration
+	Conns     int // gRPC connections to spread the streams over
+	Watchers  int
+	// WatchView is the view the watchers ask for.
+	WatchView     v1.ComponentView
 	AggregatorPID int
+	// MetricsURL is the aggregator's metrics address (http://host:port); when
+	// set, its heap is sampled during the run.
+	MetricsURL string
+	// ProfileDir, when set, receives CPU profiles of the full load and of the
+	// steady state and a heap profile, from the aggregator's /debug/pprof.
+	ProfileDir string
 }
 
 // Report is what a run measured.
@@ -48,8 +60,10 @@ type Report struct {
 	FullLoad                   time.Duration
 	IngestPerSecond            float64
 	AckP50, AckP99             time.Duration
+	LoadCPU                    time.Duration // the aggregator's, during the full load
 	SteadyCPUCores             float64
 	RSSBytes                   uint64
+	HeapPeak, HeapLive         uint64 // heap in use: the most sampled, and after a forced GC at the end
 	WhereP50, WhereP99         time.Duration
 	EtcdP50, EtcdP99           time.Duration
 	SnapshotBytes, DeltaBytes  int64 // on the wire during load and per steady node-minute
@@ -62,17 +76,18 @@ type Report struct {
 // String prints the report.
 func (r Report) String() string {
 	return fmt.Sprintf(`nodes                 %d (%d process records)
-full load             %v (%.0f records/s)
+full load             %v (%.0f records/s), aggregator CPU %v
 ack latency           p50 %v, p99 %v
 steady state CPU      %.2f cores (aggregator)
 aggregator RSS        %.0f MiB
-where kube-proxy      p50 %v, p99 %v (all instances, pages of 1,000, under load)
+aggregator heap       peak %.0f MiB in use, live %.0f MiB after GC
+where kube-proxy      p50 %v, p99 %v (all instances, basic view, pages of 1,000, under load)
 where etcd            p50 %v, p99 %v (under load)
 wire, deltas          %.0f bytes per node-minute
 wire, full snapshots  %.0f bytes per node-minute (if each interval sent a snapshot)
 watchers              %d (%d events received)`,
-		r.Nodes, r.Records, r.FullLoad.Round(time.Millisecond), r.IngestPerSecond, r.AckP50, r.AckP99,
-		r.SteadyCPUCores, float64(r.RSSBytes)/(1<<20), r.WhereP50, r.WhereP99, r.EtcdP50, r.EtcdP99,
+		r.Nodes, r.Records, r.FullLoad.Round(time.Millisecond), r.IngestPerSecond, r.LoadCPU.Round(10*time.Millisecond), r.AckP50, r.AckP99,
+		r.SteadyCPUCores, float64(r.RSSBytes)/(1<<20), float64(r.HeapPeak)/(1<<20), float64(r.HeapLive)/(1<<20), r.WhereP50, r.WhereP99, r.EtcdP50, r.EtcdP99,
 		r.DeltaBytesPerNodeMinute, r.SnapshotBytesPerNodeMinute, r.Watchers, r.WatchEvents)
 }
 
@@ -105,22 +120,51 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	rep := &Report{Nodes: cfg.Nodes, Records: cfg.Nodes * cfg.Processes, Watchers: cfg.Watchers}
 
 	var wg sync.WaitGroup
+	// Each watcher and the query client have connections of their own, as
+	// separate programs would.
 	for w := 0; w < cfg.Watchers; w++ {
+		c, err := grpc.NewClient(cfg.Server, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			return nil, err
+		}
+		defer c.Close()
 		wg.Add(1)
-		go func(c *grpc.ClientConn) {
+		synced := make(chan struct{})
+		go func(synced chan struct{}) {
 			defer wg.Done()
-			st, err := v1.NewInventoryServiceClient(c).Watch(ctx, &v1.WatchRequest{})
+			st, err := v1.NewInventoryServiceClient(c).Watch(ctx, &v1.WatchRequest{View: cfg.WatchView})
 			if err != nil {
+				close(synced)
 				return
 			}
 			for {
-				if _, err := st.Recv(); err != nil {
+				m, err := st.Recv()
+				if err != nil {
+					if synced != nil {
+						close(synced)
+					}
 					return
+				}
+				if m.Type == v1.WatchEventType_WATCH_EVENT_TYPE_SYNCED && synced != nil {
+					close(synced)
+					synced = nil
 				}
 				atomic.AddInt64(&rep.WatchEvents, 1)
 			}
-		}(conns[w%len(conns)])
+		}(synced)
+		<-synced
 	}
+	qconn, err := grpc.NewClient(cfg.Server, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, err
+	}
+	defer qconn.Close()
+	heap := startHeapSampler(ctx, cfg.MetricsURL)
+	var loadProfile <-chan error
+	if cfg.ProfileDir != "" {
+		loadProfile = fetchProfile(ctx, cfg.MetricsURL, "profile?seconds=10", filepath.Join(cfg.ProfileDir, "cpu-load.pprof"))
+	}
+	loadCPU0 := cpuTime(cfg.AggregatorPID)
 
 	agents := make([]*agent, cfg.Nodes)
 	for i := range agents {
@@ -183,11 +227,21 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 	}
 	rep.FullLoad = time.Since(start)
+	rep.LoadCPU = cpuTime(cfg.AggregatorPID) - loadCPU0
+	if loadProfile != nil {
+		if err := <-loadProfile; err != nil {
+			return nil, err
+		}
+	}
 	rep.IngestPerSecond = float64(rep.Records) / rep.FullLoad.Seconds()
 	rep.AckP50, rep.AckP99 = pct(acks, 50), pct(acks, 99)
 	rep.SnapshotBytes = snapBytes.Load()
 
 	// Steady state: each interval every agent sends a delta (churn) or a heartbeat.
+	var steadyProfile <-chan error
+	if cfg.ProfileDir != "" {
+		steadyProfile = fetchProfile(ctx, cfg.MetricsURL, fmt.Sprintf("profile?seconds=%d", max(1, int(cfg.Steady.Seconds())-2)), filepath.Join(cfg.ProfileDir, "cpu-steady.pprof"))
+	}
 	cpu0 := cpuTime(cfg.AggregatorPID)
 	t0 := time.Now()
 	var deltaBytes atomic.Int64
@@ -249,10 +303,10 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}(a)
 	}
 	// Queries under load.
-	inv := v1.NewInventoryServiceClient(conns[0])
+	inv := v1.NewInventoryServiceClient(qconn)
 	where := func(component string) time.Duration {
 		t := time.Now()
-		req := &v1.ListComponentsRequest{Component: component, PageSize: 1000}
+		req := &v1.ListComponentsRequest{Component: component, PageSize: 1000, View: v1.ComponentView_COMPONENT_VIEW_BASIC}
 		for {
 			resp, err := inv.ListComponents(steadyCtx, req)
 			if err != nil || resp.NextPageToken == "" {
@@ -274,6 +328,25 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	elapsed := time.Since(t0)
 	rep.SteadyCPUCores = (cpuTime(cfg.AggregatorPID) - cpu0).Seconds() / elapsed.Seconds()
 	rep.RSSBytes = rss(cfg.AggregatorPID)
+	if steadyProfile != nil {
+		if err := <-steadyProfile; err != nil {
+			return nil, err
+		}
+	}
+	rep.HeapPeak = heap()
+	if cfg.MetricsURL != "" {
+		// A heap profile with gc=1 collects first, so the heap in use after it is the live heap.
+		path := os.DevNull
+		if cfg.ProfileDir != "" {
+			path = filepath.Join(cfg.ProfileDir, "heap.pprof")
+		}
+		if err := <-fetchProfile(ctx, cfg.MetricsURL, "heap?gc=1", path); err != nil {
+			return nil, err
+		}
+		if v, err := heapInUse(ctx, cfg.MetricsURL); err == nil {
+			rep.HeapLive = v
+		}
+	}
 	rep.WhereP50, rep.WhereP99 = pct(proxies, 50), pct(proxies, 99)
 	rep.EtcdP50, rep.EtcdP99 = pct(etcds, 50), pct(etcds, 99)
 	rep.DeltaBytes = deltaBytes.Load()
@@ -286,6 +359,84 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	cancel()
 	wg.Wait()
 	return rep, nil
+}
+
+// startHeapSampler reads the aggregator's heap in use once a second until ctx
+// ends; the returned function gives the most it saw.
+func startHeapSampler(ctx context.Context, metricsURL string) func() uint64 {
+	var peak atomic.Uint64
+	if metricsURL == "" {
+		return peak.Load
+	}
+	go func() {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			if v, err := heapInUse(ctx, metricsURL); err == nil && v > peak.Load() {
+				peak.Store(v)
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return peak.Load
+}
+
+// heapInUse reads go_memstats_heap_inuse_bytes from the aggregator's /metrics.
+func heapInUse(ctx context.Context, metricsURL string) (uint64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, metricsURL+"/metrics", nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "go_memstats_heap_inuse_bytes "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			return uint64(f), err
+		}
+	}
+	return 0, errors.New("no go_memstats_heap_inuse_bytes in /metrics")
+}
+
+// fetchProfile saves /debug/pprof/<what> to path in the background.
+func fetchProfile(ctx context.Context, metricsURL, what, path string) <-chan error {
+	done := make(chan error, 1)
+	go func() {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, metricsURL+"/debug/pprof/"+what, nil)
+		if err != nil {
+			done <- err
+			return
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			done <- fmt.Errorf("profile %s: %w", what, err)
+			return
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			done <- fmt.Errorf("profile %s: %s (is the aggregator running with --profiling?)", what, resp.Status)
+			return
+		}
+		f, err := os.Create(path)
+		if err != nil {
+			done <- err
+			return
+		}
+		_, err = io.Copy(f, resp.Body)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		done <- err
+	}()
+	return done
 }
 
 func waitAck(st v1.AgentService_ConnectClient, gen uint64) error {

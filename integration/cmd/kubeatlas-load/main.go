@@ -18,6 +18,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/kubeatlas/kubeatlas/integration/load"
+	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
 )
 
 func main() {
@@ -30,8 +31,25 @@ func main() {
 	flag.Float64Var(&cfg.Churn, "churn", 0.01, "share of each node's processes replaced per interval")
 	flag.DurationVar(&cfg.Steady, "steady", time.Minute, "how long the steady phase runs")
 	flag.IntVar(&cfg.Watchers, "watchers", 0, "Watch clients during the run")
+	view := flag.String("watch-view", "full", "the view the watchers ask for: full or basic")
+	flag.StringVar(&cfg.ProfileDir, "profile-dir", "", "save the aggregator's CPU profiles of the full load and the steady state, and its heap profile, here")
 	timeout := flag.Duration("timeout", 20*time.Minute, "the run stops by itself after this")
 	flag.Parse()
+	switch *view {
+	case "full":
+		cfg.WatchView = v1.ComponentView_COMPONENT_VIEW_FULL
+	case "basic":
+		cfg.WatchView = v1.ComponentView_COMPONENT_VIEW_BASIC
+	default:
+		fmt.Fprintf(os.Stderr, "kubeatlas-load: -watch-view %q: use full or basic\n", *view)
+		os.Exit(2)
+	}
+	if cfg.ProfileDir != "" {
+		if err := os.MkdirAll(cfg.ProfileDir, 0o755); err != nil {
+			fmt.Fprintln(os.Stderr, "kubeatlas-load:", err)
+			os.Exit(1)
+		}
+	}
 	if err := run(*aggBin, cfg, *timeout); err != nil {
 		fmt.Fprintln(os.Stderr, "kubeatlas-load:", err)
 		os.Exit(1)
@@ -45,7 +63,14 @@ func run(aggBin string, cfg load.Config, timeout time.Duration) error {
 	}
 	addr := l.Addr().String()
 	l.Close()
-	agg := exec.Command(aggBin, "--insecure", "--listen", addr, "--metrics-addr", "", "--heartbeat-interval", cfg.Interval.String(), "--log-level", "warn")
+	ml, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	maddr := ml.Addr().String()
+	ml.Close()
+	agg := exec.Command(aggBin, "--insecure", "--listen", addr, "--metrics-addr", maddr, "--profiling",
+		"--heartbeat-interval", cfg.Interval.String(), "--log-level", "warn")
 	agg.Stderr = os.Stderr
 	agg.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := agg.Start(); err != nil {
@@ -73,7 +98,7 @@ func run(aggBin string, cfg load.Config, timeout time.Duration) error {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	cfg.Server, cfg.AggregatorPID = addr, agg.Process.Pid
+	cfg.Server, cfg.AggregatorPID, cfg.MetricsURL = addr, agg.Process.Pid, "http://"+maddr
 	rep, err := load.Run(ctx, cfg)
 	if err != nil {
 		return err

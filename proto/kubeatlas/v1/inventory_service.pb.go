@@ -177,6 +177,59 @@ func (FindingKind) EnumDescriptor() ([]byte, []int) {
 	return file_kubeatlas_v1_inventory_service_proto_rawDescGZIP(), []int{1}
 }
 
+// ComponentView says how much of a component instance an answer carries.
+type ComponentView int32
+
+const (
+	// Not set: the full instance.
+	ComponentView_COMPONENT_VIEW_UNSPECIFIED ComponentView = 0
+	// Everything but the flags and the evidence: what a table of instances needs, at a fraction of the bytes.
+	ComponentView_COMPONENT_VIEW_BASIC ComponentView = 1
+	// The whole instance, with its flags and evidence.
+	ComponentView_COMPONENT_VIEW_FULL ComponentView = 2
+)
+
+// Enum value maps for ComponentView.
+var (
+	ComponentView_name = map[int32]string{
+		0: "COMPONENT_VIEW_UNSPECIFIED",
+		1: "COMPONENT_VIEW_BASIC",
+		2: "COMPONENT_VIEW_FULL",
+	}
+	ComponentView_value = map[string]int32{
+		"COMPONENT_VIEW_UNSPECIFIED": 0,
+		"COMPONENT_VIEW_BASIC":       1,
+		"COMPONENT_VIEW_FULL":        2,
+	}
+)
+
+func (x ComponentView) Enum() *ComponentView {
+	p := new(ComponentView)
+	*p = x
+	return p
+}
+
+func (x ComponentView) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ComponentView) Descriptor() protoreflect.EnumDescriptor {
+	return file_kubeatlas_v1_inventory_service_proto_enumTypes[2].Descriptor()
+}
+
+func (ComponentView) Type() protoreflect.EnumType {
+	return &file_kubeatlas_v1_inventory_service_proto_enumTypes[2]
+}
+
+func (x ComponentView) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ComponentView.Descriptor instead.
+func (ComponentView) EnumDescriptor() ([]byte, []int) {
+	return file_kubeatlas_v1_inventory_service_proto_rawDescGZIP(), []int{2}
+}
+
 // WatchEventType says what happened.
 type WatchEventType int32
 
@@ -226,11 +279,11 @@ func (x WatchEventType) String() string {
 }
 
 func (WatchEventType) Descriptor() protoreflect.EnumDescriptor {
-	return file_kubeatlas_v1_inventory_service_proto_enumTypes[2].Descriptor()
+	return file_kubeatlas_v1_inventory_service_proto_enumTypes[3].Descriptor()
 }
 
 func (WatchEventType) Type() protoreflect.EnumType {
-	return &file_kubeatlas_v1_inventory_service_proto_enumTypes[2]
+	return &file_kubeatlas_v1_inventory_service_proto_enumTypes[3]
 }
 
 func (x WatchEventType) Number() protoreflect.EnumNumber {
@@ -239,7 +292,7 @@ func (x WatchEventType) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use WatchEventType.Descriptor instead.
 func (WatchEventType) EnumDescriptor() ([]byte, []int) {
-	return file_kubeatlas_v1_inventory_service_proto_rawDescGZIP(), []int{2}
+	return file_kubeatlas_v1_inventory_service_proto_rawDescGZIP(), []int{3}
 }
 
 // Cluster is one Kubernetes cluster.
@@ -1296,7 +1349,9 @@ type ListComponentsRequest struct {
 	// The most instances to return; 0 means 100, values above 1000 are lowered to 1000.
 	PageSize int32 `protobuf:"varint,6,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// The next_page_token of a previous response.
-	PageToken     string `protobuf:"bytes,7,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	PageToken string `protobuf:"bytes,7,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// How much of each instance to return; unset means COMPONENT_VIEW_FULL.
+	View          ComponentView `protobuf:"varint,8,opt,name=view,proto3,enum=kubeatlas.v1.ComponentView" json:"view,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1378,6 +1433,13 @@ func (x *ListComponentsRequest) GetPageToken() string {
 		return x.PageToken
 	}
 	return ""
+}
+
+func (x *ListComponentsRequest) GetView() ComponentView {
+	if x != nil {
+		return x.View
+	}
+	return ComponentView_COMPONENT_VIEW_UNSPECIFIED
 }
 
 // ListComponentsResponse is a page of component instances.
@@ -2011,7 +2073,9 @@ type WatchRequest struct {
 	// Do not send component events.
 	SkipComponents bool `protobuf:"varint,3,opt,name=skip_components,json=skipComponents,proto3" json:"skip_components,omitempty"`
 	// Do not send finding events.
-	SkipFindings  bool `protobuf:"varint,4,opt,name=skip_findings,json=skipFindings,proto3" json:"skip_findings,omitempty"`
+	SkipFindings bool `protobuf:"varint,4,opt,name=skip_findings,json=skipFindings,proto3" json:"skip_findings,omitempty"`
+	// How much of each component instance to send; unset means COMPONENT_VIEW_FULL.
+	View          ComponentView `protobuf:"varint,5,opt,name=view,proto3,enum=kubeatlas.v1.ComponentView" json:"view,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2072,6 +2136,13 @@ func (x *WatchRequest) GetSkipFindings() bool {
 		return x.SkipFindings
 	}
 	return false
+}
+
+func (x *WatchRequest) GetView() ComponentView {
+	if x != nil {
+		return x.View
+	}
+	return ComponentView_COMPONENT_VIEW_UNSPECIFIED
 }
 
 // WatchResponse is one event.
@@ -2264,7 +2335,7 @@ const file_kubeatlas_v1_inventory_service_proto_rawDesc = "" +
 	"\x04node\x18\x01 \x01(\v2\x12.kubeatlas.v1.NodeR\x04node\x12?\n" +
 	"\n" +
 	"components\x18\x02 \x03(\v2\x1f.kubeatlas.v1.ComponentInstanceR\n" +
-	"components\"\xf7\x01\n" +
+	"components\"\xa8\x02\n" +
 	"\x15ListComponentsRequest\x12\x18\n" +
 	"\acluster\x18\x01 \x01(\tR\acluster\x12\x12\n" +
 	"\x04node\x18\x02 \x01(\tR\x04node\x12\x1c\n" +
@@ -2273,7 +2344,8 @@ const file_kubeatlas_v1_inventory_service_proto_rawDesc = "" +
 	"\x0eimplementation\x18\x05 \x01(\tR\x0eimplementation\x12\x1b\n" +
 	"\tpage_size\x18\x06 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\a \x01(\tR\tpageToken\"\x81\x01\n" +
+	"page_token\x18\a \x01(\tR\tpageToken\x12/\n" +
+	"\x04view\x18\b \x01(\x0e2\x1b.kubeatlas.v1.ComponentViewR\x04view\"\x81\x01\n" +
 	"\x16ListComponentsResponse\x12?\n" +
 	"\n" +
 	"components\x18\x01 \x03(\v2\x1f.kubeatlas.v1.ComponentInstanceR\n" +
@@ -2320,12 +2392,13 @@ const file_kubeatlas_v1_inventory_service_proto_rawDesc = "" +
 	"page_token\x18\x06 \x01(\tR\tpageToken\"q\n" +
 	"\x14ListFindingsResponse\x121\n" +
 	"\bfindings\x18\x01 \x03(\v2\x15.kubeatlas.v1.FindingR\bfindings\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x94\x01\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xc5\x01\n" +
 	"\fWatchRequest\x12\x18\n" +
 	"\acluster\x18\x01 \x01(\tR\acluster\x12\x1c\n" +
 	"\tcomponent\x18\x02 \x01(\tR\tcomponent\x12'\n" +
 	"\x0fskip_components\x18\x03 \x01(\bR\x0eskipComponents\x12#\n" +
-	"\rskip_findings\x18\x04 \x01(\bR\fskipFindings\"\xbf\x01\n" +
+	"\rskip_findings\x18\x04 \x01(\bR\fskipFindings\x12/\n" +
+	"\x04view\x18\x05 \x01(\x0e2\x1b.kubeatlas.v1.ComponentViewR\x04view\"\xbf\x01\n" +
 	"\rWatchResponse\x120\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x1c.kubeatlas.v1.WatchEventTypeR\x04type\x12?\n" +
 	"\tcomponent\x18\x02 \x01(\v2\x1f.kubeatlas.v1.ComponentInstanceH\x00R\tcomponent\x121\n" +
@@ -2352,7 +2425,11 @@ const file_kubeatlas_v1_inventory_service_proto_rawDesc = "" +
 	"\x1fFINDING_KIND_HIGH_RESTART_COUNT\x10\t\x12\x1d\n" +
 	"\x19FINDING_KIND_VERSION_SKEW\x10\n" +
 	"\x12#\n" +
-	"\x1fFINDING_KIND_MALFORMED_MANIFEST\x10\v*\xc5\x01\n" +
+	"\x1fFINDING_KIND_MALFORMED_MANIFEST\x10\v*b\n" +
+	"\rComponentView\x12\x1e\n" +
+	"\x1aCOMPONENT_VIEW_UNSPECIFIED\x10\x00\x12\x18\n" +
+	"\x14COMPONENT_VIEW_BASIC\x10\x01\x12\x17\n" +
+	"\x13COMPONENT_VIEW_FULL\x10\x02*\xc5\x01\n" +
 	"\x0eWatchEventType\x12 \n" +
 	"\x1cWATCH_EVENT_TYPE_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16WATCH_EVENT_TYPE_ADDED\x10\x01\x12\x1d\n" +
@@ -2384,106 +2461,109 @@ func file_kubeatlas_v1_inventory_service_proto_rawDescGZIP() []byte {
 	return file_kubeatlas_v1_inventory_service_proto_rawDescData
 }
 
-var file_kubeatlas_v1_inventory_service_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_kubeatlas_v1_inventory_service_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
 var file_kubeatlas_v1_inventory_service_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_kubeatlas_v1_inventory_service_proto_goTypes = []any{
 	(AgentState)(0),                // 0: kubeatlas.v1.AgentState
 	(FindingKind)(0),               // 1: kubeatlas.v1.FindingKind
-	(WatchEventType)(0),            // 2: kubeatlas.v1.WatchEventType
-	(*Cluster)(nil),                // 3: kubeatlas.v1.Cluster
-	(*Node)(nil),                   // 4: kubeatlas.v1.Node
-	(*ComponentInstance)(nil),      // 5: kubeatlas.v1.ComponentInstance
-	(*Finding)(nil),                // 6: kubeatlas.v1.Finding
-	(*ListClustersRequest)(nil),    // 7: kubeatlas.v1.ListClustersRequest
-	(*ListClustersResponse)(nil),   // 8: kubeatlas.v1.ListClustersResponse
-	(*GetClusterRequest)(nil),      // 9: kubeatlas.v1.GetClusterRequest
-	(*GetClusterResponse)(nil),     // 10: kubeatlas.v1.GetClusterResponse
-	(*ListNodesRequest)(nil),       // 11: kubeatlas.v1.ListNodesRequest
-	(*ListNodesResponse)(nil),      // 12: kubeatlas.v1.ListNodesResponse
-	(*GetNodeRequest)(nil),         // 13: kubeatlas.v1.GetNodeRequest
-	(*GetNodeResponse)(nil),        // 14: kubeatlas.v1.GetNodeResponse
-	(*ListComponentsRequest)(nil),  // 15: kubeatlas.v1.ListComponentsRequest
-	(*ListComponentsResponse)(nil), // 16: kubeatlas.v1.ListComponentsResponse
-	(*ListProcessesRequest)(nil),   // 17: kubeatlas.v1.ListProcessesRequest
-	(*NodeProcess)(nil),            // 18: kubeatlas.v1.NodeProcess
-	(*ListProcessesResponse)(nil),  // 19: kubeatlas.v1.ListProcessesResponse
-	(*ListManifestsRequest)(nil),   // 20: kubeatlas.v1.ListManifestsRequest
-	(*NodeManifest)(nil),           // 21: kubeatlas.v1.NodeManifest
-	(*ListManifestsResponse)(nil),  // 22: kubeatlas.v1.ListManifestsResponse
-	(*ListFindingsRequest)(nil),    // 23: kubeatlas.v1.ListFindingsRequest
-	(*ListFindingsResponse)(nil),   // 24: kubeatlas.v1.ListFindingsResponse
-	(*WatchRequest)(nil),           // 25: kubeatlas.v1.WatchRequest
-	(*WatchResponse)(nil),          // 26: kubeatlas.v1.WatchResponse
-	(ClusterMode)(0),               // 27: kubeatlas.v1.ClusterMode
-	(*Evidence)(nil),               // 28: kubeatlas.v1.Evidence
-	(*NodeIdentity)(nil),           // 29: kubeatlas.v1.NodeIdentity
-	(*timestamppb.Timestamp)(nil),  // 30: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),    // 31: google.protobuf.Duration
-	(*KubeletInfo)(nil),            // 32: kubeatlas.v1.KubeletInfo
-	(DeploymentKind)(0),            // 33: kubeatlas.v1.DeploymentKind
-	(*ObjectRef)(nil),              // 34: kubeatlas.v1.ObjectRef
-	(*Flag)(nil),                   // 35: kubeatlas.v1.Flag
-	(Severity)(0),                  // 36: kubeatlas.v1.Severity
-	(*Process)(nil),                // 37: kubeatlas.v1.Process
-	(*StaticPodManifest)(nil),      // 38: kubeatlas.v1.StaticPodManifest
+	(ComponentView)(0),             // 2: kubeatlas.v1.ComponentView
+	(WatchEventType)(0),            // 3: kubeatlas.v1.WatchEventType
+	(*Cluster)(nil),                // 4: kubeatlas.v1.Cluster
+	(*Node)(nil),                   // 5: kubeatlas.v1.Node
+	(*ComponentInstance)(nil),      // 6: kubeatlas.v1.ComponentInstance
+	(*Finding)(nil),                // 7: kubeatlas.v1.Finding
+	(*ListClustersRequest)(nil),    // 8: kubeatlas.v1.ListClustersRequest
+	(*ListClustersResponse)(nil),   // 9: kubeatlas.v1.ListClustersResponse
+	(*GetClusterRequest)(nil),      // 10: kubeatlas.v1.GetClusterRequest
+	(*GetClusterResponse)(nil),     // 11: kubeatlas.v1.GetClusterResponse
+	(*ListNodesRequest)(nil),       // 12: kubeatlas.v1.ListNodesRequest
+	(*ListNodesResponse)(nil),      // 13: kubeatlas.v1.ListNodesResponse
+	(*GetNodeRequest)(nil),         // 14: kubeatlas.v1.GetNodeRequest
+	(*GetNodeResponse)(nil),        // 15: kubeatlas.v1.GetNodeResponse
+	(*ListComponentsRequest)(nil),  // 16: kubeatlas.v1.ListComponentsRequest
+	(*ListComponentsResponse)(nil), // 17: kubeatlas.v1.ListComponentsResponse
+	(*ListProcessesRequest)(nil),   // 18: kubeatlas.v1.ListProcessesRequest
+	(*NodeProcess)(nil),            // 19: kubeatlas.v1.NodeProcess
+	(*ListProcessesResponse)(nil),  // 20: kubeatlas.v1.ListProcessesResponse
+	(*ListManifestsRequest)(nil),   // 21: kubeatlas.v1.ListManifestsRequest
+	(*NodeManifest)(nil),           // 22: kubeatlas.v1.NodeManifest
+	(*ListManifestsResponse)(nil),  // 23: kubeatlas.v1.ListManifestsResponse
+	(*ListFindingsRequest)(nil),    // 24: kubeatlas.v1.ListFindingsRequest
+	(*ListFindingsResponse)(nil),   // 25: kubeatlas.v1.ListFindingsResponse
+	(*WatchRequest)(nil),           // 26: kubeatlas.v1.WatchRequest
+	(*WatchResponse)(nil),          // 27: kubeatlas.v1.WatchResponse
+	(ClusterMode)(0),               // 28: kubeatlas.v1.ClusterMode
+	(*Evidence)(nil),               // 29: kubeatlas.v1.Evidence
+	(*NodeIdentity)(nil),           // 30: kubeatlas.v1.NodeIdentity
+	(*timestamppb.Timestamp)(nil),  // 31: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),    // 32: google.protobuf.Duration
+	(*KubeletInfo)(nil),            // 33: kubeatlas.v1.KubeletInfo
+	(DeploymentKind)(0),            // 34: kubeatlas.v1.DeploymentKind
+	(*ObjectRef)(nil),              // 35: kubeatlas.v1.ObjectRef
+	(*Flag)(nil),                   // 36: kubeatlas.v1.Flag
+	(Severity)(0),                  // 37: kubeatlas.v1.Severity
+	(*Process)(nil),                // 38: kubeatlas.v1.Process
+	(*StaticPodManifest)(nil),      // 39: kubeatlas.v1.StaticPodManifest
 }
 var file_kubeatlas_v1_inventory_service_proto_depIdxs = []int32{
-	27, // 0: kubeatlas.v1.Cluster.mode:type_name -> kubeatlas.v1.ClusterMode
-	28, // 1: kubeatlas.v1.Cluster.mode_evidence:type_name -> kubeatlas.v1.Evidence
+	28, // 0: kubeatlas.v1.Cluster.mode:type_name -> kubeatlas.v1.ClusterMode
+	29, // 1: kubeatlas.v1.Cluster.mode_evidence:type_name -> kubeatlas.v1.Evidence
 	0,  // 2: kubeatlas.v1.Node.agent_state:type_name -> kubeatlas.v1.AgentState
-	29, // 3: kubeatlas.v1.Node.identity:type_name -> kubeatlas.v1.NodeIdentity
-	30, // 4: kubeatlas.v1.Node.last_seen:type_name -> google.protobuf.Timestamp
-	31, // 5: kubeatlas.v1.Node.clock_skew:type_name -> google.protobuf.Duration
-	32, // 6: kubeatlas.v1.Node.kubelet:type_name -> kubeatlas.v1.KubeletInfo
-	33, // 7: kubeatlas.v1.ComponentInstance.how:type_name -> kubeatlas.v1.DeploymentKind
-	34, // 8: kubeatlas.v1.ComponentInstance.owner:type_name -> kubeatlas.v1.ObjectRef
-	34, // 9: kubeatlas.v1.ComponentInstance.pod:type_name -> kubeatlas.v1.ObjectRef
-	35, // 10: kubeatlas.v1.ComponentInstance.flags:type_name -> kubeatlas.v1.Flag
-	28, // 11: kubeatlas.v1.ComponentInstance.evidence:type_name -> kubeatlas.v1.Evidence
+	30, // 3: kubeatlas.v1.Node.identity:type_name -> kubeatlas.v1.NodeIdentity
+	31, // 4: kubeatlas.v1.Node.last_seen:type_name -> google.protobuf.Timestamp
+	32, // 5: kubeatlas.v1.Node.clock_skew:type_name -> google.protobuf.Duration
+	33, // 6: kubeatlas.v1.Node.kubelet:type_name -> kubeatlas.v1.KubeletInfo
+	34, // 7: kubeatlas.v1.ComponentInstance.how:type_name -> kubeatlas.v1.DeploymentKind
+	35, // 8: kubeatlas.v1.ComponentInstance.owner:type_name -> kubeatlas.v1.ObjectRef
+	35, // 9: kubeatlas.v1.ComponentInstance.pod:type_name -> kubeatlas.v1.ObjectRef
+	36, // 10: kubeatlas.v1.ComponentInstance.flags:type_name -> kubeatlas.v1.Flag
+	29, // 11: kubeatlas.v1.ComponentInstance.evidence:type_name -> kubeatlas.v1.Evidence
 	1,  // 12: kubeatlas.v1.Finding.kind:type_name -> kubeatlas.v1.FindingKind
-	36, // 13: kubeatlas.v1.Finding.severity:type_name -> kubeatlas.v1.Severity
-	28, // 14: kubeatlas.v1.Finding.evidence:type_name -> kubeatlas.v1.Evidence
-	3,  // 15: kubeatlas.v1.ListClustersResponse.clusters:type_name -> kubeatlas.v1.Cluster
-	3,  // 16: kubeatlas.v1.GetClusterResponse.cluster:type_name -> kubeatlas.v1.Cluster
+	37, // 13: kubeatlas.v1.Finding.severity:type_name -> kubeatlas.v1.Severity
+	29, // 14: kubeatlas.v1.Finding.evidence:type_name -> kubeatlas.v1.Evidence
+	4,  // 15: kubeatlas.v1.ListClustersResponse.clusters:type_name -> kubeatlas.v1.Cluster
+	4,  // 16: kubeatlas.v1.GetClusterResponse.cluster:type_name -> kubeatlas.v1.Cluster
 	0,  // 17: kubeatlas.v1.ListNodesRequest.agent_state:type_name -> kubeatlas.v1.AgentState
-	4,  // 18: kubeatlas.v1.ListNodesResponse.nodes:type_name -> kubeatlas.v1.Node
-	4,  // 19: kubeatlas.v1.GetNodeResponse.node:type_name -> kubeatlas.v1.Node
-	5,  // 20: kubeatlas.v1.GetNodeResponse.components:type_name -> kubeatlas.v1.ComponentInstance
-	33, // 21: kubeatlas.v1.ListComponentsRequest.how:type_name -> kubeatlas.v1.DeploymentKind
-	5,  // 22: kubeatlas.v1.ListComponentsResponse.components:type_name -> kubeatlas.v1.ComponentInstance
-	37, // 23: kubeatlas.v1.NodeProcess.process:type_name -> kubeatlas.v1.Process
-	18, // 24: kubeatlas.v1.ListProcessesResponse.processes:type_name -> kubeatlas.v1.NodeProcess
-	38, // 25: kubeatlas.v1.NodeManifest.manifest:type_name -> kubeatlas.v1.StaticPodManifest
-	21, // 26: kubeatlas.v1.ListManifestsResponse.manifests:type_name -> kubeatlas.v1.NodeManifest
-	1,  // 27: kubeatlas.v1.ListFindingsRequest.kind:type_name -> kubeatlas.v1.FindingKind
-	36, // 28: kubeatlas.v1.ListFindingsRequest.min_severity:type_name -> kubeatlas.v1.Severity
-	6,  // 29: kubeatlas.v1.ListFindingsResponse.findings:type_name -> kubeatlas.v1.Finding
-	2,  // 30: kubeatlas.v1.WatchResponse.type:type_name -> kubeatlas.v1.WatchEventType
-	5,  // 31: kubeatlas.v1.WatchResponse.component:type_name -> kubeatlas.v1.ComponentInstance
-	6,  // 32: kubeatlas.v1.WatchResponse.finding:type_name -> kubeatlas.v1.Finding
-	7,  // 33: kubeatlas.v1.InventoryService.ListClusters:input_type -> kubeatlas.v1.ListClustersRequest
-	9,  // 34: kubeatlas.v1.InventoryService.GetCluster:input_type -> kubeatlas.v1.GetClusterRequest
-	11, // 35: kubeatlas.v1.InventoryService.ListNodes:input_type -> kubeatlas.v1.ListNodesRequest
-	13, // 36: kubeatlas.v1.InventoryService.GetNode:input_type -> kubeatlas.v1.GetNodeRequest
-	15, // 37: kubeatlas.v1.InventoryService.ListComponents:input_type -> kubeatlas.v1.ListComponentsRequest
-	17, // 38: kubeatlas.v1.InventoryService.ListProcesses:input_type -> kubeatlas.v1.ListProcessesRequest
-	20, // 39: kubeatlas.v1.InventoryService.ListManifests:input_type -> kubeatlas.v1.ListManifestsRequest
-	23, // 40: kubeatlas.v1.InventoryService.ListFindings:input_type -> kubeatlas.v1.ListFindingsRequest
-	25, // 41: kubeatlas.v1.InventoryService.Watch:input_type -> kubeatlas.v1.WatchRequest
-	8,  // 42: kubeatlas.v1.InventoryService.ListClusters:output_type -> kubeatlas.v1.ListClustersResponse
-	10, // 43: kubeatlas.v1.InventoryService.GetCluster:output_type -> kubeatlas.v1.GetClusterResponse
-	12, // 44: kubeatlas.v1.InventoryService.ListNodes:output_type -> kubeatlas.v1.ListNodesResponse
-	14, // 45: kubeatlas.v1.InventoryService.GetNode:output_type -> kubeatlas.v1.GetNodeResponse
-	16, // 46: kubeatlas.v1.InventoryService.ListComponents:output_type -> kubeatlas.v1.ListComponentsResponse
-	19, // 47: kubeatlas.v1.InventoryService.ListProcesses:output_type -> kubeatlas.v1.ListProcessesResponse
-	22, // 48: kubeatlas.v1.InventoryService.ListManifests:output_type -> kubeatlas.v1.ListManifestsResponse
-	24, // 49: kubeatlas.v1.InventoryService.ListFindings:output_type -> kubeatlas.v1.ListFindingsResponse
-	26, // 50: kubeatlas.v1.InventoryService.Watch:output_type -> kubeatlas.v1.WatchResponse
-	42, // [42:51] is the sub-list for method output_type
-	33, // [33:42] is the sub-list for method input_type
-	33, // [33:33] is the sub-list for extension type_name
-	33, // [33:33] is the sub-list for extension extendee
-	0,  // [0:33] is the sub-list for field type_name
+	5,  // 18: kubeatlas.v1.ListNodesResponse.nodes:type_name -> kubeatlas.v1.Node
+	5,  // 19: kubeatlas.v1.GetNodeResponse.node:type_name -> kubeatlas.v1.Node
+	6,  // 20: kubeatlas.v1.GetNodeResponse.components:type_name -> kubeatlas.v1.ComponentInstance
+	34, // 21: kubeatlas.v1.ListComponentsRequest.how:type_name -> kubeatlas.v1.DeploymentKind
+	2,  // 22: kubeatlas.v1.ListComponentsRequest.view:type_name -> kubeatlas.v1.ComponentView
+	6,  // 23: kubeatlas.v1.ListComponentsResponse.components:type_name -> kubeatlas.v1.ComponentInstance
+	38, // 24: kubeatlas.v1.NodeProcess.process:type_name -> kubeatlas.v1.Process
+	19, // 25: kubeatlas.v1.ListProcessesResponse.processes:type_name -> kubeatlas.v1.NodeProcess
+	39, // 26: kubeatlas.v1.NodeManifest.manifest:type_name -> kubeatlas.v1.StaticPodManifest
+	22, // 27: kubeatlas.v1.ListManifestsResponse.manifests:type_name -> kubeatlas.v1.NodeManifest
+	1,  // 28: kubeatlas.v1.ListFindingsRequest.kind:type_name -> kubeatlas.v1.FindingKind
+	37, // 29: kubeatlas.v1.ListFindingsRequest.min_severity:type_name -> kubeatlas.v1.Severity
+	7,  // 30: kubeatlas.v1.ListFindingsResponse.findings:type_name -> kubeatlas.v1.Finding
+	2,  // 31: kubeatlas.v1.WatchRequest.view:type_name -> kubeatlas.v1.ComponentView
+	3,  // 32: kubeatlas.v1.WatchResponse.type:type_name -> kubeatlas.v1.WatchEventType
+	6,  // 33: kubeatlas.v1.WatchResponse.component:type_name -> kubeatlas.v1.ComponentInstance
+	7,  // 34: kubeatlas.v1.WatchResponse.finding:type_name -> kubeatlas.v1.Finding
+	8,  // 35: kubeatlas.v1.InventoryService.ListClusters:input_type -> kubeatlas.v1.ListClustersRequest
+	10, // 36: kubeatlas.v1.InventoryService.GetCluster:input_type -> kubeatlas.v1.GetClusterRequest
+	12, // 37: kubeatlas.v1.InventoryService.ListNodes:input_type -> kubeatlas.v1.ListNodesRequest
+	14, // 38: kubeatlas.v1.InventoryService.GetNode:input_type -> kubeatlas.v1.GetNodeRequest
+	16, // 39: kubeatlas.v1.InventoryService.ListComponents:input_type -> kubeatlas.v1.ListComponentsRequest
+	18, // 40: kubeatlas.v1.InventoryService.ListProcesses:input_type -> kubeatlas.v1.ListProcessesRequest
+	21, // 41: kubeatlas.v1.InventoryService.ListManifests:input_type -> kubeatlas.v1.ListManifestsRequest
+	24, // 42: kubeatlas.v1.InventoryService.ListFindings:input_type -> kubeatlas.v1.ListFindingsRequest
+	26, // 43: kubeatlas.v1.InventoryService.Watch:input_type -> kubeatlas.v1.WatchRequest
+	9,  // 44: kubeatlas.v1.InventoryService.ListClusters:output_type -> kubeatlas.v1.ListClustersResponse
+	11, // 45: kubeatlas.v1.InventoryService.GetCluster:output_type -> kubeatlas.v1.GetClusterResponse
+	13, // 46: kubeatlas.v1.InventoryService.ListNodes:output_type -> kubeatlas.v1.ListNodesResponse
+	15, // 47: kubeatlas.v1.InventoryService.GetNode:output_type -> kubeatlas.v1.GetNodeResponse
+	17, // 48: kubeatlas.v1.InventoryService.ListComponents:output_type -> kubeatlas.v1.ListComponentsResponse
+	20, // 49: kubeatlas.v1.InventoryService.ListProcesses:output_type -> kubeatlas.v1.ListProcessesResponse
+	23, // 50: kubeatlas.v1.InventoryService.ListManifests:output_type -> kubeatlas.v1.ListManifestsResponse
+	25, // 51: kubeatlas.v1.InventoryService.ListFindings:output_type -> kubeatlas.v1.ListFindingsResponse
+	27, // 52: kubeatlas.v1.InventoryService.Watch:output_type -> kubeatlas.v1.WatchResponse
+	44, // [44:53] is the sub-list for method output_type
+	35, // [35:44] is the sub-list for method input_type
+	35, // [35:35] is the sub-list for extension type_name
+	35, // [35:35] is the sub-list for extension extendee
+	0,  // [0:35] is the sub-list for field type_name
 }
 
 func init() { file_kubeatlas_v1_inventory_service_proto_init() }
@@ -2502,7 +2582,7 @@ func file_kubeatlas_v1_inventory_service_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_kubeatlas_v1_inventory_service_proto_rawDesc), len(file_kubeatlas_v1_inventory_service_proto_rawDesc)),
-			NumEnums:      3,
+			NumEnums:      4,
 			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   1,
