@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/go-memdb"
 	"google.golang.org/grpc/codes"
@@ -28,15 +29,20 @@ const (
 type Server struct {
 	v1.UnimplementedInventoryServiceServer
 	store *state.Store
-	// WatchBuffer is how many change batches a watcher may fall behind before
-	// it is told to resync.
-	WatchBuffer int
+	// BatchInterval is the least time between two responses to a watcher
+	// that groups events (WatchRequest.max_batch above 1).
+	BatchInterval time.Duration
 }
+
+// DefaultBatchInterval is the BatchInterval of a new server.
+const DefaultBatchInterval = 50 * time.Millisecond
 
 var _ v1.InventoryServiceServer = (*Server)(nil)
 
 // NewServer returns a query server over store.
-func NewServer(store *state.Store) *Server { return &Server{store: store, WatchBuffer: 1024} }
+func NewServer(store *state.Store) *Server {
+	return &Server{store: store, BatchInterval: DefaultBatchInterval}
+}
 
 func pageSize(n int32) (int, error) {
 	switch {
@@ -534,7 +540,7 @@ func (s *Server) Watch(req *v1.WatchRequest, stream v1.InventoryService_WatchSer
 
 func (s *Server) watch(req *v1.WatchRequest, stream v1.InventoryService_WatchServer) error {
 	ctx := stream.Context()
-	sub := s.store.Broker().Subscribe(s.WatchBuffer)
+	sub := s.store.Broker().Subscribe()
 	defer sub.Close()
 	match := func(ev state.Event) bool {
 		switch {
@@ -546,7 +552,13 @@ func (s *Server) watch(req *v1.WatchRequest, stream v1.InventoryService_WatchSer
 		}
 		return false
 	}
-	send := func(ev state.Event) error { return stream.SendMsg(encodeEvent(ev, req.View)) }
+	out := newWatchSender(stream, req.View, int(req.MaxBatch))
+	marker := func(t v1.WatchEventType) error {
+		if err := out.flush(); err != nil {
+			return err
+		}
+		return stream.Send(&v1.WatchResponse{Type: t})
+	}
 	sendState := func() error {
 		txn := s.store.Snapshot()
 		if !req.SkipComponents {
@@ -557,7 +569,7 @@ func (s *Server) watch(req *v1.WatchRequest, stream v1.InventoryService_WatchSer
 			for raw := it.Next(); raw != nil; raw = it.Next() {
 				ev := state.Event{Type: v1.WatchEventType_WATCH_EVENT_TYPE_ADDED, Component: raw.(*state.Component).Instance}
 				if match(ev) {
-					if err := send(ev); err != nil {
+					if err := out.add(ev); err != nil {
 						return err
 					}
 				}
@@ -571,44 +583,58 @@ func (s *Server) watch(req *v1.WatchRequest, stream v1.InventoryService_WatchSer
 			for raw := it.Next(); raw != nil; raw = it.Next() {
 				ev := state.Event{Type: v1.WatchEventType_WATCH_EVENT_TYPE_ADDED, Finding: raw.(*state.Finding).Finding}
 				if match(ev) {
-					if err := send(ev); err != nil {
+					if err := out.add(ev); err != nil {
 						return err
 					}
 				}
 			}
 		}
-		return stream.Send(&v1.WatchResponse{Type: v1.WatchEventType_WATCH_EVENT_TYPE_SYNCED})
+		return marker(v1.WatchEventType_WATCH_EVENT_TYPE_SYNCED)
 	}
 	if err := sendState(); err != nil {
 		return err
 	}
+	var buf []state.Event
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-sub.Lagged:
-			// Events were lost: drop what is queued and send the state again.
-			for drained := false; !drained; {
-				select {
-				case <-sub.Events:
-				default:
-					drained = true
-				}
-			}
-			if err := stream.Send(&v1.WatchResponse{Type: v1.WatchEventType_WATCH_EVENT_TYPE_RESYNC}); err != nil {
-				return err
-			}
-			if err := sendState(); err != nil {
-				return err
-			}
-		case batch := <-sub.Events:
-			for _, ev := range batch {
-				if !match(ev) {
-					continue
-				}
-				if err := send(ev); err != nil {
+		case <-sub.Ready:
+		}
+		for {
+			var lagged bool
+			buf, lagged = sub.Read(buf[:0], 1024)
+			if lagged {
+				// Events were lost: say so and send the state again.
+				if err := marker(v1.WatchEventType_WATCH_EVENT_TYPE_RESYNC); err != nil {
 					return err
 				}
+				if err := sendState(); err != nil {
+					return err
+				}
+				continue
+			}
+			if len(buf) == 0 {
+				break
+			}
+			for _, ev := range buf {
+				if match(ev) {
+					if err := out.add(ev); err != nil {
+						return err
+					}
+				}
+			}
+			clear(buf) // let the events go
+		}
+		if err := out.flush(); err != nil {
+			return err
+		}
+		if req.MaxBatch > 1 && s.BatchInterval > 0 {
+			// Let the next events gather; Ready stays set meanwhile.
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(s.BatchInterval):
 			}
 		}
 	}

@@ -241,7 +241,7 @@ func TestWatchSendsStateThenChanges(t *testing.T) {
 
 func TestSlowWatcherGetsResync(t *testing.T) {
 	s, e := seed(t)
-	s.WatchBuffer = 1
+	s.store.Broker().SetHistory(4)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	ws := &watchStream{ctx: ctx, sent: make(chan *v1.WatchResponse)} // nobody reads yet
@@ -416,11 +416,16 @@ func TestWatchEncodesOncePerView(t *testing.T) {
 
 func TestEncodeEventOnce(t *testing.T) {
 	b := state.NewBroker()
-	sub := b.Subscribe(1)
+	sub := b.Subscribe()
 	defer sub.Close()
 	in := &v1.ComponentInstance{Cluster: "c", Node: "n", Component: "kube-proxy", Evidence: []*v1.Evidence{{Summary: "x"}}}
 	b.Publish([]state.Event{{Type: v1.WatchEventType_WATCH_EVENT_TYPE_ADDED, Component: in}})
-	ev := (<-sub.Events)[0]
+	<-sub.Ready
+	evs, lagged := sub.Read(nil, 10)
+	if lagged || len(evs) != 1 {
+		t.Fatalf("read %d events, lagged %v", len(evs), lagged)
+	}
+	ev := evs[0]
 	first, second := encodeEvent(ev, v1.ComponentView_COMPONENT_VIEW_FULL), encodeEvent(ev, v1.ComponentView_COMPONENT_VIEW_FULL)
 	if first != second {
 		t.Fatal("a published event was encoded twice for the same view")
@@ -443,4 +448,82 @@ func mustUnmarshal(t *testing.T, b []byte) *v1.WatchResponse {
 		t.Fatal(err)
 	}
 	return m
+}
+
+// flatten turns a watcher's responses into single events.
+func flatten(ms []*v1.WatchResponse) []*v1.WatchResponse {
+	var out []*v1.WatchResponse
+	for _, m := range ms {
+		if len(m.Batch) > 0 {
+			if m.Type != v1.WatchEventType_WATCH_EVENT_TYPE_UNSPECIFIED || m.Object != nil {
+				panic("a batch with its own event")
+			}
+			out = append(out, m.Batch...)
+			continue
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// A batching watcher receives exactly the events of a watcher that asked for
+// one event per response, in the same order, in fewer responses.
+func TestWatchBatches(t *testing.T) {
+	s, e := seed(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	batches := []int32{0, 7, 5000}
+	streams := make([]*watchStream, len(batches))
+	done := make(chan error, len(batches))
+	for i, b := range batches {
+		streams[i] = &watchStream{ctx: ctx, sent: make(chan *v1.WatchResponse, 10000)}
+		go func() { done <- s.Watch(&v1.WatchRequest{MaxBatch: b}, streams[i]) }()
+	}
+	for s.store.Broker().Subscribers() != len(batches) {
+		time.Sleep(time.Millisecond)
+	}
+	// Changes in one commit and in several.
+	for _, pod := range []string{"kube-proxy-xgvz8", "kube-flannel-ds-9nvcd", "coredns-7db6d8ff4d-8lxkq"} {
+		_ = e.DeletePod("seed", "kube-system", pod)
+	}
+	if err := e.Heartbeat("seed", "zzk-1", time.Now().Add(time.Hour), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	// Let every watcher take in the changes, then compare.
+	time.Sleep(300 * time.Millisecond)
+	cancel()
+	var got [][]*v1.WatchResponse
+	var responses []int
+	for i, ws := range streams {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		var ms []*v1.WatchResponse
+		for len(ws.sent) > 0 {
+			ms = append(ms, <-ws.sent)
+		}
+		for _, m := range ms {
+			if len(m.Batch) > int(max(batches[i], 1)) {
+				t.Fatalf("watcher %d: a batch of %d events, max %d", i, len(m.Batch), batches[i])
+			}
+		}
+		responses = append(responses, len(ms))
+		got = append(got, flatten(ms))
+	}
+	if len(got[0]) < 40 {
+		t.Fatalf("only %d events", len(got[0]))
+	}
+	for i := 1; i < len(got); i++ {
+		if len(got[i]) != len(got[0]) {
+			t.Fatalf("max_batch %d: %d events, unbatched %d", batches[i], len(got[i]), len(got[0]))
+		}
+		for j := range got[0] {
+			if !proto.Equal(got[i][j], got[0][j]) {
+				t.Fatalf("max_batch %d: event %d differs:\n%v\n%v", batches[i], j, got[i][j], got[0][j])
+			}
+		}
+		if responses[i] >= responses[0] {
+			t.Errorf("max_batch %d: %d responses, unbatched %d", batches[i], responses[i], responses[0])
+		}
+	}
 }

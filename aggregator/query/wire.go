@@ -4,6 +4,7 @@ import (
 	"google.golang.org/grpc/encoding"
 	protocodec "google.golang.org/grpc/encoding/proto"
 	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/kubeatlas/kubeatlas/aggregator/state"
@@ -23,8 +24,13 @@ func (Codec) Name() string { return protocodec.Name }
 
 // Marshal implements encoding.CodecV2.
 func (Codec) Marshal(v any) (mem.BufferSlice, error) {
-	if e, ok := v.(*encodedResponse); ok && e.wire != nil {
-		return mem.BufferSlice{mem.SliceBuffer(e.wire)}, nil
+	switch e := v.(type) {
+	case *encodedResponse:
+		if e.wire != nil {
+			return mem.BufferSlice{mem.SliceBuffer(e.wire)}, nil
+		}
+	case *encodedBatch:
+		return e.parts, nil
 	}
 	return protoCodec.Marshal(v)
 }
@@ -87,4 +93,77 @@ func inView(in *v1.ComponentInstance, view v1.ComponentView) *v1.ComponentInstan
 func checkView(view v1.ComponentView) bool {
 	_, ok := v1.ComponentView_name[int32(view)]
 	return ok
+}
+
+// encodedBatch is an encoded WatchResponse whose batch field holds events:
+// each event's shared encoding, behind its own small tag and length, with no
+// copy. Unlike encodedResponse it is no proto message: only Codec can send
+// it, and any other codec refuses it rather than send an empty response.
+type encodedBatch struct {
+	parts mem.BufferSlice
+}
+
+// Batches are bounded in bytes as well as in events, well below the 4 MiB a
+// gRPC client accepts by default.
+const (
+	maxBatchEvents = 1000
+	maxBatchBytes  = 1 << 20
+)
+
+// watchSender sends a watcher's events one by one or in batches.
+type watchSender struct {
+	stream v1.InventoryService_WatchServer
+	view   v1.ComponentView
+	max    int
+	parts  mem.BufferSlice
+	heads  []byte // the tags and lengths, sliced into parts
+	n      int
+	size   int
+}
+
+func newWatchSender(stream v1.InventoryService_WatchServer, view v1.ComponentView, max int) *watchSender {
+	return &watchSender{stream: stream, view: view, max: min(max, maxBatchEvents)}
+}
+
+// add sends ev, or adds it to the batch being built.
+func (w *watchSender) add(ev state.Event) error {
+	enc := encodeEvent(ev, w.view)
+	if w.max <= 1 || enc.wire == nil {
+		if err := w.flush(); err != nil {
+			return err
+		}
+		return w.stream.SendMsg(enc)
+	}
+	if w.n > 0 && w.size+len(enc.wire)+protowire.SizeVarint(uint64(len(enc.wire)))+1 > maxBatchBytes {
+		if err := w.flush(); err != nil {
+			return err
+		}
+	}
+	if w.heads == nil {
+		w.heads = make([]byte, 0, 6*w.max)
+	}
+	h := len(w.heads)
+	w.heads = protowire.AppendTag(w.heads, batchField, protowire.BytesType)
+	w.heads = protowire.AppendVarint(w.heads, uint64(len(enc.wire)))
+	// Earlier parts keep the old array if heads grows: its bytes stay put.
+	w.parts = append(w.parts, mem.SliceBuffer(w.heads[h:len(w.heads):len(w.heads)]), mem.SliceBuffer(enc.wire))
+	w.size += len(w.heads) - h + len(enc.wire)
+	w.n++
+	if w.n >= w.max {
+		return w.flush()
+	}
+	return nil
+}
+
+// batchField is WatchResponse.batch's field number.
+var batchField = (&v1.WatchResponse{}).ProtoReflect().Descriptor().Fields().ByName("batch").Number()
+
+// flush sends the batch being built, if any.
+func (w *watchSender) flush() error {
+	if w.n == 0 {
+		return nil
+	}
+	b := &encodedBatch{parts: w.parts}
+	w.parts, w.heads, w.n, w.size = nil, nil, 0, 0
+	return w.stream.SendMsg(b)
 }

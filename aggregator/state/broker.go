@@ -36,36 +36,57 @@ func (e Event) Form(slot int, make func() any) any {
 	return e.forms.val[slot]
 }
 
-// Broker fans committed changes out to subscribers. Publishing never blocks:
-// a subscriber whose buffer is full loses events, is marked lagging and is
-// told so on its Lagged channel; it must then re-read the state.
+// DefaultHistory is how many recent events the broker keeps for subscribers
+// that fall behind: more than a 10,000-node fleet's whole first load.
+const DefaultHistory = 1 << 17
+
+// Broker fans committed changes out to subscribers. It keeps the most recent
+// events in one ring shared by every subscriber, and each subscriber reads
+// from it at its own pace with its own cursor, so publishing costs the same
+// however many subscribers there are and never blocks. A subscriber that
+// falls further behind than the ring holds loses events and is told so by
+// Read; it must then re-read the state.
 type Broker struct {
 	mu      sync.Mutex
+	ring    []Event
+	next    uint64 // sequence number of the next event published
 	subs    map[*Subscription]struct{}
 	dropped atomic.Uint64
 }
 
-// NewBroker returns a broker with no subscribers.
-func NewBroker() *Broker { return &Broker{subs: map[*Subscription]struct{}{}} }
+// NewBroker returns a broker with no subscribers that keeps DefaultHistory events.
+func NewBroker() *Broker {
+	return &Broker{subs: map[*Subscription]struct{}{}, ring: make([]Event, DefaultHistory)}
+}
 
-// Subscription receives events in commit order.
+// SetHistory changes how many events the broker keeps. It forgets the events
+// kept so far, so it is meant for set-up, before anyone subscribes.
+func (b *Broker) SetHistory(n int) {
+	if n < 1 {
+		n = 1
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.ring = make([]Event, n)
+	for s := range b.subs {
+		s.cursor = b.next
+	}
+}
+
+// Subscription reads events in commit order.
 type Subscription struct {
-	// Events carries batches of events as they are committed.
-	Events chan []Event
-	// Lagged receives a value when events were dropped for this subscriber.
-	Lagged chan struct{}
+	// Ready receives a value when events may be waiting to be read.
+	Ready  chan struct{}
+	cursor uint64 // sequence number of the next event to read
 	b      *Broker
 }
 
-// Subscribe returns a subscription with room for buffer batches.
-func (b *Broker) Subscribe(buffer int) *Subscription {
-	if buffer <= 0 {
-		buffer = 256
-	}
-	s := &Subscription{Events: make(chan []Event, buffer), Lagged: make(chan struct{}, 1), b: b}
+// Subscribe returns a subscription that reads events published from now on.
+func (b *Broker) Subscribe() *Subscription {
 	b.mu.Lock()
+	defer b.mu.Unlock()
+	s := &Subscription{Ready: make(chan struct{}, 1), cursor: b.next, b: b}
 	b.subs[s] = struct{}{}
-	b.mu.Unlock()
 	return s
 }
 
@@ -76,31 +97,61 @@ func (s *Subscription) Close() {
 	s.b.mu.Unlock()
 }
 
-// Publish hands events to every subscriber without blocking.
+// Read appends to buf up to max of the events published since the last read,
+// in order. lagged reports that events were lost because the subscriber fell
+// further behind than the broker's history; reading then resumes with the
+// events published after this call.
+func (s *Subscription) Read(buf []Event, max int) (events []Event, lagged bool) {
+	b := s.b
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	size := uint64(len(b.ring))
+	if b.next-s.cursor > size {
+		b.dropped.Add(b.next - s.cursor)
+		s.cursor = b.next
+		return buf, true
+	}
+	for ; s.cursor < b.next && max > 0; s.cursor, max = s.cursor+1, max-1 {
+		buf = append(buf, b.ring[s.cursor%size])
+	}
+	if s.cursor < b.next {
+		// More is waiting than was asked for: make sure the reader comes back.
+		s.notify()
+	}
+	return buf, false
+}
+
+func (s *Subscription) notify() {
+	select {
+	case s.Ready <- struct{}{}:
+	default:
+	}
+}
+
+// Publish appends events to the history and wakes every subscriber, without
+// blocking.
 func (b *Broker) Publish(events []Event) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if len(b.subs) == 0 {
+		// Nobody reads: keep only the sequence, not the events.
+		b.next += uint64(len(events))
 		return
 	}
 	fs := make([]forms, len(events))
+	size := uint64(len(b.ring))
 	for i := range events {
-		events[i].forms = &fs[i]
+		ev := events[i]
+		ev.forms = &fs[i]
+		b.ring[b.next%size] = ev
+		b.next++
 	}
 	for s := range b.subs {
-		select {
-		case s.Events <- events:
-		default:
-			b.dropped.Add(uint64(len(events)))
-			select {
-			case s.Lagged <- struct{}{}:
-			default:
-			}
-		}
+		s.notify()
 	}
 }
 
-// Dropped returns how many events were dropped for slow subscribers.
+// Dropped returns how many events slow subscribers lost.
 func (b *Broker) Dropped() uint64 { return b.dropped.Load() }
 
 // Subscribers returns the number of subscribers.

@@ -31,7 +31,7 @@ func newWatchCmd(o *options) *cobra.Command {
 			w := cmd.OutOrStdout()
 			return o.run(cmd, func(ctx context.Context, c *conn) error {
 				st, err := c.client.Watch(ctx, &v1.WatchRequest{Cluster: o.cluster, Component: component,
-					SkipComponents: noComponents, SkipFindings: noFindings})
+					SkipComponents: noComponents, SkipFindings: noFindings, View: f.ComponentView(), MaxBatch: 500})
 				if err != nil {
 					return err
 				}
@@ -43,8 +43,14 @@ func newWatchCmd(o *options) *cobra.Command {
 						}
 						return err
 					}
-					if err := printEvent(w, f, ev); err != nil {
-						return err
+					evs := ev.Batch
+					if len(evs) == 0 {
+						evs = []*v1.WatchResponse{ev}
+					}
+					for _, ev := range evs {
+						if err := printEvent(w, f, ev); err != nil {
+							return err
+						}
 					}
 				}
 			})

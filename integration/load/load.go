@@ -23,6 +23,9 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/encoding"
+	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -43,8 +46,10 @@ type Config struct {
 	Steady    time.Duration
 	Conns     int // gRPC connections to spread the streams over
 	Watchers  int
-	// WatchView is the view the watchers ask for.
+	// WatchView is the view the watchers ask for, WatchBatch the most
+	// events per response.
 	WatchView     v1.ComponentView
+	WatchBatch    int
 	AggregatorPID int
 	// MetricsURL is the aggregator's metrics address (http://host:port); when
 	// set, its heap is sampled during the run.
@@ -52,6 +57,8 @@ type Config struct {
 	// ProfileDir, when set, receives CPU profiles of the full load and of the
 	// steady state and a heap profile, from the aggregator's /debug/pprof.
 	ProfileDir string
+	// LoadProfile is how long the CPU profile of the full load runs (10 s if 0).
+	LoadProfile time.Duration
 }
 
 // Report is what a run measured.
@@ -70,7 +77,9 @@ type Report struct {
 	DeltaBytesPerNodeMinute    float64
 	SnapshotBytesPerNodeMinute float64
 	Watchers                   int
-	WatchEvents                int64
+	WatchEvents, WatchBytes    int64
+	WatchMessages              int64
+	WatchResyncs               int64
 }
 
 // String prints the report.
@@ -85,10 +94,10 @@ where kube-proxy      p50 %v, p99 %v (all instances, basic view, pages of 1,000,
 where etcd            p50 %v, p99 %v (under load)
 wire, deltas          %.0f bytes per node-minute
 wire, full snapshots  %.0f bytes per node-minute (if each interval sent a snapshot)
-watchers              %d (%d events received)`,
+watchers              %d (%d events in %d messages, %.0f MiB received; %d resyncs)`,
 		r.Nodes, r.Records, r.FullLoad.Round(time.Millisecond), r.IngestPerSecond, r.LoadCPU.Round(10*time.Millisecond), r.AckP50, r.AckP99,
 		r.SteadyCPUCores, float64(r.RSSBytes)/(1<<20), float64(r.HeapPeak)/(1<<20), float64(r.HeapLive)/(1<<20), r.WhereP50, r.WhereP99, r.EtcdP50, r.EtcdP99,
-		r.DeltaBytesPerNodeMinute, r.SnapshotBytesPerNodeMinute, r.Watchers, r.WatchEvents)
+		r.DeltaBytesPerNodeMinute, r.SnapshotBytesPerNodeMinute, r.Watchers, r.WatchEvents, r.WatchMessages, float64(r.WatchBytes)/(1<<20), r.WatchResyncs)
 }
 
 type agent struct {
@@ -132,24 +141,36 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		synced := make(chan struct{})
 		go func(synced chan struct{}) {
 			defer wg.Done()
-			st, err := v1.NewInventoryServiceClient(c).Watch(ctx, &v1.WatchRequest{View: cfg.WatchView})
+			defer func() {
+				if synced != nil {
+					close(synced)
+				}
+			}()
+			// The watchers take events off the wire without decoding them:
+			// they share the machine with the aggregator, and what is
+			// measured is the aggregator's cost, not 100 clients' decoders.
+			st, err := v1.NewInventoryServiceClient(c).Watch(ctx, &v1.WatchRequest{View: cfg.WatchView, MaxBatch: int32(cfg.WatchBatch)},
+				grpc.ForceCodecV2(rawCodec{}), grpc.MaxCallRecvMsgSize(8<<20))
 			if err != nil {
-				close(synced)
 				return
 			}
 			for {
-				m, err := st.Recv()
-				if err != nil {
-					if synced != nil {
-						close(synced)
-					}
+				var m rawMessage
+				if err := st.RecvMsg(&m); err != nil {
 					return
 				}
-				if m.Type == v1.WatchEventType_WATCH_EVENT_TYPE_SYNCED && synced != nil {
-					close(synced)
-					synced = nil
+				atomic.AddInt64(&rep.WatchEvents, int64(max(1, m.events)))
+				atomic.AddInt64(&rep.WatchMessages, 1)
+				atomic.AddInt64(&rep.WatchBytes, int64(m.size))
+				switch m.typ {
+				case v1.WatchEventType_WATCH_EVENT_TYPE_SYNCED:
+					if synced != nil {
+						close(synced)
+						synced = nil
+					}
+				case v1.WatchEventType_WATCH_EVENT_TYPE_RESYNC:
+					atomic.AddInt64(&rep.WatchResyncs, 1)
 				}
-				atomic.AddInt64(&rep.WatchEvents, 1)
 			}
 		}(synced)
 		<-synced
@@ -162,7 +183,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	heap := startHeapSampler(ctx, cfg.MetricsURL)
 	var loadProfile <-chan error
 	if cfg.ProfileDir != "" {
-		loadProfile = fetchProfile(ctx, cfg.MetricsURL, "profile?seconds=10", filepath.Join(cfg.ProfileDir, "cpu-load.pprof"))
+		loadProfile = fetchProfile(ctx, cfg.MetricsURL, fmt.Sprintf("profile?seconds=%d", max(1, int(cfg.LoadProfile.Seconds()))), filepath.Join(cfg.ProfileDir, "cpu-load.pprof"))
 	}
 	loadCPU0 := cpuTime(cfg.AggregatorPID)
 
@@ -437,6 +458,56 @@ func fetchProfile(ctx context.Context, metricsURL, what, path string) <-chan err
 		done <- err
 	}()
 	return done
+}
+
+// rawMessage is a WatchResponse left undecoded: only its size, its type and
+// how many events its batch holds are read.
+type rawMessage struct {
+	size, events int
+	typ          v1.WatchEventType
+}
+
+// rawCodec receives messages without decoding them (see rawMessage).
+type rawCodec struct{}
+
+func (rawCodec) Name() string { return "proto" }
+
+func (rawCodec) Marshal(v any) (mem.BufferSlice, error) {
+	return encoding.GetCodecV2("proto").Marshal(v)
+}
+
+func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	m, ok := v.(*rawMessage)
+	if !ok {
+		return encoding.GetCodecV2("proto").Unmarshal(data, v)
+	}
+	m.size = data.Len()
+	buf := data.MaterializeToBuffer(mem.DefaultBufferPool())
+	defer buf.Free()
+	b := buf.ReadOnlyData()
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return protowire.ParseError(n)
+		}
+		b = b[n:]
+		if num == 1 && typ == protowire.VarintType {
+			v, n := protowire.ConsumeVarint(b)
+			if n < 0 {
+				return protowire.ParseError(n)
+			}
+			m.typ = v1.WatchEventType(v)
+		}
+		if num == 4 {
+			m.events++
+		}
+		n = protowire.ConsumeFieldValue(num, typ, b)
+		if n < 0 {
+			return protowire.ParseError(n)
+		}
+		b = b[n:]
+	}
+	return nil
 }
 
 func waitAck(st v1.AgentService_ConnectClient, gen uint64) error {

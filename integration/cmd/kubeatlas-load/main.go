@@ -32,7 +32,9 @@ func main() {
 	flag.DurationVar(&cfg.Steady, "steady", time.Minute, "how long the steady phase runs")
 	flag.IntVar(&cfg.Watchers, "watchers", 0, "Watch clients during the run")
 	view := flag.String("watch-view", "full", "the view the watchers ask for: full or basic")
+	flag.IntVar(&cfg.WatchBatch, "watch-batch", 500, "the most events a watcher takes per response (WatchRequest.max_batch); 0 for one each")
 	flag.StringVar(&cfg.ProfileDir, "profile-dir", "", "save the aggregator's CPU profiles of the full load and the steady state, and its heap profile, here")
+	flag.DurationVar(&cfg.LoadProfile, "load-profile", 10*time.Second, "how long the CPU profile of the full load runs")
 	timeout := flag.Duration("timeout", 20*time.Minute, "the run stops by itself after this")
 	flag.Parse()
 	switch *view {

@@ -2075,7 +2075,12 @@ type WatchRequest struct {
 	// Do not send finding events.
 	SkipFindings bool `protobuf:"varint,4,opt,name=skip_findings,json=skipFindings,proto3" json:"skip_findings,omitempty"`
 	// How much of each component instance to send; unset means COMPONENT_VIEW_FULL.
-	View          ComponentView `protobuf:"varint,5,opt,name=view,proto3,enum=kubeatlas.v1.ComponentView" json:"view,omitempty"`
+	View ComponentView `protobuf:"varint,5,opt,name=view,proto3,enum=kubeatlas.v1.ComponentView" json:"view,omitempty"`
+	// Group up to this many events in one response, in its batch field; 0 or 1 sends each event in a response of
+	// its own, as soon as it is committed. When grouping, the server sends a watcher at most one response per 50 ms
+	// and groups what waits, so an event is held back at most 50 ms and a watcher of a busy fleet receives a few
+	// large messages instead of many small ones. The server lowers values above 1000.
+	MaxBatch      int32 `protobuf:"varint,6,opt,name=max_batch,json=maxBatch,proto3" json:"max_batch,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2145,6 +2150,13 @@ func (x *WatchRequest) GetView() ComponentView {
 	return ComponentView_COMPONENT_VIEW_UNSPECIFIED
 }
 
+func (x *WatchRequest) GetMaxBatch() int32 {
+	if x != nil {
+		return x.MaxBatch
+	}
+	return 0
+}
+
 // WatchResponse is one event.
 type WatchResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2156,7 +2168,11 @@ type WatchResponse struct {
 	//
 	//	*WatchResponse_Component
 	//	*WatchResponse_Finding
-	Object        isWatchResponse_Object `protobuf_oneof:"object"`
+	Object isWatchResponse_Object `protobuf_oneof:"object"`
+	// Events grouped in this response, in commit order, when the request's max_batch is above 1. Each carries its
+	// own type and object; type and object of the grouping response are then unset. SYNCED and RESYNC always
+	// come alone.
+	Batch         []*WatchResponse `protobuf:"bytes,4,rep,name=batch,proto3" json:"batch,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2219,6 +2235,13 @@ func (x *WatchResponse) GetFinding() *Finding {
 		if x, ok := x.Object.(*WatchResponse_Finding); ok {
 			return x.Finding
 		}
+	}
+	return nil
+}
+
+func (x *WatchResponse) GetBatch() []*WatchResponse {
+	if x != nil {
+		return x.Batch
 	}
 	return nil
 }
@@ -2392,17 +2415,19 @@ const file_kubeatlas_v1_inventory_service_proto_rawDesc = "" +
 	"page_token\x18\x06 \x01(\tR\tpageToken\"q\n" +
 	"\x14ListFindingsResponse\x121\n" +
 	"\bfindings\x18\x01 \x03(\v2\x15.kubeatlas.v1.FindingR\bfindings\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xc5\x01\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xe2\x01\n" +
 	"\fWatchRequest\x12\x18\n" +
 	"\acluster\x18\x01 \x01(\tR\acluster\x12\x1c\n" +
 	"\tcomponent\x18\x02 \x01(\tR\tcomponent\x12'\n" +
 	"\x0fskip_components\x18\x03 \x01(\bR\x0eskipComponents\x12#\n" +
 	"\rskip_findings\x18\x04 \x01(\bR\fskipFindings\x12/\n" +
-	"\x04view\x18\x05 \x01(\x0e2\x1b.kubeatlas.v1.ComponentViewR\x04view\"\xbf\x01\n" +
+	"\x04view\x18\x05 \x01(\x0e2\x1b.kubeatlas.v1.ComponentViewR\x04view\x12\x1b\n" +
+	"\tmax_batch\x18\x06 \x01(\x05R\bmaxBatch\"\xf2\x01\n" +
 	"\rWatchResponse\x120\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x1c.kubeatlas.v1.WatchEventTypeR\x04type\x12?\n" +
 	"\tcomponent\x18\x02 \x01(\v2\x1f.kubeatlas.v1.ComponentInstanceH\x00R\tcomponent\x121\n" +
-	"\afinding\x18\x03 \x01(\v2\x15.kubeatlas.v1.FindingH\x00R\afindingB\b\n" +
+	"\afinding\x18\x03 \x01(\v2\x15.kubeatlas.v1.FindingH\x00R\afinding\x121\n" +
+	"\x05batch\x18\x04 \x03(\v2\x1b.kubeatlas.v1.WatchResponseR\x05batchB\b\n" +
 	"\x06object*\xa7\x01\n" +
 	"\n" +
 	"AgentState\x12\x1b\n" +
@@ -2541,29 +2566,30 @@ var file_kubeatlas_v1_inventory_service_proto_depIdxs = []int32{
 	3,  // 32: kubeatlas.v1.WatchResponse.type:type_name -> kubeatlas.v1.WatchEventType
 	6,  // 33: kubeatlas.v1.WatchResponse.component:type_name -> kubeatlas.v1.ComponentInstance
 	7,  // 34: kubeatlas.v1.WatchResponse.finding:type_name -> kubeatlas.v1.Finding
-	8,  // 35: kubeatlas.v1.InventoryService.ListClusters:input_type -> kubeatlas.v1.ListClustersRequest
-	10, // 36: kubeatlas.v1.InventoryService.GetCluster:input_type -> kubeatlas.v1.GetClusterRequest
-	12, // 37: kubeatlas.v1.InventoryService.ListNodes:input_type -> kubeatlas.v1.ListNodesRequest
-	14, // 38: kubeatlas.v1.InventoryService.GetNode:input_type -> kubeatlas.v1.GetNodeRequest
-	16, // 39: kubeatlas.v1.InventoryService.ListComponents:input_type -> kubeatlas.v1.ListComponentsRequest
-	18, // 40: kubeatlas.v1.InventoryService.ListProcesses:input_type -> kubeatlas.v1.ListProcessesRequest
-	21, // 41: kubeatlas.v1.InventoryService.ListManifests:input_type -> kubeatlas.v1.ListManifestsRequest
-	24, // 42: kubeatlas.v1.InventoryService.ListFindings:input_type -> kubeatlas.v1.ListFindingsRequest
-	26, // 43: kubeatlas.v1.InventoryService.Watch:input_type -> kubeatlas.v1.WatchRequest
-	9,  // 44: kubeatlas.v1.InventoryService.ListClusters:output_type -> kubeatlas.v1.ListClustersResponse
-	11, // 45: kubeatlas.v1.InventoryService.GetCluster:output_type -> kubeatlas.v1.GetClusterResponse
-	13, // 46: kubeatlas.v1.InventoryService.ListNodes:output_type -> kubeatlas.v1.ListNodesResponse
-	15, // 47: kubeatlas.v1.InventoryService.GetNode:output_type -> kubeatlas.v1.GetNodeResponse
-	17, // 48: kubeatlas.v1.InventoryService.ListComponents:output_type -> kubeatlas.v1.ListComponentsResponse
-	20, // 49: kubeatlas.v1.InventoryService.ListProcesses:output_type -> kubeatlas.v1.ListProcessesResponse
-	23, // 50: kubeatlas.v1.InventoryService.ListManifests:output_type -> kubeatlas.v1.ListManifestsResponse
-	25, // 51: kubeatlas.v1.InventoryService.ListFindings:output_type -> kubeatlas.v1.ListFindingsResponse
-	27, // 52: kubeatlas.v1.InventoryService.Watch:output_type -> kubeatlas.v1.WatchResponse
-	44, // [44:53] is the sub-list for method output_type
-	35, // [35:44] is the sub-list for method input_type
-	35, // [35:35] is the sub-list for extension type_name
-	35, // [35:35] is the sub-list for extension extendee
-	0,  // [0:35] is the sub-list for field type_name
+	27, // 35: kubeatlas.v1.WatchResponse.batch:type_name -> kubeatlas.v1.WatchResponse
+	8,  // 36: kubeatlas.v1.InventoryService.ListClusters:input_type -> kubeatlas.v1.ListClustersRequest
+	10, // 37: kubeatlas.v1.InventoryService.GetCluster:input_type -> kubeatlas.v1.GetClusterRequest
+	12, // 38: kubeatlas.v1.InventoryService.ListNodes:input_type -> kubeatlas.v1.ListNodesRequest
+	14, // 39: kubeatlas.v1.InventoryService.GetNode:input_type -> kubeatlas.v1.GetNodeRequest
+	16, // 40: kubeatlas.v1.InventoryService.ListComponents:input_type -> kubeatlas.v1.ListComponentsRequest
+	18, // 41: kubeatlas.v1.InventoryService.ListProcesses:input_type -> kubeatlas.v1.ListProcessesRequest
+	21, // 42: kubeatlas.v1.InventoryService.ListManifests:input_type -> kubeatlas.v1.ListManifestsRequest
+	24, // 43: kubeatlas.v1.InventoryService.ListFindings:input_type -> kubeatlas.v1.ListFindingsRequest
+	26, // 44: kubeatlas.v1.InventoryService.Watch:input_type -> kubeatlas.v1.WatchRequest
+	9,  // 45: kubeatlas.v1.InventoryService.ListClusters:output_type -> kubeatlas.v1.ListClustersResponse
+	11, // 46: kubeatlas.v1.InventoryService.GetCluster:output_type -> kubeatlas.v1.GetClusterResponse
+	13, // 47: kubeatlas.v1.InventoryService.ListNodes:output_type -> kubeatlas.v1.ListNodesResponse
+	15, // 48: kubeatlas.v1.InventoryService.GetNode:output_type -> kubeatlas.v1.GetNodeResponse
+	17, // 49: kubeatlas.v1.InventoryService.ListComponents:output_type -> kubeatlas.v1.ListComponentsResponse
+	20, // 50: kubeatlas.v1.InventoryService.ListProcesses:output_type -> kubeatlas.v1.ListProcessesResponse
+	23, // 51: kubeatlas.v1.InventoryService.ListManifests:output_type -> kubeatlas.v1.ListManifestsResponse
+	25, // 52: kubeatlas.v1.InventoryService.ListFindings:output_type -> kubeatlas.v1.ListFindingsResponse
+	27, // 53: kubeatlas.v1.InventoryService.Watch:output_type -> kubeatlas.v1.WatchResponse
+	45, // [45:54] is the sub-list for method output_type
+	36, // [36:45] is the sub-list for method input_type
+	36, // [36:36] is the sub-list for extension type_name
+	36, // [36:36] is the sub-list for extension extendee
+	0,  // [0:36] is the sub-list for field type_name
 }
 
 func init() { file_kubeatlas_v1_inventory_service_proto_init() }

@@ -1,0 +1,152 @@
+package state
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+
+	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
+)
+
+func events(from, n int) []Event {
+	out := make([]Event, n)
+	for i := range out {
+		out[i] = Event{Type: v1.WatchEventType_WATCH_EVENT_TYPE_MODIFIED, Component: &v1.ComponentInstance{Id: fmt.Sprint(from + i)}}
+	}
+	return out
+}
+
+func ids(evs []Event) []string {
+	out := make([]string, len(evs))
+	for i, e := range evs {
+		out[i] = e.Component.Id
+	}
+	return out
+}
+
+func TestBrokerReadsInOrderAtEachPace(t *testing.T) {
+	b := NewBroker()
+	b.SetHistory(8)
+	b.Publish(events(-5, 5)) // before anyone subscribed: never read
+	fast, slow := b.Subscribe(), b.Subscribe()
+	defer fast.Close()
+	defer slow.Close()
+	b.Publish(events(0, 3))
+	got, lagged := fast.Read(nil, 2)
+	if lagged || fmt.Sprint(ids(got)) != "[0 1]" {
+		t.Fatalf("first read %v lagged %v", ids(got), lagged)
+	}
+	// More was waiting than asked for: Ready says so.
+	select {
+	case <-fast.Ready:
+	default:
+		t.Fatal("Ready not set while events wait")
+	}
+	b.Publish(events(3, 3))
+	got, _ = fast.Read(nil, 100)
+	if fmt.Sprint(ids(got)) != "[2 3 4 5]" {
+		t.Fatalf("second read %v", ids(got))
+	}
+	got, _ = slow.Read(nil, 100)
+	if fmt.Sprint(ids(got)) != "[0 1 2 3 4 5]" {
+		t.Fatalf("slow reader %v", ids(got))
+	}
+	if got, lagged := slow.Read(nil, 100); len(got) != 0 || lagged {
+		t.Fatalf("nothing new, read %v lagged %v", ids(got), lagged)
+	}
+	if b.Dropped() != 0 {
+		t.Fatalf("dropped %d", b.Dropped())
+	}
+}
+
+func TestBrokerLagLosesOnlyWhatTheHistoryCannotHold(t *testing.T) {
+	b := NewBroker()
+	b.SetHistory(4)
+	s := b.Subscribe()
+	defer s.Close()
+	b.Publish(events(0, 4))
+	if got, lagged := s.Read(nil, 100); lagged || len(got) != 4 {
+		t.Fatalf("a full history is still readable: %v lagged %v", ids(got), lagged)
+	}
+	b.Publish(events(4, 6))
+	got, lagged := s.Read(nil, 100)
+	if !lagged || len(got) != 0 {
+		t.Fatalf("fell 6 behind a history of 4: %v lagged %v", ids(got), lagged)
+	}
+	if b.Dropped() != 6 {
+		t.Fatalf("dropped %d, want 6", b.Dropped())
+	}
+	b.Publish(events(10, 1))
+	if got, lagged := s.Read(nil, 100); lagged || fmt.Sprint(ids(got)) != "[10]" {
+		t.Fatalf("after the lag: %v lagged %v", ids(got), lagged)
+	}
+}
+
+// Publishers and readers at once, under the race detector: every reader sees
+// every event exactly once and in order, or is told it lagged.
+func TestBrokerConcurrent(t *testing.T) {
+	b := NewBroker()
+	b.SetHistory(64)
+	const publishers, per = 4, 500
+	var subs []*Subscription
+	for i := 0; i < 3; i++ {
+		subs = append(subs, b.Subscribe())
+	}
+	var wg sync.WaitGroup
+	for p := 0; p < publishers; p++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < per; i++ {
+				b.Publish(events(p*per+i, 1))
+			}
+		}()
+	}
+	counts := make([]int, len(subs))
+	lags := make([]bool, len(subs))
+	var rg sync.WaitGroup
+	done := make(chan struct{})
+	for i, s := range subs {
+		rg.Add(1)
+		go func() {
+			defer rg.Done()
+			seen := map[string]bool{}
+			finishing := false
+			for {
+				got, lagged := s.Read(nil, 7)
+				if lagged {
+					lags[i] = true
+				}
+				for _, e := range got {
+					if seen[e.Component.Id] {
+						t.Errorf("reader %d saw %s twice", i, e.Component.Id)
+					}
+					seen[e.Component.Id] = true
+				}
+				counts[i] += len(got)
+				if len(got) == 0 {
+					if finishing {
+						return
+					}
+					select {
+					case <-s.Ready:
+					case <-done:
+						finishing = true // one more read for what is left
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(done)
+	rg.Wait()
+	for i, n := range counts {
+		if !lags[i] && n != publishers*per {
+			t.Errorf("reader %d read %d of %d events without lagging", i, n, publishers*per)
+		}
+		subs[i].Close()
+	}
+	if b.Subscribers() != 0 {
+		t.Fatal("subscribers left")
+	}
+}
