@@ -43,6 +43,9 @@ func (Codec) Unmarshal(data mem.BufferSlice, v any) error { return protoCodec.Un
 type encodedResponse struct {
 	*v1.WatchResponse
 	wire []byte
+	// framed is wire as an element of a batch: behind its field tag and
+	// length, so that every watcher's batch takes it as it is.
+	framed []byte
 }
 
 // Forms of an event, see state.Event.Form.
@@ -66,12 +69,16 @@ func encodeEvent(ev state.Event, view v1.ComponentView) *encodedResponse {
 		case ev.Finding != nil:
 			resp.Object = &v1.WatchResponse_Finding{Finding: ev.Finding}
 		}
-		wire, err := proto.Marshal(resp)
+		size := proto.Size(resp)
+		head := protowire.SizeTag(batchField) + protowire.SizeVarint(uint64(size))
+		framed := protowire.AppendTag(make([]byte, 0, head+size), batchField, protowire.BytesType)
+		framed = protowire.AppendVarint(framed, uint64(size))
+		framed, err := proto.MarshalOptions{UseCachedSize: true}.MarshalAppend(framed, resp)
 		if err != nil {
 			// Left to the codec, which reports the error on the stream.
-			wire = nil
+			return &encodedResponse{WatchResponse: resp}
 		}
-		return &encodedResponse{WatchResponse: resp, wire: wire}
+		return &encodedResponse{WatchResponse: resp, wire: framed[head:], framed: framed}
 	}).(*encodedResponse)
 }
 
@@ -96,8 +103,7 @@ func checkView(view v1.ComponentView) bool {
 }
 
 // encodedBatch is an encoded WatchResponse whose batch field holds events:
-// each event's shared encoding, behind its own small tag and length, with no
-// copy. Unlike encodedResponse it is no proto message: only Codec can send
+// each event's shared framed encoding, with no copy. Unlike encodedResponse it is no proto message: only Codec can send
 // it, and any other codec refuses it rather than send an empty response.
 type encodedBatch struct {
 	parts mem.BufferSlice
@@ -116,8 +122,6 @@ type watchSender struct {
 	view   v1.ComponentView
 	max    int
 	parts  mem.BufferSlice
-	heads  []byte // the tags and lengths, sliced into parts
-	n      int
 	size   int
 }
 
@@ -134,22 +138,17 @@ func (w *watchSender) add(ev state.Event) error {
 		}
 		return w.stream.SendMsg(enc)
 	}
-	if w.n > 0 && w.size+len(enc.wire)+protowire.SizeVarint(uint64(len(enc.wire)))+1 > maxBatchBytes {
+	if len(w.parts) > 0 && w.size+len(enc.framed) > maxBatchBytes {
 		if err := w.flush(); err != nil {
 			return err
 		}
 	}
-	if w.heads == nil {
-		w.heads = make([]byte, 0, 6*w.max)
+	if w.parts == nil {
+		w.parts = make(mem.BufferSlice, 0, min(w.max, 128))
 	}
-	h := len(w.heads)
-	w.heads = protowire.AppendTag(w.heads, batchField, protowire.BytesType)
-	w.heads = protowire.AppendVarint(w.heads, uint64(len(enc.wire)))
-	// Earlier parts keep the old array if heads grows: its bytes stay put.
-	w.parts = append(w.parts, mem.SliceBuffer(w.heads[h:len(w.heads):len(w.heads)]), mem.SliceBuffer(enc.wire))
-	w.size += len(w.heads) - h + len(enc.wire)
-	w.n++
-	if w.n >= w.max {
+	w.parts = append(w.parts, mem.SliceBuffer(enc.framed))
+	w.size += len(enc.framed)
+	if len(w.parts) >= w.max {
 		return w.flush()
 	}
 	return nil
@@ -160,10 +159,10 @@ var batchField = (&v1.WatchResponse{}).ProtoReflect().Descriptor().Fields().ByNa
 
 // flush sends the batch being built, if any.
 func (w *watchSender) flush() error {
-	if w.n == 0 {
+	if len(w.parts) == 0 {
 		return nil
 	}
 	b := &encodedBatch{parts: w.parts}
-	w.parts, w.heads, w.n, w.size = nil, nil, 0, 0
+	w.parts, w.size = nil, 0
 	return w.stream.SendMsg(b)
 }

@@ -20,8 +20,8 @@ const KubernetesVersion = "v1.37.2"
 
 // Binaries are the programs the harness runs.
 type Binaries struct {
-	Etcd, APIServer, Grpcurl string
-	Agent, Aggregator, CLI   string
+	Etcd, APIServer, Grpcurl, Kubectl string
+	Agent, Aggregator, CLI            string
 }
 
 var (
@@ -94,8 +94,9 @@ func build() (Binaries, error) {
 		Etcd:      filepath.Join(third, "etcd"),
 		APIServer: filepath.Join(third, "kube-apiserver"),
 		Grpcurl:   filepath.Join(third, "grpcurl"),
+		Kubectl:   filepath.Join(third, "kubectl"),
 	}
-	if _, err := os.Stat(b.APIServer); err != nil {
+	if !allExist(b.Etcd, b.APIServer, b.Grpcurl, b.Kubectl) {
 		if err := os.MkdirAll(third, 0o755); err != nil {
 			return b, err
 		}
@@ -106,7 +107,7 @@ func build() (Binaries, error) {
 		defer os.RemoveAll(tmp)
 		v := "k8s.io/component-base/version"
 		ld := fmt.Sprintf("-X %s.gitVersion=%s -X %s.gitMajor=1 -X %s.gitMinor=37 -X %s.gitTreeState=clean", v, KubernetesVersion, v, v, v)
-		if err := goBuild(root, tmp, ld, "k8s.io/kubernetes/cmd/kube-apiserver"); err != nil {
+		if err := goBuild(root, tmp, ld, "k8s.io/kubernetes/cmd/kube-apiserver", "k8s.io/kubernetes/cmd/kubectl"); err != nil {
 			return b, err
 		}
 		if err := goBuild(root, filepath.Join(tmp, "etcd"), "", "go.etcd.io/etcd/server/v3"); err != nil {
@@ -115,7 +116,7 @@ func build() (Binaries, error) {
 		if err := goBuild(root, tmp, "", "github.com/fullstorydev/grpcurl/cmd/grpcurl"); err != nil {
 			return b, err
 		}
-		for _, name := range []string{"etcd", "grpcurl", "kube-apiserver"} {
+		for _, name := range []string{"etcd", "grpcurl", "kube-apiserver", "kubectl"} {
 			if err := os.Rename(filepath.Join(tmp, name), filepath.Join(third, name)); err != nil {
 				return b, err
 			}
@@ -133,4 +134,13 @@ func build() (Binaries, error) {
 	b.Aggregator = filepath.Join(own, "kubeatlas-aggregator")
 	b.CLI = filepath.Join(own, "kubeatlas")
 	return b, nil
+}
+
+func allExist(paths ...string) bool {
+	for _, p := range paths {
+		if _, err := os.Stat(p); err != nil {
+			return false
+		}
+	}
+	return true
 }

@@ -10,9 +10,12 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -35,6 +38,8 @@ func main() {
 	flag.IntVar(&cfg.WatchBatch, "watch-batch", 500, "the most events a watcher takes per response (WatchRequest.max_batch); 0 for one each")
 	flag.StringVar(&cfg.ProfileDir, "profile-dir", "", "save the aggregator's CPU profiles of the full load and the steady state, and its heap profile, here")
 	flag.DurationVar(&cfg.LoadProfile, "load-profile", 10*time.Second, "how long the CPU profile of the full load runs")
+	aggCPUs := flag.String("aggregator-cpus", "", "pin the aggregator to these CPUs, e.g. 0 or 0-1 (default: no pinning)")
+	genCPUs := flag.String("generator-cpus", "", "pin this generator to these CPUs, e.g. 1")
 	timeout := flag.Duration("timeout", 20*time.Minute, "the run stops by itself after this")
 	flag.Parse()
 	switch *view {
@@ -52,13 +57,58 @@ func main() {
 			os.Exit(1)
 		}
 	}
-	if err := run(*aggBin, cfg, *timeout); err != nil {
+	if *genCPUs != "" {
+		if err := pin(0, *genCPUs); err != nil {
+			fmt.Fprintln(os.Stderr, "kubeatlas-load: -generator-cpus:", err)
+			os.Exit(2)
+		}
+	}
+	if err := run(*aggBin, *aggCPUs, cfg, *timeout); err != nil {
 		fmt.Fprintln(os.Stderr, "kubeatlas-load:", err)
 		os.Exit(1)
 	}
 }
 
-func run(aggBin string, cfg load.Config, timeout time.Duration) error {
+// pin sets the CPU affinity of a process (0: this one) to a list such as "0", "1-3" or "0,2".
+func pin(pid int, list string) error {
+	var set unix.CPUSet
+	for _, part := range strings.Split(list, ",") {
+		lo, hi, found := strings.Cut(part, "-")
+		a, err := strconv.Atoi(lo)
+		if err != nil {
+			return fmt.Errorf("CPU list %q: %w", list, err)
+		}
+		b := a
+		if found {
+			if b, err = strconv.Atoi(hi); err != nil {
+				return fmt.Errorf("CPU list %q: %w", list, err)
+			}
+		}
+		for c := a; c <= b; c++ {
+			set.Set(c)
+		}
+	}
+	if set.Count() == 0 {
+		return fmt.Errorf("CPU list %q is empty", list)
+	}
+	// Every thread of a Go process must be moved, not just the calling one.
+	if pid == 0 {
+		pid = os.Getpid()
+	}
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		return err
+	}
+	for _, t := range tasks {
+		tid, _ := strconv.Atoi(t.Name())
+		if err := unix.SchedSetaffinity(tid, &set); err != nil {
+			return fmt.Errorf("thread %d: %w", tid, err)
+		}
+	}
+	return nil
+}
+
+func run(aggBin, aggCPUs string, cfg load.Config, timeout time.Duration) error {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
@@ -99,6 +149,11 @@ func run(aggBin string, cfg load.Config, timeout time.Duration) error {
 			return fmt.Errorf("aggregator not healthy: %w", err)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+	if aggCPUs != "" {
+		if err := pin(agg.Process.Pid, aggCPUs); err != nil {
+			return fmt.Errorf("-aggregator-cpus: %w", err)
+		}
 	}
 	cfg.Server, cfg.AggregatorPID, cfg.MetricsURL = addr, agg.Process.Pid, "http://"+maddr
 	rep, err := load.Run(ctx, cfg)
