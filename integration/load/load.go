@@ -7,12 +7,14 @@ package load
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -57,6 +59,12 @@ type Config struct {
 	// ProfileDir, when set, receives CPU profiles of the full load and of the
 	// steady state and a heap profile, from the aggregator's /debug/pprof.
 	ProfileDir string
+	// ProbeCommand, when set, runs the queries under load in a separate
+	// process: the command is run with -probe ADDR -probe-for DURATION and
+	// prints a ProbeResult as JSON.
+	ProbeCommand []string
+	// SlowQuery, when set, prints each where-etcd query slower than this.
+	SlowQuery time.Duration
 	// LoadProfile is how long the CPU profile of the full load runs (10 s if 0).
 	LoadProfile time.Duration
 }
@@ -73,6 +81,8 @@ type Report struct {
 	HeapPeak, HeapLive         uint64 // heap in use: the most sampled, and after a forced GC at the end
 	WhereP50, WhereP99         time.Duration
 	EtcdP50, EtcdP99           time.Duration
+	EtcdQueries                int
+	ProbeProcess               bool  // queries came from a separate process
 	SnapshotBytes, DeltaBytes  int64 // on the wire during load and per steady node-minute
 	DeltaBytesPerNodeMinute    float64
 	SnapshotBytesPerNodeMinute float64
@@ -91,12 +101,12 @@ steady state CPU      %.2f cores (aggregator)
 aggregator RSS        %.0f MiB
 aggregator heap       peak %.0f MiB in use, live %.0f MiB after GC
 where kube-proxy      p50 %v, p99 %v (all instances, basic view, pages of 1,000, under load)
-where etcd            p50 %v, p99 %v (under load)
+where etcd            p50 %v, p99 %v (%d queries under load, %s)
 wire, deltas          %.0f bytes per node-minute
 wire, full snapshots  %.0f bytes per node-minute (if each interval sent a snapshot)
 watchers              %d (%d events in %d messages, %.0f MiB received; %d resyncs)`,
 		r.Nodes, r.Records, r.FullLoad.Round(time.Millisecond), r.IngestPerSecond, r.LoadCPU.Round(10*time.Millisecond), r.AckP50, r.AckP99,
-		r.SteadyCPUCores, float64(r.RSSBytes)/(1<<20), float64(r.HeapPeak)/(1<<20), float64(r.HeapLive)/(1<<20), r.WhereP50, r.WhereP99, r.EtcdP50, r.EtcdP99,
+		r.SteadyCPUCores, float64(r.RSSBytes)/(1<<20), float64(r.HeapPeak)/(1<<20), float64(r.HeapLive)/(1<<20), r.WhereP50, r.WhereP99, r.EtcdP50, r.EtcdP99, r.EtcdQueries, map[bool]string{true: "client in its own process", false: "client in the generator"}[r.ProbeProcess],
 		r.DeltaBytesPerNodeMinute, r.SnapshotBytesPerNodeMinute, r.Watchers, r.WatchEvents, r.WatchMessages, float64(r.WatchBytes)/(1<<20), r.WatchResyncs)
 }
 
@@ -259,8 +269,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	rep.SnapshotBytes = snapBytes.Load()
 
 	// Steady state: each interval every agent sends a delta (churn) or a heartbeat.
-	var steadyProfile <-chan error
+	var steadyProfile, steadyTrace <-chan error
 	if cfg.ProfileDir != "" {
+		steadyTrace = fetchProfile(ctx, cfg.MetricsURL, "trace?seconds=5", filepath.Join(cfg.ProfileDir, "steady.trace"))
 		steadyProfile = fetchProfile(ctx, cfg.MetricsURL, fmt.Sprintf("profile?seconds=%d", max(1, int(cfg.Steady.Seconds())-2)), filepath.Join(cfg.ProfileDir, "cpu-steady.pprof"))
 	}
 	cpu0 := cpuTime(cfg.AggregatorPID)
@@ -268,19 +279,21 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	var deltaBytes atomic.Int64
 	steadyCtx, stop := context.WithTimeout(ctx, cfg.Steady)
 	defer stop()
-	for _, a := range agents {
+	for i, a := range agents {
 		wg.Add(1)
 		go func(a *agent) {
 			defer wg.Done()
-			rng := rand.New(rand.NewPCG(uint64(len(a.node)), uint64(a.gen)))
-			tick := time.NewTicker(cfg.Interval)
-			defer tick.Stop()
-			// Spread the agents over the interval.
+			// Each agent its own seed, so that their offsets and churn differ.
+			rng := rand.New(rand.NewPCG(uint64(i), uint64(a.gen)))
+			// Spread the agents over the interval: the ticker starts after
+			// each agent's own offset, so they stay spread.
 			select {
 			case <-time.After(time.Duration(rng.Int64N(int64(cfg.Interval)))):
 			case <-steadyCtx.Done():
 				return
 			}
+			tick := time.NewTicker(cfg.Interval)
+			defer tick.Stop()
 			for {
 				n := int(float64(len(a.procs)) * cfg.Churn)
 				var m *v1.ConnectRequest
@@ -323,34 +336,29 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			}
 		}(a)
 	}
-	// Queries under load.
-	inv := v1.NewInventoryServiceClient(qconn)
-	where := func(component string) time.Duration {
-		t := time.Now()
-		req := &v1.ListComponentsRequest{Component: component, PageSize: 1000, View: v1.ComponentView_COMPONENT_VIEW_BASIC}
-		for {
-			resp, err := inv.ListComponents(steadyCtx, req)
-			if err != nil || resp.NextPageToken == "" {
-				break
-			}
-			req.PageToken = resp.NextPageToken
+	// Queries under load, from a process of their own when one is given,
+	// as an operator's client would be: the generator's thousands of
+	// goroutines would otherwise delay the client's own reads.
+	var probe *ProbeResult
+	if len(cfg.ProbeCommand) > 0 {
+		dl, _ := steadyCtx.Deadline()
+		probe, err = runProbe(ctx, cfg.ProbeCommand, cfg.Server, time.Until(dl))
+		if err != nil {
+			return nil, err
 		}
-		return time.Since(t)
+	} else {
+		probe = Probe(steadyCtx, qconn, cfg.SlowQuery)
 	}
-	var proxies, etcds []time.Duration
-	for steadyCtx.Err() == nil {
-		etcds = append(etcds, where("etcd"))
-		proxies = append(proxies, where("kube-proxy"))
-		select {
-		case <-time.After(200 * time.Millisecond):
-		case <-steadyCtx.Done():
-		}
-	}
+	rep.ProbeProcess = len(cfg.ProbeCommand) > 0
+	<-steadyCtx.Done()
 	elapsed := time.Since(t0)
 	rep.SteadyCPUCores = (cpuTime(cfg.AggregatorPID) - cpu0).Seconds() / elapsed.Seconds()
 	rep.RSSBytes = rss(cfg.AggregatorPID)
-	if steadyProfile != nil {
-		if err := <-steadyProfile; err != nil {
+	for _, ch := range []<-chan error{steadyProfile, steadyTrace} {
+		if ch == nil {
+			continue
+		}
+		if err := <-ch; err != nil {
 			return nil, err
 		}
 	}
@@ -368,8 +376,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			rep.HeapLive = v
 		}
 	}
-	rep.WhereP50, rep.WhereP99 = pct(proxies, 50), pct(proxies, 99)
-	rep.EtcdP50, rep.EtcdP99 = pct(etcds, 50), pct(etcds, 99)
+	rep.WhereP50, rep.WhereP99 = pct(probe.KubeProxy, 50), pct(probe.KubeProxy, 99)
+	rep.EtcdP50, rep.EtcdP99 = pct(probe.Etcd, 50), pct(probe.Etcd, 99)
+	rep.EtcdQueries = len(probe.Etcd)
 	rep.DeltaBytes = deltaBytes.Load()
 	minutes := elapsed.Minutes()
 	rep.DeltaBytesPerNodeMinute = float64(rep.DeltaBytes) / float64(cfg.Nodes) / minutes
@@ -380,6 +389,71 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	cancel()
 	wg.Wait()
 	return rep, nil
+}
+
+// ProbeResult holds query latencies measured under load.
+type ProbeResult struct {
+	Etcd, KubeProxy []time.Duration
+}
+
+// Probe asks `where etcd` (10 instances in a 10,000-node fleet) every 50 ms
+// and `where kube-proxy` (every node: 10 pages of 1,000) every 500 ms until
+// ctx ends, and returns how long each answer took. Queries slower than slow
+// are printed to stderr with the time, when slow is set.
+func Probe(ctx context.Context, conn *grpc.ClientConn, slow time.Duration) *ProbeResult {
+	inv := v1.NewInventoryServiceClient(conn)
+	where := func(component string) (time.Duration, error) {
+		t := time.Now()
+		req := &v1.ListComponentsRequest{Component: component, PageSize: 1000, View: v1.ComponentView_COMPONENT_VIEW_BASIC}
+		for {
+			resp, err := inv.ListComponents(ctx, req)
+			if err != nil {
+				return 0, err
+			}
+			if resp.NextPageToken == "" {
+				break
+			}
+			req.PageToken = resp.NextPageToken
+		}
+		return time.Since(t), nil
+	}
+	res := &ProbeResult{}
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for i := 0; ; i++ {
+		if d, err := where("etcd"); err == nil {
+			res.Etcd = append(res.Etcd, d)
+			if slow > 0 && d > slow {
+				fmt.Fprintf(os.Stderr, "%s slow where etcd: %v\n", time.Now().Format("15:04:05.000"), d.Round(time.Millisecond))
+			}
+		}
+		if i%10 == 5 {
+			if d, err := where("kube-proxy"); err == nil {
+				res.KubeProxy = append(res.KubeProxy, d)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return res
+		case <-tick.C:
+		}
+	}
+}
+
+// runProbe runs the probe command and reads its result.
+func runProbe(ctx context.Context, command []string, server string, d time.Duration) (*ProbeResult, error) {
+	cmd := exec.CommandContext(ctx, command[0], append(command[1:], "-probe", server, "-probe-for", d.String())...)
+	cmd.Stderr = os.Stderr
+	cmd.WaitDelay = 5 * time.Second
+	out, err := cmd.Output()
+	if err != nil && ctx.Err() == nil {
+		return nil, fmt.Errorf("query probe: %w", err)
+	}
+	res := &ProbeResult{}
+	if err := json.Unmarshal(out, res); err != nil {
+		return nil, fmt.Errorf("query probe output: %w", err)
+	}
+	return res, nil
 }
 
 // startHeapSampler reads the aggregator's heap in use once a second until ctx

@@ -3,7 +3,9 @@
 package main
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"net"
@@ -38,10 +40,29 @@ func main() {
 	flag.IntVar(&cfg.WatchBatch, "watch-batch", 500, "the most events a watcher takes per response (WatchRequest.max_batch); 0 for one each")
 	flag.StringVar(&cfg.ProfileDir, "profile-dir", "", "save the aggregator's CPU profiles of the full load and the steady state, and its heap profile, here")
 	flag.DurationVar(&cfg.LoadProfile, "load-profile", 10*time.Second, "how long the CPU profile of the full load runs")
+	probe := flag.String("probe", "", "run only the query probe against this aggregator address and print its latencies as JSON (used by the load run itself)")
+	probeFor := flag.Duration("probe-for", time.Minute, "how long -probe runs")
+	inProcess := flag.Bool("queries-in-process", false, "ask the queries under load from the generator process instead of a process of their own")
+	flag.DurationVar(&cfg.SlowQuery, "slow", 0, "print each where-etcd query slower than this, with the time")
 	aggCPUs := flag.String("aggregator-cpus", "", "pin the aggregator to these CPUs, e.g. 0 or 0-1 (default: no pinning)")
 	genCPUs := flag.String("generator-cpus", "", "pin this generator to these CPUs, e.g. 1")
 	timeout := flag.Duration("timeout", 20*time.Minute, "the run stops by itself after this")
 	flag.Parse()
+	if *probe != "" {
+		if err := runProbe(*probe, *probeFor, cfg.SlowQuery); err != nil {
+			fmt.Fprintln(os.Stderr, "kubeatlas-load -probe:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if !*inProcess {
+		exe, err := os.Executable()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "kubeatlas-load:", err)
+			os.Exit(1)
+		}
+		cfg.ProbeCommand = []string{exe, "-slow", cfg.SlowQuery.String()}
+	}
 	switch *view {
 	case "full":
 		cfg.WatchView = v1.ComponentView_COMPONENT_VIEW_FULL
@@ -67,6 +88,19 @@ func main() {
 		fmt.Fprintln(os.Stderr, "kubeatlas-load:", err)
 		os.Exit(1)
 	}
+}
+
+// runProbe asks the queries of load.Probe for a while and prints the
+// latencies as JSON.
+func runProbe(server string, d, slow time.Duration) error {
+	conn, err := grpc.NewClient(server, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	return json.NewEncoder(os.Stdout).Encode(load.Probe(ctx, conn, slow))
 }
 
 // pin sets the CPU affinity of a process (0: this one) to a list such as "0", "1-3" or "0,2".
@@ -124,6 +158,22 @@ func run(aggBin, aggCPUs string, cfg load.Config, timeout time.Duration) error {
 	agg := exec.Command(aggBin, "--insecure", "--listen", addr, "--metrics-addr", maddr, "--profiling",
 		"--heartbeat-interval", cfg.Interval.String(), "--log-level", "warn")
 	agg.Stderr = os.Stderr
+	if os.Getenv("KUBEATLAS_LOAD_GCTRACE") != "" {
+		// The aggregator's GC trace, stamped with the time, next to -slow's lines.
+		agg.Env = append(os.Environ(), "GODEBUG=gctrace=1")
+		pr, pw, err := os.Pipe()
+		if err != nil {
+			return err
+		}
+		agg.Stderr = pw
+		defer pw.Close()
+		go func() {
+			sc := bufio.NewScanner(pr)
+			for sc.Scan() {
+				fmt.Fprintf(os.Stderr, "%s aggregator: %s\n", time.Now().Format("15:04:05.000"), sc.Text())
+			}
+		}()
+	}
 	agg.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := agg.Start(); err != nil {
 		return err
