@@ -14,7 +14,8 @@ import (
 // Codec is the server's gRPC codec: protobuf, except that a message already
 // in wire form is sent as it is. Watch encodes each change once and sends the
 // same bytes to every watcher. Install it with grpc.ForceServerCodecV2; under
-// any other codec the messages are marshalled as usual.
+// any other codec single events are marshalled as usual and batches are
+// refused.
 type Codec struct{}
 
 var protoCodec = encoding.GetCodecV2(protocodec.Name)
