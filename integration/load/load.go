@@ -404,18 +404,8 @@ func Probe(ctx context.Context, conn *grpc.ClientConn, slow time.Duration) *Prob
 	inv := v1.NewInventoryServiceClient(conn)
 	where := func(component string) (time.Duration, error) {
 		t := time.Now()
-		req := &v1.ListComponentsRequest{Component: component, PageSize: 1000, View: v1.ComponentView_COMPONENT_VIEW_BASIC}
-		for {
-			resp, err := inv.ListComponents(ctx, req)
-			if err != nil {
-				return 0, err
-			}
-			if resp.NextPageToken == "" {
-				break
-			}
-			req.PageToken = resp.NextPageToken
-		}
-		return time.Since(t), nil
+		_, err := Where(ctx, inv, component)
+		return time.Since(t), err
 	}
 	res := &ProbeResult{}
 	tick := time.NewTicker(50 * time.Millisecond)
@@ -437,6 +427,24 @@ func Probe(ctx context.Context, conn *grpc.ClientConn, slow time.Duration) *Prob
 			return res
 		case <-tick.C:
 		}
+	}
+}
+
+// Where asks where a component runs, as the CLI's table does (basic view,
+// pages of 1,000), and returns how many instances the answer has.
+func Where(ctx context.Context, inv v1.InventoryServiceClient, component string) (int, error) {
+	req := &v1.ListComponentsRequest{Component: component, PageSize: 1000, View: v1.ComponentView_COMPONENT_VIEW_BASIC}
+	n := 0
+	for {
+		resp, err := inv.ListComponents(ctx, req)
+		if err != nil {
+			return n, err
+		}
+		n += len(resp.Components)
+		if resp.NextPageToken == "" {
+			return n, nil
+		}
+		req.PageToken = resp.NextPageToken
 	}
 }
 

@@ -18,7 +18,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/kubeatlas/kubeatlas/integration/harness"
-	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
+	"github.com/kubeatlas/kubeatlas/integration/load"
 )
 
 // The cluster: nodes, and pods per node (kube-proxy, flannel and
@@ -50,7 +50,7 @@ func BenchmarkWhereVsKubectl(b *testing.B) {
 	agg := harness.StartAggregator(b, bins, "--kube", "versus="+cp.Kubeconfig, "--log-level", "warn")
 	t0 = time.Now()
 	if err := harness.Eventually(5*time.Minute, time.Second, func() error {
-		n, err := countInstances(ctx, agg.Client, "kube-proxy")
+		n, err := load.Where(ctx, agg.Client, "kube-proxy")
 		if err == nil && n != nodes {
 			err = fmt.Errorf("%d kube-proxy instances so far", n)
 		}
@@ -124,23 +124,6 @@ func timed(argv []string) (time.Duration, []byte, error) {
 		return d, append(out.Bytes(), errb.Bytes()...), err
 	}
 	return d, out.Bytes(), nil
-}
-
-// countInstances pages through ListComponents for one component.
-func countInstances(ctx context.Context, c v1.InventoryServiceClient, component string) (int, error) {
-	req := &v1.ListComponentsRequest{Component: component, PageSize: 1000, View: v1.ComponentView_COMPONENT_VIEW_BASIC}
-	n := 0
-	for {
-		resp, err := c.ListComponents(ctx, req)
-		if err != nil {
-			return n, err
-		}
-		n += len(resp.Components)
-		if resp.NextPageToken == "" {
-			return n, nil
-		}
-		req.PageToken = resp.NextPageToken
-	}
 }
 
 // populate creates the nodes, the workloads and their pods, many at a time.
