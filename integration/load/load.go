@@ -7,6 +7,7 @@ package load
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -564,30 +565,44 @@ func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
 		return encoding.GetCodecV2("proto").Unmarshal(data, v)
 	}
 	m.size = data.Len()
-	buf := data.MaterializeToBuffer(mem.DefaultBufferPool())
-	defer buf.Free()
-	b := buf.ReadOnlyData()
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return protowire.ParseError(n)
+	// Walk the top-level fields in place, without copying the message.
+	r := data.Reader()
+	defer r.Close()
+	for r.Remaining() > 0 {
+		tag, err := binary.ReadUvarint(r)
+		if err != nil {
+			return err
 		}
-		b = b[n:]
-		if num == 1 && typ == protowire.VarintType {
-			v, n := protowire.ConsumeVarint(b)
-			if n < 0 {
-				return protowire.ParseError(n)
+		num, typ := protowire.Number(tag>>3), protowire.Type(tag&7)
+		skip := 0
+		switch typ {
+		case protowire.VarintType:
+			v, err := binary.ReadUvarint(r)
+			if err != nil {
+				return err
 			}
-			m.typ = v1.WatchEventType(v)
+			if num == 1 {
+				m.typ = v1.WatchEventType(v)
+			}
+		case protowire.BytesType:
+			n, err := binary.ReadUvarint(r)
+			if err != nil {
+				return err
+			}
+			if num == 4 {
+				m.events++
+			}
+			skip = int(n)
+		case protowire.Fixed32Type:
+			skip = 4
+		case protowire.Fixed64Type:
+			skip = 8
+		default:
+			return fmt.Errorf("watch response: field %d has wire type %d", num, typ)
 		}
-		if num == 4 {
-			m.events++
+		if n, err := r.Discard(skip); err != nil || n != skip {
+			return fmt.Errorf("watch response: field %d cut short", num)
 		}
-		n = protowire.ConsumeFieldValue(num, typ, b)
-		if n < 0 {
-			return protowire.ParseError(n)
-		}
-		b = b[n:]
 	}
 	return nil
 }
