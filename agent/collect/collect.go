@@ -17,17 +17,18 @@ import (
 	"strings"
 	"syscall"
 	"time"
-	"unicode/utf8"
 
 	"github.com/shirou/gopsutil/v4/common"
 	"github.com/shirou/gopsutil/v4/process"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/kubeatlas/kubeatlas/agent/cgroup"
 	"github.com/kubeatlas/kubeatlas/agent/manifest"
 	"github.com/kubeatlas/kubeatlas/agent/recognize"
-	"github.com/kubeatlas/kubeatlas/agent/redact"
 	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
+	"github.com/kubeatlas/kubeatlas/redact"
+	"github.com/kubeatlas/kubeatlas/safetext"
 )
 
 // Config says where and how to collect.
@@ -179,13 +180,23 @@ func (c *Collector) Scan(ctx context.Context) (*v1.NodeInventory, error) {
 	// Containers whose runtime the cgroup name does not give run under the
 	// kubelet's runtime.
 	if rt := runtimeOfEndpoint(kubelet.ContainerRuntimeEndpoint); rt != v1.ContainerRuntime_CONTAINER_RUNTIME_UNSPECIFIED {
-		for _, p := range procs {
+		for i, p := range procs {
 			if p.PodUid != "" && p.ContainerId != "" && p.Runtime == v1.ContainerRuntime_CONTAINER_RUNTIME_UNSPECIFIED {
-				p.Runtime = rt
+				// A record may already have been sent: change a copy, and
+				// cache the copy for the next scan.
+				q := proto.CloneOf(p)
+				q.Runtime = rt
+				procs[i] = q
+				c.recache(q)
 			}
 		}
 	}
 	id := c.identity(kubeletFlags)
+	safetext.Message(id)
+	safetext.Message(kubelet)
+	for _, m := range mans {
+		safetext.Message(m)
+	}
 	return &v1.NodeInventory{
 		Identity:  id,
 		Kubelet:   kubelet,
@@ -282,8 +293,12 @@ func (c *Collector) readProcess(p *process.Process, dir string, st procStat, sta
 	}
 	rec.User = c.users.name(fi.Uid)
 	argv, _ := p.CmdlineSliceWithContext(c.ctx)
-	argv, rec.ArgvTruncated = bound(argv, c.cfg.MaxArgvBytes)
-	rec.Argv = redact.Argv(argv)
+	// Redact first, then bound: a cut must never ship the first part of a
+	// secret. Both work on valid UTF-8, and the bound cuts on rune boundaries.
+	for i, a := range argv {
+		argv[i] = safetext.Valid(a)
+	}
+	rec.Argv, rec.ArgvTruncated = bound(redact.Argv(argv), c.cfg.MaxArgvBytes)
 	if exe, err := p.ExeWithContext(c.ctx); err == nil {
 		rec.Exe = clean(exe)
 	}
@@ -296,6 +311,9 @@ func (c *Collector) readProcess(p *process.Process, dir string, st procStat, sta
 		rec.Runtime = runtimeProto(cg.Runtime)
 		rec.QosClass = qosProto(cg.QOS)
 	}
+	// Whatever else came from the node (a user name from /etc/passwd, a
+	// cgroup path) is made valid too.
+	safetext.Message(rec)
 	r := recognize.Recognize(rec.Argv)
 	rec.Infrastructure = r.Infrastructure
 	for _, comp := range r.Components {
@@ -304,41 +322,26 @@ func (c *Collector) readProcess(p *process.Process, dir string, st procStat, sta
 	return rec, nil
 }
 
-// bound keeps argv within max bytes and makes every word valid UTF-8.
+// bound makes every word of argv valid UTF-8 and keeps argv within max
+// bytes, cutting its last word on a rune boundary.
 func bound(argv []string, max int) ([]string, bool) {
-	total, truncated := 0, false
+	total := 0
 	out := make([]string, 0, len(argv))
 	for _, a := range argv {
+		a = safetext.Valid(a)
 		if total+len(a) > max {
-			rest := max - total
-			if rest > 0 {
-				out = append(out, clean(truncateUTF8(a, rest)))
+			if rest := max - total; rest > 0 {
+				out = append(out, safetext.Cut(a, rest))
 			}
-			truncated = true
-			break
+			return out, true
 		}
 		total += len(a)
-		out = append(out, clean(a))
+		out = append(out, a)
 	}
-	return out, truncated
+	return out, false
 }
 
-func truncateUTF8(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
-}
-
-func clean(s string) string {
-	if utf8.ValidString(s) {
-		return s
-	}
-	return strings.ToValidUTF8(s, "\uFFFD")
-}
+func clean(s string) string { return safetext.Valid(s) }
 
 func runtimeProto(r cgroup.Runtime) v1.ContainerRuntime {
 	switch r {
@@ -430,4 +433,13 @@ func readLimited(path string, max int64) ([]byte, error) {
 	}
 	defer f.Close()
 	return io.ReadAll(io.LimitReader(f, max))
+}
+
+// recache replaces the cached record of a process with a changed copy.
+func (c *Collector) recache(p *v1.Process) {
+	key := procKey{p.Pid, p.StartTime.AsTime().UnixMilli()}
+	if hit, ok := c.procs[key]; ok {
+		hit.rec = p
+		c.procs[key] = hit
+	}
 }

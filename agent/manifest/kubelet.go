@@ -12,8 +12,8 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/kubeatlas/kubeatlas/agent/recognize"
-	"github.com/kubeatlas/kubeatlas/agent/redact"
 	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
+	"github.com/kubeatlas/kubeatlas/redact"
 )
 
 // KubeadmFlagsFile is where kubeadm writes the kubelet's extra flags.

@@ -19,8 +19,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
 
-	"github.com/kubeatlas/kubeatlas/agent/redact"
 	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
+	"github.com/kubeatlas/kubeatlas/redact"
 )
 
 // DefaultDir is where kubeadm and most installers put static pod manifests.
@@ -54,11 +54,14 @@ func Parse(path string, data []byte) *v1.StaticPodManifest {
 		m.PodNamespace = "default"
 	}
 	for _, c := range pod.Spec.Containers {
+		// A flag may end command and its value begin args: they are
+		// redacted as the one command line they make.
+		command, args := redact.Container(c.Command, c.Args)
 		m.Containers = append(m.Containers, &v1.ManifestContainer{
 			Name:    clean(c.Name),
 			Image:   clean(c.Image),
-			Command: cleanAll(redact.Argv(append([]string{""}, c.Command...))[1:]),
-			Args:    cleanAll(redact.Lines(c.Args)),
+			Command: cleanAll(command),
+			Args:    cleanAll(args),
 		})
 	}
 	return m

@@ -4,8 +4,8 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/kubeatlas/kubeatlas/agent/redact"
 	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
+	"github.com/kubeatlas/kubeatlas/redact"
 )
 
 // Flags is a parsed command line: flag values by name (a repeated flag keeps

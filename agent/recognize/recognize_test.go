@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/kubeatlas/kubeatlas/agent/redact"
+	"github.com/kubeatlas/kubeatlas/redact"
 )
 
 func names(r Result) []string {

@@ -15,6 +15,7 @@ import (
 	"github.com/kubeatlas/kubeatlas/agent/recognize"
 	"github.com/kubeatlas/kubeatlas/aggregator/state"
 	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
+	"github.com/kubeatlas/kubeatlas/safetext"
 )
 
 // Settings are the thresholds findings use.
@@ -727,10 +728,7 @@ func ev(kind v1.EvidenceKind, summary string, kv ...string) *v1.Evidence {
 }
 
 func processEv(p *v1.Process) *v1.Evidence {
-	argv := strings.Join(p.Argv, " ")
-	if len(argv) > 200 {
-		argv = argv[:200] + "…"
-	}
+	argv := safetext.Ellipsis(strings.Join(p.Argv, " "), 200)
 	return ev(v1.EvidenceKind_EVIDENCE_KIND_PROCESS, fmt.Sprintf("pid %d (ppid %d, user %s): %s", p.Pid, p.Ppid, p.User, argv),
 		"pid", strconv.Itoa(int(p.Pid)), "ppid", strconv.Itoa(int(p.Ppid)), "user", p.User, "exe", p.Exe)
 }
@@ -749,12 +747,7 @@ func cgroupEv(p *v1.Process) *v1.Evidence {
 		"container_id", p.ContainerId, "unit", p.SystemdUnit)
 }
 
-func short(id string) string {
-	if len(id) > 13 {
-		return id[:13]
-	}
-	return id
-}
+func short(id string) string { return safetext.Cut(id, 13) }
 
 func abs(d time.Duration) time.Duration {
 	if d < 0 {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/kubeatlas/kubeatlas/aggregator/join"
 	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
+	"github.com/kubeatlas/kubeatlas/safetext"
 )
 
 // Format is an output format.
@@ -244,10 +245,7 @@ func Components(w io.Writer, f Format, resp *v1.ListComponentsResponse) error {
 	for _, in := range resp.Components {
 		cols := []string{in.Cluster, in.Node, in.Component, in.Implementation, How(in.How), Detail(in), pid(in.Pid)}
 		if f == Wide {
-			cid := in.ContainerId
-			if len(cid) > 13 {
-				cid = cid[:13]
-			}
+			cid := safetext.Cut(in.ContainerId, 13)
 			cols = append(cols, in.Version, cid, in.Image, itoa(in.RestartCount), Note(in))
 		}
 		row(tw, cols...)
@@ -274,7 +272,7 @@ func Processes(w io.Writer, f Format, resp *v1.ListProcessesResponse) error {
 		}
 		cmd := strings.Join(p.Argv, " ")
 		if f != Wide && len(cmd) > 60 {
-			cmd = cmd[:57] + "..."
+			cmd = safetext.Cut(cmd, 57) + "..."
 		}
 		if cmd == "" {
 			cmd = "[kernel thread]"
@@ -314,10 +312,7 @@ func Manifests(w io.Writer, f Format, resp *v1.ListManifestsResponse) error {
 		}
 		cols := []string{nm.Cluster, nm.Node, m.Path, pod, nm.MirrorPod, strings.Join(pids, ","), m.ParseError}
 		if f == Wide {
-			sum := m.Sha256
-			if len(sum) > 12 {
-				sum = sum[:12]
-			}
+			sum := safetext.Cut(m.Sha256, 12)
 			cols = append(cols, sum, strings.Join(images, ","))
 		}
 		row(tw, cols...)

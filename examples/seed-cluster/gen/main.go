@@ -27,8 +27,8 @@ import (
 	"github.com/kubeatlas/kubeatlas/agent/cgroup"
 	"github.com/kubeatlas/kubeatlas/agent/manifest"
 	"github.com/kubeatlas/kubeatlas/agent/recognize"
-	"github.com/kubeatlas/kubeatlas/agent/redact"
 	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
+	"github.com/kubeatlas/kubeatlas/redact"
 )
 
 const cluster = "seed"
