@@ -8,9 +8,11 @@
 package safetext
 
 import (
+	"errors"
 	"strings"
 	"unicode/utf8"
 
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 )
@@ -119,4 +121,60 @@ func mapField(fd protoreflect.FieldDescriptor, mp protoreflect.Map) int {
 		changed++
 	}
 	return changed
+}
+
+// Wire returns a message's wire form with every invalid UTF-8 sequence in
+// its string fields (at any depth, map keys and values included) replaced by
+// U+FFFD, so that it decodes. md describes the message. Fields it does not
+// know are kept as they are. It reports how many strings it changed.
+func Wire(b []byte, md protoreflect.MessageDescriptor) ([]byte, int, error) {
+	return wire(b, md, 0)
+}
+
+// maxWireDepth bounds nesting, as the protobuf decoder does.
+const maxWireDepth = 100
+
+func wire(b []byte, md protoreflect.MessageDescriptor, depth int) ([]byte, int, error) {
+	if depth > maxWireDepth {
+		return nil, 0, errors.New("message nested too deeply")
+	}
+	out := make([]byte, 0, len(b))
+	changed := 0
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return nil, 0, protowire.ParseError(n)
+		}
+		fd := md.Fields().ByNumber(num)
+		if typ != protowire.BytesType || fd == nil || (fd.Kind() != protoreflect.StringKind && fd.Kind() != protoreflect.MessageKind) {
+			m := protowire.ConsumeFieldValue(num, typ, b[n:])
+			if m < 0 {
+				return nil, 0, protowire.ParseError(m)
+			}
+			out = append(out, b[:n+m]...)
+			b = b[n+m:]
+			continue
+		}
+		v, m := protowire.ConsumeBytes(b[n:])
+		if m < 0 {
+			return nil, 0, protowire.ParseError(m)
+		}
+		out = protowire.AppendTag(out, num, typ)
+		if fd.Kind() == protoreflect.StringKind {
+			if !utf8.Valid(v) {
+				v = []byte(strings.ToValidUTF8(string(v), "\uFFFD"))
+				changed++
+			}
+			out = protowire.AppendBytes(out, v)
+		} else {
+			sub, c, err := wire(v, fd.Message(), depth+1)
+			if err != nil {
+				return nil, 0, err
+			}
+			changed += c
+			out = protowire.AppendBytes(out, sub)
+		}
+		b = b[n+m:]
+	}
+	return out, changed, nil
 }

@@ -59,3 +59,48 @@ func FuzzCut(f *testing.F) {
 		}
 	})
 }
+
+func TestWireMakesEveryStringValid(t *testing.T) {
+	good := &v1.ConnectRequest{Payload: &v1.ConnectRequest_SnapshotChunk{SnapshotChunk: &v1.SnapshotChunk{
+		Identity:  &v1.NodeIdentity{NodeName: "XXXX"},
+		Processes: []*v1.Process{{Pid: 7, Argv: []string{"ok", "YYYY"}, Components: []*v1.HostedComponent{{Flags: []*v1.Flag{{Name: "ZZZZ"}}}}}},
+	}}}
+	b, err := proto.Marshal(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []string{"XXXX", "YYYY", "ZZZZ"} {
+		b = []byte(strings.Replace(string(b), w, "a\xff\xfeb", 1))
+	}
+	var m v1.ConnectRequest
+	if proto.Unmarshal(b, &m) == nil {
+		t.Fatal("the test message is valid")
+	}
+	fixed, n, err := Wire(b, m.ProtoReflect().Descriptor())
+	if err != nil || n != 3 {
+		t.Fatalf("Wire: %d changed, %v", n, err)
+	}
+	if err := proto.Unmarshal(fixed, &m); err != nil {
+		t.Fatal(err)
+	}
+	p := m.GetSnapshotChunk().Processes[0]
+	if p.Pid != 7 || p.Argv[1] != "a\uFFFDb" || m.GetSnapshotChunk().Identity.NodeName != "a\uFFFDb" {
+		t.Fatalf("decoded %v", &m)
+	}
+}
+
+func FuzzWire(f *testing.F) {
+	b, _ := proto.Marshal(&v1.ConnectRequest{Payload: &v1.ConnectRequest_Hello{Hello: &v1.Hello{Identity: &v1.NodeIdentity{Cluster: "c", NodeName: "n"}}}})
+	f.Add(b)
+	md := (&v1.ConnectRequest{}).ProtoReflect().Descriptor()
+	f.Fuzz(func(t *testing.T, b []byte) {
+		fixed, _, err := Wire(b, md)
+		if err != nil {
+			return
+		}
+		var m v1.ConnectRequest
+		if err := proto.Unmarshal(fixed, &m); err != nil && strings.Contains(err.Error(), "UTF-8") {
+			t.Fatalf("still invalid UTF-8 after Wire: %v", err)
+		}
+	})
+}

@@ -113,7 +113,7 @@ func (c *Client) Run(ctx context.Context) error {
 			m.Reconnects.Inc()
 		}
 		wait := backoff/2 + rand.N(backoff/2+1)
-		c.cfg.Logger.Warn("stream ended; reconnecting", "error", err, "code", status.Code(err).String(), "in", wait)
+		c.cfg.Logger.Warn("stream ended; reconnecting", "error", err, "code", status.Code(err).String(), "reason", Explain(err), "in", wait)
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
@@ -191,8 +191,30 @@ func (c *Client) session(ctx context.Context) (healthy bool, err error) {
 	}}}); err != nil {
 		return false, fmt.Errorf("sending hello: %w", streamErr(err))
 	}
+	// The aggregator answers a hello with its settings; they bound what
+	// this stream may send.
+	lim := limits{chunk: c.cfg.ChunkBytes, heartbeat: c.cfg.HeartbeatInterval}
+	settingsT := time.NewTimer(settingsWait)
+	select {
+	case <-ctx.Done():
+		settingsT.Stop()
+		return false, ctx.Err()
+	case err := <-errCh:
+		settingsT.Stop()
+		return false, err
+	case m := <-recvCh:
+		settingsT.Stop()
+		if st := m.GetSettings(); st != nil {
+			lim = c.apply(st)
+		} else {
+			return false, fmt.Errorf("the aggregator answered the hello with %T, not its settings", m.Payload)
+		}
+	case <-settingsT.C:
+		c.cfg.Logger.Warn("no settings from the aggregator; using this agent's own limits", "waited", settingsWait)
+	}
+	inv = lim.capProcesses(inv, c.cfg.Logger)
 	sendSnapshot := func(inv *v1.NodeInventory) error {
-		chunks := Chunks(inv, c.cfg.ChunkBytes)
+		chunks := Chunks(inv, lim.chunk)
 		snapGen := gen + 1
 		for _, ch := range chunks {
 			gen++
@@ -211,7 +233,7 @@ func (c *Client) session(ctx context.Context) (healthy bool, err error) {
 	lastSend := time.Now()
 	scanT := time.NewTicker(c.cfg.ScanInterval)
 	defer scanT.Stop()
-	hbT := time.NewTicker(c.cfg.HeartbeatInterval)
+	hbT := time.NewTicker(lim.heartbeat)
 	defer hbT.Stop()
 	for {
 		select {
@@ -233,12 +255,14 @@ func (c *Client) session(ctx context.Context) (healthy bool, err error) {
 				if err != nil {
 					return healthy, err
 				}
+				inv = lim.capProcesses(inv, c.cfg.Logger)
 				if err := sendSnapshot(inv); err != nil {
 					return healthy, err
 				}
 				state, lastSend = NewState(inv), time.Now()
 			case *v1.ConnectResponse_Settings:
-				c.cfg.Logger.Debug("settings received", "heartbeat", p.Settings.GetHeartbeatInterval().AsDuration())
+				lim = c.apply(p.Settings)
+				hbT.Reset(lim.heartbeat)
 			}
 		case <-scanT.C:
 			inv, err := c.scan(ctx)
@@ -249,18 +273,23 @@ func (c *Client) session(ctx context.Context) (healthy bool, err error) {
 				c.cfg.Logger.Warn("scan failed", "error", err)
 				continue
 			}
+			inv = lim.capProcesses(inv, c.cfg.Logger)
 			next := NewState(inv)
 			if d := state.Diff(next); d != nil {
-				gen++
 				d.WallClock = timestamppb.Now()
 				d.Stats = inv.Stats
-				if err := send(&v1.ConnectRequest{Generation: gen, Payload: &v1.ConnectRequest_Delta{Delta: d}}); err != nil {
-					return healthy, fmt.Errorf("sending delta: %w", streamErr(err))
+				// A large change goes as several deltas, each within the
+				// chunk budget, as a snapshot does.
+				for _, part := range SplitDelta(d, lim.chunk) {
+					gen++
+					if err := send(&v1.ConnectRequest{Generation: gen, Payload: &v1.ConnectRequest_Delta{Delta: part}}); err != nil {
+						return healthy, fmt.Errorf("sending delta: %w", streamErr(err))
+					}
 				}
 				state, lastSend = next, time.Now()
 			}
 		case <-hbT.C:
-			if time.Since(lastSend) < c.cfg.HeartbeatInterval*9/10 {
+			if time.Since(lastSend) < lim.heartbeat*9/10 {
 				continue
 			}
 			if err := send(&v1.ConnectRequest{Generation: gen, Payload: &v1.ConnectRequest_Heartbeat{Heartbeat: &v1.Heartbeat{WallClock: timestamppb.Now()}}}); err != nil {

@@ -92,6 +92,11 @@ func (s *sink) Connect(st v1.AgentService_ConnectServer) error {
 		if err != nil {
 			return nil
 		}
+		if m.GetHello() != nil {
+			if err := st.Send(&v1.ConnectResponse{Payload: &v1.ConnectResponse_Settings{Settings: &v1.Settings{}}}); err != nil {
+				return err
+			}
+		}
 		if c := m.GetSnapshotChunk(); c != nil && c.Last {
 			s.snapshots.Add(1)
 		}

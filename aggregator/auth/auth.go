@@ -30,7 +30,24 @@ type Policy struct {
 
 // ReadTokens reads a token file: one token a line, blank lines and lines
 // starting with # ignored.
+//
+// A token file that any user of the machine may read is refused: the tokens
+// in it grant what a query client may see. (A Secret volume needs
+// defaultMode 0440 or tighter.)
 func ReadTokens(path string) ([]string, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading token file: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("token file %s is not a regular file", path)
+	}
+	if fi.Mode().Perm()&0o004 != 0 {
+		return nil, fmt.Errorf("token file %s is readable by every user (mode %04o): chmod o-r it (a Secret volume: defaultMode 0440)", path, fi.Mode().Perm())
+	}
+	if fi.Size() > 1<<20 {
+		return nil, fmt.Errorf("token file %s is %d bytes, over 1 MiB", path, fi.Size())
+	}
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("reading token file: %w", err)

@@ -20,6 +20,7 @@ import (
 	"github.com/kubeatlas/kubeatlas/aggregator/join"
 	"github.com/kubeatlas/kubeatlas/aggregator/kube"
 	"github.com/kubeatlas/kubeatlas/aggregator/server"
+	"github.com/kubeatlas/kubeatlas/aggregator/state"
 )
 
 // Version is set at build time with -ldflags "-X …/aggregator/command.Version=…".
@@ -36,6 +37,10 @@ func NewRootCmd() *cobra.Command {
 		skew, expire, hb, grace      time.Duration
 		restarts                     int32
 		staleAfter, maxProcs, maxMsg int
+		maxMans, burst               int
+		maxNodeBytes, watchBytes     int64
+		rate                         float64
+		forgetAfter, agentGrace      time.Duration
 		logLevel                     string
 	)
 	cmd := &cobra.Command{
@@ -83,8 +88,10 @@ func NewRootCmd() *cobra.Command {
 			agg, err := server.New(server.Config{
 				GRPCAddr: listen, MetricsAddr: metricsAddr, Profiling: profiling, Creds: creds, Kube: sources, Logger: log, ShutdownGrace: grace, Auth: policy,
 				Settings: join.Settings{ClockSkew: skew, RestartCount: restarts},
-				Ingest: ingest.Config{HeartbeatInterval: hb, StaleAfter: staleAfter, ExpireAfter: expire,
-					MaxProcesses: maxProcs, MaxMessageBytes: maxMsg},
+				Ingest: ingest.Config{HeartbeatInterval: hb, StaleAfter: staleAfter, ExpireAfter: expire, ForgetAfter: forgetAfter,
+					MaxProcesses: maxProcs, MaxManifests: maxMans, MaxMessageBytes: maxMsg, MaxNodeBytes: maxNodeBytes,
+					RatePerSecond: rate, Burst: burst},
+				AgentGrace: agentGrace, WatchHistoryBytes: watchBytes,
 			})
 			if err != nil {
 				return err
@@ -96,7 +103,7 @@ func NewRootCmd() *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVar(&listen, "listen", ":7443", "gRPC listen address (agents and queries)")
-	f.StringVar(&metricsAddr, "metrics-addr", ":9102", "where /metrics, /healthz and /readyz are served; empty to disable")
+	f.StringVar(&metricsAddr, "metrics-addr", "127.0.0.1:9102", "where /metrics, /healthz and /readyz are served (loopback by default: pprof and metrics are not for everyone); empty to disable")
 	f.BoolVar(&profiling, "profiling", false, "also serve Go's /debug/pprof/ on the metrics address (CPU, heap and goroutine profiles)")
 	f.StringVar(&certFile, "tls-cert-file", "", "server certificate")
 	f.StringVar(&keyFile, "tls-key-file", "", "server key")
@@ -111,6 +118,13 @@ func NewRootCmd() *cobra.Command {
 	f.DurationVar(&expire, "expire-after", 10*time.Minute, "silence before a stale node is marked expired")
 	f.IntVar(&maxProcs, "max-processes", 100_000, "most processes kept for one node")
 	f.IntVar(&maxMsg, "max-message-bytes", 4<<20, "largest message accepted from an agent")
+	f.IntVar(&maxMans, "max-manifests", 1000, "most static pod manifests kept for one node")
+	f.Int64Var(&maxNodeBytes, "max-node-bytes", ingest.DefaultMaxNodeBytes, "byte budget of one node: its stored processes and manifests, and separately a snapshot in progress (wire bytes)")
+	f.Float64Var(&rate, "agent-rate", 50, "messages a second one node may send, across its streams and reconnects")
+	f.IntVar(&burst, "agent-burst", 500, "messages one node may send at once above --agent-rate")
+	f.DurationVar(&forgetAfter, "forget-after", 24*time.Hour, "silence after which a node with no Node in the API is forgotten (a node the API deletes is forgotten once its agent expired)")
+	f.DurationVar(&agentGrace, "agent-grace", time.Minute, "after start, how long agents have to reconnect before nodes without one are findings")
+	f.Int64Var(&watchBytes, "watch-history-bytes", state.DefaultHistoryBytes, "bytes of recent changes kept for watchers that fall behind")
 	f.DurationVar(&grace, "shutdown-grace", 10*time.Second, "how long shutdown waits for streams to end")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd

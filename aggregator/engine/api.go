@@ -57,7 +57,9 @@ func (e *Engine) UpsertNodeAPI(cluster, name string, api *state.NodeAPI) error {
 	return nil
 }
 
-// DeleteNodeAPI records that a node left the API. What its agent reported is kept.
+// DeleteNodeAPI records that a node left the API. What a live agent
+// reported is kept; a node whose agent expired (or never reported) is
+// forgotten with everything its agent sent, and Config.Forgotten is told.
 func (e *Engine) DeleteNodeAPI(cluster, name string) error {
 	txn := e.store.WriteTxn()
 	defer txn.Abort()
@@ -67,19 +69,21 @@ func (e *Engine) DeleteNodeAPI(cluster, name string) error {
 	}
 	n := raw.(*state.Node).Copy()
 	n.API = nil
-	var err error
-	if n.Agent == nil {
-		err = txn.Delete(state.TableNodes, raw)
-	} else {
-		err = txn.Insert(state.TableNodes, n)
-	}
-	if err != nil {
+	forgotten := agentGone(n.Agent)
+	if forgotten {
+		if err := e.dropAgentRows(txn, n); err != nil {
+			return err
+		}
+	} else if err := txn.Insert(state.TableNodes, n); err != nil {
 		return fmt.Errorf("writing node: %w", err)
 	}
 	if err := e.rejoin(txn, cluster, []string{name}); err != nil {
 		return err
 	}
 	e.store.Commit(txn)
+	if forgotten && n.Agent != nil && e.cfg.Forgotten != nil {
+		e.cfg.Forgotten(cluster, name, ReasonNodeDeleted)
+	}
 	return nil
 }
 

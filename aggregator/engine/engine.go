@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-memdb"
@@ -27,13 +28,21 @@ type Config struct {
 	Logger *slog.Logger
 	// ObserveJoin, if set, is called with the duration of every node re-join.
 	ObserveJoin func(time.Duration)
+	// AwaitAgents holds back findings about nodes without agents until
+	// SettleAgents is called: after a restart, agents need a moment to
+	// reconnect. False raises them at once (offline bundles).
+	AwaitAgents bool
+	// Forgotten, if set, is told each time a node's agent rows are
+	// forgotten, with the reason (ReasonNodeDeleted, ReasonForgetAfter).
+	Forgotten func(cluster, node, reason string)
 }
 
 // Engine is the join engine over a state store. Its methods are safe for
 // concurrent use: go-memdb serialises writers.
 type Engine struct {
-	store *state.Store
-	cfg   Config
+	store   *state.Store
+	cfg     Config
+	settled atomic.Bool // agents had their chance to reconnect
 }
 
 // New returns an engine over store.
@@ -42,7 +51,9 @@ func New(store *state.Store, cfg Config) *Engine {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Engine{store: store, cfg: cfg}
+	e := &Engine{store: store, cfg: cfg}
+	e.settled.Store(!cfg.AwaitAgents)
+	return e
 }
 
 // Store returns the engine's store.
@@ -65,6 +76,9 @@ type Inventory struct {
 	Manifests  []*v1.StaticPodManifest
 	State      v1.AgentState
 	Generation uint64
+	// Bytes is the wire size of Processes and Manifests, when the caller
+	// counted it (0: the engine counts).
+	Bytes int64
 	// SeenAt is when the report arrived; Reference is the clock the node's
 	// wall clock is compared with (SeenAt for live agents, the bundle's
 	// collection time offline).
@@ -104,10 +118,14 @@ func (e *Engine) ApplyInventory(inv Inventory) error {
 	if err := txn.Insert(state.TableNodes, n); err != nil {
 		return fmt.Errorf("writing node: %w", err)
 	}
-	if err := txn.Insert(state.TableProcesses, &state.Processes{ID: id, Cluster: inv.Cluster, Node: inv.Node, Procs: procs}); err != nil {
+	pbytes, mbytes := inv.Bytes, int64(0)
+	if pbytes == 0 {
+		pbytes, mbytes = sizeOf(procs), sizeOf(mans)
+	}
+	if err := txn.Insert(state.TableProcesses, &state.Processes{ID: id, Cluster: inv.Cluster, Node: inv.Node, Procs: procs, Bytes: pbytes}); err != nil {
 		return fmt.Errorf("writing processes: %w", err)
 	}
-	if err := txn.Insert(state.TableManifests, &state.Manifests{ID: id, Cluster: inv.Cluster, Node: inv.Node, Manifests: mans}); err != nil {
+	if err := txn.Insert(state.TableManifests, &state.Manifests{ID: id, Cluster: inv.Cluster, Node: inv.Node, Manifests: mans, Bytes: mbytes}); err != nil {
 		return fmt.Errorf("writing manifests: %w", err)
 	}
 	first := e.markHasAgents(txn, inv.Cluster)
@@ -124,8 +142,9 @@ func (e *Engine) ApplyInventory(inv Inventory) error {
 	return nil
 }
 
-// ApplyDelta applies changes on top of a node's last report.
-func (e *Engine) ApplyDelta(cluster, node string, d *v1.Delta, seenAt time.Time, generation uint64) error {
+// ApplyDelta applies changes on top of a node's last report. A delta that
+// would take the node past lim is not applied and returns a *LimitError.
+func (e *Engine) ApplyDelta(cluster, node string, d *v1.Delta, seenAt time.Time, generation uint64, lim Limits) error {
 	txn := e.store.WriteTxn()
 	defer txn.Abort()
 	id := state.NodeID(cluster, node)
@@ -141,16 +160,32 @@ func (e *Engine) ApplyDelta(cluster, node string, d *v1.Delta, seenAt time.Time,
 		return ErrNoState
 	}
 	old := raw.(*state.Processes)
-	procs := applyProcessDelta(old.Procs, d)
-	if err := txn.Insert(state.TableProcesses, &state.Processes{ID: id, Cluster: cluster, Node: node, Procs: procs}); err != nil {
+	procs, pbytes := applyProcessDelta(old.Procs, old.Bytes, d)
+	if lim.MaxProcesses > 0 && len(procs) > lim.MaxProcesses {
+		return &LimitError{What: "processes", Limit: int64(lim.MaxProcesses), Got: int64(len(procs))}
+	}
+	var oldMans *state.Manifests
+	if mraw, _ := txn.First(state.TableManifests, state.IndexID, id); mraw != nil {
+		oldMans = mraw.(*state.Manifests)
+	} else {
+		oldMans = &state.Manifests{}
+	}
+	mans, mbytes := oldMans.Manifests, oldMans.Bytes
+	manifestsChanged := len(d.UpsertedManifests) > 0 || len(d.RemovedManifestPaths) > 0
+	if manifestsChanged {
+		mans, mbytes = applyManifestDelta(oldMans.Manifests, oldMans.Bytes, d)
+		if lim.MaxManifests > 0 && len(mans) > lim.MaxManifests {
+			return &LimitError{What: "manifests", Limit: int64(lim.MaxManifests), Got: int64(len(mans))}
+		}
+	}
+	if lim.MaxBytes > 0 && pbytes+mbytes > lim.MaxBytes {
+		return &LimitError{What: "bytes", Limit: lim.MaxBytes, Got: pbytes + mbytes}
+	}
+	if err := txn.Insert(state.TableProcesses, &state.Processes{ID: id, Cluster: cluster, Node: node, Procs: procs, Bytes: pbytes}); err != nil {
 		return fmt.Errorf("writing processes: %w", err)
 	}
-	if len(d.UpsertedManifests) > 0 || len(d.RemovedManifestPaths) > 0 {
-		var mans []*v1.StaticPodManifest
-		if mraw, _ := txn.First(state.TableManifests, state.IndexID, id); mraw != nil {
-			mans = mraw.(*state.Manifests).Manifests
-		}
-		if err := txn.Insert(state.TableManifests, &state.Manifests{ID: id, Cluster: cluster, Node: node, Manifests: applyManifestDelta(mans, d)}); err != nil {
+	if manifestsChanged {
+		if err := txn.Insert(state.TableManifests, &state.Manifests{ID: id, Cluster: cluster, Node: node, Manifests: mans, Bytes: mbytes}); err != nil {
 			return fmt.Errorf("writing manifests: %w", err)
 		}
 	}
@@ -251,7 +286,9 @@ func skew(wall, ref time.Time, ok bool) time.Duration {
 	return wall.Sub(ref)
 }
 
-func applyProcessDelta(old []*v1.Process, d *v1.Delta) []*v1.Process {
+// applyProcessDelta returns the node's processes after d, and their wire
+// size, counted from the old size by what d adds and takes away.
+func applyProcessDelta(old []*v1.Process, oldBytes int64, d *v1.Delta) ([]*v1.Process, int64) {
 	type key struct {
 		pid   int32
 		start int64
@@ -265,13 +302,19 @@ func applyProcessDelta(old []*v1.Process, d *v1.Delta) []*v1.Process {
 	for _, p := range d.UpsertedProcesses {
 		up[keyOf(p.Pid, p)] = p
 	}
+	bytes := oldBytes
+	for _, p := range up {
+		bytes += int64(proto.Size(p))
+	}
 	out := make([]*v1.Process, 0, len(old)+len(d.UpsertedProcesses))
 	for _, p := range old {
 		k := keyOf(p.Pid, p)
 		if removed[k] {
+			bytes -= int64(proto.Size(p))
 			continue
 		}
 		if n, ok := up[k]; ok {
+			bytes -= int64(proto.Size(p))
 			out = append(out, n)
 			delete(up, k)
 			continue
@@ -282,18 +325,27 @@ func applyProcessDelta(old []*v1.Process, d *v1.Delta) []*v1.Process {
 		out = append(out, p)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Pid < out[j].Pid })
-	return out
+	return out, bytes
 }
 
-func applyManifestDelta(old []*v1.StaticPodManifest, d *v1.Delta) []*v1.StaticPodManifest {
+// applyManifestDelta returns the node's manifests after d, and their wire size.
+func applyManifestDelta(old []*v1.StaticPodManifest, oldBytes int64, d *v1.Delta) ([]*v1.StaticPodManifest, int64) {
 	byPath := make(map[string]*v1.StaticPodManifest, len(old))
 	for _, m := range old {
 		byPath[m.Path] = m
 	}
+	bytes := oldBytes
 	for _, p := range d.RemovedManifestPaths {
-		delete(byPath, p)
+		if m, ok := byPath[p]; ok {
+			bytes -= int64(proto.Size(m))
+			delete(byPath, p)
+		}
 	}
 	for _, m := range d.UpsertedManifests {
+		if o, ok := byPath[m.Path]; ok {
+			bytes -= int64(proto.Size(o))
+		}
+		bytes += int64(proto.Size(m))
 		byPath[m.Path] = m
 	}
 	out := make([]*v1.StaticPodManifest, 0, len(byPath))
@@ -301,7 +353,16 @@ func applyManifestDelta(old []*v1.StaticPodManifest, d *v1.Delta) []*v1.StaticPo
 		out = append(out, m)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
-	return out
+	return out, bytes
+}
+
+// sizeOf is the wire size of a node's records.
+func sizeOf[M proto.Message](ms []M) int64 {
+	var n int64
+	for _, m := range ms {
+		n += int64(proto.Size(m))
+	}
+	return n
 }
 
 // ensureCluster makes sure the cluster row exists, applying change (which
@@ -400,6 +461,7 @@ func (e *Engine) rejoinNode(txn *memdb.Txn, c *state.Cluster, node string) (bool
 	id := state.NodeID(cluster, node)
 	in := join.NodeInput{
 		Cluster:          cluster,
+		AgentsSettled:    e.settled.Load(),
 		APIConnected:     c.APIConnected,
 		ClusterHasAgents: c.HasAgents,
 		APIServerVersion: c.APIServerVersion,

@@ -59,7 +59,7 @@ func BenchmarkRejoinOneNode(b *testing.B) {
 				d.UpsertedProcesses[0].Pid = int32(100000 + i%1000)
 				node := fmt.Sprintf("node-%05d", i%nodes)
 				t := time.Now()
-				if err := e.ApplyDelta("cluster-00", node, d, time.Now(), uint64(i+2)); err != nil {
+				if err := e.ApplyDelta("cluster-00", node, d, time.Now(), uint64(i+2), Limits{}); err != nil {
 					b.Fatal(err)
 				}
 				lat = append(lat, time.Since(t))

@@ -8,16 +8,21 @@ import (
 	"fmt"
 	"log/slog"
 	"regexp"
+	"strings"
 	"sync"
 	"time"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/kubeatlas/kubeatlas/aggregator/engine"
 	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
+	"github.com/kubeatlas/kubeatlas/redact"
+	"github.com/kubeatlas/kubeatlas/safetext"
 )
 
 // Config configures the ingest server. Zero fields take defaults.
@@ -28,7 +33,12 @@ type Config struct {
 	MaxProcesses int
 	// MaxManifests is the most manifests kept for one node (1,000).
 	MaxManifests int
-	// RatePerSecond and Burst bound each agent's message rate (50/s, burst 500).
+	// MaxNodeBytes bounds one node's stored processes and manifests, and
+	// separately a snapshot in progress, in wire bytes (DefaultMaxNodeBytes).
+	// A node's peak is twice it, while a new snapshot replaces the old one.
+	MaxNodeBytes int64
+	// RatePerSecond and Burst bound each node's message rate, across all its
+	// streams and reconnects (50/s, burst 500).
 	RatePerSecond float64
 	Burst         int
 	// HeartbeatInterval is assumed when an agent's hello gives none (10s).
@@ -37,6 +47,10 @@ type Config struct {
 	StaleAfter int
 	// ExpireAfter is how long a silent node stays stale before it is expired (10m).
 	ExpireAfter time.Duration
+	// ForgetAfter is how long a node may stay silent before what its agent
+	// reported is forgotten, if the API has no Node for it (24h). A node the
+	// API deletes is forgotten as soon as its agent has expired.
+	ForgetAfter time.Duration
 	// HelloTimeout is how long a new stream may take to say hello (30s).
 	HelloTimeout time.Duration
 	// Authorize, if set, decides whether a stream may report for (cluster, node).
@@ -59,6 +73,9 @@ func (c *Config) defaults() {
 	if c.MaxManifests == 0 {
 		c.MaxManifests = 1000
 	}
+	if c.MaxNodeBytes == 0 {
+		c.MaxNodeBytes = DefaultMaxNodeBytes
+	}
 	if c.RatePerSecond == 0 {
 		c.RatePerSecond = 50
 	}
@@ -74,6 +91,9 @@ func (c *Config) defaults() {
 	if c.ExpireAfter == 0 {
 		c.ExpireAfter = 10 * time.Minute
 	}
+	if c.ForgetAfter == 0 {
+		c.ForgetAfter = 24 * time.Hour
+	}
 	if c.HelloTimeout == 0 {
 		c.HelloTimeout = 30 * time.Second
 	}
@@ -85,6 +105,26 @@ func (c *Config) defaults() {
 	}
 }
 
+// DefaultMaxNodeBytes is the default byte budget of one node: about fifty
+// times what a node with 300 processes stores (see BENCHMARKS.md).
+const DefaultMaxNodeBytes = 16 << 20
+
+// Validate checks a configuration with its defaults filled in.
+func (c Config) Validate() error {
+	c.defaults()
+	switch {
+	case c.MaxMessageBytes < 1024:
+		return fmt.Errorf("max message bytes %d is below 1024", c.MaxMessageBytes)
+	case c.MaxNodeBytes < int64(c.MaxMessageBytes):
+		return fmt.Errorf("max node bytes %d is below the message limit %d", c.MaxNodeBytes, c.MaxMessageBytes)
+	case c.ForgetAfter < c.ExpireAfter:
+		return fmt.Errorf("forget-after %v is shorter than expire-after %v", c.ForgetAfter, c.ExpireAfter)
+	case c.RatePerSecond < 0 || c.Burst < 1:
+		return fmt.Errorf("rate %v/s with burst %d is not a rate", c.RatePerSecond, c.Burst)
+	}
+	return nil
+}
+
 type nodeKey struct{ cluster, node string }
 
 // streamReg is one registered stream; its address identifies it.
@@ -94,6 +134,22 @@ type liveness struct {
 	lastSeen  time.Time
 	heartbeat time.Duration
 	state     v1.AgentState
+	kept      bool // an expired node the API still has: not forgotten yet
+}
+
+// nodeState is what the server keeps for a node across its streams.
+type nodeState struct {
+	// mu is held while one of the node's streams applies a change, and
+	// while a new stream takes over.
+	mu sync.Mutex
+	// epoch counts the node's streams; a stream may apply changes only
+	// while its epoch is the newest, so nothing from a replaced stream can
+	// land after its successor's snapshot.
+	epoch uint64
+	// tokens and last are the node's rate bucket: reconnecting does not
+	// refill it.
+	tokens float64
+	last   time.Time
 }
 
 // Server is the AgentService implementation.
@@ -105,6 +161,10 @@ type Server struct {
 	mu      sync.Mutex
 	streams map[nodeKey]*streamReg
 	live    map[nodeKey]*liveness
+	nodes   map[nodeKey]*nodeState
+
+	stopping chan struct{}
+	stopOnce sync.Once
 }
 
 var _ v1.AgentServiceServer = (*Server)(nil)
@@ -112,8 +172,15 @@ var _ v1.AgentServiceServer = (*Server)(nil)
 // NewServer returns an ingest server feeding e.
 func NewServer(e *engine.Engine, cfg Config) *Server {
 	cfg.defaults()
-	return &Server{engine: e, cfg: cfg, streams: map[nodeKey]*streamReg{}, live: map[nodeKey]*liveness{}}
+	return &Server{engine: e, cfg: cfg, streams: map[nodeKey]*streamReg{}, live: map[nodeKey]*liveness{},
+		nodes: map[nodeKey]*nodeState{}, stopping: make(chan struct{})}
 }
+
+// Shutdown ends every agent stream at once with Unavailable, so that a
+// graceful stop does not wait for agents to hang up. New streams are refused.
+func (s *Server) Shutdown() { s.stopOnce.Do(func() { close(s.stopping) }) }
+
+var errShutdown = status.Error(codes.Unavailable, "the aggregator is shutting down; reconnect")
 
 // ConnectedAgents returns the number of open agent streams.
 func (s *Server) ConnectedAgents() int {
@@ -126,7 +193,15 @@ var nameRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$`)
 
 func validName(s string) bool { return nameRE.MatchString(s) }
 
-var errReplaced = errors.New("replaced by a newer connection for the same node")
+var (
+	errReplaced    = errors.New("replaced by a newer connection for the same node")
+	errCertExpired = errors.New("the client certificate expired")
+)
+
+// maxEcho bounds how much of a peer's own text an error message repeats.
+const maxEcho = 64
+
+func echo(s string) string { return safetext.Ellipsis(s, maxEcho) }
 
 // Connect implements AgentService.
 func (s *Server) Connect(stream v1.AgentService_ConnectServer) error {
@@ -162,10 +237,16 @@ func (s *Server) Connect(stream v1.AgentService_ConnectServer) error {
 	case first = <-recvCh:
 	case <-helloT.C:
 		return status.Error(codes.DeadlineExceeded, "no hello within the hello timeout")
+	case <-s.stopping:
+		return errShutdown
 	case <-ctx.Done():
 		return nil
 	}
 	if first.err != nil {
+		if err := undecodable(first.err); err != nil {
+			s.reject("invalid_argument")
+			return err
+		}
 		return nil
 	}
 	hello := first.msg.GetHello()
@@ -177,7 +258,7 @@ func (s *Server) Connect(stream v1.AgentService_ConnectServer) error {
 	cluster, node := id.GetCluster(), id.GetNodeName()
 	if !validName(cluster) || !validName(node) {
 		s.reject("invalid_argument")
-		return status.Errorf(codes.InvalidArgument, "hello names cluster %q and node %q; both must be lower-case DNS names", cluster, node)
+		return status.Errorf(codes.InvalidArgument, "hello names cluster %q and node %q; both must be lower-case DNS names of at most 253 characters", echo(cluster), echo(node))
 	}
 	if s.cfg.Authorize != nil {
 		if err := s.cfg.Authorize(ctx, cluster, node); err != nil {
@@ -192,10 +273,20 @@ func (s *Server) Connect(stream v1.AgentService_ConnectServer) error {
 		hb = s.cfg.HeartbeatInterval
 	}
 	reg := &streamReg{cancel: cancel}
-	s.register(key, reg)
+	ns, epoch := s.register(key, reg)
 	defer s.unregister(key, reg)
 	log := s.cfg.Logger.With("cluster", cluster, "node", node)
-	log.Info("agent connected", "agent_version", id.GetAgentVersion())
+	if !s.allow(ns) {
+		s.reject("rate")
+		log.Warn("agent stream refused", "error", "over the node's message rate")
+		return status.Errorf(codes.ResourceExhausted, "node %s/%s is over its rate of %.0f messages a second (burst %d), across reconnects", cluster, node, s.cfg.RatePerSecond, s.cfg.Burst)
+	}
+	// A stream lives no longer than the client certificate that opened it.
+	if exp, ok := certExpiry(ctx); ok {
+		t := time.AfterFunc(time.Until(exp), func() { cancel(errCertExpired) })
+		defer t.Stop()
+	}
+	log.Info("agent connected", "agent_version", safetext.Ellipsis(id.GetAgentVersion(), maxEcho))
 
 	if err := stream.Send(&v1.ConnectResponse{Payload: &v1.ConnectResponse_Settings{Settings: &v1.Settings{
 		HeartbeatInterval: durationpb.New(hb), MaxMessageBytes: uint32(s.cfg.MaxMessageBytes), MaxProcesses: uint32(s.cfg.MaxProcesses),
@@ -203,19 +294,32 @@ func (s *Server) Connect(stream v1.AgentService_ConnectServer) error {
 		return err
 	}
 
-	sess := &session{s: s, key: key, hb: hb, stream: stream, log: log, tokens: float64(s.cfg.Burst), last: s.cfg.Now()}
+	sess := &session{s: s, key: key, hb: hb, stream: stream, log: log, ns: ns, epoch: epoch}
 	for {
 		var r recvd
 		select {
+		case <-s.stopping:
+			log.Info("stream ended: shutting down")
+			return errShutdown
 		case <-ctx.Done():
-			if errors.Is(context.Cause(ctx), errReplaced) {
+			switch cause := context.Cause(ctx); {
+			case errors.Is(cause, errReplaced):
 				log.Info("stream replaced by a newer one")
 				return status.Error(codes.Aborted, errReplaced.Error())
+			case errors.Is(cause, errCertExpired):
+				s.reject("certificate_expired")
+				log.Warn("stream ended: the agent's client certificate expired")
+				return status.Error(codes.Unauthenticated, "the client certificate this stream was opened with has expired")
 			}
 			return nil
 		case r = <-recvCh:
 		}
 		if r.err != nil {
+			if err := undecodable(r.err); err != nil {
+				s.reject("invalid_argument")
+				log.Warn("agent stream refused", "error", err)
+				return err
+			}
 			log.Info("agent disconnected", "reason", r.err)
 			return nil
 		}
@@ -226,16 +330,68 @@ func (s *Server) Connect(stream v1.AgentService_ConnectServer) error {
 	}
 }
 
-func (s *Server) register(key nodeKey, reg *streamReg) {
+// register makes reg the node's stream, ends the one it replaces, and
+// returns the node's state with the new stream's epoch. It returns only once
+// the replaced stream can no longer apply anything.
+func (s *Server) register(key nodeKey, reg *streamReg) (*nodeState, uint64) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if old, ok := s.streams[key]; ok {
-		old.cancel(errReplaced)
-	}
+	old := s.streams[key]
 	s.streams[key] = reg
+	ns := s.nodes[key]
+	if ns == nil {
+		ns = &nodeState{tokens: float64(s.cfg.Burst), last: s.cfg.Now()}
+		s.nodes[key] = ns
+	}
 	if m := s.cfg.Metrics; m != nil {
 		m.ConnectedAgents.Set(float64(len(s.streams)))
 	}
+	s.mu.Unlock()
+	if old != nil {
+		old.cancel(errReplaced)
+	}
+	ns.mu.Lock()
+	ns.epoch++
+	epoch := ns.epoch
+	ns.mu.Unlock()
+	return ns, epoch
+}
+
+// allow takes one message from the node's rate bucket.
+func (s *Server) allow(ns *nodeState) bool {
+	ns.mu.Lock()
+	defer ns.mu.Unlock()
+	now := s.cfg.Now()
+	ns.tokens = min(ns.tokens+now.Sub(ns.last).Seconds()*s.cfg.RatePerSecond, float64(s.cfg.Burst))
+	ns.last = now
+	if ns.tokens < 1 {
+		return false
+	}
+	ns.tokens--
+	return true
+}
+
+// undecodable turns a receive error that means the peer sent something
+// that is not a valid message (bad protobuf, a string that is not UTF-8)
+// into InvalidArgument; other errors give nil.
+func undecodable(err error) error {
+	st, ok := status.FromError(err)
+	if !ok || st.Code() != codes.Internal || !strings.Contains(st.Message(), "unmarshal") {
+		return nil
+	}
+	return status.Errorf(codes.InvalidArgument, "the message cannot be decoded (every string must be valid UTF-8): %s", safetext.Ellipsis(st.Message(), 200))
+}
+
+// certExpiry returns when the stream's client certificate expires.
+func certExpiry(ctx context.Context) (time.Time, bool) {
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return time.Time{}, false
+	}
+	ti, ok := p.AuthInfo.(credentials.TLSInfo)
+	if !ok || len(ti.State.PeerCertificates) == 0 {
+		return time.Time{}, false
+	}
+	return ti.State.PeerCertificates[0].NotAfter, true
 }
 
 func (s *Server) unregister(key nodeKey, reg *streamReg) {
@@ -282,7 +438,9 @@ func (s *Server) Run(ctx context.Context) {
 	}
 }
 
-// CheckLiveness marks nodes whose agents went silent.
+// CheckLiveness marks nodes whose agents went silent, forgets nodes that
+// stayed silent for ForgetAfter with no Node in the API, and drops the rate
+// state of nodes that have no stream and a full bucket.
 func (s *Server) CheckLiveness() {
 	now := s.cfg.Now()
 	type change struct {
@@ -290,6 +448,7 @@ func (s *Server) CheckLiveness() {
 		st  v1.AgentState
 	}
 	var changes []change
+	var forget []nodeKey
 	s.mu.Lock()
 	for k, l := range s.live {
 		silent := now.Sub(l.lastSeen)
@@ -301,8 +460,20 @@ func (s *Server) CheckLiveness() {
 			want = v1.AgentState_AGENT_STATE_STALE
 		}
 		if want != l.state {
-			l.state = want
+			l.state, l.kept = want, false
 			changes = append(changes, change{k, want})
+		}
+		if want == v1.AgentState_AGENT_STATE_EXPIRED && silent > s.cfg.ForgetAfter && !l.kept {
+			forget = append(forget, k)
+		}
+	}
+	idle := time.Duration(float64(s.cfg.Burst) / max(s.cfg.RatePerSecond, 1e-9) * float64(time.Second))
+	for k, ns := range s.nodes {
+		if _, open := s.streams[k]; !open && ns.mu.TryLock() {
+			if now.Sub(ns.last) > idle {
+				delete(s.nodes, k)
+			}
+			ns.mu.Unlock()
 		}
 	}
 	s.mu.Unlock()
@@ -313,6 +484,37 @@ func (s *Server) CheckLiveness() {
 		}
 		s.cfg.Logger.Info("agent state changed", "cluster", c.key.cluster, "node", c.key.node, "state", c.st.String())
 	}
+	for _, k := range forget {
+		gone, err := s.engine.ForgetNode(k.cluster, k.node)
+		if err != nil {
+			s.cfg.Logger.Error("forgetting node", "cluster", k.cluster, "node", k.node, "error", err)
+			continue
+		}
+		s.mu.Lock()
+		if l := s.live[k]; l != nil && l.state == v1.AgentState_AGENT_STATE_EXPIRED {
+			if gone {
+				delete(s.live, k)
+			} else {
+				// The API still has the Node: it is forgotten when the API deletes it.
+				l.kept = true
+			}
+		}
+		s.mu.Unlock()
+	}
+}
+
+// Forgotten logs and counts a node whose agent rows were forgotten; the
+// aggregator wires it into engine.Config.Forgotten.
+func (s *Server) Forgotten(cluster, node, reason string) {
+	s.cfg.Logger.Info("node forgotten", "cluster", cluster, "node", node, "reason", reason)
+	if m := s.cfg.Metrics; m != nil {
+		m.Forgotten.WithLabelValues(reason).Inc()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if l := s.live[nodeKey{cluster, node}]; l != nil && l.state == v1.AgentState_AGENT_STATE_EXPIRED {
+		delete(s.live, nodeKey{cluster, node})
+	}
 }
 
 // session is one agent stream's protocol state.
@@ -322,29 +524,32 @@ type session struct {
 	hb     time.Duration
 	stream v1.AgentService_ConnectServer
 	log    *slog.Logger
+	ns     *nodeState
+	epoch  uint64
 
-	applied   uint64 // newest generation applied
-	hasState  bool   // a snapshot was applied on this stream
-	pending   *engine.Inventory
-	pendingAt uint64 // generation of the pending snapshot's first chunk
-	resyncing bool   // a resync was asked for; data is ignored until a snapshot starts
-
-	tokens float64
-	last   time.Time
+	applied      uint64 // newest generation applied
+	hasState     bool   // a snapshot was applied on this stream
+	pending      *engine.Inventory
+	pendingAt    uint64 // generation of the pending snapshot's first chunk
+	pendingBytes int64  // wire bytes of the pending snapshot's records
+	resyncing    bool   // a resync was asked for; data is ignored until a snapshot starts
 }
 
-func (ss *session) allow() bool {
-	now := ss.s.cfg.Now()
-	ss.tokens += now.Sub(ss.last).Seconds() * ss.s.cfg.RatePerSecond
-	if ss.tokens > float64(ss.s.cfg.Burst) {
-		ss.tokens = float64(ss.s.cfg.Burst)
+// apply runs f, a change to the engine, unless a newer stream of the same
+// node has taken over.
+func (ss *session) apply(f func() error) error {
+	ss.ns.mu.Lock()
+	defer ss.ns.mu.Unlock()
+	if ss.ns.epoch != ss.epoch {
+		return status.Error(codes.Aborted, errReplaced.Error())
 	}
-	ss.last = now
-	if ss.tokens < 1 {
-		return false
-	}
-	ss.tokens--
-	return true
+	return f()
+}
+
+// exhausted refuses a stream over one of its node's limits.
+func (ss *session) exhausted(reason, format string, args ...any) error {
+	ss.s.reject(reason)
+	return status.Errorf(codes.ResourceExhausted, format, args...)
 }
 
 func (ss *session) resync(reason string, expected uint64) error {
@@ -362,13 +567,12 @@ func (ss *session) ack(gen uint64) error {
 
 func (ss *session) handle(msg *v1.ConnectRequest) error {
 	cfg := &ss.s.cfg
-	if !ss.allow() {
-		ss.s.reject("rate")
-		return status.Errorf(codes.ResourceExhausted, "more than %.0f messages a second (burst %d)", cfg.RatePerSecond, cfg.Burst)
+	if !ss.s.allow(ss.ns) {
+		return ss.exhausted("rate", "more than %.0f messages a second (burst %d) from this node, across its streams", cfg.RatePerSecond, cfg.Burst)
 	}
-	if n := proto.Size(msg); n > cfg.MaxMessageBytes {
-		ss.s.reject("size")
-		return status.Errorf(codes.ResourceExhausted, "message of %d bytes is over the %d-byte limit", n, cfg.MaxMessageBytes)
+	n := proto.Size(msg)
+	if n > cfg.MaxMessageBytes {
+		return ss.exhausted("size", "message of %d bytes is over the %d-byte limit", n, cfg.MaxMessageBytes)
 	}
 	if m := cfg.Metrics; m != nil {
 		m.Messages.WithLabelValues(payloadName(msg)).Inc()
@@ -388,6 +592,7 @@ func (ss *session) handle(msg *v1.ConnectRequest) error {
 			}
 			ss.resyncing = false
 			ss.pendingAt = msg.Generation
+			ss.pendingBytes = 0
 			ss.pending = &engine.Inventory{Cluster: ss.key.cluster, Node: ss.key.node, Identity: ch.Identity, Kubelet: ch.Kubelet,
 				State: v1.AgentState_AGENT_STATE_REPORTING}
 			if ch.Identity == nil {
@@ -408,23 +613,33 @@ func (ss *session) handle(msg *v1.ConnectRequest) error {
 			}
 		}
 		ss.applied = msg.Generation
+		ss.pendingBytes += int64(n)
+		if ss.pendingBytes > cfg.MaxNodeBytes {
+			ss.pending = nil
+			return ss.exhausted("bytes", "snapshot of more than %d bytes: over the node's byte budget (--max-node-bytes)", cfg.MaxNodeBytes)
+		}
+		if len(ss.pending.Processes)+len(ch.Processes) > cfg.MaxProcesses {
+			ss.pending = nil
+			return ss.exhausted("processes", "snapshot has more than %d processes (--max-processes)", cfg.MaxProcesses)
+		}
+		if len(ss.pending.Manifests)+len(ch.Manifests) > cfg.MaxManifests {
+			ss.pending = nil
+			return ss.exhausted("manifests", "snapshot has more than %d manifests (--max-manifests)", cfg.MaxManifests)
+		}
+		ss.scrub(ch.Processes, ch.Manifests, ch.Kubelet)
 		ss.pending.Processes = append(ss.pending.Processes, ch.Processes...)
 		ss.pending.Manifests = append(ss.pending.Manifests, ch.Manifests...)
-		if len(ss.pending.Processes) > cfg.MaxProcesses {
-			ss.s.reject("processes")
-			return status.Errorf(codes.ResourceExhausted, "snapshot has more than %d processes", cfg.MaxProcesses)
-		}
-		if len(ss.pending.Manifests) > cfg.MaxManifests {
-			ss.s.reject("manifests")
-			return status.Errorf(codes.ResourceExhausted, "snapshot has more than %d manifests", cfg.MaxManifests)
-		}
 		if !ch.Last {
 			return nil
 		}
 		inv := ss.pending
 		ss.pending = nil
 		inv.Stats, inv.Generation, inv.SeenAt, inv.Reference = ch.Stats, msg.Generation, now, now
-		if err := ss.s.engine.ApplyInventory(*inv); err != nil {
+		inv.Bytes = ss.pendingBytes
+		if err := ss.apply(func() error { return ss.s.engine.ApplyInventory(*inv) }); err != nil {
+			if status.Code(err) == codes.Aborted {
+				return err
+			}
 			return status.Errorf(codes.Internal, "applying snapshot: %v", err)
 		}
 		ss.hasState = true
@@ -443,14 +658,19 @@ func (ss *session) handle(msg *v1.ConnectRequest) error {
 			return ss.resync(fmt.Sprintf("generation %d missing", ss.applied+1), ss.applied+1)
 		}
 		d := p.Delta
-		if len(d.UpsertedProcesses) > cfg.MaxProcesses || len(d.UpsertedManifests) > cfg.MaxManifests {
-			ss.s.reject("processes")
-			return status.Errorf(codes.ResourceExhausted, "delta over the per-node limits")
-		}
-		if err := ss.s.engine.ApplyDelta(ss.key.cluster, ss.key.node, d, now, msg.Generation); err != nil {
-			if errors.Is(err, engine.ErrNoState) {
-				return ss.resync("no state for this node", ss.applied+1)
-			}
+		ss.scrub(d.UpsertedProcesses, d.UpsertedManifests, d.Kubelet)
+		lim := engine.Limits{MaxProcesses: cfg.MaxProcesses, MaxManifests: cfg.MaxManifests, MaxBytes: cfg.MaxNodeBytes}
+		err := ss.apply(func() error { return ss.s.engine.ApplyDelta(ss.key.cluster, ss.key.node, d, now, msg.Generation, lim) })
+		var le *engine.LimitError
+		switch {
+		case err == nil:
+		case errors.Is(err, engine.ErrNoState):
+			return ss.resync("no state for this node", ss.applied+1)
+		case errors.As(err, &le):
+			return ss.exhausted(le.What, "delta refused: %v", le)
+		case status.Code(err) == codes.Aborted:
+			return err
+		default:
 			return status.Errorf(codes.Internal, "applying delta: %v", err)
 		}
 		ss.applied = msg.Generation
@@ -468,9 +688,14 @@ func (ss *session) handle(msg *v1.ConnectRequest) error {
 		if !ss.hasState {
 			return nil
 		}
-		if err := ss.s.engine.Heartbeat(ss.key.cluster, ss.key.node, p.Heartbeat.GetWallClock().AsTime(), now); err != nil {
+		if err := ss.apply(func() error {
+			return ss.s.engine.Heartbeat(ss.key.cluster, ss.key.node, p.Heartbeat.GetWallClock().AsTime(), now)
+		}); err != nil {
 			if errors.Is(err, engine.ErrNoState) {
 				return ss.resync("no state for this node", ss.applied+1)
+			}
+			if status.Code(err) == codes.Aborted {
+				return err
 			}
 			return status.Errorf(codes.Internal, "recording heartbeat: %v", err)
 		}
@@ -478,6 +703,69 @@ func (ss *session) handle(msg *v1.ConnectRequest) error {
 	}
 	ss.s.reject("invalid_argument")
 	return status.Error(codes.InvalidArgument, "message carries no payload")
+}
+
+// scrub redacts what an agent sent once more, with the agent's own rules:
+// an old, misconfigured or lying agent must not put a secret in the store.
+func (ss *session) scrub(procs []*v1.Process, mans []*v1.StaticPodManifest, kubelet *v1.KubeletInfo) {
+	n := 0
+	for _, p := range procs {
+		if redactProcess(p) {
+			n++
+		}
+	}
+	for _, m := range mans {
+		for _, c := range m.Containers {
+			cmd, args := redact.Container(c.Command, c.Args)
+			if !equal(cmd, c.Command) || !equal(args, c.Args) {
+				c.Command, c.Args = cmd, args
+				n++
+			}
+		}
+	}
+	if kubelet != nil {
+		if f := redact.Lines(kubelet.KubeadmFlags); !equal(f, kubelet.KubeadmFlags) {
+			kubelet.KubeadmFlags = f
+			n++
+		}
+	}
+	if n > 0 {
+		ss.log.Warn("the agent sent secrets; redacted them", "records", n)
+		if m := ss.s.cfg.Metrics; m != nil {
+			m.Redacted.Add(float64(n))
+		}
+	}
+}
+
+// redactProcess redacts a process's argv and its components' flags in
+// place; it reports whether anything was a secret.
+func redactProcess(p *v1.Process) bool {
+	changed := false
+	if argv := redact.Argv(p.Argv); !equal(argv, p.Argv) {
+		p.Argv, changed = argv, true
+	}
+	for _, hc := range p.Components {
+		for _, f := range hc.Flags {
+			for i, v := range f.Values {
+				if r, ok := redact.Value(f.Name, v); ok {
+					f.Values[i], f.Redacted, changed = r, true, true
+				}
+			}
+		}
+	}
+	return changed
+}
+
+func equal(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
 }
 
 func payloadName(m *v1.ConnectRequest) string {

@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"sync"
 	"testing"
@@ -18,6 +19,7 @@ import (
 	"github.com/kubeatlas/kubeatlas/agent/recognize"
 	"github.com/kubeatlas/kubeatlas/agent/stream"
 	"github.com/kubeatlas/kubeatlas/aggregator/engine"
+	"github.com/kubeatlas/kubeatlas/aggregator/query"
 	"github.com/kubeatlas/kubeatlas/aggregator/state"
 	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
 )
@@ -44,7 +46,7 @@ func start(t *testing.T, cfg Config) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gs := grpc.NewServer()
+	gs := grpc.NewServer(grpc.ForceServerCodecV2(query.Codec{}))
 	v1.RegisterAgentServiceServer(gs, ing)
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -227,7 +229,7 @@ func TestRefusals(t *testing.T) {
 		code codes.Code
 	}{
 		{"too many processes", func(st v1.AgentService_ConnectClient) error {
-			return st.Send(snapshotMsg(1, "c1", "n2", proc(1), proc(2), proc(3), proc(4)))
+			return st.Send(snapshotMsg(1, "c1", "n10", proc(1), proc(2), proc(3), proc(4)))
 		}, codes.ResourceExhausted},
 		{"flood", func(st v1.AgentService_ConnectClient) error {
 			for i := 0; i < 50; i++ {
@@ -247,9 +249,10 @@ func TestRefusals(t *testing.T) {
 			return st.Send(&v1.ConnectRequest{})
 		}, codes.InvalidArgument},
 	}
-	for _, tt := range tests {
+	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			st := rawStream(t, h, "c1", "n2")
+			// Each case on a node of its own: the rate limit is per node.
+			st := rawStream(t, h, "c1", fmt.Sprintf("n%d", 10+i))
 			if err := tt.send(st); err != nil {
 				t.Fatal(err)
 			}

@@ -52,6 +52,9 @@ type NodeInput struct {
 	APIConnected bool
 	// ClusterHasAgents says whether any node of the cluster has an agent.
 	ClusterHasAgents bool
+	// AgentsSettled says whether agents had their chance to reconnect since
+	// the aggregator started: until then a node without an agent is no finding.
+	AgentsSettled bool
 	// APIServerVersion is the cluster's kube-apiserver version, if known.
 	APIServerVersion string
 	Settings         Settings
@@ -274,7 +277,7 @@ func (j *joiner) pod(pod *state.Pod) {
 			fmt.Sprintf("mirror pod %s/%s has no manifest in the static pod directory of %s", pod.Namespace, pod.Name, j.node),
 			ownerEv, j.staticDirEv())
 	}
-	if pod.Phase == "Running" && j.reporting && j.in.Procs != nil && !anyProcess && hasContainerIDs(pod) {
+	if pod.Phase == "Running" && j.in.APIConnected && j.reporting && j.in.Procs != nil && !anyProcess && hasContainerIDs(pod) {
 		j.finding(v1.FindingKind_FINDING_KIND_POD_WITHOUT_PROCESS, v1.Severity_SEVERITY_WARNING, pod.Namespace+"/"+pod.Name,
 			fmt.Sprintf("pod %s/%s is Running in the API but node %s reports no process in its cgroup", pod.Namespace, pod.Name, j.node),
 			ev(v1.EvidenceKind_EVIDENCE_KIND_POD, fmt.Sprintf("pod UID %s, phase Running", pod.UID), "pod", pod.Namespace+"/"+pod.Name, "uid", pod.UID))
@@ -537,7 +540,7 @@ func argvDiff(want, got []string) string {
 // nodeFindings raises findings about the node itself.
 func (j *joiner) nodeFindings() {
 	n := j.in.Node
-	if n.API != nil && n.Agent == nil && j.in.ClusterHasAgents {
+	if n.API != nil && n.Agent == nil && j.in.ClusterHasAgents && j.in.AgentsSettled {
 		j.finding(v1.FindingKind_FINDING_KIND_NODE_WITHOUT_AGENT, v1.Severity_SEVERITY_WARNING, n.Name,
 			fmt.Sprintf("node %s is in the API but no kubeatlas agent reports for it", n.Name),
 			ev(v1.EvidenceKind_EVIDENCE_KIND_NODE, "Node object present; no agent hello received", "node", n.Name))

@@ -145,9 +145,20 @@ func TestNode(t *testing.T) {
 		},
 		{
 			name: "node without agent, version skew",
-			in: NodeInput{Node: &state.Node{Name: "n1", API: &state.NodeAPI{KubeletVersion: "v1.23.4"}}, APIConnected: true, ClusterHasAgents: true,
+			in: NodeInput{Node: &state.Node{Name: "n1", API: &state.NodeAPI{KubeletVersion: "v1.23.4"}}, APIConnected: true, ClusterHasAgents: true, AgentsSettled: true,
 				APIServerVersion: "v1.27.0"},
 			wantFinds: []string{"NODE_WITHOUT_AGENT", "VERSION_SKEW"},
+		},
+		{
+			name: "no absence finding before agents had their chance to reconnect",
+			in: NodeInput{Node: &state.Node{Name: "n1", API: &state.NodeAPI{KubeletVersion: "v1.27.0"}}, APIConnected: true, ClusterHasAgents: true,
+				APIServerVersion: "v1.27.0"},
+		},
+		{
+			name: "no absence finding before the API's objects are loaded",
+			in: NodeInput{Node: &state.Node{Name: "n1", Agent: reporting()}, ClusterHasAgents: true, AgentsSettled: true,
+				Procs: []*v1.Process{proc(9, "/opt/bin/flanneld --ip-masq", puid, cid2, "")}},
+			wantInsts: []string{"cni/flannel unknown pid=9 manifest="},
 		},
 		{
 			name: "stale agent and clock skew; k3s hosts several components",

@@ -72,6 +72,8 @@ type Watcher struct {
 	Logger *slog.Logger
 	// Resync is the informers' resync period (0: none).
 	Resync time.Duration
+	// Synced, if set, is called once every informer has listed its objects.
+	Synced func()
 }
 
 // Run watches until ctx ends. It returns an error only when the source is
@@ -180,7 +182,15 @@ func (w *Watcher) run(ctx context.Context, cs kubernetes.Interface, host string)
 	}) {
 		return nil
 	}
+	// Only now are absence findings (a pod process the API does not know, a
+	// manifest without its mirror pod) true: the API's objects are all here.
+	if err := w.Engine.SetAPI(cluster, "", "", true); err != nil {
+		log.Error("recording the API connection", "error", err)
+	}
 	log.Info("API objects loaded")
+	if w.Synced != nil {
+		w.Synced()
+	}
 	<-ctx.Done()
 	return nil
 }
@@ -196,7 +206,9 @@ func (w *Watcher) identify(ctx context.Context, cs kubernetes.Interface, log *sl
 			if v, verr := cs.Discovery().ServerVersion(); verr == nil {
 				version = v.GitVersion
 			}
-			if err := w.Engine.SetAPI(w.Source.Name, string(ns.UID), version, true); err != nil {
+			// The cluster is identified; it counts as connected only once
+			// the informers have synced.
+			if err := w.Engine.SetAPI(w.Source.Name, string(ns.UID), version, false); err != nil {
 				log.Error("recording API identity", "error", err)
 			}
 			return

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-memdb"
@@ -32,7 +33,16 @@ type Server struct {
 	// BatchInterval is the least time between two responses to a watcher
 	// that groups events (WatchRequest.max_batch above 1).
 	BatchInterval time.Duration
+
+	stopping chan struct{}
+	stopOnce sync.Once
 }
+
+// Shutdown ends every Watch at once with Unavailable, so that a graceful
+// stop does not wait for watchers to hang up.
+func (s *Server) Shutdown() { s.stopOnce.Do(func() { close(s.stopping) }) }
+
+var errShutdown = status.Error(codes.Unavailable, "the aggregator is shutting down; watch again")
 
 // DefaultBatchInterval is the BatchInterval of a new server.
 const DefaultBatchInterval = 50 * time.Millisecond
@@ -41,7 +51,7 @@ var _ v1.InventoryServiceServer = (*Server)(nil)
 
 // NewServer returns a query server over store.
 func NewServer(store *state.Store) *Server {
-	return &Server{store: store, BatchInterval: DefaultBatchInterval}
+	return &Server{store: store, BatchInterval: DefaultBatchInterval, stopping: make(chan struct{})}
 }
 
 func pageSize(n int32) (int, error) {
@@ -599,6 +609,8 @@ func (s *Server) watch(req *v1.WatchRequest, stream v1.InventoryService_WatchSer
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-s.stopping:
+			return errShutdown
 		case <-sub.Ready:
 		}
 		for {
@@ -634,6 +646,8 @@ func (s *Server) watch(req *v1.WatchRequest, stream v1.InventoryService_WatchSer
 			select {
 			case <-ctx.Done():
 				return nil
+			case <-s.stopping:
+				return errShutdown
 			case <-time.After(s.BatchInterval):
 			}
 		}

@@ -1,6 +1,8 @@
 package query
 
 import (
+	"strings"
+
 	"google.golang.org/grpc/encoding"
 	protocodec "google.golang.org/grpc/encoding/proto"
 	"google.golang.org/grpc/mem"
@@ -9,6 +11,7 @@ import (
 
 	"github.com/kubeatlas/kubeatlas/aggregator/state"
 	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
+	"github.com/kubeatlas/kubeatlas/safetext"
 )
 
 // Codec is the server's gRPC codec: protobuf, except that a message already
@@ -36,8 +39,22 @@ func (Codec) Marshal(v any) (mem.BufferSlice, error) {
 	return protoCodec.Marshal(v)
 }
 
-// Unmarshal implements encoding.CodecV2.
-func (Codec) Unmarshal(data mem.BufferSlice, v any) error { return protoCodec.Unmarshal(data, v) }
+// Unmarshal implements encoding.CodecV2. A message whose strings are not
+// all valid UTF-8 (an agent can send any bytes a node's argv held) is made
+// valid, U+FFFD for each bad sequence, rather than refused whole: the
+// handler then sees the text and can refuse it with a clear error, or keep it.
+func (Codec) Unmarshal(data mem.BufferSlice, v any) error {
+	err := protoCodec.Unmarshal(data, v)
+	m, ok := v.(proto.Message)
+	if err == nil || !ok || !strings.Contains(err.Error(), "UTF-8") {
+		return err
+	}
+	fixed, _, werr := safetext.Wire(data.Materialize(), m.ProtoReflect().Descriptor())
+	if werr != nil {
+		return err
+	}
+	return proto.Unmarshal(fixed, m)
+}
 
 // encodedResponse is a WatchResponse with its wire form. It is a proto
 // message itself, so a codec that does not know it marshals the response.

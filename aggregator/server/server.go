@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -57,7 +58,13 @@ type Config struct {
 	Settings join.Settings
 	// ShutdownGrace bounds graceful shutdown.
 	ShutdownGrace time.Duration
-	Logger        *slog.Logger
+	// AgentGrace is how long after start agents have to reconnect before
+	// nodes without one are findings (0: at once).
+	AgentGrace time.Duration
+	// WatchHistoryBytes bounds the events kept for watchers that fall
+	// behind (state.DefaultHistoryBytes).
+	WatchHistoryBytes int64
+	Logger            *slog.Logger
 }
 
 // Aggregator is a running aggregator.
@@ -71,6 +78,8 @@ type Aggregator struct {
 	metrics *http.Server
 	mlis    net.Listener
 	health  *health.Server
+	query   *query.Server
+	synced  atomic.Int32 // API sources whose informers have synced
 }
 
 // New builds an aggregator and opens its listeners.
@@ -92,8 +101,16 @@ func New(cfg Config) (*Aggregator, error) {
 	if err != nil {
 		return nil, err
 	}
-	eng := engine.New(store, engine.Config{Settings: cfg.Settings, Logger: cfg.Logger,
-		ObserveJoin: func(d time.Duration) { joinHist.Observe(d.Seconds()) }})
+	if cfg.WatchHistoryBytes > 0 {
+		store.Broker().SetHistoryBytes(cfg.WatchHistoryBytes)
+	}
+	if err := cfg.Ingest.Validate(); err != nil {
+		return nil, err
+	}
+	var ing *ingest.Server
+	eng := engine.New(store, engine.Config{Settings: cfg.Settings, Logger: cfg.Logger, AwaitAgents: cfg.AgentGrace > 0,
+		ObserveJoin: func(d time.Duration) { joinHist.Observe(d.Seconds()) },
+		Forgotten:   func(cluster, node, reason string) { ing.Forgotten(cluster, node, reason) }})
 	reg.MustRegister(newStoreCollector(store))
 	icfg := cfg.Ingest
 	icfg.Logger = cfg.Logger
@@ -101,7 +118,7 @@ func New(cfg Config) (*Aggregator, error) {
 	if cfg.Auth.Enforce {
 		icfg.Authorize = cfg.Auth.AuthorizeAgent
 	}
-	ing := ingest.NewServer(eng, icfg)
+	ing = ingest.NewServer(eng, icfg)
 	maxMsg := icfg.MaxMessageBytes
 	if maxMsg == 0 {
 		maxMsg = 4 << 20
@@ -119,7 +136,8 @@ func New(cfg Config) (*Aggregator, error) {
 	}
 	gs := grpc.NewServer(opts...)
 	v1.RegisterAgentServiceServer(gs, ing)
-	v1.RegisterInventoryServiceServer(gs, query.NewServer(store))
+	qs := query.NewServer(store)
+	v1.RegisterInventoryServiceServer(gs, qs)
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(gs, hs)
 	files, err := v1.DescriptorsWithComments()
@@ -129,7 +147,7 @@ func New(cfg Config) (*Aggregator, error) {
 	ropts := reflection.ServerOptions{Services: gs, DescriptorResolver: v1.Resolver{API: files}}
 	reflectionv1.RegisterServerReflectionServer(gs, reflection.NewServerV1(ropts))
 	reflectionv1alpha.RegisterServerReflectionServer(gs, reflection.NewServer(ropts))
-	a := &Aggregator{cfg: cfg, Store: store, Engine: eng, Ingest: ing, grpc: gs, health: hs}
+	a := &Aggregator{cfg: cfg, Store: store, Engine: eng, Ingest: ing, grpc: gs, health: hs, query: qs}
 	a.lis = cfg.Listener
 	if a.lis == nil {
 		if a.lis, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
@@ -144,7 +162,7 @@ func New(cfg Config) (*Aggregator, error) {
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
-		mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+		mux.HandleFunc("/readyz", a.readyz)
 		if cfg.Profiling {
 			mux.HandleFunc("/debug/pprof/", pprof.Index)
 			mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
@@ -196,8 +214,25 @@ func (a *Aggregator) Run(ctx context.Context) error {
 		defer wg.Done()
 		a.Ingest.Run(ctx)
 	}()
+	if a.cfg.AgentGrace > 0 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			t := time.NewTimer(a.cfg.AgentGrace)
+			defer t.Stop()
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			if err := a.Engine.SettleAgents(); err != nil {
+				log.Error("ending the agent grace period", "error", err)
+			}
+			log.Info("agent grace period over: nodes without agents are findings now", "grace", a.cfg.AgentGrace)
+		}()
+	}
 	for _, src := range a.cfg.Kube {
-		w := &kube.Watcher{Source: src, Engine: a.Engine, Logger: log}
+		w := &kube.Watcher{Source: src, Engine: a.Engine, Logger: log, Synced: func() { a.synced.Add(1) }}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -215,6 +250,10 @@ func (a *Aggregator) Run(ctx context.Context) error {
 	}
 	log.Info("shutting down")
 	a.health.Shutdown()
+	// Long-lived streams end now with Unavailable, so that graceful stop
+	// need not wait for agents and watchers to hang up.
+	a.Ingest.Shutdown()
+	a.query.Shutdown()
 	cancel()
 	stopped := make(chan struct{})
 	go func() {
@@ -236,6 +275,18 @@ func (a *Aggregator) Run(ctx context.Context) error {
 	}
 	wg.Wait()
 	return runErr
+}
+
+// Ready reports whether every API source has synced its informers.
+func (a *Aggregator) Ready() bool { return int(a.synced.Load()) >= len(a.cfg.Kube) }
+
+func (a *Aggregator) readyz(w http.ResponseWriter, _ *http.Request) {
+	if n := int(a.synced.Load()); n < len(a.cfg.Kube) {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = fmt.Fprintf(w, "waiting for API sources to sync: %d of %d\n", n, len(a.cfg.Kube))
+		return
+	}
+	_, _ = w.Write([]byte("ok\n"))
 }
 
 // storeCollector reports store sizes at scrape time.

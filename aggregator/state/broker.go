@@ -4,6 +4,8 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"google.golang.org/protobuf/proto"
+
 	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
 )
 
@@ -15,6 +17,8 @@ type Event struct {
 	// forms holds what subscribers derive from the event (its wire
 	// encodings), computed once for all of them.
 	forms *forms
+	// size is what the event costs the history, in bytes.
+	size int64
 }
 
 // EventForms is how many derived forms an event can hold.
@@ -40,23 +44,87 @@ func (e Event) Form(slot int, make func() any) any {
 // that fall behind: more than a 10,000-node fleet's whole first load.
 const DefaultHistory = 1 << 17
 
+// DefaultHistoryBytes bounds the bytes the history holds, whatever the
+// number of events: a few large instances must not hold more memory than
+// many small ones.
+const DefaultHistoryBytes = 256 << 20
+
+// eventCost is what one event holds while it is in the history: the
+// message (kept alive even after the store moved on) and up to EventForms
+// encodings of it.
+func eventCost(e Event) int64 {
+	var n int
+	switch {
+	case e.Component != nil:
+		n = proto.Size(e.Component)
+	case e.Finding != nil:
+		n = proto.Size(e.Finding)
+	}
+	return int64(n)*(1+EventForms) + 64
+}
+
 // Broker fans committed changes out to subscribers. It keeps the most recent
 // events in one ring shared by every subscriber, and each subscriber reads
 // from it at its own pace with its own cursor, so publishing costs the same
 // however many subscribers there are and never blocks. A subscriber that
 // falls further behind than the ring holds loses events and is told so by
 // Read; it must then re-read the state.
+//
+// The history is bounded in events and in bytes, and holds only what some
+// subscriber has yet to read: events every subscriber has read are released
+// at once, and with no subscriber nothing is kept.
 type Broker struct {
-	mu      sync.Mutex
-	ring    []Event
-	next    uint64 // sequence number of the next event published
-	subs    map[*Subscription]struct{}
-	dropped atomic.Uint64
+	mu       sync.Mutex
+	ring     []Event
+	next     uint64 // sequence number of the next event published
+	tail     uint64 // sequence number of the oldest event still held
+	bytes    int64  // cost of the events held
+	maxBytes int64
+	subs     map[*Subscription]struct{}
+	dropped  atomic.Uint64
 }
 
-// NewBroker returns a broker with no subscribers that keeps DefaultHistory events.
+// NewBroker returns a broker with no subscribers that keeps at most
+// DefaultHistory events and DefaultHistoryBytes.
 func NewBroker() *Broker {
-	return &Broker{subs: map[*Subscription]struct{}{}, ring: make([]Event, DefaultHistory)}
+	return &Broker{subs: map[*Subscription]struct{}{}, ring: make([]Event, DefaultHistory), maxBytes: DefaultHistoryBytes}
+}
+
+// SetHistoryBytes changes the byte bound of the history; like SetHistory it
+// is meant for set-up.
+func (b *Broker) SetHistoryBytes(n int64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.maxBytes = max(n, 1)
+	b.releaseLocked(b.tail)
+}
+
+// HeldBytes returns the cost of the events the history holds now.
+func (b *Broker) HeldBytes() int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.bytes
+}
+
+// releaseLocked lets go of events before seq, and of the oldest events while
+// the history is over its byte bound.
+func (b *Broker) releaseLocked(seq uint64) {
+	size := uint64(len(b.ring))
+	for b.tail < b.next && (b.tail < seq || b.bytes > b.maxBytes) {
+		slot := &b.ring[b.tail%size]
+		b.bytes -= slot.size
+		*slot = Event{}
+		b.tail++
+	}
+}
+
+// neededLocked returns the oldest sequence number a subscriber has yet to read.
+func (b *Broker) neededLocked() uint64 {
+	need := b.next
+	for s := range b.subs {
+		need = min(need, s.cursor)
+	}
+	return need
 }
 
 // SetHistory changes how many events the broker keeps. It forgets the events
@@ -68,6 +136,7 @@ func (b *Broker) SetHistory(n int) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.ring = make([]Event, n)
+	b.tail, b.bytes = b.next, 0
 	for s := range b.subs {
 		s.cursor = b.next
 	}
@@ -92,9 +161,11 @@ func (b *Broker) Subscribe() *Subscription {
 
 // Close removes the subscription.
 func (s *Subscription) Close() {
-	s.b.mu.Lock()
-	delete(s.b.subs, s)
-	s.b.mu.Unlock()
+	b := s.b
+	b.mu.Lock()
+	delete(b.subs, s)
+	b.releaseLocked(b.neededLocked())
+	b.mu.Unlock()
 }
 
 // Read appends to buf up to max of the events published since the last read,
@@ -106,13 +177,19 @@ func (s *Subscription) Read(buf []Event, max int) (events []Event, lagged bool) 
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	size := uint64(len(b.ring))
-	if b.next-s.cursor > size {
+	if s.cursor < b.tail {
 		b.dropped.Add(b.next - s.cursor)
 		s.cursor = b.next
+		b.releaseLocked(b.neededLocked())
 		return buf, true
 	}
+	oldest := s.cursor == b.tail
 	for ; s.cursor < b.next && max > 0; s.cursor, max = s.cursor+1, max-1 {
 		buf = append(buf, b.ring[s.cursor%size])
+	}
+	if oldest {
+		// This reader held the oldest events; whatever no one needs goes.
+		b.releaseLocked(b.neededLocked())
 	}
 	if s.cursor < b.next {
 		// More is waiting than was asked for: make sure the reader comes back.
@@ -136,6 +213,7 @@ func (b *Broker) Publish(events []Event) {
 	if len(b.subs) == 0 {
 		// Nobody reads: keep only the sequence, not the events.
 		b.next += uint64(len(events))
+		b.tail = b.next
 		return
 	}
 	fs := make([]forms, len(events))
@@ -143,9 +221,16 @@ func (b *Broker) Publish(events []Event) {
 	for i := range events {
 		ev := events[i]
 		ev.forms = &fs[i]
+		ev.size = eventCost(ev)
+		if b.next-b.tail == size {
+			// The ring is full: the oldest event goes.
+			b.releaseLocked(b.tail + 1)
+		}
 		b.ring[b.next%size] = ev
+		b.bytes += ev.size
 		b.next++
 	}
+	b.releaseLocked(b.neededLocked())
 	for s := range b.subs {
 		s.notify()
 	}

@@ -150,3 +150,48 @@ func TestBrokerConcurrent(t *testing.T) {
 		t.Fatal("subscribers left")
 	}
 }
+
+func TestBrokerHistoryIsBoundedInBytesAndReleased(t *testing.T) {
+	b := NewBroker()
+	big := func(n int) []Event {
+		out := make([]Event, n)
+		for i := range out {
+			out[i] = Event{Component: &v1.ComponentInstance{Id: fmt.Sprint(i), Image: string(make([]byte, 10_000))}}
+		}
+		return out
+	}
+	b.SetHistoryBytes(200_000)
+	slow, fast := b.Subscribe(), b.Subscribe()
+	b.Publish(big(3))
+	if h := b.HeldBytes(); h <= 0 || h > 200_000 {
+		t.Fatalf("holds %d bytes", h)
+	}
+	b.Publish(big(20)) // far over the byte bound
+	if h := b.HeldBytes(); h > 200_000 {
+		t.Fatalf("holds %d bytes, over the bound", h)
+	}
+	if _, lagged := slow.Read(nil, 100); !lagged {
+		t.Fatal("the slow reader lost events without being told")
+	}
+	got, lagged := fast.Read(nil, 100)
+	if !lagged && len(got) == 0 {
+		t.Fatal("the fast reader got nothing")
+	}
+	// Once every reader has read everything, nothing is held.
+	for {
+		got, _ := fast.Read(nil, 100)
+		if len(got) == 0 {
+			break
+		}
+	}
+	_, _ = slow.Read(nil, 100)
+	if h := b.HeldBytes(); h != 0 {
+		t.Fatalf("holds %d bytes that every reader has read", h)
+	}
+	b.Publish(big(2))
+	slow.Close()
+	fast.Close()
+	if h := b.HeldBytes(); h != 0 {
+		t.Fatalf("holds %d bytes with no subscriber", h)
+	}
+}

@@ -79,6 +79,8 @@ type Processes struct {
 	Cluster string
 	Node    string
 	Procs   []*v1.Process
+	// Bytes is the wire size of Procs, what the node's byte budget counts.
+	Bytes int64
 }
 
 // Manifests is one node's static pod manifests, sorted by path.
@@ -87,6 +89,8 @@ type Manifests struct {
 	Cluster   string
 	Node      string
 	Manifests []*v1.StaticPodManifest
+	// Bytes is the wire size of Manifests, what the node's byte budget counts.
+	Bytes int64
 }
 
 // PodContainer is one container of a pod, spec and status joined by name.
