@@ -3,7 +3,6 @@ package query
 
 import (
 	"context"
-	"encoding/base64"
 	"fmt"
 	"sort"
 	"strings"
@@ -13,6 +12,7 @@ import (
 	"github.com/hashicorp/go-memdb"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -66,49 +66,31 @@ func pageSize(n int32) (int, error) {
 	return int(n), nil
 }
 
-const tokenPrefix = "ka1:"
-
-func encodeToken(key string) string {
-	return base64.RawURLEncoding.EncodeToString([]byte(tokenPrefix + key))
-}
-
-func decodeToken(tok string) (string, error) {
-	if tok == "" {
-		return "", nil
-	}
-	b, err := base64.RawURLEncoding.DecodeString(tok)
-	if err != nil || !strings.HasPrefix(string(b), tokenPrefix) {
-		return "", status.Error(codes.InvalidArgument, "page_token is not one this server issued")
-	}
-	return strings.TrimPrefix(string(b), tokenPrefix), nil
-}
-
 // ListClusters implements InventoryService.
 func (s *Server) ListClusters(_ context.Context, req *v1.ListClustersRequest) (*v1.ListClustersResponse, error) {
-	size, err := pageSize(req.PageSize)
-	if err != nil {
-		return nil, err
-	}
-	after, err := decodeToken(req.PageToken)
+	pg, err := newPager(req)
 	if err != nil {
 		return nil, err
 	}
 	txn := s.store.Snapshot()
-	it, err := txn.LowerBound(state.TableClusters, state.IndexID, after)
+	it, err := txn.LowerBound(state.TableClusters, state.IndexID, pg.after)
 	if err != nil {
 		return nil, status.Errorf(codes.Internal, "reading clusters: %v", err)
 	}
 	resp := &v1.ListClustersResponse{}
+	last := ""
 	for raw := it.Next(); raw != nil; raw = it.Next() {
 		c := raw.(*state.Cluster)
-		if after != "" && c.Name <= after {
+		if pg.after != "" && c.Name <= pg.after {
 			continue
 		}
-		if len(resp.Clusters) == size {
-			resp.NextPageToken = encodeToken(resp.Clusters[len(resp.Clusters)-1].Name)
+		cp := clusterProto(txn, c)
+		if !pg.fits(proto.Size(cp)) {
+			resp.NextPageToken = pg.token(last)
 			break
 		}
-		resp.Clusters = append(resp.Clusters, clusterProto(txn, c))
+		resp.Clusters = append(resp.Clusters, cp)
+		last = c.Name
 	}
 	return resp, nil
 }
@@ -186,14 +168,14 @@ func nodeProto(txn *memdb.Txn, n *state.Node) *v1.Node {
 
 // ListNodes implements InventoryService.
 func (s *Server) ListNodes(_ context.Context, req *v1.ListNodesRequest) (*v1.ListNodesResponse, error) {
-	size, err := pageSize(req.PageSize)
+	pg, err := newPager(req)
 	if err != nil {
 		return nil, err
 	}
-	after, err := decodeToken(req.PageToken)
-	if err != nil {
+	if err := checkEnums(req.AgentState); err != nil {
 		return nil, err
 	}
+	after := pg.after
 	prefix := ""
 	if req.Cluster != "" {
 		prefix = req.Cluster + "/"
@@ -215,12 +197,13 @@ func (s *Server) ListNodes(_ context.Context, req *v1.ListNodesRequest) (*v1.Lis
 		if req.AgentState != v1.AgentState_AGENT_STATE_UNSPECIFIED && agentState(n) != req.AgentState {
 			continue
 		}
-		if len(resp.Nodes) == size {
+		np := nodeProto(txn, n)
+		if !pg.fits(proto.Size(np)) {
 			last := resp.Nodes[len(resp.Nodes)-1]
-			resp.NextPageToken = encodeToken(state.NodeID(last.Cluster, last.Name))
+			resp.NextPageToken = pg.token(state.NodeID(last.Cluster, last.Name))
 			break
 		}
-		resp.Nodes = append(resp.Nodes, nodeProto(txn, n))
+		resp.Nodes = append(resp.Nodes, np)
 	}
 	return resp, nil
 }
@@ -294,14 +277,14 @@ func sortInstances(in []*v1.ComponentInstance) {
 
 // ListComponents implements InventoryService.
 func (s *Server) ListComponents(_ context.Context, req *v1.ListComponentsRequest) (*v1.ListComponentsResponse, error) {
-	size, err := pageSize(req.PageSize)
+	pg, err := newPager(req)
 	if err != nil {
 		return nil, err
 	}
-	after, err := decodeToken(req.PageToken)
-	if err != nil {
+	if err := checkEnums(req.How); err != nil {
 		return nil, err
 	}
+	after := pg.after
 	if req.Component != "" && v1.ComponentRank(req.Component) == len(v1.Components) {
 		return nil, status.Errorf(codes.InvalidArgument, "unknown component %q; known: %s", req.Component, strings.Join(v1.Components, ", "))
 	}
@@ -341,11 +324,12 @@ func (s *Server) ListComponents(_ context.Context, req *v1.ListComponentsRequest
 			(req.Implementation != "" && in.Implementation != req.Implementation) {
 			continue
 		}
-		if len(resp.Components) == size {
-			resp.NextPageToken = encodeToken(last)
+		item := inView(in, req.View)
+		if !pg.fits(proto.Size(item)) {
+			resp.NextPageToken = pg.token(last)
 			break
 		}
-		resp.Components = append(resp.Components, inView(in, req.View))
+		resp.Components = append(resp.Components, item)
 		last = k
 	}
 	return resp, nil
@@ -353,14 +337,11 @@ func (s *Server) ListComponents(_ context.Context, req *v1.ListComponentsRequest
 
 // ListProcesses implements InventoryService.
 func (s *Server) ListProcesses(_ context.Context, req *v1.ListProcessesRequest) (*v1.ListProcessesResponse, error) {
-	size, err := pageSize(req.PageSize)
+	pg, err := newPager(req)
 	if err != nil {
 		return nil, err
 	}
-	after, err := decodeToken(req.PageToken)
-	if err != nil {
-		return nil, err
-	}
+	after := pg.after
 	afterNode, afterPID := "", int32(-1)
 	if after != "" {
 		n, p, ok := strings.Cut(after, "\x00")
@@ -398,12 +379,13 @@ func (s *Server) ListProcesses(_ context.Context, req *v1.ListProcessesRequest) 
 			if req.Component != "" && !hosts(p, req.Component) {
 				continue
 			}
-			if len(resp.Processes) == size {
+			np := &v1.NodeProcess{Cluster: ps.Cluster, Node: ps.Node, Process: p}
+			if !pg.fits(proto.Size(np)) {
 				l := resp.Processes[len(resp.Processes)-1]
-				resp.NextPageToken = encodeToken(state.NodeID(l.Cluster, l.Node) + "\x00" + fmt.Sprint(l.Process.Pid))
+				resp.NextPageToken = pg.token(state.NodeID(l.Cluster, l.Node) + "\x00" + fmt.Sprint(l.Process.Pid))
 				return resp, nil
 			}
-			resp.Processes = append(resp.Processes, &v1.NodeProcess{Cluster: ps.Cluster, Node: ps.Node, Process: p})
+			resp.Processes = append(resp.Processes, np)
 		}
 	}
 	return resp, nil
@@ -432,15 +414,11 @@ func hosts(p *v1.Process, component string) bool {
 
 // ListManifests implements InventoryService.
 func (s *Server) ListManifests(_ context.Context, req *v1.ListManifestsRequest) (*v1.ListManifestsResponse, error) {
-	size, err := pageSize(req.PageSize)
+	pg, err := newPager(req)
 	if err != nil {
 		return nil, err
 	}
-	after, err := decodeToken(req.PageToken)
-	if err != nil {
-		return nil, err
-	}
-	afterNode, afterPath, _ := strings.Cut(after, "\x00")
+	afterNode, afterPath, _ := strings.Cut(pg.after, "\x00")
 	prefix := nodePrefix(req.Cluster, req.Node)
 	txn := s.store.Snapshot()
 	it, err := txn.LowerBound(state.TableManifests, state.IndexID, maxStr(prefix, afterNode))
@@ -466,11 +444,6 @@ func (s *Server) ListManifests(_ context.Context, req *v1.ListManifestsRequest) 
 			if ms.ID == afterNode && m.Path <= afterPath {
 				continue
 			}
-			if len(resp.Manifests) == size {
-				l := resp.Manifests[len(resp.Manifests)-1]
-				resp.NextPageToken = encodeToken(state.NodeID(l.Cluster, l.Node) + "\x00" + l.Manifest.Path)
-				return resp, nil
-			}
 			nm := &v1.NodeManifest{Cluster: ms.Cluster, Node: ms.Node, Manifest: m}
 			if m.PodName != "" {
 				mirror := m.PodName + "-" + ms.Node
@@ -482,6 +455,11 @@ func (s *Server) ListManifests(_ context.Context, req *v1.ListManifestsRequest) 
 				if in.ManifestPath == m.Path && in.Pid != 0 {
 					nm.Pids = append(nm.Pids, in.Pid)
 				}
+			}
+			if !pg.fits(proto.Size(nm)) {
+				l := resp.Manifests[len(resp.Manifests)-1]
+				resp.NextPageToken = pg.token(state.NodeID(l.Cluster, l.Node) + "\x00" + l.Manifest.Path)
+				return resp, nil
 			}
 			resp.Manifests = append(resp.Manifests, nm)
 		}
@@ -495,14 +473,14 @@ func findingKey(f *v1.Finding) string {
 
 // ListFindings implements InventoryService.
 func (s *Server) ListFindings(_ context.Context, req *v1.ListFindingsRequest) (*v1.ListFindingsResponse, error) {
-	size, err := pageSize(req.PageSize)
+	pg, err := newPager(req)
 	if err != nil {
 		return nil, err
 	}
-	after, err := decodeToken(req.PageToken)
-	if err != nil {
+	if err := checkEnums(req.Kind, req.MinSeverity); err != nil {
 		return nil, err
 	}
+	after := pg.after
 	txn := s.store.Snapshot()
 	var it memdb.ResultIterator
 	if req.Cluster != "" {
@@ -527,11 +505,13 @@ func (s *Server) ListFindings(_ context.Context, req *v1.ListFindingsRequest) (*
 	}
 	sort.Slice(all, func(i, j int) bool { return findingKey(all[i]) < findingKey(all[j]) })
 	resp := &v1.ListFindingsResponse{}
-	if len(all) > size {
-		all = all[:size]
-		resp.NextPageToken = encodeToken(findingKey(all[size-1]))
+	for _, f := range all {
+		if !pg.fits(proto.Size(f)) {
+			resp.NextPageToken = pg.token(findingKey(resp.Findings[len(resp.Findings)-1]))
+			break
+		}
+		resp.Findings = append(resp.Findings, f)
 	}
-	resp.Findings = all
 	return resp, nil
 }
 

@@ -33,7 +33,7 @@ func StartAggregator(t testing.TB, bins Binaries, extra ...string) *Aggregator {
 	t.Helper()
 	a := &Aggregator{Addr: "127.0.0.1:" + strconv.Itoa(FreePort(t)), dir: t.TempDir(), bins: bins, t: t}
 	a.args = append([]string{"--insecure", "--listen", a.Addr, "--metrics-addr", "127.0.0.1:" + strconv.Itoa(FreePort(t)),
-		"--heartbeat-interval", "1s", "--log-level", "debug"}, extra...)
+		"--heartbeat-interval", "1s", "--agent-grace", "3s", "--log-level", "debug"}, extra...)
 	a.Start(t)
 	conn, err := grpc.NewClient(a.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
