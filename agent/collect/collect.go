@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -24,6 +23,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/kubeatlas/kubeatlas/agent/cgroup"
+	"github.com/kubeatlas/kubeatlas/agent/hostfile"
 	"github.com/kubeatlas/kubeatlas/agent/manifest"
 	"github.com/kubeatlas/kubeatlas/agent/recognize"
 	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
@@ -426,14 +426,7 @@ func parseStat(data []byte) (procStat, error) {
 	return st, nil
 }
 
-func readLimited(path string, max int64) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return io.ReadAll(io.LimitReader(f, max))
-}
+func readLimited(path string, max int64) ([]byte, error) { return hostfile.Read(path, max) }
 
 // recache replaces the cached record of a process with a changed copy.
 func (c *Collector) recache(p *v1.Process) {

@@ -3,6 +3,7 @@ package collect
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/kubeatlas/kubeatlas/agent/recognize"
 	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
+	"github.com/kubeatlas/kubeatlas/safetext"
 )
 
 // identity says which node this is. The node name is the configured one, else
@@ -80,17 +82,30 @@ func bootTime(path string) (time.Time, error) {
 	if err != nil {
 		return time.Time{}, err
 	}
+	t, err := parseBootTime(data)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%s: %w", path, err)
+	}
+	return t, nil
+}
+
+// parseBootTime finds the btime line of /proc/stat.
+func parseBootTime(data []byte) (time.Time, error) {
 	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
 	for sc.Scan() {
 		if v, ok := strings.CutPrefix(sc.Text(), "btime "); ok {
 			s, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
-			if err != nil {
-				return time.Time{}, fmt.Errorf("parsing btime %q: %w", v, err)
+			if err != nil || s < 0 || s > 1<<40 {
+				return time.Time{}, fmt.Errorf("parsing btime %q: not a time", safetext.Ellipsis(v, 32))
 			}
 			return time.Unix(s, 0), nil
 		}
 	}
-	return time.Time{}, fmt.Errorf("no btime in %s", path)
+	if err := sc.Err(); err != nil {
+		return time.Time{}, err
+	}
+	return time.Time{}, errors.New("no btime line")
 }
 
 // userCache maps UIDs to names from the host's /etc/passwd (not the agent
@@ -106,6 +121,26 @@ func newUserCache(path string) *userCache {
 	return &userCache{path: path, names: map[uint32]string{}}
 }
 
+// parsePasswd maps UIDs to user names from /etc/passwd lines; the first
+// name of a UID wins, and lines that are not name:x:uid:… are skipped.
+func parsePasswd(data []byte) map[uint32]string {
+	names := map[uint32]string{}
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.SplitN(line, ":", 4)
+		if len(f) < 3 || f[0] == "" {
+			continue
+		}
+		id, err := strconv.ParseUint(f[2], 10, 32)
+		if err != nil {
+			continue
+		}
+		if _, dup := names[uint32(id)]; !dup {
+			names[uint32(id)] = safetext.Cut(f[0], 256)
+		}
+	}
+	return names
+}
+
 func (u *userCache) name(uid uint32) string {
 	u.mu.Lock()
 	defer u.mu.Unlock()
@@ -113,19 +148,7 @@ func (u *userCache) name(uid uint32) string {
 		u.mtime = st.ModTime()
 		u.names = map[uint32]string{}
 		if data, err := readLimited(u.path, 4<<20); err == nil {
-			for _, line := range strings.Split(string(data), "\n") {
-				f := strings.Split(line, ":")
-				if len(f) < 3 {
-					continue
-				}
-				id, err := strconv.ParseUint(f[2], 10, 32)
-				if err != nil {
-					continue
-				}
-				if _, dup := u.names[uint32(id)]; !dup {
-					u.names[uint32(id)] = clean(f[0])
-				}
-			}
+			u.names = parsePasswd(data)
 		}
 	}
 	if n, ok := u.names[uid]; ok {

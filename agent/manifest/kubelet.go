@@ -11,6 +11,7 @@ import (
 
 	"sigs.k8s.io/yaml"
 
+	"github.com/kubeatlas/kubeatlas/agent/hostfile"
 	"github.com/kubeatlas/kubeatlas/agent/recognize"
 	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
 	"github.com/kubeatlas/kubeatlas/redact"
@@ -84,14 +85,7 @@ func Kubelet(hostRoot string, kubeletFlags recognize.Flags) *v1.KubeletInfo {
 }
 
 func readKubeletConfig(path string) (*kubeletConfig, error) {
-	st, err := os.Stat(path)
-	if err != nil {
-		return nil, err
-	}
-	if st.Size() > MaxFileBytes {
-		return nil, fmt.Errorf("file is %d bytes, more than %d", st.Size(), MaxFileBytes)
-	}
-	data, err := os.ReadFile(path)
+	data, err := hostfile.ReadAll(path, MaxFileBytes)
 	if err != nil {
 		return nil, err
 	}
@@ -107,12 +101,9 @@ func readKubeletConfig(path string) (*kubeletConfig, error) {
 
 // readKubeadmFlags reads KUBELET_KUBEADM_ARGS="…" from kubeadm-flags.env.
 func readKubeadmFlags(path string) ([]string, error) {
-	data, err := os.ReadFile(path)
+	data, err := hostfile.ReadAll(path, MaxFileBytes)
 	if err != nil {
 		return nil, err
-	}
-	if len(data) > MaxFileBytes {
-		return nil, fmt.Errorf("%s is larger than %d bytes", path, MaxFileBytes)
 	}
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	sc.Buffer(make([]byte, 0, 64<<10), MaxFileBytes)

@@ -8,7 +8,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -19,6 +18,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
 
+	"github.com/kubeatlas/kubeatlas/agent/hostfile"
 	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
 	"github.com/kubeatlas/kubeatlas/redact"
 )
@@ -143,12 +143,7 @@ func readFile(full, nodePath string, size int64) *v1.StaticPodManifest {
 		return &v1.StaticPodManifest{Path: clean(nodePath), SizeBytes: size,
 			ParseError: fmt.Sprintf("file is %d bytes, more than the %d this agent reads", size, MaxFileBytes)}
 	}
-	f, err := os.Open(full)
-	if err != nil {
-		return &v1.StaticPodManifest{Path: clean(nodePath), ParseError: clean(err.Error())}
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, MaxFileBytes+1))
+	data, err := hostfile.ReadAll(full, MaxFileBytes)
 	if err != nil {
 		return &v1.StaticPodManifest{Path: clean(nodePath), ParseError: clean(err.Error())}
 	}

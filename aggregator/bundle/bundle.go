@@ -12,7 +12,6 @@ package bundle
 import (
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -25,7 +24,9 @@ import (
 
 	"github.com/kubeatlas/kubeatlas/aggregator/engine"
 	"github.com/kubeatlas/kubeatlas/aggregator/kube"
+	"github.com/kubeatlas/kubeatlas/aggregator/state"
 	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
+	"github.com/kubeatlas/kubeatlas/safetext"
 )
 
 // Meta is bundle.yaml.
@@ -43,7 +44,12 @@ type Summary struct {
 	Snapshots int
 }
 
-const maxSnapshotBytes = 512 << 20
+// Limits on what a bundle may make the CLI read.
+const (
+	maxSnapshotBytes = 512 << 20
+	maxMetaBytes     = 1 << 20
+	maxSnapshots     = 100_000
+)
 
 // Load reads the bundle in dir into e.
 func Load(e *engine.Engine, dir string) (*Summary, error) {
@@ -62,7 +68,7 @@ func Load(e *engine.Engine, dir string) (*Summary, error) {
 func LoadFS(e *engine.Engine, fsys fs.FS, name string) (*Summary, error) {
 	dir := name
 	var meta Meta
-	if data, err := fs.ReadFile(fsys, "bundle.yaml"); err == nil {
+	if data, err := kube.ReadRegularFile(fsys, "bundle.yaml", maxMetaBytes); err == nil {
 		if err := yaml.UnmarshalStrict(data, &meta); err != nil {
 			return nil, fmt.Errorf("reading bundle.yaml: %w", err)
 		}
@@ -81,9 +87,17 @@ func LoadFS(e *engine.Engine, fsys fs.FS, name string) (*Summary, error) {
 	}
 	if cluster == "" {
 		cluster = name
+		if !state.ValidName(cluster) {
+			return nil, fmt.Errorf("bundle directory %q is no cluster name (lower-case letters, digits, '-' and '.'): name the cluster in bundle.yaml (cluster: NAME)", echo(name))
+		}
+	}
+	if !state.ValidName(cluster) {
+		return nil, fmt.Errorf("cluster name %q: want lower-case letters, digits, '-' and '.', at most 253 characters", echo(cluster))
 	}
 	sum := &Summary{Cluster: cluster, Snapshots: len(invs)}
-	if _, err := fs.Stat(fsys, "api"); err == nil {
+	if _, err := fs.Stat(fsys, "api"); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("reading API objects: %w", err)
+	} else if err == nil {
 		objs, err := kube.ReadObjectsFS(fsys, "api")
 		if err != nil {
 			return nil, fmt.Errorf("reading API objects: %w", err)
@@ -102,7 +116,10 @@ func LoadFS(e *engine.Engine, fsys fs.FS, name string) (*Summary, error) {
 	for _, inv := range invs {
 		id := inv.GetIdentity()
 		if id.GetNodeName() == "" {
-			return nil, fmt.Errorf("snapshot for host %q has no node name", id.GetHostname())
+			return nil, fmt.Errorf("snapshot for host %q has no node name", echo(id.GetHostname()))
+		}
+		if !state.ValidName(id.GetNodeName()) {
+			return nil, fmt.Errorf("snapshot names node %q: want lower-case letters, digits, '-' and '.', at most 253 characters", echo(id.GetNodeName()))
 		}
 		if c := id.GetCluster(); c != "" && c != cluster {
 			return nil, fmt.Errorf("snapshot of node %s is for cluster %q, the bundle is %q", id.GetNodeName(), c, cluster)
@@ -128,6 +145,9 @@ func readSnapshots(fsys fs.FS, dir string) ([]*v1.NodeInventory, error) {
 	}
 	var out []*v1.NodeInventory
 	seen := map[string]string{}
+	if len(entries) > maxSnapshots {
+		return nil, fmt.Errorf("%s holds %d entries, over the limit of %d", dir, len(entries), maxSnapshots)
+	}
 	for _, e := range entries {
 		if e.IsDir() || strings.HasPrefix(e.Name(), ".") || !strings.HasSuffix(e.Name(), ".json") {
 			continue
@@ -153,17 +173,9 @@ func ReadSnapshot(path string) (*v1.NodeInventory, error) {
 }
 
 func readSnapshot(fsys fs.FS, path string) (*v1.NodeInventory, error) {
-	f, err := fsys.Open(path)
+	data, err := kube.ReadRegularFile(fsys, path, maxSnapshotBytes)
 	if err != nil {
 		return nil, err
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxSnapshotBytes+1))
-	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", path, err)
-	}
-	if len(data) > maxSnapshotBytes {
-		return nil, fmt.Errorf("%s is larger than %d bytes", path, maxSnapshotBytes)
 	}
 	inv := &v1.NodeInventory{}
 	if err := protojson.Unmarshal(data, inv); err != nil {
@@ -171,6 +183,8 @@ func readSnapshot(fsys fs.FS, path string) (*v1.NodeInventory, error) {
 	}
 	return inv, nil
 }
+
+func echo(s string) string { return safetext.Ellipsis(s, 64) }
 
 // medianClock is the reference clock when the bundle does not give one: the
 // median of the nodes' clocks, right when most nodes are.

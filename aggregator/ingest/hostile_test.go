@@ -3,8 +3,10 @@ package ingest
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -275,3 +277,44 @@ func TestConfigValidate(t *testing.T) {
 }
 
 var _ = engine.Limits{}
+
+// FuzzIngest feeds the ingest server, over a real gRPC stream, a hello
+// and then fuzzed messages: whatever they hold, the server answers or
+// refuses them and keeps serving an honest node.
+func FuzzIngest(f *testing.F) {
+	seedMsg, _ := proto.Marshal(snapshotMsg(1, "c1", "n1", proc(1, "init"), proc(2, "kube-apiserver", "--token=x")))
+	f.Add(seedMsg, uint8(1))
+	delta, _ := proto.Marshal(&v1.ConnectRequest{Generation: 2, Payload: &v1.ConnectRequest_Delta{Delta: &v1.Delta{UpsertedProcesses: []*v1.Process{proc(3, "x")}}}})
+	f.Add(delta, uint8(2))
+	h := start(f, Config{MaxNodeBytes: 1 << 20, MaxMessageBytes: 64 << 10})
+	honest := rawStream(f, h, "c1", "honest")
+	if err := honest.Send(snapshotMsg(1, "c1", "honest", proc(1, "init"))); err != nil {
+		f.Fatal(err)
+	}
+	if m, err := honest.Recv(); err != nil || m.GetAck() == nil {
+		f.Fatal("honest node not acked")
+	}
+	var runs atomic.Int64
+	f.Fuzz(func(t *testing.T, b []byte, repeat uint8) {
+		var m v1.ConnectRequest
+		if proto.Unmarshal(b, &m) != nil {
+			return
+		}
+		// A node per run: each node's rate bucket is its own.
+		st := rawStream(t, h, "c1", fmt.Sprintf("fuzzed-%d", runs.Add(1)))
+		for i := 0; i <= int(repeat%4); i++ {
+			if st.Send(&m) != nil {
+				break
+			}
+		}
+		_ = st.CloseSend()
+		for {
+			if _, err := st.Recv(); err != nil {
+				break
+			}
+		}
+		if len(h.processes("c1", "honest")) != 1 {
+			t.Fatal("the honest node's state was lost")
+		}
+	})
+}

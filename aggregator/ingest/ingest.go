@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -20,6 +19,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/kubeatlas/kubeatlas/aggregator/engine"
+	"github.com/kubeatlas/kubeatlas/aggregator/state"
 	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
 	"github.com/kubeatlas/kubeatlas/redact"
 	"github.com/kubeatlas/kubeatlas/safetext"
@@ -189,9 +189,7 @@ func (s *Server) ConnectedAgents() int {
 	return len(s.streams)
 }
 
-var nameRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$`)
-
-func validName(s string) bool { return nameRE.MatchString(s) }
+func validName(s string) bool { return state.ValidName(s) }
 
 var (
 	errReplaced    = errors.New("replaced by a newer connection for the same node")

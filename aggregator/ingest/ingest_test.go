@@ -34,7 +34,7 @@ type harness struct {
 	api    v1.AgentServiceClient
 }
 
-func start(t *testing.T, cfg Config) *harness {
+func start(t testing.TB, cfg Config) *harness {
 	t.Helper()
 	store, err := state.NewStore()
 	if err != nil {
@@ -159,7 +159,7 @@ func TestAgentStreamsSnapshotDeltaHeartbeat(t *testing.T) {
 }
 
 // rawStream opens a Connect stream and sends a hello.
-func rawStream(t *testing.T, h *harness, cluster, node string) v1.AgentService_ConnectClient {
+func rawStream(t testing.TB, h *harness, cluster, node string) v1.AgentService_ConnectClient {
 	t.Helper()
 	st, err := h.api.Connect(context.Background())
 	if err != nil {

@@ -17,6 +17,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/kubeatlas/kubeatlas/aggregator/engine"
+	"github.com/kubeatlas/kubeatlas/aggregator/state"
 )
 
 // Source names one cluster's API server.
@@ -34,6 +35,9 @@ func ParseSource(s string) (Source, error) {
 	name, rest, ok := strings.Cut(s, "=")
 	if !ok || name == "" || rest == "" {
 		return Source{}, fmt.Errorf("--kube %q: want NAME=KUBECONFIG[:CONTEXT] or NAME=in-cluster", s)
+	}
+	if !state.ValidName(name) {
+		return Source{}, fmt.Errorf("--kube %q: the cluster name must be lower-case letters, digits, '-' and '.', as agents' --cluster", s)
 	}
 	if rest == "in-cluster" {
 		return Source{Name: name}, nil

@@ -84,18 +84,42 @@ type typeMeta struct {
 	Items      []json.RawMessage `json:"items"`
 }
 
-func readObjectFile(fsys fs.FS, path string, objs *Objects) error {
+// ReadRegularFile reads a regular file of at most max bytes from fsys. Its
+// type and size are checked before it is opened, so a FIFO (whose open
+// would block), a device such as /dev/zero (which never ends), a directory or
+// a file too large is an error, not a hang or an exhausted memory; a symbolic
+// link counts as what it points to.
+func ReadRegularFile(fsys fs.FS, path string, max int64) ([]byte, error) {
+	st, err := fs.Stat(fsys, path)
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file (%s)", path, st.Mode().Type())
+	}
+	if st.Size() > max {
+		return nil, fmt.Errorf("%s is %d bytes, over the limit of %d", path, st.Size(), max)
+	}
 	f, err := fsys.Open(path)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxObjectFile+1))
+	// The file may have grown or been replaced since: read no more than max.
+	data, err := io.ReadAll(io.LimitReader(f, max+1))
 	if err != nil {
-		return fmt.Errorf("reading %s: %w", path, err)
+		return nil, fmt.Errorf("reading %s: %w", path, err)
 	}
-	if len(data) > maxObjectFile {
-		return fmt.Errorf("%s is larger than %d bytes", path, maxObjectFile)
+	if int64(len(data)) > max {
+		return nil, fmt.Errorf("%s is larger than %d bytes", path, max)
+	}
+	return data, nil
+}
+
+func readObjectFile(fsys fs.FS, path string, objs *Objects) error {
+	data, err := ReadRegularFile(fsys, path, maxObjectFile)
+	if err != nil {
+		return err
 	}
 	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 64<<10)
 	for doc := 1; ; doc++ {

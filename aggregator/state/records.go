@@ -1,6 +1,7 @@
 package state
 
 import (
+	"regexp"
 	"strconv"
 	"time"
 
@@ -69,6 +70,14 @@ type Node struct {
 
 // Copy returns a shallow copy safe to change and re-insert.
 func (n *Node) Copy() *Node { c := *n; return &c }
+
+var nameRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$`)
+
+// ValidName reports whether s may name a cluster or a node: a lower-case DNS
+// name. Every way in (agents, bundles, --kube) checks it. Neither name may
+// hold a '/', so a (cluster, node) pair has one spelling as a key: cluster
+// "x" with node "a/b" and cluster "x/a" with node "b" cannot both exist.
+func ValidName(s string) bool { return nameRE.MatchString(s) }
 
 // NodeID is a node row's ID.
 func NodeID(cluster, node string) string { return cluster + "/" + node }

@@ -154,15 +154,30 @@ func (o *options) offline(ctx context.Context) (*conn, error) {
 		seen[sum.Cluster] = what
 		return nil
 	}
-	if o.embedded != nil {
-		if err := load("(built in)", func() (*bundle.Summary, error) { return bundle.LoadFS(e, o.embedded, "seed") }); err != nil {
-			return nil, err
+	loadAll := func() error {
+		if o.embedded != nil {
+			if err := load("(built in)", func() (*bundle.Summary, error) { return bundle.LoadFS(e, o.embedded, "seed") }); err != nil {
+				return err
+			}
 		}
+		for _, dir := range o.bundles {
+			if err := load(dir, func() (*bundle.Summary, error) { return bundle.Load(e, dir) }); err != nil {
+				return err
+			}
+		}
+		return nil
 	}
-	for _, dir := range o.bundles {
-		if err := load(dir, func() (*bundle.Summary, error) { return bundle.Load(e, dir) }); err != nil {
+	// --timeout covers loading too: a bundle on a stuck file system must not
+	// hang the CLI.
+	done := make(chan error, 1)
+	go func() { done <- loadAll() }()
+	select {
+	case err := <-done:
+		if err != nil {
 			return nil, err
 		}
+	case <-ctx.Done():
+		return nil, fmt.Errorf("loading bundles: %w (raise --timeout for large bundles)", context.Cause(ctx))
 	}
 	lis := bufconn.Listen(1 << 20)
 	gs := grpc.NewServer(grpc.ForceServerCodecV2(query.Codec{}))

@@ -1,0 +1,46 @@
+// Package hostfile reads the host's files for the agent: /proc entries,
+// /etc/passwd, the kubelet's configuration and static pod manifests.
+//
+// A file is opened without blocking and read only if it is a regular file,
+// and never past a limit, so a FIFO or a device where a host file should be
+// cannot hang the agent or fill its memory.
+package hostfile
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"syscall"
+)
+
+// Read reads at most max bytes of the regular file at path. Procfs entries
+// count as regular files (their size reads as 0).
+func Read(path string, max int64) ([]byte, error) {
+	fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	f := os.NewFile(uintptr(fd), path)
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file (%s)", path, st.Mode().Type())
+	}
+	return io.ReadAll(io.LimitReader(f, max))
+}
+
+// ReadAll reads the regular file at path whole, or fails when it holds more
+// than max bytes.
+func ReadAll(path string, max int64) ([]byte, error) {
+	data, err := Read(path, max+1)
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(data)) > max {
+		return nil, fmt.Errorf("%s is larger than %d bytes", path, max)
+	}
+	return data, nil
+}
