@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kubeatlas/kubeatlas/aggregator/auth"
+	"github.com/kubeatlas/kubeatlas/aggregator/state"
 )
 
 func newCertsCmd() *cobra.Command {
@@ -37,9 +38,33 @@ func newCertsCmd() *cobra.Command {
 			if len(nodes) > 0 && cluster == "" {
 				return errors.New("agent certificates name their cluster: give --cluster")
 			}
+			if valid <= 0 {
+				return fmt.Errorf("--valid-for %v: the certificates would be expired already", valid)
+			}
+			// Refuse what the aggregator's ingest would refuse, before any
+			// file is written.
+			if cluster != "" && !state.ValidName(cluster) {
+				return fmt.Errorf("--cluster %q: the aggregator takes only lower-case DNS names (letters, digits, '-' and '.')", cluster)
+			}
+			for _, n := range nodes {
+				if !state.ValidName(n) {
+					return fmt.Errorf("--node %q: the aggregator takes only lower-case DNS names (letters, digits, '-' and '.')", n)
+				}
+			}
+			for _, c := range clients {
+				if !state.ValidName(c) {
+					return fmt.Errorf("--client %q: use lower-case letters, digits, '-' and '.' (it names a file too)", c)
+				}
+			}
 			ca, err := auth.LoadCA(dir)
 			switch {
 			case err == nil:
+				if left := time.Until(ca.Cert.NotAfter); left < valid {
+					if left <= 0 {
+						return fmt.Errorf("the CA in %s expired at %s: move ca.crt and ca.key away to make a new one", dir, ca.Cert.NotAfter.Format(time.RFC3339))
+					}
+					return fmt.Errorf("the CA in %s expires at %s, before certificates valid for %v would: lower --valid-for or make a new CA", dir, ca.Cert.NotAfter.Format(time.RFC3339), valid)
+				}
 				fmt.Fprintf(cmd.OutOrStdout(), "using the CA in %s\n", dir)
 			case errors.Is(err, os.ErrNotExist):
 				if ca, err = auth.NewCA("kubeatlas-ca", 10*valid); err != nil {
