@@ -1,6 +1,10 @@
 package redact
 
-import "strings"
+import (
+	"strings"
+	"sync"
+	"sync/atomic"
+)
 
 // A flag's, variable's, parameter's or header's name is split into words
 // (at dashes, underscores, dots and lower-to-upper case changes) and judged
@@ -45,7 +49,41 @@ var notSecretLast = map[string]bool{
 // IsSecretFlag reports whether the value of a flag, variable or header with
 // this name (leading dashes allowed) is a credential.
 func IsSecretFlag(name string) bool {
-	words := nameWords(strings.TrimLeft(name, "-"))
+	name = strings.TrimLeft(name, "-")
+	if v, ok := secretNames.Load(name); ok {
+		return v.(bool)
+	}
+	secret := mayNameSecret(name) && isSecretName(name)
+	if secretNamesCount.Add(1) <= maxCachedNames {
+		secretNames.Store(name, secret)
+	}
+	return secret
+}
+
+// secretNames caches IsSecretFlag: the same flag names come back on every
+// node. It holds at most maxCachedNames names, so odd names cannot grow it.
+var (
+	secretNames      sync.Map
+	secretNamesCount atomic.Int64
+)
+
+const maxCachedNames = 4096
+
+// secretStems are in every name isSecretName can call secret (ASCII case
+// aside); a name with none of them is not one, without further work.
+var secretStems = []string{"tok", "pass", "pw", "secret", "cred", "key", "auth", "bearer", "psk", "sig", "cookie", "sas", "sessionid"}
+
+func mayNameSecret(name string) bool {
+	for _, st := range secretStems {
+		if indexFold(name, st) >= 0 {
+			return true
+		}
+	}
+	return false
+}
+
+func isSecretName(name string) bool {
+	words := nameWords(name)
 	if len(words) == 0 {
 		return false
 	}
@@ -189,13 +227,27 @@ func hasSuffixFold(s, suffix string) bool {
 	return len(s) >= len(suffix) && hasPrefixFold(s[len(s)-len(suffix):], suffix)
 }
 
-// indexFold returns the first index of sub (lower-case ASCII) in s, matched
-// ASCII case-insensitively on s's own bytes, or -1.
+// indexFold returns the first index of sub (lower-case ASCII, not empty)
+// in s, matched ASCII case-insensitively on s's own bytes, or -1.
 func indexFold(s, sub string) int {
-	for i := 0; i+len(sub) <= len(s); i++ {
-		if hasPrefixFold(s[i:], sub) {
-			return i
+	first, upper := sub[0], sub[0]
+	if isLower(first) {
+		upper = first - ('a' - 'A')
+	}
+	for i := 0; i+len(sub) <= len(s); {
+		j := strings.IndexByte(s[i:len(s)-len(sub)+1], first)
+		if upper != first {
+			if k := strings.IndexByte(s[i:len(s)-len(sub)+1], upper); k >= 0 && (j < 0 || k < j) {
+				j = k
+			}
 		}
+		if j < 0 {
+			return -1
+		}
+		if hasPrefixFold(s[i+j:], sub) {
+			return i + j
+		}
+		i += j + 1
 	}
 	return -1
 }

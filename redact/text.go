@@ -1,8 +1,10 @@
 package redact
 
 import (
+	"hash/maphash"
 	"sort"
 	"strings"
+	"sync"
 )
 
 // freeText redacts every credential shape in s. A string with spaces is also
@@ -11,18 +13,92 @@ func freeText(s string, depth int) string {
 	if s == "" {
 		return s
 	}
-	s, _ = pemBlocks(s)
-	if depth < maxDepth && strings.ContainsAny(s, " \t\n\r") {
-		s = shellLine(s, depth+1)
-		s = fieldsLine(s, depth+1)
+	if len(s) <= maxCachedText && strings.ContainsAny(s, " \t\n\r") {
+		// Command lines in one string (rewritten titles, sh -c scripts)
+		// cost a shell parse and repeat across processes and nodes.
+		return lines.get(s, depth)
 	}
-	s = urlUserinfo(s)
-	s = dsnUserinfo(s)
-	s = queryParams(s)
-	s = headers(s)
-	s = bearer(s)
-	s = jwts(s)
+	return scanText(s, depth)
+}
+
+// scanText is freeText without the cache.
+func scanText(s string, depth int) string {
+	// One pass over the bytes says which shapes can be present at all; most
+	// words (paths, numbers, plain flags) hold none.
+	var has [256]bool
+	for i := 0; i < len(s); i++ {
+		has[s[i]] = true
+	}
+	if has['-'] && strings.Contains(s, "-----BEGIN") {
+		s, _ = pemBlocks(s)
+	}
+	if has[' '] || has['\t'] || has['\n'] || has['\r'] {
+		if depth < maxDepth {
+			s = shellLine(s, depth+1)
+			s = fieldsLine(s, depth+1)
+		}
+	}
+	if has['@'] {
+		if has[':'] {
+			s = urlUserinfo(s)
+		}
+		if has['('] {
+			s = dsnUserinfo(s)
+		}
+	}
+	if has['='] && (has['?'] || has['&'] || has['#'] || has[';']) {
+		s = queryParams(s)
+	}
+	if has[':'] {
+		s = headers(s)
+	}
+	if has['b'] || has['B'] {
+		s = bearer(s)
+	}
+	if has['e'] && has['y'] && has['J'] {
+		s = jwts(s)
+	}
 	return s
+}
+
+// maxCachedText bounds the strings the line cache takes.
+const maxCachedText = 4 << 10
+
+// lines caches what freeText makes of strings with spaces, keyed by a
+// seeded hash of the text (the text itself, which may hold a secret, is not
+// kept). It holds at most maxCachedLines entries and starts afresh when full.
+var lines = &lineCache{seed: maphash.MakeSeed()}
+
+const maxCachedLines = 8192
+
+type lineCache struct {
+	seed maphash.Seed
+	mu   sync.RWMutex
+	m    map[lineKey]string
+}
+
+type lineKey struct {
+	hash  uint64
+	size  int
+	depth int
+}
+
+func (c *lineCache) get(s string, depth int) string {
+	k := lineKey{maphash.String(c.seed, s), len(s), depth}
+	c.mu.RLock()
+	out, ok := c.m[k]
+	c.mu.RUnlock()
+	if ok {
+		return out
+	}
+	out = scanText(s, depth)
+	c.mu.Lock()
+	if c.m == nil || len(c.m) >= maxCachedLines {
+		c.m = make(map[lineKey]string, 256)
+	}
+	c.m[k] = out
+	c.mu.Unlock()
+	return out
 }
 
 // edit replaces s[start:end].

@@ -243,6 +243,25 @@ func TestReferenceCluster(t *testing.T) {
 		badAgents(t, e)
 		checkAnswer(t, e, 10*time.Second)
 	})
+	t.Run("hostile-agent", func(t *testing.T) {
+		// An adversarial agent process attacks for a while beside the
+		// honest ones: the answer stays exact and the aggregator lives.
+		p := harness.StartProcess(t, t.TempDir(), "kubeatlas-hostile", e.bins.Hostile,
+			"--server", e.agg.Addr, "--cluster", "hostile", "--node", "evil", "--duration", "15s")
+		if err := harness.Eventually(60*time.Second, 500*time.Millisecond, func() error {
+			if !p.Exited() {
+				return fmt.Errorf("still attacking")
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("the attack:\n%s", harness.Tail(p.Log, 20))
+		if e.agg.Proc.Exited() {
+			t.Fatalf("the aggregator died:\n%s", harness.Tail(e.agg.Proc.Log, 30))
+		}
+		checkAnswer(t, e, 30*time.Second)
+	})
 	t.Run("link-cut", func(t *testing.T) {
 		e.proxy.Cut()
 		if err := e.waitFindings(t, 15*time.Second, "zzk-2 STALE_AGENT"); err != nil {

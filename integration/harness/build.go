@@ -22,6 +22,8 @@ const KubernetesVersion = "v1.37.2"
 type Binaries struct {
 	Etcd, APIServer, Grpcurl, Kubectl string
 	Agent, Aggregator, CLI            string
+	// Hostile is the adversarial agent (integration/cmd/kubeatlas-hostile).
+	Hostile string
 }
 
 var (
@@ -130,6 +132,10 @@ func build() (Binaries, error) {
 	if err := goBuild(filepath.Dir(root), own, "", "./agent/cmd/kubeatlas-agent", "./aggregator/cmd/kubeatlas-aggregator", "./client/cmd/kubeatlas"); err != nil {
 		return b, err
 	}
+	if err := goBuild(root, own, "", "./cmd/kubeatlas-hostile"); err != nil {
+		return b, err
+	}
+	b.Hostile = filepath.Join(own, "kubeatlas-hostile")
 	b.Agent = filepath.Join(own, "kubeatlas-agent")
 	b.Aggregator = filepath.Join(own, "kubeatlas-aggregator")
 	b.CLI = filepath.Join(own, "kubeatlas")

@@ -300,8 +300,15 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 				var m *v1.ConnectRequest
 				if n > 0 {
 					d := &v1.Delta{WallClock: timestamppb.Now()}
+					// Distinct processes: replacing one twice in a delta
+					// would upsert a process the same delta removes.
+					picked := make(map[int]bool, n)
 					for j := 0; j < n; j++ {
 						k := 5 + rng.IntN(len(a.procs)-5)
+						if picked[k] {
+							continue
+						}
+						picked[k] = true
 						old := a.procs[k]
 						d.RemovedProcesses = append(d.RemovedProcesses, &v1.ProcessKey{Pid: old.Pid, StartTime: old.StartTime})
 						nw := proto.Clone(old).(*v1.Process)

@@ -1,0 +1,137 @@
+package hostile
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kubeatlas/kubeatlas/aggregator/ingest"
+	"github.com/kubeatlas/kubeatlas/aggregator/server"
+	"github.com/kubeatlas/kubeatlas/aggregator/state"
+	"github.com/kubeatlas/kubeatlas/integration/load"
+)
+
+const nodeBudget = 4 << 20
+
+func startAggregator(t *testing.T) *server.Aggregator {
+	t.Helper()
+	agg, err := server.New(server.Config{
+		GRPCAddr: "127.0.0.1:0", MetricsAddr: "127.0.0.1:0", Profiling: true,
+		Ingest: ingest.Config{HeartbeatInterval: time.Second, MaxNodeBytes: nodeBudget},
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- agg.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+	return agg
+}
+
+// TestHostileAgentBesideHonestOnes runs the honest load twice against one
+// aggregator, the second time with a hostile agent attacking throughout.
+// The honest nodes' answers stay exact, the hostile streams are refused,
+// and the heap stays under the sum of the nodes' budgets.
+func TestHostileAgentBesideHonestOnes(t *testing.T) {
+	const nodes, procs = 100, 300
+	run := func(agg *server.Aggregator, attack bool) (*load.Report, *Result) {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		var res *Result
+		hostileDone := make(chan struct{})
+		if attack {
+			go func() {
+				defer close(hostileDone)
+				var err error
+				res, err = Run(ctx, Config{Server: agg.Addr(), Cluster: "hostile", Node: "evil", Duration: time.Hour})
+				if err != nil {
+					t.Error(err)
+				}
+			}()
+			time.Sleep(2 * time.Second) // the attack is under way before the honest load starts
+		} else {
+			close(hostileDone)
+		}
+		rep, err := load.Run(context.Background(), load.Config{
+			Server: agg.Addr(), Clusters: 2, Nodes: nodes, Processes: procs, Interval: time.Second, Churn: 0.02,
+			Steady: 5 * time.Second, Conns: 4, AggregatorPID: os.Getpid(), MetricsURL: "http://" + agg.MetricsAddr(),
+		})
+		cancel()
+		<-hostileDone
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rep, res
+	}
+	quiet, _ := run(startAggregator(t), false)
+	agg := startAggregator(t)
+	attacked, res := run(agg, true)
+	t.Logf("without the hostile agent:\n%s", quiet)
+	t.Logf("with the hostile agent:\n%s", attacked)
+	t.Logf("the attack:\n%s", res)
+	t.Logf("heap peak %0.f MiB quiet, %.0f MiB attacked (+%.0f MiB); ack p50 %v -> %v, p99 %v -> %v",
+		float64(quiet.HeapPeak)/(1<<20), float64(attacked.HeapPeak)/(1<<20), (float64(attacked.HeapPeak)-float64(quiet.HeapPeak))/(1<<20),
+		quiet.AckP50, attacked.AckP50, quiet.AckP99, attacked.AckP99)
+
+	if attacked.Records != nodes*procs {
+		t.Errorf("honest records %d, want %d", attacked.Records, nodes*procs)
+	}
+	// Every honest node holds its whole inventory, and nothing the hostile
+	// agent sent holds its secret.
+	txn := agg.Store.Snapshot()
+	it, err := txn.Get(state.TableProcesses, state.IndexID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	honest, seen := 0, 0
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		ps := raw.(*state.Processes)
+		seen++
+		if ps.Cluster != "hostile" {
+			honest++
+			if len(ps.Procs) != procs {
+				t.Errorf("honest node %s/%s holds %d processes, want %d", ps.Cluster, ps.Node, len(ps.Procs), procs)
+			}
+		}
+		for _, p := range ps.Procs {
+			if strings.Contains(strings.Join(p.Argv, " "), "hostile-secret") {
+				t.Fatalf("a secret was stored: node %s pid %d", ps.Node, p.Pid)
+			}
+		}
+	}
+	// The invalid UTF-8 was made valid, not refused whole.
+	if raw, _ := txn.First(state.TableProcesses, state.IndexID, state.NodeID("hostile", "evil-utf8")); raw == nil ||
+		!strings.Contains(strings.Join(raw.(*state.Processes).Procs[0].Argv, " "), "\uFFFD") {
+		t.Errorf("the node that sent invalid UTF-8 holds %v", raw)
+	}
+	if honest != nodes {
+		t.Errorf("%d honest nodes in the store, want %d", honest, nodes)
+	}
+	// The hostile streams were refused for what they did.
+	for attack, want := range map[string]string{
+		"flood":             "ResourceExhausted",
+		"endless-snapshot":  "ResourceExhausted",
+		"oversized-argv":    "ResourceExhausted",
+		"lying-generations": "InvalidArgument",
+	} {
+		if res.Streams[attack][want] == 0 {
+			t.Errorf("%s: no stream ended with %s: %v", attack, want, res.Streams[attack])
+		}
+	}
+	// Budgets: each node that ever reported may hold its stored rows and
+	// a snapshot in progress, each up to its budget.
+	if limit := uint64(seen+len(attacks)) * 2 * nodeBudget; attacked.HeapPeak > limit {
+		t.Errorf("heap peak %d over the sum of the budgets %d", attacked.HeapPeak, limit)
+	}
+}
