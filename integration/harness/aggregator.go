@@ -17,12 +17,14 @@ import (
 // Aggregator is a running kubeatlas-aggregator.
 type Aggregator struct {
 	Addr string
-	Proc *Process
-	args []string
-	dir  string
-	bins Binaries
-	t    testing.TB // the test that owns the process
-	conn *grpc.ClientConn
+	// MetricsAddr serves /metrics, /healthz and /readyz.
+	MetricsAddr string
+	Proc        *Process
+	args        []string
+	dir         string
+	bins        Binaries
+	t           testing.TB // the test that owns the process
+	conn        *grpc.ClientConn
 	// Client asks its InventoryService.
 	Client v1.InventoryServiceClient
 }
@@ -31,8 +33,8 @@ type Aggregator struct {
 // the given extra flags (e.g. --kube NAME=KUBECONFIG).
 func StartAggregator(t testing.TB, bins Binaries, extra ...string) *Aggregator {
 	t.Helper()
-	a := &Aggregator{Addr: "127.0.0.1:" + strconv.Itoa(FreePort(t)), dir: t.TempDir(), bins: bins, t: t}
-	a.args = append([]string{"--insecure", "--listen", a.Addr, "--metrics-addr", "127.0.0.1:" + strconv.Itoa(FreePort(t)),
+	a := &Aggregator{Addr: "127.0.0.1:" + strconv.Itoa(FreePort(t)), MetricsAddr: "127.0.0.1:" + strconv.Itoa(FreePort(t)), dir: t.TempDir(), bins: bins, t: t}
+	a.args = append([]string{"--insecure", "--listen", a.Addr, "--metrics-addr", a.MetricsAddr,
 		"--heartbeat-interval", "1s", "--agent-grace", "3s", "--log-level", "debug"}, extra...)
 	a.Start(t)
 	conn, err := grpc.NewClient(a.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))

@@ -2,26 +2,33 @@ package hostile
 
 import (
 	"context"
+	"flag"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/kubeatlas/kubeatlas/aggregator/ingest"
 	"github.com/kubeatlas/kubeatlas/aggregator/server"
 	"github.com/kubeatlas/kubeatlas/aggregator/state"
+	"github.com/kubeatlas/kubeatlas/integration/harness"
 	"github.com/kubeatlas/kubeatlas/integration/load"
 )
 
-const nodeBudget = 4 << 20
+// nodeBudget is the aggregator's --max-node-bytes in the test; BENCHMARKS.md
+// runs it with the default too (-args -budget 16777216).
+var nodeBudget = flag.Int64("budget", 4<<20, "the aggregator's byte budget per node")
 
 func startAggregator(t *testing.T) *server.Aggregator {
 	t.Helper()
 	agg, err := server.New(server.Config{
 		GRPCAddr: "127.0.0.1:0", MetricsAddr: "127.0.0.1:0", Profiling: true,
-		Ingest: ingest.Config{HeartbeatInterval: time.Second, MaxNodeBytes: nodeBudget},
+		Ingest: ingest.Config{HeartbeatInterval: time.Second, MaxNodeBytes: *nodeBudget},
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {
@@ -131,7 +138,81 @@ func TestHostileAgentBesideHonestOnes(t *testing.T) {
 	}
 	// Budgets: each node that ever reported may hold its stored rows and
 	// a snapshot in progress, each up to its budget.
-	if limit := uint64(seen+len(attacks)) * 2 * nodeBudget; attacked.HeapPeak > limit {
+	if limit := uint64(seen+len(attacks)) * 2 * uint64(*nodeBudget); attacked.HeapPeak > limit {
 		t.Errorf("heap peak %d over the sum of the budgets %d", attacked.HeapPeak, limit)
+	}
+}
+
+// heapSampler reads an aggregator's heap in use from its /metrics every
+// 100 ms and keeps the largest value.
+func heapSampler(t *testing.T, metricsAddr string) (peak func() uint64, now func() uint64) {
+	t.Helper()
+	read := func() uint64 {
+		resp, err := http.Get("http://" + metricsAddr + "/metrics")
+		if err != nil {
+			return 0
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		for _, l := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(l, "go_memstats_heap_inuse_bytes "); ok {
+				f, _ := strconv.ParseFloat(strings.TrimSpace(v), 64)
+				return uint64(f)
+			}
+		}
+		return 0
+	}
+	var mu sync.Mutex
+	var max uint64
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tk := time.NewTicker(100 * time.Millisecond)
+		defer tk.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tk.C:
+				v := read()
+				mu.Lock()
+				max = maxU(max, v)
+				mu.Unlock()
+			}
+		}
+	}()
+	t.Cleanup(func() { close(stop); <-done })
+	return func() uint64 { mu.Lock(); defer mu.Unlock(); v := max; max = 0; return v }, read
+}
+
+func maxU(a, b uint64) uint64 {
+	if a > b {
+		return a
+	}
+	return b
+}
+
+// TestHostileNodeHeap measures the most heap a hostile agent makes a real
+// aggregator process hold, over what it holds idle, and checks it is within
+// the budgets of the node identities the attack uses at once.
+func TestHostileNodeHeap(t *testing.T) {
+	bins := harness.Build(t)
+	agg := harness.StartAggregator(t, bins, "--max-node-bytes", strconv.FormatInt(*nodeBudget, 10))
+	peak, _ := heapSampler(t, agg.MetricsAddr)
+	time.Sleep(2 * time.Second)
+	idle := peak()
+	res, err := Run(context.Background(), Config{Server: agg.Addr, Cluster: "hostile", Node: "evil", Duration: 20 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	attacked := peak()
+	t.Logf("the attack:\n%s", res)
+	t.Logf("budget %d MiB a node: heap in use idle %.1f MiB, peak under attack %.1f MiB (+%.1f MiB)",
+		*nodeBudget>>20, float64(idle)/(1<<20), float64(attacked)/(1<<20), (float64(attacked)-float64(idle))/(1<<20))
+	// The identities the attack uses at once, each with its stored rows and
+	// a snapshot in progress.
+	if limit := uint64(len(attacks)) * 2 * uint64(*nodeBudget); attacked > idle+limit {
+		t.Errorf("the attack grew the heap by %d bytes, over the %d its identities' budgets allow", attacked-idle, limit)
 	}
 }
