@@ -325,7 +325,11 @@ func (s *Server) ListComponents(_ context.Context, req *v1.ListComponentsRequest
 			continue
 		}
 		item := inView(in, req.View)
-		if !pg.fits(proto.Size(item)) {
+		slot := formFull
+		if req.View == v1.ComponentView_COMPONENT_VIEW_BASIC {
+			slot = formBasic
+		}
+		if !pg.fits(c.Size(slot, func() int { return proto.Size(item) })) {
 			resp.NextPageToken = pg.token(last)
 			break
 		}

@@ -2,6 +2,7 @@ package state
 
 import (
 	"regexp"
+	"sync/atomic"
 	"strconv"
 	"time"
 
@@ -171,6 +172,20 @@ type Component struct {
 	ClusterSortKey string
 	FleetSortKey   string
 	Instance       *v1.ComponentInstance
+	// sizes caches the wire size of Instance in each view (slot by the
+	// caller), computed on first use: a row's instance never changes.
+	sizes [2]atomic.Int32
+}
+
+// Size returns the wire size of the instance in view slot, computing it
+// with size the first time.
+func (c *Component) Size(slot int, size func() int) int {
+	if n := c.sizes[slot].Load(); n > 0 {
+		return int(n)
+	}
+	n := size()
+	c.sizes[slot].Store(int32(min(n, 1<<30)) + 0)
+	return n
 }
 
 // NewComponent wraps an instance with its keys.
