@@ -2,8 +2,8 @@ package state
 
 import (
 	"regexp"
-	"sync/atomic"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
@@ -184,7 +184,7 @@ func (c *Component) Size(slot int, size func() int) int {
 		return int(n)
 	}
 	n := size()
-	c.sizes[slot].Store(int32(min(n, 1<<30)) + 0)
+	c.sizes[slot].Store(int32(min(n, 1<<30)))
 	return n
 }
 
