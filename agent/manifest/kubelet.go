@@ -40,7 +40,7 @@ func Kubelet(hostRoot string, kubeletFlags recognize.Flags) *v1.KubeletInfo {
 	case err == nil:
 		info.KubeadmFlags = redact.Lines(kubeadm)
 	case !errors.Is(err, os.ErrNotExist):
-		info.Errors = append(info.Errors, err.Error())
+		info.Errors = append(info.Errors, errText(err))
 	}
 	flags := recognize.ParseFlags(info.KubeadmFlags)
 	for k, v := range kubeletFlags.Values {
@@ -56,7 +56,7 @@ func Kubelet(hostRoot string, kubeletFlags recognize.Flags) *v1.KubeletInfo {
 		info.ConfigPath = cfg
 		c, err := readKubeletConfig(filepath.Join(hostRoot, cfg))
 		if err != nil {
-			info.Errors = append(info.Errors, fmt.Sprintf("kubelet config %s: %v", cfg, err))
+			info.Errors = append(info.Errors, errText(fmt.Errorf("kubelet config %s: %w", cfg, err)))
 		} else {
 			if c.StaticPodPath != "" {
 				info.StaticPodPath, info.StaticPodPathSource = c.StaticPodPath, "config"

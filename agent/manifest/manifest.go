@@ -45,7 +45,7 @@ func Parse(path string, data []byte) *v1.StaticPodManifest {
 	}
 	pod, err := decodePod(data)
 	if err != nil {
-		m.ParseError = clean(err.Error())
+		m.ParseError = errText(err)
 		return m
 	}
 	m.PodName = clean(pod.Name)
@@ -119,7 +119,7 @@ func Dir(hostRoot, dir string, prev map[string]*v1.StaticPodManifest) ([]*v1.Sta
 		nodePath := filepath.Join(dir, name)
 		info, err := os.Stat(filepath.Join(full, name))
 		if err != nil {
-			out = append(out, &v1.StaticPodManifest{Path: clean(nodePath), ParseError: clean(err.Error())})
+			out = append(out, &v1.StaticPodManifest{Path: clean(nodePath), ParseError: errText(err)})
 			continue
 		}
 		if !info.Mode().IsRegular() {
@@ -145,9 +145,16 @@ func readFile(full, nodePath string, size int64) *v1.StaticPodManifest {
 	}
 	data, err := hostfile.ReadAll(full, MaxFileBytes)
 	if err != nil {
-		return &v1.StaticPodManifest{Path: clean(nodePath), ParseError: clean(err.Error())}
+		return &v1.StaticPodManifest{Path: clean(nodePath), ParseError: errText(err)}
 	}
 	return Parse(nodePath, data)
+}
+
+// errText is an error as it may leave the node: valid UTF-8, with any
+// credential the message quotes (a line of the file, say) redacted.
+func errText(err error) string {
+	t, _ := redact.Text(clean(err.Error()))
+	return t
 }
 
 func clean(s string) string {

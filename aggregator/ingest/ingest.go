@@ -713,6 +713,10 @@ func (ss *session) scrub(procs []*v1.Process, mans []*v1.StaticPodManifest, kube
 		}
 	}
 	for _, m := range mans {
+		if t, ok := redact.Text(m.ParseError); ok {
+			m.ParseError = t
+			n++
+		}
 		for _, c := range m.Containers {
 			cmd, args := redact.Container(c.Command, c.Args)
 			if !equal(cmd, c.Command) || !equal(args, c.Args) {
@@ -725,6 +729,12 @@ func (ss *session) scrub(procs []*v1.Process, mans []*v1.StaticPodManifest, kube
 		if f := redact.Lines(kubelet.KubeadmFlags); !equal(f, kubelet.KubeadmFlags) {
 			kubelet.KubeadmFlags = f
 			n++
+		}
+		for i, e := range kubelet.Errors {
+			if t, ok := redact.Text(e); ok {
+				kubelet.Errors[i] = t
+				n++
+			}
 		}
 	}
 	if n > 0 {
