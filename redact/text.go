@@ -46,8 +46,11 @@ func scanText(s string, depth int) string {
 			s = dsnUserinfo(s)
 		}
 	}
-	if has['='] && (has['?'] || has['&'] || has['#'] || has[';']) {
+	if has['='] {
 		s = queryParams(s)
+	}
+	if has['_'] || has['-'] || has['.'] || has['A'] {
+		s = prefixedTokens(s)
 	}
 	if has[':'] {
 		s = headers(s)
@@ -369,37 +372,93 @@ func dsnUserinfo(s string) string {
 	return apply(s, edits)
 }
 
-// queryParams replaces the values of URL query (or fragment) parameters
-// named like a credential: ?token=, &X-Amz-Signature=, &sig=, &api_key=.
+// queryParams replaces the values of settings named like a credential,
+// wherever a name=value pair stands: URL query parameters (?token=,
+// &X-Amz-Signature=, &sig=), key=value lists (host=db password=x,
+// --set db.password=x, --from-literal=api-key=x) and cookies.
 func queryParams(s string) string {
-	if !strings.Contains(s, "=") || !strings.ContainsAny(s, "?&#;") {
-		return s
-	}
 	var edits []edit
 	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c != '?' && c != '&' && c != '#' && c != ';' {
+		if s[i] != '=' || i == 0 {
 			continue
 		}
-		j := i + 1
-		for j < len(s) && (isAlpha(s[j]) || isDigit(s[j]) || s[j] == '_' || s[j] == '-' || s[j] == '.') {
-			j++
+		// The name before '=', starting after a separator.
+		ns := i
+		for ns > 0 && isNameChar(s[ns-1]) {
+			ns--
 		}
-		if j == i+1 || j >= len(s) || s[j] != '=' {
+		if ns == i || (ns > 0 && !isPairStart(s[ns-1])) {
 			continue
 		}
-		if !isSecretParam(s[i+1 : j]) {
+		name := s[ns:i]
+		if !isSecretParam(strings.TrimLeft(name, "-")) {
 			continue
 		}
-		v := j + 1
+		v := i + 1
 		e := v
-		for e < len(s) && s[e] != '&' && s[e] != '#' && !isSpace(s[e]) && !isQuote(s[e]) {
+		query := ns > 0 && (s[ns-1] == '?' || s[ns-1] == '&')
+		for e < len(s) && !isSpace(s[e]) && !isQuote(s[e]) && s[e] != '&' && s[e] != ',' && s[e] != ';' && !(query && s[e] == '#') {
 			e++
 		}
-		if e > v && s[v:e] != Marker {
+		if e > v && s[v:e] != Marker && !(ns > 0 && s[ns-1] != '?' && s[ns-1] != '&' && isBool(s[v:e])) {
 			edits = append(edits, edit{v, e, Marker})
 		}
 		i = e - 1
+		if i < v {
+			i = v - 1
+		}
+	}
+	return apply(s, edits)
+}
+
+func isNameChar(c byte) bool { return isAlpha(c) || isDigit(c) || c == '_' || c == '-' || c == '.' }
+
+// isPairStart reports whether c may stand before a name=value pair.
+func isPairStart(c byte) bool {
+	switch c {
+	case '?', '&', '#', ';', ',', ' ', '\t', '\n', '\r', '"', '\'', '`', '{', '(', '=', ':':
+		return true
+	}
+	return false
+}
+
+// tokenPrefixes begin credentials whose issuers made them recognisable on
+// their own: GitHub, GitLab, Slack, Stripe, Google, npm and PyPI tokens.
+var tokenPrefixes = []string{
+	"ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "glpat-", "glrt-", "gldt-", "xoxb-", "xoxp-", "xoxa-", "xoxs-", "xoxe-",
+	"sk_live_", "rk_live_", "sk_test_", "AIza", "ya29.", "npm_", "pypi-", "hf_", "dop_v1_", "shpat_", "SG.",
+}
+
+// tokenStart holds the first bytes of tokenPrefixes.
+var tokenStart = func() (t [256]bool) {
+	for _, p := range tokenPrefixes {
+		t[p[0]] = true
+	}
+	return t
+}()
+
+// prefixedTokens replaces tokens that carry a well-known prefix, wherever
+// they stand.
+func prefixedTokens(s string) string {
+	var edits []edit
+	for i := 0; i < len(s); i++ {
+		if !tokenStart[s[i]] || (i > 0 && (isAlpha(s[i-1]) || isDigit(s[i-1]) || s[i-1] == '_')) {
+			continue
+		}
+		for _, p := range tokenPrefixes {
+			if !strings.HasPrefix(s[i:], p) {
+				continue
+			}
+			e := i + len(p)
+			for e < len(s) && (isAlpha(s[e]) || isDigit(s[e]) || s[e] == '_' || s[e] == '-' || s[e] == '.') {
+				e++
+			}
+			if e-i-len(p) >= 16 {
+				edits = append(edits, edit{i, e, Marker})
+				i = e - 1
+			}
+			break
+		}
 	}
 	return apply(s, edits)
 }
