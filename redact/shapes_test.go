@@ -73,8 +73,12 @@ func forms() []form {
 			return []string{"-----BEGIN PRIVATE KEY-----\n" + s}
 		}},
 		form{"helm --set name.password=S", "-_.!~#/", false, func(s string) []string { return []string{"--set", "image.tag=1,db.password=" + s + ",x=y"} }},
-		form{"--from-literal=api-key=S", "-_.!~#/:", false, func(s string) []string { return []string{"create", "secret", "generic", "x", "--from-literal=api-key=" + s} }},
-		form{"libpq key=value DSN", "-_.!~#/:", false, func(s string) []string { return []string{"--dsn", "host=db port=5432 user=app password=" + s + " sslmode=require"} }},
+		form{"--from-literal=api-key=S", "-_.!~#/:", false, func(s string) []string {
+			return []string{"create", "secret", "generic", "x", "--from-literal=api-key=" + s}
+		}},
+		form{"libpq key=value DSN", "-_.!~#/:", false, func(s string) []string {
+			return []string{"--dsn", "host=db port=5432 user=app password=" + s + " sslmode=require"}
+		}},
 		form{"cookie header", "-_.~", false, func(s string) []string { return []string{"-H", "Cookie: theme=dark; session=" + s} }},
 		form{"GitHub token alone", "", false, func(s string) []string { return []string{"clone", "ghp_" + s + "abcdef0123456789"} }},
 		form{"JWT", "", false, func(s string) []string {
