@@ -17,7 +17,7 @@ var secretWords = map[string]bool{
 	"secret": true, "secrets": true, "credential": true, "credentials": true, "creds": true, "cred": true,
 	"apikey": true, "psk": true, "bearer": true, "privatekey": true, "accesskey": true, "secretkey": true,
 	"signature": true, "sig": true, "cookie": true, "sessionid": true,
-	"sas": true, "accesstoken": true, "refreshtoken": true, "authtoken": true, "clientsecret": true,
+	"passin": true, "passout": true, "sas": true, "accesstoken": true, "refreshtoken": true, "authtoken": true, "clientsecret": true,
 }
 
 // keyQualifiers before "key" make it a credential: api-key, access-key,
@@ -38,7 +38,7 @@ var notSecretLast = map[string]bool{
 	"names": true, "namespace": true, "ref": true, "mount": true, "period": true, "timeout": true,
 	"enabled": true, "enable": true, "disabled": true, "disable": true, "webhook": true, "config": true,
 	"version": true, "url": true, "uri": true, "endpoint": true, "mode": true, "type": true, "length": true,
-	"size": true, "bits": true, "algorithm": true, "algorithms": true, "format": true, "id": true,
+	"size": true, "bits": true, "algorithm": true, "algorithms": true, "format": true,
 	"interval": true, "rotation": true, "duration": true, "source": true, "env": true, "keyfile": true,
 	"certfile": true, "cafile": true, "issuer": true, "header": true, "prefix": true, "lookup": true,
 	"required": true, "retries": true, "cache": true, "store": true, "provider": true, "plugin": true,

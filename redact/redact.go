@@ -338,8 +338,15 @@ var programSecretFlags = map[string][]string{
 	"mysqldump":  {"p"},
 	"mysqladmin": {"p"},
 	"mariadb":    {"p"},
-	"htpasswd":   {"b"},
 	"redis-cli":  {"a"},
+	"docker":     {"p"},
+	"podman":     {"p"},
+	"nerdctl":    {"p"},
+	"buildah":    {"p"},
+	"skopeo":     {"p"},
+	"helm":       {"p"},
+	"oras":       {"p"},
+	"crane":      {"p"},
 }
 
 // attachedValue redacts a short flag with its value attached (-pSECRET), as

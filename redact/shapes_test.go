@@ -24,6 +24,7 @@ var secretFlagNames = []string{
 	"basic-auth", "auth", "storage-account-key", "azure-storage-account-key", "x-auth-token", "secret-access-key",
 	"db-passwd", "encryption-key", "pwd", "passphrase", "credentials", "access-key", "secretKey", "DB_PASSWORD",
 	"private-key", "master-key", "agent-token", "oidc-client-secret", "psk", "license-key", "auth-token", "pass",
+	"passin", "secret-id", "secret_id", "oauth2-bearer", "registry-password", "sas-token", "client-key-data", "webhook-token",
 }
 
 var envNames = []string{"DB_PASSWORD", "GITHUB_TOKEN", "AWS_SECRET_ACCESS_KEY", "API_KEY", "MYSQL_PWD", "K3S_TOKEN", "VAULT_TOKEN", "ClientSecret"}
@@ -80,6 +81,11 @@ func forms() []form {
 			return []string{"--dsn", "host=db port=5432 user=app password=" + s + " sslmode=require"}
 		}},
 		form{"cookie header", "-_.~", false, func(s string) []string { return []string{"-H", "Cookie: theme=dark; session=" + s} }},
+		form{"connection string", "-_.!~/", false, func(s string) []string {
+			return []string{"--connection-string=DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=" + s + ";EndpointSuffix=core.windows.net"}
+		}},
+		form{"SQL Server connection string", "-_.!~/", false, func(s string) []string { return []string{"Server=db;Database=app;User Id=sa;Password=" + s + ";"} }},
+		form{"openssl -passin pass:", "-_.!~/", false, func(s string) []string { return []string{"rsa", "-passin", "pass:" + s} }},
 		form{"GitHub token alone", "", false, func(s string) []string { return []string{"clone", "ghp_" + s + "abcdef0123456789"} }},
 		form{"JWT", "", false, func(s string) []string {
 			return []string{"--id-token", "x", "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiI" + s + ".c2ln" + s}
@@ -301,6 +307,24 @@ func TestCaseFoldingCannotMoveOffsets(t *testing.T) {
 				t.Fatalf("%q: %q", r, out)
 			}
 		}
+	}
+}
+
+func TestProgramSpecificPasswordFlags(t *testing.T) {
+	for _, argv := range [][]string{
+		{"/usr/bin/docker", "login", "-u", "bot", "-p", "S3CR3T", "registry.example"},
+		{"sh", "-c", "docker login -u bot -p S3CR3T registry.example && docker pull x"},
+		{"sshpass", "-p", "S3CR3T", "ssh", "host"},
+		{"redis-cli", "-a", "S3CR3T", "ping"},
+		{"helm", "registry", "login", "-p", "S3CR3T", "r.example"},
+	} {
+		if got := Argv(argv); strings.Contains(strings.Join(got, " "), "S3CR3T") {
+			t.Errorf("%q -> %q", argv, got)
+		}
+	}
+	// -p is no password for other programs.
+	if got := Argv([]string{"kube-proxy", "-p", "8080"}); got[2] != "8080" {
+		t.Errorf("-p of another program redacted: %q", got)
 	}
 }
 
