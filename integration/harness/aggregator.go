@@ -3,6 +3,7 @@ package harness
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/kubeatlas/kubeatlas/aggregator/server"
 	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
 )
 
@@ -75,4 +77,31 @@ func (a *Aggregator) Start(t testing.TB) {
 	if err != nil {
 		t.Fatalf("aggregator not healthy: %v\n%s", err, Tail(a.Proc.Log, 30))
 	}
+}
+
+// RunAggregator runs an aggregator server in the test's own process, on
+// loopback ports, until the test ends; cfg's addresses and logger default
+// to loopback and silence. Its heap and CPU are the test's.
+func RunAggregator(t testing.TB, cfg server.Config) *server.Aggregator {
+	t.Helper()
+	if cfg.GRPCAddr == "" && cfg.Listener == nil {
+		cfg.GRPCAddr = "127.0.0.1:0"
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	agg, err := server.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- agg.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+	return agg
 }

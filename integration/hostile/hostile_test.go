@@ -4,7 +4,6 @@ import (
 	"context"
 	"flag"
 	"io"
-	"log/slog"
 	"net/http"
 	"os"
 	"strconv"
@@ -26,24 +25,10 @@ var nodeBudget = flag.Int64("budget", 4<<20, "the aggregator's byte budget per n
 
 func startAggregator(t *testing.T) *server.Aggregator {
 	t.Helper()
-	agg, err := server.New(server.Config{
-		GRPCAddr: "127.0.0.1:0", MetricsAddr: "127.0.0.1:0", Profiling: true,
+	return harness.RunAggregator(t, server.Config{
+		MetricsAddr: "127.0.0.1:0", Profiling: true,
 		Ingest: ingest.Config{HeartbeatInterval: time.Second, MaxNodeBytes: *nodeBudget},
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- agg.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	})
-	return agg
 }
 
 // TestHostileAgentBesideHonestOnes runs the honest load twice against one

@@ -2,8 +2,6 @@ package load
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"testing"
@@ -11,28 +9,16 @@ import (
 
 	"github.com/kubeatlas/kubeatlas/aggregator/ingest"
 	"github.com/kubeatlas/kubeatlas/aggregator/server"
+	"github.com/kubeatlas/kubeatlas/integration/harness"
 )
 
 // A small run of the harness against a real aggregator server on loopback:
 // every phase runs, and what it reports adds up.
 func TestSmallRun(t *testing.T) {
-	agg, err := server.New(server.Config{
-		GRPCAddr: "127.0.0.1:0", MetricsAddr: "127.0.0.1:0", Profiling: true,
+	agg := harness.RunAggregator(t, server.Config{
+		MetricsAddr: "127.0.0.1:0", Profiling: true,
 		Ingest: ingest.Config{HeartbeatInterval: time.Second},
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- agg.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
 	const nodes, procs = 50, 300
 	dir := t.TempDir()
 	rep, err := Run(context.Background(), Config{
