@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/time/rate"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/peer"
@@ -146,10 +147,8 @@ type nodeState struct {
 	// while its epoch is the newest, so nothing from a replaced stream can
 	// land after its successor's snapshot.
 	epoch uint64
-	// tokens and last are the node's rate bucket: reconnecting does not
-	// refill it.
-	tokens float64
-	last   time.Time
+	// limiter is the node's rate bucket: reconnecting does not refill it.
+	limiter *rate.Limiter
 }
 
 // Server is the AgentService implementation.
@@ -337,7 +336,7 @@ func (s *Server) register(key nodeKey, reg *streamReg) (*nodeState, uint64) {
 	s.streams[key] = reg
 	ns := s.nodes[key]
 	if ns == nil {
-		ns = &nodeState{tokens: float64(s.cfg.Burst), last: s.cfg.Now()}
+		ns = &nodeState{limiter: rate.NewLimiter(rate.Limit(s.cfg.RatePerSecond), s.cfg.Burst)}
 		s.nodes[key] = ns
 	}
 	if m := s.cfg.Metrics; m != nil {
@@ -355,18 +354,7 @@ func (s *Server) register(key nodeKey, reg *streamReg) (*nodeState, uint64) {
 }
 
 // allow takes one message from the node's rate bucket.
-func (s *Server) allow(ns *nodeState) bool {
-	ns.mu.Lock()
-	defer ns.mu.Unlock()
-	now := s.cfg.Now()
-	ns.tokens = min(ns.tokens+now.Sub(ns.last).Seconds()*s.cfg.RatePerSecond, float64(s.cfg.Burst))
-	ns.last = now
-	if ns.tokens < 1 {
-		return false
-	}
-	ns.tokens--
-	return true
-}
+func (s *Server) allow(ns *nodeState) bool { return ns.limiter.AllowN(s.cfg.Now(), 1) }
 
 // undecodable turns a receive error that means the peer sent something
 // that is not a valid message (bad protobuf, a string that is not UTF-8)
@@ -465,12 +453,10 @@ func (s *Server) CheckLiveness() {
 			forget = append(forget, k)
 		}
 	}
-	idle := time.Duration(float64(s.cfg.Burst) / max(s.cfg.RatePerSecond, 1e-9) * float64(time.Second))
 	for k, ns := range s.nodes {
-		if _, open := s.streams[k]; !open && ns.mu.TryLock() {
-			if now.Sub(ns.last) > idle {
-				delete(s.nodes, k)
-			}
+		// A node with no stream and a full bucket has nothing to remember.
+		if _, open := s.streams[k]; !open && ns.limiter.TokensAt(now) >= float64(s.cfg.Burst) && ns.mu.TryLock() {
+			delete(s.nodes, k)
 			ns.mu.Unlock()
 		}
 	}

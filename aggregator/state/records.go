@@ -1,10 +1,11 @@
 package state
 
 import (
-	"regexp"
 	"strconv"
 	"sync/atomic"
 	"time"
+
+	"k8s.io/apimachinery/pkg/util/validation"
 
 	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
 )
@@ -72,13 +73,12 @@ type Node struct {
 // Copy returns a shallow copy safe to change and re-insert.
 func (n *Node) Copy() *Node { c := *n; return &c }
 
-var nameRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$`)
-
-// ValidName reports whether s may name a cluster or a node: a lower-case DNS
-// name. Every way in (agents, bundles, --kube) checks it. Neither name may
-// hold a '/', so a (cluster, node) pair has one spelling as a key: cluster
-// "x" with node "a/b" and cluster "x/a" with node "b" cannot both exist.
-func ValidName(s string) bool { return nameRE.MatchString(s) }
+// ValidName reports whether s may name a cluster or a node: a DNS subdomain
+// as Kubernetes names Nodes (RFC 1123, at most 253 characters). Every way in
+// (agents, bundles, --kube, certificates) checks it. Neither name may hold a
+// '/', so a (cluster, node) pair has one spelling as a key: cluster "x" with
+// node "a/b" and cluster "x/a" with node "b" cannot both exist.
+func ValidName(s string) bool { return len(validation.IsDNS1123Subdomain(s)) == 0 }
 
 // NodeID is a node row's ID.
 func NodeID(cluster, node string) string { return cluster + "/" + node }
