@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -705,20 +706,26 @@ func (ss *session) scrub(procs []*v1.Process, mans []*v1.StaticPodManifest, kube
 		}
 		for _, c := range m.Containers {
 			cmd, args := redact.Container(c.Command, c.Args)
-			if !equal(cmd, c.Command) || !equal(args, c.Args) {
+			if !slices.Equal(cmd, c.Command) || !slices.Equal(args, c.Args) {
 				c.Command, c.Args = cmd, args
 				n++
 			}
 		}
 	}
 	if kubelet != nil {
-		if f := redact.Lines(kubelet.KubeadmFlags); !equal(f, kubelet.KubeadmFlags) {
+		if f := redact.Lines(kubelet.KubeadmFlags); !slices.Equal(f, kubelet.KubeadmFlags) {
 			kubelet.KubeadmFlags = f
 			n++
 		}
 		for i, e := range kubelet.Errors {
 			if t, ok := redact.Text(e); ok {
 				kubelet.Errors[i] = t
+				n++
+			}
+		}
+		for _, f := range []*string{&kubelet.ContainerRuntimeEndpoint, &kubelet.ConfigPath, &kubelet.StaticPodPath} {
+			if t, ok := redact.Text(*f); ok {
+				*f = t
 				n++
 			}
 		}
@@ -735,7 +742,7 @@ func (ss *session) scrub(procs []*v1.Process, mans []*v1.StaticPodManifest, kube
 // place; it reports whether anything was a secret.
 func redactProcess(p *v1.Process) bool {
 	changed := false
-	if argv := redact.Argv(p.Argv); !equal(argv, p.Argv) {
+	if argv := redact.Argv(p.Argv); !slices.Equal(argv, p.Argv) {
 		p.Argv, changed = argv, true
 	}
 	for _, hc := range p.Components {
@@ -748,18 +755,6 @@ func redactProcess(p *v1.Process) bool {
 		}
 	}
 	return changed
-}
-
-func equal(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func payloadName(m *v1.ConnectRequest) string {
