@@ -586,8 +586,8 @@ func (ss *session) handle(msg *v1.ConnectRequest) error {
 			}
 			if ch.Identity.NodeName != ss.key.node || ch.Identity.Cluster != ss.key.cluster {
 				ss.s.reject("invalid_argument")
-				return status.Errorf(codes.InvalidArgument, "snapshot is for %s/%s, the stream for %s/%s",
-					ch.Identity.Cluster, ch.Identity.NodeName, ss.key.cluster, ss.key.node)
+				return status.Errorf(codes.InvalidArgument, "snapshot is for %q/%q, the stream for %s/%s",
+					echo(ch.Identity.Cluster), echo(ch.Identity.NodeName), ss.key.cluster, ss.key.node)
 			}
 		} else {
 			if ss.resyncing {

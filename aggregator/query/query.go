@@ -18,6 +18,7 @@ import (
 
 	"github.com/kubeatlas/kubeatlas/aggregator/state"
 	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
+	"github.com/kubeatlas/kubeatlas/safetext"
 )
 
 // Page sizes.
@@ -66,6 +67,9 @@ func pageSize(n int32) (int, error) {
 	return int(n), nil
 }
 
+// echo bounds how much of a client's own text an error repeats.
+func echo(s string) string { return safetext.Ellipsis(s, 64) }
+
 // ListClusters implements InventoryService.
 func (s *Server) ListClusters(_ context.Context, req *v1.ListClustersRequest) (*v1.ListClustersResponse, error) {
 	pg, err := newPager(req)
@@ -106,7 +110,7 @@ func (s *Server) GetCluster(_ context.Context, req *v1.GetClusterRequest) (*v1.G
 		return nil, status.Errorf(codes.Internal, "reading cluster: %v", err)
 	}
 	if raw == nil {
-		return nil, status.Errorf(codes.NotFound, "cluster %q not found", req.Name)
+		return nil, status.Errorf(codes.NotFound, "cluster %q not found", echo(req.Name))
 	}
 	return &v1.GetClusterResponse{Cluster: clusterProto(txn, raw.(*state.Cluster))}, nil
 }
@@ -241,9 +245,9 @@ func (s *Server) GetNode(_ context.Context, req *v1.GetNodeRequest) (*v1.GetNode
 	switch len(found) {
 	case 0:
 		if req.Cluster != "" {
-			return nil, status.Errorf(codes.NotFound, "node %q not found in cluster %q", req.Name, req.Cluster)
+			return nil, status.Errorf(codes.NotFound, "node %q not found in cluster %q", echo(req.Name), echo(req.Cluster))
 		}
-		return nil, status.Errorf(codes.NotFound, "node %q not found", req.Name)
+		return nil, status.Errorf(codes.NotFound, "node %q not found", echo(req.Name))
 	case 1:
 	default:
 		var cs []string
@@ -286,7 +290,7 @@ func (s *Server) ListComponents(_ context.Context, req *v1.ListComponentsRequest
 	}
 	after := pg.after
 	if req.Component != "" && v1.ComponentRank(req.Component) == len(v1.Components) {
-		return nil, status.Errorf(codes.InvalidArgument, "unknown component %q; known: %s", req.Component, strings.Join(v1.Components, ", "))
+		return nil, status.Errorf(codes.InvalidArgument, "unknown component %q; known: %s", echo(req.Component), strings.Join(v1.Components, ", "))
 	}
 	if !checkView(req.View) {
 		return nil, status.Errorf(codes.InvalidArgument, "unknown view %d; known: COMPONENT_VIEW_BASIC, COMPONENT_VIEW_FULL", req.View)
