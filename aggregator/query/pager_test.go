@@ -95,9 +95,18 @@ func TestErrorsDoNotEchoHugeNames(t *testing.T) {
 	s, _ := seed(t)
 	huge := strings.Repeat("x", 1<<20)
 	for _, err := range []error{
-		func() error { _, err := s.GetCluster(context.Background(), &v1.GetClusterRequest{Name: huge}); return err }(),
-		func() error { _, err := s.GetNode(context.Background(), &v1.GetNodeRequest{Name: huge, Cluster: huge}); return err }(),
-		func() error { _, err := s.ListComponents(context.Background(), &v1.ListComponentsRequest{Component: huge}); return err }(),
+		func() error {
+			_, err := s.GetCluster(context.Background(), &v1.GetClusterRequest{Name: huge})
+			return err
+		}(),
+		func() error {
+			_, err := s.GetNode(context.Background(), &v1.GetNodeRequest{Name: huge, Cluster: huge})
+			return err
+		}(),
+		func() error {
+			_, err := s.ListComponents(context.Background(), &v1.ListComponentsRequest{Component: huge})
+			return err
+		}(),
 	} {
 		if err == nil || len(err.Error()) > 1024 {
 			t.Errorf("error of %d bytes", len(err.Error()))
