@@ -253,36 +253,11 @@ func isNumber(s string) bool {
 	return s != ""
 }
 
-// valueWord reports whether the word after a secret flag is its value. A
-// single-dash word is (a password may start with a dash); a word shaped like
-// another long flag is not, nor is a separator.
-func valueWord(next string) bool {
-	if next == "--" {
-		return false
-	}
-	if strings.HasPrefix(next, "--") {
-		name := next[2:]
-		if eq := strings.IndexByte(name, '='); eq >= 0 {
-			name = name[:eq]
-		}
-		return !isFlagName(name)
-	}
-	return true
-}
-
-// isFlagName reports whether s is shaped like a long option's name.
-func isFlagName(s string) bool {
-	if s == "" || !isAlpha(s[0]) {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !isAlpha(c) && !isDigit(c) && c != '-' && c != '_' && c != '.' {
-			return false
-		}
-	}
-	return true
-}
+// valueWord reports whether the word after a secret flag is its value. As
+// Go's flag and pflag packages and getopt read a flag that takes a value,
+// the next word is the value whatever it starts with (a password may start
+// with dashes); only "--" ends the flags.
+func valueWord(next string) bool { return next != "--" }
 
 // isEnvName reports whether s is an environment variable's or a setting's
 // name (NAME=value words, as env(1) and DSN key=value lists take them).
@@ -393,11 +368,22 @@ func userValue(v string) string {
 // knownBoolFlags are flags whose names mean a credential but that take no
 // value: the word after them is never theirs.
 var knownBoolFlags = map[string]bool{
-	"use-service-account-credentials": true,
-	"enable-bootstrap-token-auth":     true,
-	"anonymous-auth":                  true,
-	"insecure-skip-tls-verify":        true,
-	"disable-token-auth":              true,
+	"use-service-account-credentials":             true,
+	"enable-bootstrap-token-auth":                 true,
+	"anonymous-auth":                              true,
+	"insecure-skip-tls-verify":                    true,
+	"disable-token-auth":                          true,
+	"password-stdin":                              true,
+	"token-stdin":                                 true,
+	"rotate-server-certificates":                  true,
+	"rotate-certificates":                         true,
+	"skip-token-ca-verification":                  true,
+	"discovery-token-unsafe-skip-ca-verification": true,
+	"service-account-lookup":                      true,
+	"enable-token-auth":                           true,
+	"no-password":                                 true,
+	"ask-pass":                                    true,
+	"askpass":                                     true,
 }
 
 func isBoolFlag(name string) bool { return knownBoolFlags[lowerASCII(name)] }

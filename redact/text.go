@@ -416,7 +416,7 @@ func isNameChar(c byte) bool { return isAlpha(c) || isDigit(c) || c == '_' || c 
 // isPairStart reports whether c may stand before a name=value pair.
 func isPairStart(c byte) bool {
 	switch c {
-	case '?', '&', '#', ';', ',', ' ', '\t', '\n', '\r', '"', '\'', '`', '{', '(', '=', ':':
+	case '?', '&', '#', ';', ',', ' ', '\t', '\n', '\r', '"', '\'', '`', '{', '(', '=', ':', ']':
 		return true
 	}
 	return false
@@ -502,7 +502,8 @@ func headers(s string) string {
 			if ns == 0 || s[ns-1] != quoted {
 				continue
 			}
-		} else if ns > 0 && !isSpace(s[ns-1]) && !isQuote(s[ns-1]) && s[ns-1] != '{' && s[ns-1] != ',' && s[ns-1] != ';' && s[ns-1] != '=' {
+		} else if ns > 0 && !isSpace(s[ns-1]) && !isQuote(s[ns-1]) && s[ns-1] != '{' && s[ns-1] != ',' && s[ns-1] != ';' && s[ns-1] != '=' &&
+			!(ns == 1 && s[0] == '/') { // /name:value, as Windows-style options
 			continue
 		}
 		name := s[ns:ne]
