@@ -17,7 +17,10 @@ type Cluster struct {
 	Name string
 	// UID is the kube-system namespace's UID, when the API is connected.
 	UID string
-	// APIConnected is true while API objects for the cluster are loaded.
+	// APIConnected is true once all of the cluster's API objects are loaded:
+	// its informers have synced, or its bundle was read. It stays true when
+	// the API server goes away, as the objects are kept; absence findings
+	// wait for it.
 	APIConnected bool
 	// APIVersion is the API server's /version gitVersion, when known.
 	APIVersion string

@@ -122,7 +122,8 @@ func componentsTable() *memdb.TableSchema {
 
 func findingsTable() *memdb.TableSchema {
 	return &memdb.TableSchema{Name: TableFindings, Indexes: map[string]*memdb.IndexSchema{
-		// Unique identity and ListFindings order: "<cluster>/<node>/<kind>/<subject>".
+		// Unique identity: "<cluster>/<node>/<kind>/<subject>". ListFindings
+		// orders by severity first and sorts itself (query.findingKey).
 		IndexID: {Name: IndexID, Unique: true, Indexer: &memdb.StringFieldIndex{Field: "ID"}},
 		// Re-join: replacing one node's findings.
 		IndexNode: {Name: IndexNode, Indexer: &memdb.CompoundIndex{Indexes: []memdb.Indexer{
@@ -134,7 +135,8 @@ func findingsTable() *memdb.TableSchema {
 
 func indexTable() *memdb.TableSchema {
 	return &memdb.TableSchema{Name: TableIndex, Indexes: map[string]*memdb.IndexSchema{
-		// The last change number of each table, for watchers and metrics.
+		// The last change number of each table, written on every commit;
+		// nothing reads it yet.
 		IndexID: {Name: IndexID, Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Table"}},
 	}}
 }
