@@ -3,8 +3,6 @@ package engine
 import (
 	"fmt"
 
-	"github.com/hashicorp/go-memdb"
-
 	"github.com/kubeatlas/kubeatlas/aggregator/state"
 )
 
@@ -36,7 +34,7 @@ func (e *Engine) SetAPI(cluster, uid, version string, connected bool) error {
 			return err
 		}
 	}
-	e.store.Commit(txn)
+	txn.Commit()
 	return nil
 }
 
@@ -53,7 +51,7 @@ func (e *Engine) UpsertNodeAPI(cluster, name string, api *state.NodeAPI) error {
 	if err := e.rejoin(txn, cluster, []string{name}); err != nil {
 		return err
 	}
-	e.store.Commit(txn)
+	txn.Commit()
 	return nil
 }
 
@@ -80,7 +78,7 @@ func (e *Engine) DeleteNodeAPI(cluster, name string) error {
 	if err := e.rejoin(txn, cluster, []string{name}); err != nil {
 		return err
 	}
-	e.store.Commit(txn)
+	txn.Commit()
 	if forgotten && n.Agent != nil && e.cfg.Forgotten != nil {
 		e.cfg.Forgotten(cluster, name, ReasonNodeDeleted)
 	}
@@ -107,7 +105,7 @@ func (e *Engine) UpsertPod(p *state.Pod) error {
 	if err := e.rejoin(txn, p.Cluster, nodes); err != nil {
 		return err
 	}
-	e.store.Commit(txn)
+	txn.Commit()
 	return nil
 }
 
@@ -127,7 +125,7 @@ func (e *Engine) DeletePod(cluster, namespace, name string) error {
 			return err
 		}
 	}
-	e.store.Commit(txn)
+	txn.Commit()
 	return nil
 }
 
@@ -151,7 +149,7 @@ func (e *Engine) UpsertWorkload(w *state.Workload) error {
 			return err
 		}
 	}
-	e.store.Commit(txn)
+	txn.Commit()
 	return nil
 }
 
@@ -173,13 +171,13 @@ func (e *Engine) DeleteWorkload(cluster, kind, namespace, name string) error {
 	if err := e.rejoin(txn, cluster, nodesOwnedBy(txn, cluster, raw.(*state.Workload).UID)); err != nil {
 		return err
 	}
-	e.store.Commit(txn)
+	txn.Commit()
 	return nil
 }
 
 // nodesOwnedBy lists the nodes of pods owned by uid, directly or through the
 // workloads it owns.
-func nodesOwnedBy(txn *memdb.Txn, cluster, uid string) []string {
+func nodesOwnedBy(txn *state.Txn, cluster, uid string) []string {
 	seen := map[string]bool{}
 	var out []string
 	var walk func(uid string, depth int)

@@ -12,7 +12,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/hashicorp/go-memdb"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/kubeatlas/kubeatlas/aggregator/join"
@@ -138,7 +137,7 @@ func (e *Engine) ApplyInventory(inv Inventory) error {
 			return err
 		}
 	}
-	e.store.Commit(txn)
+	txn.Commit()
 	return nil
 }
 
@@ -210,7 +209,7 @@ func (e *Engine) ApplyDelta(cluster, node string, d *v1.Delta, seenAt time.Time,
 	if err := e.rejoin(txn, cluster, []string{node}); err != nil {
 		return err
 	}
-	e.store.Commit(txn)
+	txn.Commit()
 	return nil
 }
 
@@ -245,7 +244,7 @@ func (e *Engine) Heartbeat(cluster, node string, wall, seenAt time.Time) error {
 			return err
 		}
 	}
-	e.store.Commit(txn)
+	txn.Commit()
 	return nil
 }
 
@@ -275,7 +274,7 @@ func (e *Engine) SetAgentState(cluster, node string, st v1.AgentState) error {
 	if err := e.rejoin(txn, cluster, []string{node}); err != nil {
 		return err
 	}
-	e.store.Commit(txn)
+	txn.Commit()
 	return nil
 }
 
@@ -367,7 +366,7 @@ func sizeOf[M proto.Message](ms []M) int64 {
 
 // ensureCluster makes sure the cluster row exists, applying change (which
 // reports whether it changed anything) to a copy.
-func (e *Engine) ensureCluster(txn *memdb.Txn, name string, change func(*state.Cluster) bool) *state.Cluster {
+func (e *Engine) ensureCluster(txn *state.Txn, name string, change func(*state.Cluster) bool) *state.Cluster {
 	raw, _ := txn.First(state.TableClusters, state.IndexID, name)
 	var c *state.Cluster
 	if raw == nil {
@@ -392,7 +391,7 @@ func (e *Engine) ensureCluster(txn *memdb.Txn, name string, change func(*state.C
 }
 
 // nodeRow returns a copy of the node's row, or a new one.
-func (e *Engine) nodeRow(txn *memdb.Txn, cluster, node string) *state.Node {
+func (e *Engine) nodeRow(txn *state.Txn, cluster, node string) *state.Node {
 	raw, _ := txn.First(state.TableNodes, state.IndexID, state.NodeID(cluster, node))
 	if raw == nil {
 		return &state.Node{ID: state.NodeID(cluster, node), Cluster: cluster, Name: node}
@@ -402,7 +401,7 @@ func (e *Engine) nodeRow(txn *memdb.Txn, cluster, node string) *state.Node {
 
 // markHasAgents records on the cluster row that agents report; it returns
 // true the first time.
-func (e *Engine) markHasAgents(txn *memdb.Txn, cluster string) bool {
+func (e *Engine) markHasAgents(txn *state.Txn, cluster string) bool {
 	first := false
 	e.ensureCluster(txn, cluster, func(c *state.Cluster) bool {
 		if c.HasAgents {
@@ -416,7 +415,7 @@ func (e *Engine) markHasAgents(txn *memdb.Txn, cluster string) bool {
 
 // rejoinCluster re-joins every node of a cluster: only for cluster-wide
 // changes (first agent, kube-apiserver version, API connection).
-func (e *Engine) rejoinCluster(txn *memdb.Txn, cluster string) error {
+func (e *Engine) rejoinCluster(txn *state.Txn, cluster string) error {
 	it, err := txn.Get(state.TableNodes, state.IndexCluster, cluster)
 	if err != nil {
 		return err
@@ -430,7 +429,7 @@ func (e *Engine) rejoinCluster(txn *memdb.Txn, cluster string) error {
 
 // rejoin re-joins the given nodes of one cluster and, when their control-plane
 // answers changed, the cluster's mode.
-func (e *Engine) rejoin(txn *memdb.Txn, cluster string, nodes []string) error {
+func (e *Engine) rejoin(txn *state.Txn, cluster string, nodes []string) error {
 	craw, _ := txn.First(state.TableClusters, state.IndexID, cluster)
 	var c *state.Cluster
 	if craw != nil {
@@ -452,7 +451,7 @@ func (e *Engine) rejoin(txn *memdb.Txn, cluster string, nodes []string) error {
 	return e.recomputeCluster(txn, cluster)
 }
 
-func (e *Engine) rejoinNode(txn *memdb.Txn, c *state.Cluster, node string) (bool, error) {
+func (e *Engine) rejoinNode(txn *state.Txn, c *state.Cluster, node string) (bool, error) {
 	start := time.Now()
 	if e.cfg.ObserveJoin != nil {
 		defer func() { e.cfg.ObserveJoin(time.Since(start)) }()
@@ -523,7 +522,7 @@ func (e *Engine) rejoinNode(txn *memdb.Txn, c *state.Cluster, node string) (bool
 // replaceNodeAnswers writes a node's new instances and findings over its old
 // ones, touching only rows that changed. It reports whether any
 // control-plane instance changed.
-func (e *Engine) replaceNodeAnswers(txn *memdb.Txn, cluster, node string, insts []*v1.ComponentInstance, finds []*v1.Finding) (bool, error) {
+func (e *Engine) replaceNodeAnswers(txn *state.Txn, cluster, node string, insts []*v1.ComponentInstance, finds []*v1.Finding) (bool, error) {
 	cpChanged := false
 	comps := make([]*state.Component, len(insts))
 	for i, in := range insts {
@@ -550,7 +549,7 @@ func (e *Engine) replaceNodeAnswers(txn *memdb.Txn, cluster, node string, insts 
 // replaceRows writes rows over a node's old rows of a table (found by its
 // node index), inserting only new or changed rows and deleting the rest.
 // changed is called for every row inserted or deleted.
-func replaceRows[R any](txn *memdb.Txn, table, cluster, node string, rows []R, id func(R) string, same func(a, b R) bool, changed func(R)) error {
+func replaceRows[R any](txn *state.Txn, table, cluster, node string, rows []R, id func(R) string, same func(a, b R) bool, changed func(R)) error {
 	old := map[string]R{}
 	it, err := txn.Get(table, state.IndexNode, cluster, node)
 	if err != nil {
@@ -584,7 +583,7 @@ func replaceRows[R any](txn *memdb.Txn, table, cluster, node string, rows []R, i
 // recomputeCluster decides the cluster's mode from its control-plane
 // instances; a changed kube-apiserver version re-joins the cluster's nodes
 // for the version skew check.
-func (e *Engine) recomputeCluster(txn *memdb.Txn, cluster string) error {
+func (e *Engine) recomputeCluster(txn *state.Txn, cluster string) error {
 	var cp []*v1.ComponentInstance
 	for _, comp := range v1.Components {
 		if !v1.IsControlPlane(comp) {

@@ -3,8 +3,6 @@ package engine
 import (
 	"fmt"
 
-	"github.com/hashicorp/go-memdb"
-
 	"github.com/kubeatlas/kubeatlas/aggregator/state"
 	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
 )
@@ -40,11 +38,11 @@ func (e *Engine) SettleAgents() error {
 			return err
 		}
 	}
-	e.store.Commit(txn)
+	txn.Commit()
 	return nil
 }
 
-func clusterNames(txn *memdb.Txn) []string {
+func clusterNames(txn *state.Txn) []string {
 	it, err := txn.Get(state.TableClusters, state.IndexID)
 	if err != nil {
 		return nil
@@ -87,7 +85,7 @@ func (e *Engine) ForgetNode(cluster, node string) (bool, error) {
 	if err := e.rejoin(txn, cluster, []string{node}); err != nil {
 		return false, err
 	}
-	e.store.Commit(txn)
+	txn.Commit()
 	if e.cfg.Forgotten != nil {
 		e.cfg.Forgotten(cluster, node, ReasonForgetAfter)
 	}
@@ -96,7 +94,7 @@ func (e *Engine) ForgetNode(cluster, node string) (bool, error) {
 
 // dropAgentRows removes a node's agent rows, and the node row itself when
 // the API does not have it.
-func (e *Engine) dropAgentRows(txn *memdb.Txn, n *state.Node) error {
+func (e *Engine) dropAgentRows(txn *state.Txn, n *state.Node) error {
 	id := n.ID
 	for _, table := range []string{state.TableProcesses, state.TableManifests} {
 		if _, err := txn.DeleteAll(table, state.IndexID, id); err != nil {

@@ -31,17 +31,50 @@ func NewStore() (*Store, error) {
 // Broker returns the store's change feed.
 func (s *Store) Broker() *Broker { return s.broker }
 
-// WriteTxn opens a write transaction that tracks its changes. The caller
-// must Abort it (deferred) or pass it to Commit.
-func (s *Store) WriteTxn() *memdb.Txn {
-	txn := s.db.Txn(true)
-	txn.TrackChanges()
-	return txn
+// Txn is a write transaction on the store. Its Commit is the only way to
+// commit, and it publishes the component and finding changes to watchers:
+// the go-memdb transaction underneath is not reachable from outside state.
+type Txn struct {
+	txn *memdb.Txn
+	s   *Store
 }
 
-// Commit records the table indexes, commits txn and publishes the component
-// and finding changes to watchers.
-func (s *Store) Commit(txn *memdb.Txn) {
+// WriteTxn opens a write transaction. The caller defers Abort and calls
+// Commit when done; Abort after Commit does nothing.
+func (s *Store) WriteTxn() *Txn {
+	txn := s.db.Txn(true)
+	txn.TrackChanges()
+	return &Txn{txn: txn, s: s}
+}
+
+// First returns the first row of table matching index and args, or nil.
+func (t *Txn) First(table, index string, args ...any) (any, error) {
+	return t.txn.First(table, index, args...)
+}
+
+// Get iterates the rows of table matching index and args.
+func (t *Txn) Get(table, index string, args ...any) (memdb.ResultIterator, error) {
+	return t.txn.Get(table, index, args...)
+}
+
+// Insert writes a row; rows are never changed after insertion.
+func (t *Txn) Insert(table string, obj any) error { return t.txn.Insert(table, obj) }
+
+// Delete removes a row.
+func (t *Txn) Delete(table string, obj any) error { return t.txn.Delete(table, obj) }
+
+// DeleteAll removes the rows of table matching index and args.
+func (t *Txn) DeleteAll(table, index string, args ...any) (int, error) {
+	return t.txn.DeleteAll(table, index, args...)
+}
+
+// Abort drops the transaction's changes, unless it was committed.
+func (t *Txn) Abort() { t.txn.Abort() }
+
+// Commit records the table indexes, commits and publishes the component and
+// finding changes to watchers, in commit order.
+func (t *Txn) Commit() {
+	txn, s := t.txn, t.s
 	changes := txn.Changes()
 	if len(changes) == 0 {
 		txn.Abort()
@@ -52,11 +85,11 @@ func (s *Store) Commit(txn *memdb.Txn) {
 	for _, c := range changes {
 		touched[c.Table] = true
 	}
-	for t := range touched {
-		if t == TableIndex {
+	for tb := range touched {
+		if tb == TableIndex {
 			continue
 		}
-		if err := txn.Insert(TableIndex, &IndexEntry{Table: t, Value: idx}); err != nil {
+		if err := txn.Insert(TableIndex, &IndexEntry{Table: tb, Value: idx}); err != nil {
 			panic(fmt.Sprintf("state: writing index row: %v", err))
 		}
 	}
