@@ -95,7 +95,7 @@ func ReadRegularFile(fsys fs.FS, path string, max int64) ([]byte, error) {
 		return nil, err
 	}
 	if !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s is not a regular file (%s)", path, st.Mode().Type())
+		return nil, fmt.Errorf("%s is not a regular file but %s", path, FileKind(st.Mode()))
 	}
 	if st.Size() > max {
 		return nil, fmt.Errorf("%s is %d bytes, over the limit of %d", path, st.Size(), max)
@@ -114,6 +114,25 @@ func ReadRegularFile(fsys fs.FS, path string, max int64) ([]byte, error) {
 		return nil, fmt.Errorf("%s is larger than %d bytes", path, max)
 	}
 	return data, nil
+}
+
+// FileKind names the kind of file a mode describes, for error messages.
+func FileKind(m fs.FileMode) string {
+	switch {
+	case m&fs.ModeNamedPipe != 0:
+		return "a FIFO"
+	case m&fs.ModeCharDevice != 0:
+		return "a character device"
+	case m&fs.ModeDevice != 0:
+		return "a block device"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m&fs.ModeSymlink != 0:
+		return "a symbolic link"
+	case m.IsDir():
+		return "a directory"
+	}
+	return "an irregular file"
 }
 
 func readObjectFile(fsys fs.FS, path string, objs *Objects) error {
