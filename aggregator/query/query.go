@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/hashicorp/go-memdb"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -76,19 +75,14 @@ func (s *Server) ListClusters(_ context.Context, req *v1.ListClustersRequest) (*
 	if err != nil {
 		return nil, err
 	}
-	txn := s.store.Snapshot()
-	it, err := txn.LowerBound(state.TableClusters, state.IndexID, pg.after)
-	if err != nil {
-		return nil, status.Errorf(codes.Internal, "reading clusters: %v", err)
-	}
+	view := s.store.View()
 	resp := &v1.ListClustersResponse{}
 	last := ""
-	for raw := it.Next(); raw != nil; raw = it.Next() {
-		c := raw.(*state.Cluster)
+	for c := range view.Clusters(nil, pg.after) {
 		if pg.after != "" && c.Name <= pg.after {
 			continue
 		}
-		cp := clusterProto(txn, c)
+		cp := clusterProto(view, c)
 		if !pg.fits(proto.Size(cp)) {
 			resp.NextPageToken = pg.token(last)
 			break
@@ -104,18 +98,18 @@ func (s *Server) GetCluster(_ context.Context, req *v1.GetClusterRequest) (*v1.G
 	if req.Name == "" {
 		return nil, status.Error(codes.InvalidArgument, "name is required")
 	}
-	txn := s.store.Snapshot()
-	raw, err := txn.First(state.TableClusters, state.IndexID, req.Name)
+	view := s.store.View()
+	c, err := view.Cluster(nil, req.Name)
 	if err != nil {
-		return nil, status.Errorf(codes.Internal, "reading cluster: %v", err)
+		return nil, status.Errorf(codes.Internal, "%v", err)
 	}
-	if raw == nil {
+	if c == nil {
 		return nil, status.Errorf(codes.NotFound, "cluster %q not found", echo(req.Name))
 	}
-	return &v1.GetClusterResponse{Cluster: clusterProto(txn, raw.(*state.Cluster))}, nil
+	return &v1.GetClusterResponse{Cluster: clusterProto(view, c)}, nil
 }
 
-func clusterProto(txn *memdb.Txn, c *state.Cluster) *v1.Cluster {
+func clusterProto(view *state.View, c *state.Cluster) *v1.Cluster {
 	out := &v1.Cluster{
 		Name: c.Name, Uid: c.UID, Mode: c.Mode, ModeEvidence: c.ModeEvidence,
 		ControlPlaneNodes: c.ControlPlaneNodes, KubernetesVersion: c.APIServerVersion, ApiConnected: c.APIConnected,
@@ -123,19 +117,14 @@ func clusterProto(txn *memdb.Txn, c *state.Cluster) *v1.Cluster {
 	if out.KubernetesVersion == "" {
 		out.KubernetesVersion = c.APIVersion
 	}
-	if it, err := txn.Get(state.TableNodes, state.IndexCluster, c.Name); err == nil {
-		for raw := it.Next(); raw != nil; raw = it.Next() {
-			n := raw.(*state.Node)
-			out.NodeCount++
-			if n.Agent != nil && (n.Agent.State == v1.AgentState_AGENT_STATE_REPORTING || n.Agent.State == v1.AgentState_AGENT_STATE_OFFLINE) {
-				out.ReportingNodeCount++
-			}
+	for n := range view.NodesOf(nil, c.Name) {
+		out.NodeCount++
+		if n.Agent != nil && (n.Agent.State == v1.AgentState_AGENT_STATE_REPORTING || n.Agent.State == v1.AgentState_AGENT_STATE_OFFLINE) {
+			out.ReportingNodeCount++
 		}
 	}
-	if it, err := txn.Get(state.TableFindings, state.IndexCluster, c.Name); err == nil {
-		for raw := it.Next(); raw != nil; raw = it.Next() {
-			out.FindingCount++
-		}
+	for range view.FindingsOf(nil, c.Name) {
+		out.FindingCount++
 	}
 	return out
 }
@@ -147,7 +136,7 @@ func agentState(n *state.Node) v1.AgentState {
 	return n.Agent.State
 }
 
-func nodeProto(txn *memdb.Txn, n *state.Node) *v1.Node {
+func nodeProto(view *state.View, n *state.Node) *v1.Node {
 	out := &v1.Node{Cluster: n.Cluster, Name: n.Name, Roles: n.Roles, InApi: n.API != nil, AgentState: agentState(n)}
 	if n.API != nil {
 		out.KubeletVersion = n.API.KubeletVersion
@@ -161,11 +150,11 @@ func nodeProto(txn *memdb.Txn, n *state.Node) *v1.Node {
 		}
 		out.ClockSkew = durationpb.New(a.ClockSkew)
 	}
-	if raw, _ := txn.First(state.TableProcesses, state.IndexID, n.ID); raw != nil {
-		out.ProcessCount = int32(len(raw.(*state.Processes).Procs))
+	if ps, _ := view.Processes(nil, n.Cluster, n.Name); ps != nil {
+		out.ProcessCount = int32(len(ps.Procs))
 	}
-	if raw, _ := txn.First(state.TableManifests, state.IndexID, n.ID); raw != nil {
-		out.ManifestCount = int32(len(raw.(*state.Manifests).Manifests))
+	if ms, _ := view.Manifests(nil, n.Cluster, n.Name); ms != nil {
+		out.ManifestCount = int32(len(ms.Manifests))
 	}
 	return out
 }
@@ -184,14 +173,9 @@ func (s *Server) ListNodes(_ context.Context, req *v1.ListNodesRequest) (*v1.Lis
 	if req.Cluster != "" {
 		prefix = req.Cluster + "/"
 	}
-	txn := s.store.Snapshot()
-	it, err := txn.LowerBound(state.TableNodes, state.IndexID, maxStr(prefix, after))
-	if err != nil {
-		return nil, status.Errorf(codes.Internal, "reading nodes: %v", err)
-	}
+	view := s.store.View()
 	resp := &v1.ListNodesResponse{}
-	for raw := it.Next(); raw != nil; raw = it.Next() {
-		n := raw.(*state.Node)
+	for n := range view.Nodes(nil, maxStr(prefix, after)) {
 		if !strings.HasPrefix(n.ID, prefix) {
 			break
 		}
@@ -201,7 +185,7 @@ func (s *Server) ListNodes(_ context.Context, req *v1.ListNodesRequest) (*v1.Lis
 		if req.AgentState != v1.AgentState_AGENT_STATE_UNSPECIFIED && agentState(n) != req.AgentState {
 			continue
 		}
-		np := nodeProto(txn, n)
+		np := nodeProto(view, n)
 		if !pg.fits(proto.Size(np)) {
 			last := resp.Nodes[len(resp.Nodes)-1]
 			resp.NextPageToken = pg.token(state.NodeID(last.Cluster, last.Name))
@@ -224,21 +208,16 @@ func (s *Server) GetNode(_ context.Context, req *v1.GetNodeRequest) (*v1.GetNode
 	if req.Name == "" {
 		return nil, status.Error(codes.InvalidArgument, "name is required")
 	}
-	txn := s.store.Snapshot()
+	view := s.store.View()
 	var found []*state.Node
 	if req.Cluster != "" {
-		if raw, _ := txn.First(state.TableNodes, state.IndexID, state.NodeID(req.Cluster, req.Name)); raw != nil {
-			found = append(found, raw.(*state.Node))
+		if n, _ := view.Node(nil, req.Cluster, req.Name); n != nil {
+			found = append(found, n)
 		}
 	} else {
-		it, err := txn.Get(state.TableClusters, state.IndexID)
-		if err != nil {
-			return nil, status.Errorf(codes.Internal, "reading clusters: %v", err)
-		}
-		for raw := it.Next(); raw != nil; raw = it.Next() {
-			c := raw.(*state.Cluster)
-			if nraw, _ := txn.First(state.TableNodes, state.IndexID, state.NodeID(c.Name, req.Name)); nraw != nil {
-				found = append(found, nraw.(*state.Node))
+		for c := range view.Clusters(nil, "") {
+			if n, _ := view.Node(nil, c.Name, req.Name); n != nil {
+				found = append(found, n)
 			}
 		}
 	}
@@ -257,13 +236,9 @@ func (s *Server) GetNode(_ context.Context, req *v1.GetNodeRequest) (*v1.GetNode
 		return nil, status.Errorf(codes.InvalidArgument, "node %q exists in clusters %s; name the cluster", req.Name, strings.Join(cs, ", "))
 	}
 	n := found[0]
-	resp := &v1.GetNodeResponse{Node: nodeProto(txn, n)}
-	it, err := txn.Get(state.TableComponents, state.IndexNode, n.Cluster, n.Name)
-	if err != nil {
-		return nil, status.Errorf(codes.Internal, "reading components: %v", err)
-	}
-	for raw := it.Next(); raw != nil; raw = it.Next() {
-		resp.Components = append(resp.Components, raw.(*state.Component).Instance)
+	resp := &v1.GetNodeResponse{Node: nodeProto(view, n)}
+	for c := range view.ComponentsOn(nil, n.Cluster, n.Name) {
+		resp.Components = append(resp.Components, c.Instance)
 	}
 	sortInstances(resp.Components)
 	return resp, nil
@@ -295,27 +270,19 @@ func (s *Server) ListComponents(_ context.Context, req *v1.ListComponentsRequest
 	if !checkView(req.View) {
 		return nil, status.Errorf(codes.InvalidArgument, "unknown view %d; known: COMPONENT_VIEW_BASIC, COMPONENT_VIEW_FULL", req.View)
 	}
-	index, prefix := state.IndexComponent, ""
+	order, prefix := state.ByCluster, ""
 	key := func(c *state.Component) string { return c.ClusterSortKey }
 	switch {
 	case req.Cluster != "":
-		prefix = req.Cluster + "\x00"
-		if req.Component != "" {
-			prefix += fmt.Sprint(10+v1.ComponentRank(req.Component)) + req.Component + "\x00"
-		}
+		prefix = state.ComponentKeyPrefix(req.Cluster, req.Component)
 	case req.Component != "":
-		index, prefix = state.IndexFleetComponent, req.Component+"\x00"
+		order, prefix = state.ByComponent, req.Component+"\x00"
 		key = func(c *state.Component) string { return c.FleetSortKey }
 	}
-	txn := s.store.Snapshot()
-	it, err := txn.LowerBound(state.TableComponents, index, maxStr(prefix, after))
-	if err != nil {
-		return nil, status.Errorf(codes.Internal, "reading components: %v", err)
-	}
+	view := s.store.View()
 	resp := &v1.ListComponentsResponse{}
 	var last string
-	for raw := it.Next(); raw != nil; raw = it.Next() {
-		c := raw.(*state.Component)
+	for c := range view.Components(nil, order, maxStr(prefix, after)) {
 		k := key(c)
 		if !strings.HasPrefix(k, prefix) {
 			break
@@ -363,14 +330,8 @@ func (s *Server) ListProcesses(_ context.Context, req *v1.ListProcessesRequest) 
 		afterNode, afterPID = n, pid
 	}
 	prefix := nodePrefix(req.Cluster, req.Node)
-	txn := s.store.Snapshot()
-	it, err := txn.LowerBound(state.TableProcesses, state.IndexID, maxStr(prefix, afterNode))
-	if err != nil {
-		return nil, status.Errorf(codes.Internal, "reading processes: %v", err)
-	}
 	resp := &v1.ListProcessesResponse{}
-	for raw := it.Next(); raw != nil; raw = it.Next() {
-		ps := raw.(*state.Processes)
+	for ps := range s.store.View().ProcessSets(nil, maxStr(prefix, afterNode)) {
 		if !strings.HasPrefix(ps.ID, prefix) {
 			break
 		}
@@ -428,14 +389,9 @@ func (s *Server) ListManifests(_ context.Context, req *v1.ListManifestsRequest) 
 	}
 	afterNode, afterPath, _ := strings.Cut(pg.after, "\x00")
 	prefix := nodePrefix(req.Cluster, req.Node)
-	txn := s.store.Snapshot()
-	it, err := txn.LowerBound(state.TableManifests, state.IndexID, maxStr(prefix, afterNode))
-	if err != nil {
-		return nil, status.Errorf(codes.Internal, "reading manifests: %v", err)
-	}
+	view := s.store.View()
 	resp := &v1.ListManifestsResponse{}
-	for raw := it.Next(); raw != nil; raw = it.Next() {
-		ms := raw.(*state.Manifests)
+	for ms := range view.ManifestSets(nil, maxStr(prefix, afterNode)) {
 		if !strings.HasPrefix(ms.ID, prefix) {
 			break
 		}
@@ -443,10 +399,8 @@ func (s *Server) ListManifests(_ context.Context, req *v1.ListManifestsRequest) 
 			continue
 		}
 		var insts []*v1.ComponentInstance
-		if cit, err := txn.Get(state.TableComponents, state.IndexNode, ms.Cluster, ms.Node); err == nil {
-			for craw := cit.Next(); craw != nil; craw = cit.Next() {
-				insts = append(insts, craw.(*state.Component).Instance)
-			}
+		for c := range view.ComponentsOn(nil, ms.Cluster, ms.Node) {
+			insts = append(insts, c.Instance)
 		}
 		for _, m := range ms.Manifests {
 			if ms.ID == afterNode && m.Path <= afterPath {
@@ -455,7 +409,7 @@ func (s *Server) ListManifests(_ context.Context, req *v1.ListManifestsRequest) 
 			nm := &v1.NodeManifest{Cluster: ms.Cluster, Node: ms.Node, Manifest: m}
 			if m.PodName != "" {
 				mirror := m.PodName + "-" + ms.Node
-				if praw, _ := txn.First(state.TablePods, state.IndexID, state.PodID(ms.Cluster, m.PodNamespace, mirror)); praw != nil {
+				if pod, _ := view.Pod(nil, ms.Cluster, m.PodNamespace, mirror); pod != nil {
 					nm.MirrorPod = m.PodNamespace + "/" + mirror
 				}
 			}
@@ -489,19 +443,14 @@ func (s *Server) ListFindings(_ context.Context, req *v1.ListFindingsRequest) (*
 		return nil, err
 	}
 	after := pg.after
-	txn := s.store.Snapshot()
-	var it memdb.ResultIterator
+	view := s.store.View()
+	rows := view.Findings(nil)
 	if req.Cluster != "" {
-		it, err = txn.Get(state.TableFindings, state.IndexCluster, req.Cluster)
-	} else {
-		it, err = txn.Get(state.TableFindings, state.IndexID)
-	}
-	if err != nil {
-		return nil, status.Errorf(codes.Internal, "reading findings: %v", err)
+		rows = view.FindingsOf(nil, req.Cluster)
 	}
 	var all []*v1.Finding
-	for raw := it.Next(); raw != nil; raw = it.Next() {
-		f := raw.(*state.Finding).Finding
+	for row := range rows {
+		f := row.Finding
 		if (req.Node != "" && f.Node != req.Node) || (req.Kind != v1.FindingKind_FINDING_KIND_UNSPECIFIED && f.Kind != req.Kind) ||
 			f.Severity < req.MinSeverity {
 			continue
@@ -558,14 +507,10 @@ func (s *Server) watch(req *v1.WatchRequest, stream v1.InventoryService_WatchSer
 		return stream.Send(&v1.WatchResponse{Type: t})
 	}
 	sendState := func() error {
-		txn := s.store.Snapshot()
+		view := s.store.View()
 		if !req.SkipComponents {
-			it, err := txn.Get(state.TableComponents, state.IndexComponent)
-			if err != nil {
-				return status.Errorf(codes.Internal, "reading components: %v", err)
-			}
-			for raw := it.Next(); raw != nil; raw = it.Next() {
-				ev := state.Event{Type: v1.WatchEventType_WATCH_EVENT_TYPE_ADDED, Component: raw.(*state.Component).Instance}
+			for c := range view.Components(nil, state.ByCluster, "") {
+				ev := state.Event{Type: v1.WatchEventType_WATCH_EVENT_TYPE_ADDED, Component: c.Instance}
 				if match(ev) {
 					if err := out.add(ev); err != nil {
 						return err
@@ -574,12 +519,8 @@ func (s *Server) watch(req *v1.WatchRequest, stream v1.InventoryService_WatchSer
 			}
 		}
 		if !req.SkipFindings {
-			it, err := txn.Get(state.TableFindings, state.IndexID)
-			if err != nil {
-				return status.Errorf(codes.Internal, "reading findings: %v", err)
-			}
-			for raw := it.Next(); raw != nil; raw = it.Next() {
-				ev := state.Event{Type: v1.WatchEventType_WATCH_EVENT_TYPE_ADDED, Finding: raw.(*state.Finding).Finding}
+			for f := range view.Findings(nil) {
+				ev := state.Event{Type: v1.WatchEventType_WATCH_EVENT_TYPE_ADDED, Finding: f.Finding}
 				if match(ev) {
 					if err := out.add(ev); err != nil {
 						return err

@@ -2,22 +2,191 @@ package state
 
 import (
 	"fmt"
+	"iter"
 
 	"github.com/hashicorp/go-memdb"
 )
 
-// Cluster returns a cluster's row, or nil.
-func (s *Store) Cluster(ws memdb.WatchSet, name string) (*Cluster, error) {
-	txn := s.db.Txn(false)
-	ch, raw, err := txn.FirstWatch(TableClusters, IndexID, name)
+// Reads are the store's typed reads, shared by a read-only View and a write
+// Txn, as Nomad's state store has them: each takes a WatchSet first (nil
+// when the caller does not watch) and returns rows, which are never to be
+// changed in place. Callers name no table and no index.
+type Reads struct{ txn *memdb.Txn }
+
+// View is a consistent read-only view of the store.
+type View struct{ Reads }
+
+// View returns a read-only view of the store as it is now.
+func (s *Store) View() *View { return &View{Reads{s.db.Txn(false)}} }
+
+func (r Reads) first(ws memdb.WatchSet, what, table, index string, args ...any) (any, error) {
+	ch, raw, err := r.txn.FirstWatch(table, index, args...)
 	if err != nil {
-		return nil, fmt.Errorf("reading cluster %s: %w", name, err)
+		return nil, fmt.Errorf("reading %s: %w", what, err)
 	}
 	ws.Add(ch)
-	if raw == nil {
-		return nil, nil
+	return raw, nil
+}
+
+// rows iterates an index's rows of type T. An error opening the index
+// yields nothing; it can only come from a name this package got wrong, which
+// the tests catch.
+func rows[T any](r Reads, ws memdb.WatchSet, lower bool, table, index string, args ...any) iter.Seq[T] {
+	return func(yield func(T) bool) {
+		var it memdb.ResultIterator
+		var err error
+		if lower {
+			it, err = r.txn.LowerBound(table, index, args...)
+		} else {
+			it, err = r.txn.Get(table, index, args...)
+		}
+		if err != nil {
+			panic(fmt.Sprintf("state: reading %s by %s: %v", table, index, err))
+		}
+		ws.Add(it.WatchCh())
+		for raw := it.Next(); raw != nil; raw = it.Next() {
+			if !yield(raw.(T)) {
+				return
+			}
+		}
 	}
-	return raw.(*Cluster), nil
+}
+
+func typed[T any](raw any, err error) (T, error) {
+	var zero T
+	if err != nil || raw == nil {
+		return zero, err
+	}
+	return raw.(T), nil
+}
+
+// Cluster returns a cluster's row, or nil.
+func (r Reads) Cluster(ws memdb.WatchSet, name string) (*Cluster, error) {
+	return typed[*Cluster](r.first(ws, "cluster", TableClusters, IndexID, name))
+}
+
+// Clusters iterates the clusters by name, from the first not before from.
+func (r Reads) Clusters(ws memdb.WatchSet, from string) iter.Seq[*Cluster] {
+	return rows[*Cluster](r, ws, true, TableClusters, IndexID, from)
+}
+
+// Node returns a node's row, or nil.
+func (r Reads) Node(ws memdb.WatchSet, cluster, node string) (*Node, error) {
+	return typed[*Node](r.first(ws, "node", TableNodes, IndexID, NodeID(cluster, node)))
+}
+
+// Nodes iterates every node by ID ("<cluster>/<node>"), from the first not
+// before from.
+func (r Reads) Nodes(ws memdb.WatchSet, from string) iter.Seq[*Node] {
+	return rows[*Node](r, ws, true, TableNodes, IndexID, from)
+}
+
+// NodesOf iterates one cluster's nodes.
+func (r Reads) NodesOf(ws memdb.WatchSet, cluster string) iter.Seq[*Node] {
+	return rows[*Node](r, ws, false, TableNodes, IndexCluster, cluster)
+}
+
+// Processes returns a node's process set, or nil when no agent reported.
+func (r Reads) Processes(ws memdb.WatchSet, cluster, node string) (*Processes, error) {
+	return typed[*Processes](r.first(ws, "processes", TableProcesses, IndexID, NodeID(cluster, node)))
+}
+
+// ProcessSets iterates the nodes' process sets by node ID, from the first
+// not before from.
+func (r Reads) ProcessSets(ws memdb.WatchSet, from string) iter.Seq[*Processes] {
+	return rows[*Processes](r, ws, true, TableProcesses, IndexID, from)
+}
+
+// Manifests returns a node's static pod manifests, or nil.
+func (r Reads) Manifests(ws memdb.WatchSet, cluster, node string) (*Manifests, error) {
+	return typed[*Manifests](r.first(ws, "manifests", TableManifests, IndexID, NodeID(cluster, node)))
+}
+
+// ManifestSets iterates the nodes' manifest sets by node ID, from the first
+// not before from.
+func (r Reads) ManifestSets(ws memdb.WatchSet, from string) iter.Seq[*Manifests] {
+	return rows[*Manifests](r, ws, true, TableManifests, IndexID, from)
+}
+
+// Pod returns a pod's row, or nil.
+func (r Reads) Pod(ws memdb.WatchSet, cluster, namespace, name string) (*Pod, error) {
+	return typed[*Pod](r.first(ws, "pod", TablePods, IndexID, PodID(cluster, namespace, name)))
+}
+
+// PodsOn iterates the pods bound to a node.
+func (r Reads) PodsOn(ws memdb.WatchSet, cluster, node string) iter.Seq[*Pod] {
+	return rows[*Pod](r, ws, false, TablePods, IndexNode, cluster, node)
+}
+
+// PodsOwnedBy iterates the pods whose controller has the given UID.
+func (r Reads) PodsOwnedBy(ws memdb.WatchSet, cluster, uid string) iter.Seq[*Pod] {
+	return rows[*Pod](r, ws, false, TablePods, IndexOwner, cluster, uid)
+}
+
+// Workload returns a workload's row, or nil.
+func (r Reads) Workload(ws memdb.WatchSet, cluster, kind, namespace, name string) (*Workload, error) {
+	return typed[*Workload](r.first(ws, "workload", TableWorkloads, IndexID, WorkloadID(cluster, kind, namespace, name)))
+}
+
+// WorkloadByUID returns the workload with a UID, or nil.
+func (r Reads) WorkloadByUID(ws memdb.WatchSet, cluster, uid string) (*Workload, error) {
+	return typed[*Workload](r.first(ws, "workload", TableWorkloads, IndexUID, cluster, uid))
+}
+
+// WorkloadsOwnedBy iterates the workloads whose controller has the given UID.
+func (r Reads) WorkloadsOwnedBy(ws memdb.WatchSet, cluster, uid string) iter.Seq[*Workload] {
+	return rows[*Workload](r, ws, false, TableWorkloads, IndexOwner, cluster, uid)
+}
+
+// ComponentsOn iterates a node's component instances.
+func (r Reads) ComponentsOn(ws memdb.WatchSet, cluster, node string) iter.Seq[*Component] {
+	return rows[*Component](r, ws, false, TableComponents, IndexNode, cluster, node)
+}
+
+// ComponentOrder is an order of component instances.
+type ComponentOrder int
+
+const (
+	// ByCluster orders by cluster, component, node (Component.ClusterSortKey).
+	ByCluster ComponentOrder = iota
+	// ByComponent orders by component, cluster, node (Component.FleetSortKey).
+	ByComponent
+)
+
+// Components iterates the component instances in an order, from the first
+// whose sort key is not before from.
+func (r Reads) Components(ws memdb.WatchSet, order ComponentOrder, from string) iter.Seq[*Component] {
+	index := IndexComponent
+	if order == ByComponent {
+		index = IndexFleetComponent
+	}
+	return rows[*Component](r, ws, true, TableComponents, index, from)
+}
+
+// ComponentsWithPrefix iterates the instances whose cluster sort key starts
+// with prefix ("<cluster>\x00<rank><component>\x00" for one role).
+func (r Reads) ComponentsWithPrefix(ws memdb.WatchSet, prefix string) iter.Seq[*Component] {
+	return rows[*Component](r, ws, false, TableComponents, IndexComponent+"_prefix", prefix)
+}
+
+// Findings iterates every finding by ID.
+func (r Reads) Findings(ws memdb.WatchSet) iter.Seq[*Finding] {
+	return rows[*Finding](r, ws, false, TableFindings, IndexID)
+}
+
+// FindingsOf iterates one cluster's findings.
+func (r Reads) FindingsOf(ws memdb.WatchSet, cluster string) iter.Seq[*Finding] {
+	return rows[*Finding](r, ws, false, TableFindings, IndexCluster, cluster)
+}
+
+// FindingsOn iterates a node's findings.
+func (r Reads) FindingsOn(ws memdb.WatchSet, cluster, node string) iter.Seq[*Finding] {
+	return rows[*Finding](r, ws, false, TableFindings, IndexNode, cluster, node)
+}
+
+// Cluster returns a cluster's row, or nil.
+func (s *Store) Cluster(ws memdb.WatchSet, name string) (*Cluster, error) {
+	return s.View().Cluster(ws, name)
 }
 
 // Counts returns the number of rows in each table; the processes table

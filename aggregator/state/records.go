@@ -191,14 +191,22 @@ func (c *Component) Size(slot int, size func() int) int {
 	return n
 }
 
+// ComponentKeyPrefix is the start of the ByCluster sort key of a cluster's
+// instances ("" component: all of them) or of one role's.
+func ComponentKeyPrefix(cluster, component string) string {
+	if component == "" {
+		return cluster + "\x00"
+	}
+	return cluster + "\x00" + strconv.Itoa(10+v1.ComponentRank(component)) + component + "\x00"
+}
+
 // NewComponent wraps an instance with its keys.
 func NewComponent(inst *v1.ComponentInstance) *Component {
-	rank := strconv.Itoa(10 + v1.ComponentRank(inst.Component))
 	return &Component{
 		ID:             inst.Cluster + "/" + inst.Id,
 		Cluster:        inst.Cluster,
 		Node:           inst.Node,
-		ClusterSortKey: inst.Cluster + "\x00" + rank + inst.Component + "\x00" + inst.Node + "\x00" + inst.Id,
+		ClusterSortKey: ComponentKeyPrefix(inst.Cluster, inst.Component) + inst.Node + "\x00" + inst.Id,
 		FleetSortKey:   inst.Component + "\x00" + inst.Cluster + "\x00" + inst.Node + "\x00" + inst.Id,
 		Instance:       inst,
 	}

@@ -35,8 +35,9 @@ func (s *Store) Broker() *Broker { return s.broker }
 // commit, and it publishes the component and finding changes to watchers:
 // the go-memdb transaction underneath is not reachable from outside state.
 type Txn struct {
-	txn *memdb.Txn
-	s   *Store
+	Reads // reads see the transaction's own writes
+	txn   *memdb.Txn
+	s     *Store
 }
 
 // WriteTxn opens a write transaction. The caller defers Abort and calls
@@ -44,7 +45,7 @@ type Txn struct {
 func (s *Store) WriteTxn() *Txn {
 	txn := s.db.Txn(true)
 	txn.TrackChanges()
-	return &Txn{txn: txn, s: s}
+	return &Txn{Reads: Reads{txn}, txn: txn, s: s}
 }
 
 // First returns the first row of table matching index and args, or nil.
