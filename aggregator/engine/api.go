@@ -1,8 +1,6 @@
 package engine
 
 import (
-	"fmt"
-
 	"github.com/kubeatlas/kubeatlas/aggregator/state"
 )
 
@@ -45,8 +43,8 @@ func (e *Engine) UpsertNodeAPI(cluster, name string, api *state.NodeAPI) error {
 	e.ensureCluster(txn, cluster, nil)
 	n := e.nodeRow(txn, cluster, name)
 	n.API = api
-	if err := txn.Insert(state.TableNodes, n); err != nil {
-		return fmt.Errorf("writing node: %w", err)
+	if err := txn.PutNode(n); err != nil {
+		return err
 	}
 	if err := e.rejoin(txn, cluster, []string{name}); err != nil {
 		return err
@@ -61,19 +59,19 @@ func (e *Engine) UpsertNodeAPI(cluster, name string, api *state.NodeAPI) error {
 func (e *Engine) DeleteNodeAPI(cluster, name string) error {
 	txn := e.store.WriteTxn()
 	defer txn.Abort()
-	raw, _ := txn.First(state.TableNodes, state.IndexID, state.NodeID(cluster, name))
-	if raw == nil {
-		return nil
+	row, err := txn.Node(nil, cluster, name)
+	if err != nil || row == nil {
+		return err
 	}
-	n := raw.(*state.Node).Copy()
+	n := row.Copy()
 	n.API = nil
 	forgotten := agentGone(n.Agent)
 	if forgotten {
 		if err := e.dropAgentRows(txn, n); err != nil {
 			return err
 		}
-	} else if err := txn.Insert(state.TableNodes, n); err != nil {
-		return fmt.Errorf("writing node: %w", err)
+	} else if err := txn.PutNode(n); err != nil {
+		return err
 	}
 	if err := e.rejoin(txn, cluster, []string{name}); err != nil {
 		return err
@@ -91,13 +89,11 @@ func (e *Engine) UpsertPod(p *state.Pod) error {
 	defer txn.Abort()
 	e.ensureCluster(txn, p.Cluster, nil)
 	nodes := []string{}
-	if raw, _ := txn.First(state.TablePods, state.IndexID, p.ID); raw != nil {
-		if old := raw.(*state.Pod); old.NodeName != "" && old.NodeName != p.NodeName {
-			nodes = append(nodes, old.NodeName)
-		}
+	if old, _ := txn.Pod(nil, p.Cluster, p.Namespace, p.Name); old != nil && old.NodeName != "" && old.NodeName != p.NodeName {
+		nodes = append(nodes, old.NodeName)
 	}
-	if err := txn.Insert(state.TablePods, p); err != nil {
-		return fmt.Errorf("writing pod: %w", err)
+	if err := txn.PutPod(p); err != nil {
+		return err
 	}
 	if p.NodeName != "" {
 		nodes = append(nodes, p.NodeName)
@@ -113,14 +109,14 @@ func (e *Engine) UpsertPod(p *state.Pod) error {
 func (e *Engine) DeletePod(cluster, namespace, name string) error {
 	txn := e.store.WriteTxn()
 	defer txn.Abort()
-	raw, _ := txn.First(state.TablePods, state.IndexID, state.PodID(cluster, namespace, name))
-	if raw == nil {
-		return nil
+	pod, err := txn.Pod(nil, cluster, namespace, name)
+	if err != nil || pod == nil {
+		return err
 	}
-	if err := txn.Delete(state.TablePods, raw); err != nil {
-		return fmt.Errorf("deleting pod: %w", err)
+	if err := txn.DeletePod(pod); err != nil {
+		return err
 	}
-	if node := raw.(*state.Pod).NodeName; node != "" {
+	if node := pod.NodeName; node != "" {
 		if err := e.rejoin(txn, cluster, []string{node}); err != nil {
 			return err
 		}
@@ -135,16 +131,19 @@ func (e *Engine) UpsertWorkload(w *state.Workload) error {
 	txn := e.store.WriteTxn()
 	defer txn.Abort()
 	e.ensureCluster(txn, w.Cluster, nil)
-	raw, _ := txn.First(state.TableWorkloads, state.IndexID, w.ID)
-	if old, ok := raw.(*state.Workload); ok && old.UID != w.UID {
-		if err := txn.Delete(state.TableWorkloads, old); err != nil {
-			return fmt.Errorf("replacing workload: %w", err)
+	old, err := txn.Workload(nil, w.Cluster, w.Kind, w.Namespace, w.Name)
+	if err != nil {
+		return err
+	}
+	if old != nil && old.UID != w.UID {
+		if err := txn.DeleteWorkload(old); err != nil {
+			return err
 		}
 	}
-	if err := txn.Insert(state.TableWorkloads, w); err != nil {
-		return fmt.Errorf("writing workload: %w", err)
+	if err := txn.PutWorkload(w); err != nil {
+		return err
 	}
-	if raw == nil || ownerChanged(raw.(*state.Workload), w) {
+	if old == nil || ownerChanged(old, w) {
 		if err := e.rejoin(txn, w.Cluster, nodesOwnedBy(txn, w.Cluster, w.UID)); err != nil {
 			return err
 		}
@@ -161,14 +160,14 @@ func ownerChanged(a, b *state.Workload) bool {
 func (e *Engine) DeleteWorkload(cluster, kind, namespace, name string) error {
 	txn := e.store.WriteTxn()
 	defer txn.Abort()
-	raw, _ := txn.First(state.TableWorkloads, state.IndexID, state.WorkloadID(cluster, kind, namespace, name))
-	if raw == nil {
-		return nil
+	w, err := txn.Workload(nil, cluster, kind, namespace, name)
+	if err != nil || w == nil {
+		return err
 	}
-	if err := txn.Delete(state.TableWorkloads, raw); err != nil {
-		return fmt.Errorf("deleting workload: %w", err)
+	if err := txn.DeleteWorkload(w); err != nil {
+		return err
 	}
-	if err := e.rejoin(txn, cluster, nodesOwnedBy(txn, cluster, raw.(*state.Workload).UID)); err != nil {
+	if err := e.rejoin(txn, cluster, nodesOwnedBy(txn, cluster, w.UID)); err != nil {
 		return err
 	}
 	txn.Commit()
@@ -182,24 +181,17 @@ func nodesOwnedBy(txn *state.Txn, cluster, uid string) []string {
 	var out []string
 	var walk func(uid string, depth int)
 	walk = func(uid string, depth int) {
-		it, err := txn.Get(state.TablePods, state.IndexOwner, cluster, uid)
-		if err == nil {
-			for raw := it.Next(); raw != nil; raw = it.Next() {
-				if n := raw.(*state.Pod).NodeName; n != "" && !seen[n] {
-					seen[n] = true
-					out = append(out, n)
-				}
+		for p := range txn.PodsOwnedBy(nil, cluster, uid) {
+			if n := p.NodeName; n != "" && !seen[n] {
+				seen[n] = true
+				out = append(out, n)
 			}
 		}
 		if depth > 2 {
 			return
 		}
-		wit, err := txn.Get(state.TableWorkloads, state.IndexOwner, cluster, uid)
-		if err != nil {
-			return
-		}
-		for raw := wit.Next(); raw != nil; raw = wit.Next() {
-			walk(raw.(*state.Workload).UID, depth+1)
+		for w := range txn.WorkloadsOwnedBy(nil, cluster, uid) {
+			walk(w.UID, depth+1)
 		}
 	}
 	walk(uid, 0)

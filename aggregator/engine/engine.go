@@ -6,6 +6,7 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"iter"
 	"log/slog"
 	"sort"
 	"strings"
@@ -114,18 +115,18 @@ func (e *Engine) ApplyInventory(inv Inventory) error {
 	mans := append([]*v1.StaticPodManifest(nil), inv.Manifests...)
 	sort.Slice(mans, func(i, j int) bool { return mans[i].Path < mans[j].Path })
 	id := state.NodeID(inv.Cluster, inv.Node)
-	if err := txn.Insert(state.TableNodes, n); err != nil {
-		return fmt.Errorf("writing node: %w", err)
+	if err := txn.PutNode(n); err != nil {
+		return err
 	}
 	pbytes, mbytes := inv.Bytes, int64(0)
 	if pbytes == 0 {
 		pbytes, mbytes = sizeOf(procs), sizeOf(mans)
 	}
-	if err := txn.Insert(state.TableProcesses, &state.Processes{ID: id, Cluster: inv.Cluster, Node: inv.Node, Procs: procs, Bytes: pbytes}); err != nil {
-		return fmt.Errorf("writing processes: %w", err)
+	if err := txn.PutProcesses(&state.Processes{ID: id, Cluster: inv.Cluster, Node: inv.Node, Procs: procs, Bytes: pbytes}); err != nil {
+		return err
 	}
-	if err := txn.Insert(state.TableManifests, &state.Manifests{ID: id, Cluster: inv.Cluster, Node: inv.Node, Manifests: mans, Bytes: mbytes}); err != nil {
-		return fmt.Errorf("writing manifests: %w", err)
+	if err := txn.PutManifests(&state.Manifests{ID: id, Cluster: inv.Cluster, Node: inv.Node, Manifests: mans, Bytes: mbytes}); err != nil {
+		return err
 	}
 	first := e.markHasAgents(txn, inv.Cluster)
 	if err := e.rejoin(txn, inv.Cluster, []string{inv.Node}); err != nil {
@@ -147,26 +148,26 @@ func (e *Engine) ApplyDelta(cluster, node string, d *v1.Delta, seenAt time.Time,
 	txn := e.store.WriteTxn()
 	defer txn.Abort()
 	id := state.NodeID(cluster, node)
-	raw, err := txn.First(state.TableProcesses, state.IndexID, id)
+	old, err := txn.Processes(nil, cluster, node)
 	if err != nil {
-		return fmt.Errorf("reading processes: %w", err)
+		return err
 	}
-	nraw, err := txn.First(state.TableNodes, state.IndexID, id)
+	row, err := txn.Node(nil, cluster, node)
 	if err != nil {
-		return fmt.Errorf("reading node: %w", err)
+		return err
 	}
-	if raw == nil || nraw == nil || nraw.(*state.Node).Agent == nil {
+	if old == nil || row == nil || row.Agent == nil {
 		return ErrNoState
 	}
-	old := raw.(*state.Processes)
 	procs, pbytes := applyProcessDelta(old.Procs, old.Bytes, d)
 	if lim.MaxProcesses > 0 && len(procs) > lim.MaxProcesses {
 		return &LimitError{What: "processes", Limit: int64(lim.MaxProcesses), Got: int64(len(procs))}
 	}
-	var oldMans *state.Manifests
-	if mraw, _ := txn.First(state.TableManifests, state.IndexID, id); mraw != nil {
-		oldMans = mraw.(*state.Manifests)
-	} else {
+	oldMans, err := txn.Manifests(nil, cluster, node)
+	if err != nil {
+		return err
+	}
+	if oldMans == nil {
 		oldMans = &state.Manifests{}
 	}
 	mans, mbytes := oldMans.Manifests, oldMans.Bytes
@@ -180,15 +181,15 @@ func (e *Engine) ApplyDelta(cluster, node string, d *v1.Delta, seenAt time.Time,
 	if lim.MaxBytes > 0 && pbytes+mbytes > lim.MaxBytes {
 		return &LimitError{What: "bytes", Limit: lim.MaxBytes, Got: pbytes + mbytes}
 	}
-	if err := txn.Insert(state.TableProcesses, &state.Processes{ID: id, Cluster: cluster, Node: node, Procs: procs, Bytes: pbytes}); err != nil {
-		return fmt.Errorf("writing processes: %w", err)
+	if err := txn.PutProcesses(&state.Processes{ID: id, Cluster: cluster, Node: node, Procs: procs, Bytes: pbytes}); err != nil {
+		return err
 	}
 	if manifestsChanged {
-		if err := txn.Insert(state.TableManifests, &state.Manifests{ID: id, Cluster: cluster, Node: node, Manifests: mans, Bytes: mbytes}); err != nil {
-			return fmt.Errorf("writing manifests: %w", err)
+		if err := txn.PutManifests(&state.Manifests{ID: id, Cluster: cluster, Node: node, Manifests: mans, Bytes: mbytes}); err != nil {
+			return err
 		}
 	}
-	n := nraw.(*state.Node).Copy()
+	n := row.Copy()
 	a := *n.Agent
 	a.LastSeen = seenAt
 	a.Generation = generation
@@ -203,8 +204,8 @@ func (e *Engine) ApplyDelta(cluster, node string, d *v1.Delta, seenAt time.Time,
 		a.ClockSkew = skew(d.WallClock.AsTime(), seenAt, true)
 	}
 	n.Agent = &a
-	if err := txn.Insert(state.TableNodes, n); err != nil {
-		return fmt.Errorf("writing node: %w", err)
+	if err := txn.PutNode(n); err != nil {
+		return err
 	}
 	if err := e.rejoin(txn, cluster, []string{node}); err != nil {
 		return err
@@ -219,14 +220,14 @@ func (e *Engine) ApplyDelta(cluster, node string, d *v1.Delta, seenAt time.Time,
 func (e *Engine) Heartbeat(cluster, node string, wall, seenAt time.Time) error {
 	txn := e.store.WriteTxn()
 	defer txn.Abort()
-	nraw, err := txn.First(state.TableNodes, state.IndexID, state.NodeID(cluster, node))
+	row, err := txn.Node(nil, cluster, node)
 	if err != nil {
-		return fmt.Errorf("reading node: %w", err)
+		return err
 	}
-	if nraw == nil || nraw.(*state.Node).Agent == nil {
+	if row == nil || row.Agent == nil {
 		return ErrNoState
 	}
-	n := nraw.(*state.Node).Copy()
+	n := row.Copy()
 	a := *n.Agent
 	before := e.skewed(a.ClockSkew)
 	wasState := a.State
@@ -236,8 +237,8 @@ func (e *Engine) Heartbeat(cluster, node string, wall, seenAt time.Time) error {
 		a.ClockSkew = skew(wall, seenAt, true)
 	}
 	n.Agent = &a
-	if err := txn.Insert(state.TableNodes, n); err != nil {
-		return fmt.Errorf("writing node: %w", err)
+	if err := txn.PutNode(n); err != nil {
+		return err
 	}
 	if wasState != a.State || before != e.skewed(a.ClockSkew) {
 		if err := e.rejoin(txn, cluster, []string{node}); err != nil {
@@ -257,19 +258,19 @@ func (e *Engine) skewed(d time.Duration) bool {
 func (e *Engine) SetAgentState(cluster, node string, st v1.AgentState) error {
 	txn := e.store.WriteTxn()
 	defer txn.Abort()
-	nraw, err := txn.First(state.TableNodes, state.IndexID, state.NodeID(cluster, node))
+	row, err := txn.Node(nil, cluster, node)
 	if err != nil {
-		return fmt.Errorf("reading node: %w", err)
+		return err
 	}
-	if nraw == nil || nraw.(*state.Node).Agent == nil || nraw.(*state.Node).Agent.State == st {
+	if row == nil || row.Agent == nil || row.Agent.State == st {
 		return nil
 	}
-	n := nraw.(*state.Node).Copy()
+	n := row.Copy()
 	a := *n.Agent
 	a.State = st
 	n.Agent = &a
-	if err := txn.Insert(state.TableNodes, n); err != nil {
-		return fmt.Errorf("writing node: %w", err)
+	if err := txn.PutNode(n); err != nil {
+		return err
 	}
 	if err := e.rejoin(txn, cluster, []string{node}); err != nil {
 		return err
@@ -367,36 +368,35 @@ func sizeOf[M proto.Message](ms []M) int64 {
 // ensureCluster makes sure the cluster row exists, applying change (which
 // reports whether it changed anything) to a copy.
 func (e *Engine) ensureCluster(txn *state.Txn, name string, change func(*state.Cluster) bool) *state.Cluster {
-	raw, _ := txn.First(state.TableClusters, state.IndexID, name)
+	row, _ := txn.Cluster(nil, name)
 	var c *state.Cluster
-	if raw == nil {
+	if row == nil {
 		c = &state.Cluster{Name: name, Mode: v1.ClusterMode_CLUSTER_MODE_UNKNOWN}
 		if change != nil {
 			change(c)
 		}
 	} else {
-		c = raw.(*state.Cluster)
 		if change == nil {
-			return c
+			return row
 		}
-		c = c.Copy()
+		c = row.Copy()
 		if !change(c) {
-			return raw.(*state.Cluster)
+			return row
 		}
 	}
-	if err := txn.Insert(state.TableClusters, c); err != nil {
-		panic(fmt.Sprintf("engine: writing cluster: %v", err))
+	if err := txn.PutCluster(c); err != nil {
+		panic(fmt.Sprintf("engine: %v", err))
 	}
 	return c
 }
 
 // nodeRow returns a copy of the node's row, or a new one.
 func (e *Engine) nodeRow(txn *state.Txn, cluster, node string) *state.Node {
-	raw, _ := txn.First(state.TableNodes, state.IndexID, state.NodeID(cluster, node))
-	if raw == nil {
+	row, _ := txn.Node(nil, cluster, node)
+	if row == nil {
 		return &state.Node{ID: state.NodeID(cluster, node), Cluster: cluster, Name: node}
 	}
-	return raw.(*state.Node).Copy()
+	return row.Copy()
 }
 
 // markHasAgents records on the cluster row that agents report; it returns
@@ -416,13 +416,9 @@ func (e *Engine) markHasAgents(txn *state.Txn, cluster string) bool {
 // rejoinCluster re-joins every node of a cluster: only for cluster-wide
 // changes (first agent, kube-apiserver version, API connection).
 func (e *Engine) rejoinCluster(txn *state.Txn, cluster string) error {
-	it, err := txn.Get(state.TableNodes, state.IndexCluster, cluster)
-	if err != nil {
-		return err
-	}
 	var nodes []string
-	for raw := it.Next(); raw != nil; raw = it.Next() {
-		nodes = append(nodes, raw.(*state.Node).Name)
+	for n := range txn.NodesOf(nil, cluster) {
+		nodes = append(nodes, n.Name)
 	}
 	return e.rejoin(txn, cluster, nodes)
 }
@@ -430,11 +426,8 @@ func (e *Engine) rejoinCluster(txn *state.Txn, cluster string) error {
 // rejoin re-joins the given nodes of one cluster and, when their control-plane
 // answers changed, the cluster's mode.
 func (e *Engine) rejoin(txn *state.Txn, cluster string, nodes []string) error {
-	craw, _ := txn.First(state.TableClusters, state.IndexID, cluster)
-	var c *state.Cluster
-	if craw != nil {
-		c = craw.(*state.Cluster)
-	} else {
+	c, _ := txn.Cluster(nil, cluster)
+	if c == nil {
 		c = e.ensureCluster(txn, cluster, nil)
 	}
 	cpChanged := false
@@ -466,36 +459,26 @@ func (e *Engine) rejoinNode(txn *state.Txn, c *state.Cluster, node string) (bool
 		APIServerVersion: c.APIServerVersion,
 		Settings:         e.cfg.Settings,
 		Workload: func(uid string) *state.Workload {
-			raw, _ := txn.First(state.TableWorkloads, state.IndexUID, cluster, uid)
-			if raw == nil {
-				return nil
-			}
-			return raw.(*state.Workload)
+			w, _ := txn.WorkloadByUID(nil, cluster, uid)
+			return w
 		},
 	}
-	nraw, err := txn.First(state.TableNodes, state.IndexID, id)
+	row, err := txn.Node(nil, cluster, node)
 	if err != nil {
-		return false, fmt.Errorf("reading node %s: %w", id, err)
+		return false, err
 	}
-	var n *state.Node
-	if nraw != nil {
-		n = nraw.(*state.Node)
-	}
-	if raw, _ := txn.First(state.TableProcesses, state.IndexID, id); raw != nil {
-		in.Procs = raw.(*state.Processes).Procs
+	n := row
+	if ps, _ := txn.Processes(nil, cluster, node); ps != nil {
+		in.Procs = ps.Procs
 		if in.Procs == nil {
 			in.Procs = []*v1.Process{}
 		}
 	}
-	if raw, _ := txn.First(state.TableManifests, state.IndexID, id); raw != nil {
-		in.Manifests = raw.(*state.Manifests).Manifests
+	if ms, _ := txn.Manifests(nil, cluster, node); ms != nil {
+		in.Manifests = ms.Manifests
 	}
-	it, err := txn.Get(state.TablePods, state.IndexNode, cluster, node)
-	if err != nil {
-		return false, fmt.Errorf("reading pods of %s: %w", id, err)
-	}
-	for raw := it.Next(); raw != nil; raw = it.Next() {
-		in.Pods = append(in.Pods, raw.(*state.Pod))
+	for p := range txn.PodsOn(nil, cluster, node) {
+		in.Pods = append(in.Pods, p)
 	}
 	var res join.NodeResult
 	if n == nil {
@@ -510,9 +493,9 @@ func (e *Engine) rejoinNode(txn *state.Txn, c *state.Cluster, node string) (bool
 	if !equalStrings(n.Roles, res.Roles) {
 		n = n.Copy()
 		n.Roles = res.Roles
-		if nraw != nil || len(res.Instances) > 0 {
-			if err := txn.Insert(state.TableNodes, n); err != nil {
-				return false, fmt.Errorf("writing node: %w", err)
+		if row != nil || len(res.Instances) > 0 {
+			if err := txn.PutNode(n); err != nil {
+				return false, err
 			}
 		}
 	}
@@ -528,7 +511,7 @@ func (e *Engine) replaceNodeAnswers(txn *state.Txn, cluster, node string, insts 
 	for i, in := range insts {
 		comps[i] = state.NewComponent(in)
 	}
-	err := replaceRows(txn, state.TableComponents, cluster, node, comps,
+	err := replaceRows(txn.ComponentsOn(nil, cluster, node), comps, txn.PutComponent, txn.DeleteComponent,
 		func(c *state.Component) string { return c.ID },
 		func(a, b *state.Component) bool { return proto.Equal(a.Instance, b.Instance) },
 		func(c *state.Component) { cpChanged = cpChanged || v1.IsControlPlane(c.Instance.Component) })
@@ -539,24 +522,19 @@ func (e *Engine) replaceNodeAnswers(txn *state.Txn, cluster, node string, insts 
 	for i, f := range finds {
 		rows[i] = state.NewFinding(f)
 	}
-	err = replaceRows(txn, state.TableFindings, cluster, node, rows,
+	err = replaceRows(txn.FindingsOn(nil, cluster, node), rows, txn.PutFinding, txn.DeleteFinding,
 		func(f *state.Finding) string { return f.ID },
 		func(a, b *state.Finding) bool { return proto.Equal(a.Finding, b.Finding) },
 		func(*state.Finding) {})
 	return cpChanged, err
 }
 
-// replaceRows writes rows over a node's old rows of a table (found by its
-// node index), inserting only new or changed rows and deleting the rest.
-// changed is called for every row inserted or deleted.
-func replaceRows[R any](txn *state.Txn, table, cluster, node string, rows []R, id func(R) string, same func(a, b R) bool, changed func(R)) error {
+// replaceRows writes rows over a node's old rows, putting only new or
+// changed rows and deleting the rest. changed is called for every row put
+// or deleted.
+func replaceRows[R any](current iter.Seq[R], rows []R, put, del func(R) error, id func(R) string, same func(a, b R) bool, changed func(R)) error {
 	old := map[string]R{}
-	it, err := txn.Get(table, state.IndexNode, cluster, node)
-	if err != nil {
-		return fmt.Errorf("reading %s: %w", table, err)
-	}
-	for raw := it.Next(); raw != nil; raw = it.Next() {
-		r := raw.(R)
+	for r := range current {
 		old[id(r)] = r
 	}
 	for _, r := range rows {
@@ -567,14 +545,14 @@ func replaceRows[R any](txn *state.Txn, table, cluster, node string, rows []R, i
 			}
 		}
 		changed(r)
-		if err := txn.Insert(table, r); err != nil {
-			return fmt.Errorf("writing %s: %w", table, err)
+		if err := put(r); err != nil {
+			return err
 		}
 	}
 	for _, o := range old {
 		changed(o)
-		if err := txn.Delete(table, o); err != nil {
-			return fmt.Errorf("deleting from %s: %w", table, err)
+		if err := del(o); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -589,35 +567,25 @@ func (e *Engine) recomputeCluster(txn *state.Txn, cluster string) error {
 		if !v1.IsControlPlane(comp) {
 			continue
 		}
-		prefix := cluster + "\x00" + fmt.Sprint(10+v1.ComponentRank(comp)) + comp + "\x00"
-		it, err := txn.Get(state.TableComponents, state.IndexComponent+"_prefix", prefix)
-		if err != nil {
-			return err
-		}
-		for raw := it.Next(); raw != nil; raw = it.Next() {
-			cp = append(cp, raw.(*state.Component).Instance)
+		for c := range txn.ComponentsWithPrefix(nil, state.ComponentKeyPrefix(cluster, comp)) {
+			cp = append(cp, c.Instance)
 		}
 	}
-	raw, _ := txn.First(state.TableClusters, state.IndexID, cluster)
-	if raw == nil {
-		return nil
+	c, err := txn.Cluster(nil, cluster)
+	if err != nil || c == nil {
+		return err
 	}
-	c := raw.(*state.Cluster)
 	res := join.Cluster(cp, c.APIConnected, c.HasAgents, c.APIVersion)
 	versionChanged := res.APIServerVersion != c.APIServerVersion
 	nc := c.Copy()
 	nc.Mode, nc.ModeEvidence, nc.ControlPlaneNodes, nc.APIServerVersion = res.Mode, res.Evidence, res.ControlPlaneNodes, res.APIServerVersion
-	if err := txn.Insert(state.TableClusters, nc); err != nil {
+	if err := txn.PutCluster(nc); err != nil {
 		return err
 	}
 	if versionChanged {
-		it, err := txn.Get(state.TableNodes, state.IndexCluster, cluster)
-		if err != nil {
-			return err
-		}
 		var nodes []string
-		for raw := it.Next(); raw != nil; raw = it.Next() {
-			if n := raw.(*state.Node); n.API != nil && n.API.KubeletVersion != "" {
+		for n := range txn.NodesOf(nil, cluster) {
+			if n.API != nil && n.API.KubeletVersion != "" {
 				nodes = append(nodes, n.Name)
 			}
 		}

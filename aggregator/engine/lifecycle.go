@@ -33,25 +33,17 @@ func (e *Engine) SettleAgents() error {
 	}
 	txn := e.store.WriteTxn()
 	defer txn.Abort()
-	for _, c := range clusterNames(txn) {
+	var names []string
+	for c := range txn.Clusters(nil, "") {
+		names = append(names, c.Name)
+	}
+	for _, c := range names {
 		if err := e.rejoinCluster(txn, c); err != nil {
 			return err
 		}
 	}
 	txn.Commit()
 	return nil
-}
-
-func clusterNames(txn *state.Txn) []string {
-	it, err := txn.Get(state.TableClusters, state.IndexID)
-	if err != nil {
-		return nil
-	}
-	var names []string
-	for raw := it.Next(); raw != nil; raw = it.Next() {
-		names = append(names, raw.(*state.Cluster).Name)
-	}
-	return names
 }
 
 // Why a node's agent rows were forgotten.
@@ -67,15 +59,10 @@ const (
 func (e *Engine) ForgetNode(cluster, node string) (bool, error) {
 	txn := e.store.WriteTxn()
 	defer txn.Abort()
-	id := state.NodeID(cluster, node)
-	raw, err := txn.First(state.TableNodes, state.IndexID, id)
-	if err != nil {
-		return false, fmt.Errorf("reading node: %w", err)
+	n, err := txn.Node(nil, cluster, node)
+	if err != nil || n == nil {
+		return false, err
 	}
-	if raw == nil {
-		return false, nil
-	}
-	n := raw.(*state.Node)
 	if n.Agent == nil || n.API != nil || !agentGone(n.Agent) {
 		return false, nil
 	}
@@ -95,24 +82,15 @@ func (e *Engine) ForgetNode(cluster, node string) (bool, error) {
 // dropAgentRows removes a node's agent rows, and the node row itself when
 // the API does not have it.
 func (e *Engine) dropAgentRows(txn *state.Txn, n *state.Node) error {
-	id := n.ID
-	for _, table := range []string{state.TableProcesses, state.TableManifests} {
-		if _, err := txn.DeleteAll(table, state.IndexID, id); err != nil {
-			return fmt.Errorf("deleting from %s: %w", table, err)
-		}
+	if err := txn.DeleteAgentRows(n.Cluster, n.Name); err != nil {
+		return err
 	}
 	if n.API == nil {
-		if err := txn.Delete(state.TableNodes, n); err != nil {
-			return fmt.Errorf("deleting node: %w", err)
-		}
-		return nil
+		return txn.DeleteNode(n)
 	}
 	c := n.Copy()
 	c.Agent = nil
-	if err := txn.Insert(state.TableNodes, c); err != nil {
-		return fmt.Errorf("writing node: %w", err)
-	}
-	return nil
+	return txn.PutNode(c)
 }
 
 // agentGone reports whether a node's agent no longer reports.

@@ -26,18 +26,14 @@ func report(t *testing.T, e *Engine, cluster, node string) {
 }
 
 func nodeRow(e *Engine, cluster, node string) *state.Node {
-	raw, _ := e.Store().Snapshot().First(state.TableNodes, state.IndexID, state.NodeID(cluster, node))
-	if raw == nil {
-		return nil
-	}
-	return raw.(*state.Node)
+	n, _ := e.Store().View().Node(nil, cluster, node)
+	return n
 }
 
 func findingsOf(e *Engine, cluster, node string) []v1.FindingKind {
-	it, _ := e.Store().Snapshot().Get(state.TableFindings, state.IndexNode, cluster, node)
 	var out []v1.FindingKind
-	for raw := it.Next(); raw != nil; raw = it.Next() {
-		out = append(out, raw.(*state.Finding).Finding.Kind)
+	for f := range e.Store().View().FindingsOn(nil, cluster, node) {
+		out = append(out, f.Finding.Kind)
 	}
 	return out
 }
@@ -65,7 +61,7 @@ func TestDeletedNodeIsForgottenOnlyOnceItsAgentExpired(t *testing.T) {
 	if nodeRow(e, "c", "gone") != nil {
 		t.Fatal("an expired node deleted from the API is still there")
 	}
-	if raw, _ := e.Store().Snapshot().First(state.TableProcesses, state.IndexID, state.NodeID("c", "gone")); raw != nil {
+	if ps, _ := e.Store().View().Processes(nil, "c", "gone"); ps != nil {
 		t.Fatal("its processes are still there")
 	}
 	if len(forgotten) != 1 || forgotten[0] != "c/gone "+ReasonNodeDeleted {
@@ -126,8 +122,7 @@ func TestDeltaLimits(t *testing.T) {
 	if le, ok := err.(*LimitError); !ok || le.What != "processes" {
 		t.Fatalf("got %v, want a processes LimitError", err)
 	}
-	raw, _ := e.Store().Snapshot().First(state.TableProcesses, state.IndexID, state.NodeID("c", "n"))
-	before := raw.(*state.Processes)
+	before, _ := e.Store().View().Processes(nil, "c", "n")
 	if len(before.Procs) != 20 {
 		t.Fatalf("a refused delta changed the node: %d processes", len(before.Procs))
 	}
@@ -136,8 +131,7 @@ func TestDeltaLimits(t *testing.T) {
 	if err := e.ApplyDelta("c", "n", rm, time.Now(), 2, Limits{}); err != nil {
 		t.Fatal(err)
 	}
-	raw, _ = e.Store().Snapshot().First(state.TableProcesses, state.IndexID, state.NodeID("c", "n"))
-	after := raw.(*state.Processes)
+	after, _ := e.Store().View().Processes(nil, "c", "n")
 	if after.Bytes != sizeOf(after.Procs) {
 		t.Fatalf("counted %d bytes, the records have %d", after.Bytes, sizeOf(after.Procs))
 	}

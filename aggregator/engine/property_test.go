@@ -197,20 +197,14 @@ func TestIncrementalEqualsFromScratch(t *testing.T) {
 // rows are the engine's answers, each as a comparable string.
 func rows(e *engine.Engine) map[string]proto.Message {
 	out := map[string]proto.Message{}
-	txn := e.Store().Snapshot()
-	it, _ := txn.Get(state.TableComponents, state.IndexID)
-	for raw := it.Next(); raw != nil; raw = it.Next() {
-		c := raw.(*state.Component)
+	view := e.Store().View()
+	for c := range view.Components(nil, state.ByCluster, "") {
 		out["component "+c.ID] = c.Instance
 	}
-	it, _ = txn.Get(state.TableFindings, state.IndexID)
-	for raw := it.Next(); raw != nil; raw = it.Next() {
-		f := raw.(*state.Finding)
+	for f := range view.Findings(nil) {
 		out["finding "+f.ID] = f.Finding
 	}
-	it, _ = txn.Get(state.TableClusters, state.IndexID)
-	for raw := it.Next(); raw != nil; raw = it.Next() {
-		c := raw.(*state.Cluster)
+	for c := range view.Clusters(nil, "") {
 		out["cluster "+c.Name] = &v1.Cluster{Name: c.Name, Mode: c.Mode, ModeEvidence: c.ModeEvidence, ControlPlaneNodes: c.ControlPlaneNodes,
 			KubernetesVersion: c.APIServerVersion, ApiConnected: c.APIConnected}
 	}
