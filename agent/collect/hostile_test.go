@@ -3,12 +3,17 @@ package collect
 import (
 	"bytes"
 	"context"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"unicode/utf8"
 
 	"google.golang.org/protobuf/proto"
+
+	"github.com/kubeatlas/kubeatlas/agent/collect/simproc"
+	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
 )
 
 // TestHostileCommandLines runs processes whose command lines any local user
@@ -74,5 +79,83 @@ func TestHostileCommandLines(t *testing.T) {
 				t.Errorf("invalid UTF-8 in %q", p.Argv)
 			}
 		}
+	}
+}
+
+// TestSentRecordsAreNeverChanged: a process read before the kubelet's runtime
+// endpoint was known gets its runtime later, in a new record. The record
+// already returned (and perhaps sent) keeps what it said, so the next diff
+// sees the change and sends it.
+func TestSentRecordsAreNeverChanged(t *testing.T) {
+	cg := needRootCgroups(t)
+	t.Cleanup(func() {
+		if err := cg.Remove(); err != nil {
+			t.Error(err)
+		}
+	})
+	const cid = "dbf2431c433ac84f770c8fd8b7a63a4b1824f9b972d320179fb1df2ae6d5aec4"
+	procsFile, err := cg.Procs("kubepods/burstable/podfcd4f26bdc1bed51b77a2cd425acaf73/" + cid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := simproc.Start(simproc.Spec{Argv: []string{"kube-apiserver", "--secure-port=6443"}, CgroupProcs: []string{procsFile}, BinDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Stop)
+	// A host with no kubelet files: the runtime endpoint is not known yet.
+	root := t.TempDir()
+	for _, d := range []string{"proc", "sys"} {
+		if err := os.Symlink("/"+d, filepath.Join(root, d)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, err := New(Config{HostRoot: root, Cluster: "c"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	find := func(all []*v1.Process) *v1.Process {
+		for _, q := range all {
+			if int(q.Pid) == p.Pid {
+				return q
+			}
+		}
+		t.Fatalf("process %d not scanned", p.Pid)
+		return nil
+	}
+	inv1, err := c.Scan(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := find(inv1.Processes)
+	if first.Runtime != v1.ContainerRuntime_CONTAINER_RUNTIME_UNSPECIFIED || first.ContainerId != cid {
+		t.Fatalf("first scan: runtime %v, container %q", first.Runtime, first.ContainerId)
+	}
+	// The kubelet's flags appear, naming containerd.
+	env := filepath.Join(root, "var", "lib", "kubelet", "kubeadm-flags.env")
+	if err := os.MkdirAll(filepath.Dir(env), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(env, []byte(`KUBELET_KUBEADM_ARGS="--container-runtime-endpoint=unix:///run/containerd/containerd.sock"`+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	inv2, err := c.Scan(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	second := find(inv2.Processes)
+	if second.Runtime != v1.ContainerRuntime_CONTAINER_RUNTIME_CONTAINERD {
+		t.Fatalf("second scan: runtime %v", second.Runtime)
+	}
+	if first.Runtime != v1.ContainerRuntime_CONTAINER_RUNTIME_UNSPECIFIED || first == second {
+		t.Fatal("the record returned by the first scan was changed in place")
+	}
+	// The next scan reuses the changed copy.
+	inv3, err := c.Scan(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if third := find(inv3.Processes); third != second {
+		t.Error("the changed copy was not kept for the next scan")
 	}
 }
