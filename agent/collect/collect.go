@@ -25,8 +25,8 @@ import (
 	"github.com/kubeatlas/kubeatlas/agent/cgroup"
 	"github.com/kubeatlas/kubeatlas/agent/hostfile"
 	"github.com/kubeatlas/kubeatlas/agent/manifest"
-	"github.com/kubeatlas/kubeatlas/agent/recognize"
 	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
+	"github.com/kubeatlas/kubeatlas/recognize"
 	"github.com/kubeatlas/kubeatlas/redact"
 	"github.com/kubeatlas/kubeatlas/safetext"
 )

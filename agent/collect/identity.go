@@ -14,8 +14,8 @@ import (
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/kubeatlas/kubeatlas/agent/recognize"
 	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
+	"github.com/kubeatlas/kubeatlas/recognize"
 	"github.com/kubeatlas/kubeatlas/safetext"
 )
 

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/kubeatlas/kubeatlas/agent/recognize"
+	"github.com/kubeatlas/kubeatlas/recognize"
 )
 
 const goodPod = `apiVersion: v1

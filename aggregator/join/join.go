@@ -12,9 +12,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/kubeatlas/kubeatlas/agent/recognize"
 	"github.com/kubeatlas/kubeatlas/aggregator/state"
 	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
+	"github.com/kubeatlas/kubeatlas/recognize"
 	"github.com/kubeatlas/kubeatlas/safetext"
 )
 
