@@ -7,7 +7,6 @@ import (
 	"testing"
 
 	"github.com/kubeatlas/kubeatlas/aggregator/engine"
-	"github.com/kubeatlas/kubeatlas/aggregator/join"
 	"github.com/kubeatlas/kubeatlas/aggregator/state"
 	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
 )
@@ -43,7 +42,7 @@ func answerRows(e *engine.Engine) map[string][]string {
 		if in.SystemdUnit != "" {
 			owner = in.SystemdUnit
 		}
-		k := fmt.Sprintf("%s|%s|%s|%s", in.Component, in.Implementation, join.HowWords(in.How), owner)
+		k := fmt.Sprintf("%s|%s|%s|%s", in.Component, in.Implementation, in.How.Words(), owner)
 		rows[k] = append(rows[k], in.Node)
 	}
 	for k := range rows {

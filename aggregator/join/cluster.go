@@ -39,7 +39,7 @@ func Cluster(controlPlane []*v1.ComponentInstance, apiConnected, anyAgent bool, 
 		}
 		res.Evidence = append(res.Evidence, &v1.Evidence{
 			Kind:       evidenceKindOf(inst),
-			Summary:    fmt.Sprintf("kube-apiserver on %s runs as %s%s", inst.Node, howWords(inst.How), where(inst)),
+			Summary:    fmt.Sprintf("kube-apiserver on %s runs as %s%s", inst.Node, inst.How.Words(), where(inst)),
 			Attributes: map[string]string{"node": inst.Node, "how": inst.How.String(), "instance": inst.Id},
 		})
 		res.Evidence = append(res.Evidence, inst.Evidence...)
@@ -93,31 +93,6 @@ func evidenceKindOf(inst *v1.ComponentInstance) v1.EvidenceKind {
 		return v1.EvidenceKind_EVIDENCE_KIND_PROCESS
 	}
 	return v1.EvidenceKind_EVIDENCE_KIND_OWNER_CHAIN
-}
-
-// HowWords says a DeploymentKind in plain words.
-func HowWords(how v1.DeploymentKind) string { return howWords(how) }
-
-func howWords(how v1.DeploymentKind) string {
-	switch how {
-	case v1.DeploymentKind_DEPLOYMENT_KIND_HOST_PROCESS:
-		return "host process"
-	case v1.DeploymentKind_DEPLOYMENT_KIND_STATIC_POD:
-		return "static pod"
-	case v1.DeploymentKind_DEPLOYMENT_KIND_DAEMONSET:
-		return "DaemonSet"
-	case v1.DeploymentKind_DEPLOYMENT_KIND_DEPLOYMENT:
-		return "Deployment"
-	case v1.DeploymentKind_DEPLOYMENT_KIND_STATEFULSET:
-		return "StatefulSet"
-	case v1.DeploymentKind_DEPLOYMENT_KIND_REPLICASET:
-		return "ReplicaSet"
-	case v1.DeploymentKind_DEPLOYMENT_KIND_JOB:
-		return "Job"
-	case v1.DeploymentKind_DEPLOYMENT_KIND_BARE_POD:
-		return "bare pod"
-	}
-	return "unknown"
 }
 
 func where(inst *v1.ComponentInstance) string {

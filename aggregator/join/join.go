@@ -647,7 +647,7 @@ func (j *joiner) staticDirEv() *v1.Evidence {
 
 func (j *joiner) finding(kind v1.FindingKind, sev v1.Severity, subject, summary string, evidence ...*v1.Evidence) {
 	j.out.Findings = append(j.out.Findings, &v1.Finding{
-		Id:       j.node + "/" + strings.ToLower(strings.TrimPrefix(kind.String(), "FINDING_KIND_")) + "/" + subject,
+		Id:       j.node + "/" + kind.Slug() + "/" + subject,
 		Cluster:  j.in.Cluster,
 		Node:     j.node,
 		Kind:     kind,

@@ -50,7 +50,7 @@ func reporting() *state.NodeAgent {
 
 func summary(res NodeResult) (insts, finds []string) {
 	for _, in := range res.Instances {
-		insts = append(insts, in.Component+"/"+in.Implementation+" "+HowWords(in.How)+" pid="+itoa(in.Pid)+" manifest="+in.ManifestPath)
+		insts = append(insts, in.Component+"/"+in.Implementation+" "+in.How.Words()+" pid="+itoa(in.Pid)+" manifest="+in.ManifestPath)
 	}
 	for _, f := range res.Findings {
 		finds = append(finds, strings.TrimPrefix(f.Kind.String(), "FINDING_KIND_"))

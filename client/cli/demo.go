@@ -79,7 +79,7 @@ func report(ctx context.Context, w io.Writer, f printer.Format, c *conn, only st
 		if err := printer.AnswerTable(w, printer.Answer(mine), nodes, false); err != nil {
 			return err
 		}
-		fmt.Fprintf(w, "\nCluster mode: %s\n", modeWords(cl.Mode))
+		fmt.Fprintf(w, "\nCluster mode: %s\n", cl.Mode.Explained())
 		printer.Evidence(w, "  ", topEvidence(cl.ModeEvidence))
 		var theirs []*v1.Finding
 		for _, x := range findings.Findings {
@@ -104,20 +104,6 @@ func joinComma(s []string) string {
 		out += x
 	}
 	return out
-}
-
-func modeWords(m v1.ClusterMode) string {
-	switch m {
-	case v1.ClusterMode_CLUSTER_MODE_STANDALONE:
-		return "STANDALONE (the control plane runs as host daemons)"
-	case v1.ClusterMode_CLUSTER_MODE_STATIC_POD:
-		return "STATIC_POD (the control plane runs as static pods: manifest files run by the kubelet, with mirror pods)"
-	case v1.ClusterMode_CLUSTER_MODE_SELF_HOSTED:
-		return "SELF_HOSTED (the control plane runs as pods the cluster manages itself)"
-	case v1.ClusterMode_CLUSTER_MODE_MANAGED:
-		return "MANAGED (the API answers but its control plane runs on no node we see)"
-	}
-	return "UNKNOWN (not enough evidence)"
 }
 
 // topEvidence keeps the summary lines and the manifest, mirror and cgroup

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 
 	"github.com/spf13/cobra"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -72,7 +71,7 @@ func printEvent(w io.Writer, f printer.Format, ev *v1.WatchResponse) error {
 		_, err = fmt.Fprintln(w, string(data))
 		return err
 	}
-	typ := strings.TrimPrefix(ev.Type.String(), "WATCH_EVENT_TYPE_")
+	typ := ev.Type.Word()
 	switch o := ev.Object.(type) {
 	case *v1.WatchResponse_Component:
 		in := o.Component

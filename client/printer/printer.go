@@ -17,7 +17,6 @@ import (
 	"google.golang.org/protobuf/proto"
 	"sigs.k8s.io/yaml"
 
-	"github.com/kubeatlas/kubeatlas/aggregator/join"
 	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
 	"github.com/kubeatlas/kubeatlas/safetext"
 )
@@ -91,19 +90,7 @@ func row(tw io.Writer, cols ...string) {
 }
 
 // Mode says a cluster mode in words.
-func Mode(m v1.ClusterMode) string {
-	switch m {
-	case v1.ClusterMode_CLUSTER_MODE_STANDALONE:
-		return "standalone"
-	case v1.ClusterMode_CLUSTER_MODE_STATIC_POD:
-		return "static-pod"
-	case v1.ClusterMode_CLUSTER_MODE_SELF_HOSTED:
-		return "self-hosted"
-	case v1.ClusterMode_CLUSTER_MODE_MANAGED:
-		return "managed"
-	}
-	return "unknown"
-}
+func Mode(m v1.ClusterMode) string { return m.Word() }
 
 // Clusters prints clusters.
 func Clusters(w io.Writer, f Format, resp *v1.ListClustersResponse) error {
@@ -133,9 +120,7 @@ func Clusters(w io.Writer, f Format, resp *v1.ListClustersResponse) error {
 func itoa(n int32) string { return strconv.Itoa(int(n)) }
 
 // AgentState says an agent state in words.
-func AgentState(s v1.AgentState) string {
-	return strings.ToLower(strings.ReplaceAll(strings.TrimPrefix(s.String(), "AGENT_STATE_"), "_", "-"))
-}
+func AgentState(s v1.AgentState) string { return s.Word() }
 
 // Nodes prints nodes.
 func Nodes(w io.Writer, f Format, resp *v1.ListNodesResponse) error {
@@ -186,7 +171,7 @@ func Duration(d time.Duration) string {
 }
 
 // How says a deployment kind in words.
-func How(h v1.DeploymentKind) string { return join.HowWords(h) }
+func How(h v1.DeploymentKind) string { return h.Words() }
 
 // Detail says where an instance comes from: its owner, systemd unit or manifest.
 func Detail(in *v1.ComponentInstance) string {
@@ -321,14 +306,10 @@ func Manifests(w io.Writer, f Format, resp *v1.ListManifestsResponse) error {
 }
 
 // Severity says a severity in words.
-func Severity(s v1.Severity) string {
-	return strings.ToLower(strings.TrimPrefix(s.String(), "SEVERITY_"))
-}
+func Severity(s v1.Severity) string { return s.Word() }
 
 // FindingKind says a finding kind in words.
-func FindingKind(k v1.FindingKind) string {
-	return strings.ToLower(strings.ReplaceAll(strings.TrimPrefix(k.String(), "FINDING_KIND_"), "_", "-"))
-}
+func FindingKind(k v1.FindingKind) string { return k.Word() }
 
 // Findings prints findings.
 func Findings(w io.Writer, f Format, resp *v1.ListFindingsResponse) error {
@@ -443,7 +424,7 @@ func AnswerTable(w io.Writer, rows []AnswerRow, clusterNodes map[string]int, wit
 // Evidence prints evidence lines with an indent.
 func Evidence(w io.Writer, indent string, evs []*v1.Evidence) {
 	for _, e := range evs {
-		kind := strings.ToLower(strings.ReplaceAll(strings.TrimPrefix(e.Kind.String(), "EVIDENCE_KIND_"), "_", " "))
+		kind := e.Kind.Words()
 		fmt.Fprintf(w, "%s- [%s] %s\n", indent, kind, e.Summary)
 	}
 }

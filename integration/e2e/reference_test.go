@@ -17,7 +17,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kubeatlas/kubeatlas/agent/collect/simproc"
-	"github.com/kubeatlas/kubeatlas/aggregator/join"
 	"github.com/kubeatlas/kubeatlas/integration/harness"
 	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
 )
@@ -72,7 +71,7 @@ func answer(insts []*v1.ComponentInstance) map[string]string {
 		if in.SystemdUnit != "" {
 			from = in.SystemdUnit
 		}
-		k := fmt.Sprintf("%s|%s|%s|%s", in.Component, in.Implementation, join.HowWords(in.How), from)
+		k := fmt.Sprintf("%s|%s|%s|%s", in.Component, in.Implementation, in.How.Words(), from)
 		rows[k] = append(rows[k], in.Node)
 	}
 	out := map[string]string{}
@@ -497,7 +496,7 @@ func checkStandalone(t *testing.T, e *env) {
 	}
 	got := map[string]string{}
 	for _, in := range where.Components {
-		got[in.Cluster+"/"+in.Node] = join.HowWords(in.How)
+		got[in.Cluster+"/"+in.Node] = in.How.Words()
 	}
 	if len(got) != 2 || got["seed/test"] != "static pod" || got["standalone/sa-1"] != "host process" {
 		t.Errorf("fleet-wide where kube-apiserver: %v", got)
