@@ -193,6 +193,10 @@ func (c *Collector) Scan(ctx context.Context) (*v1.NodeInventory, error) {
 	}
 	id := c.identity(kubeletFlags)
 	safetext.Message(id)
+	// os-release and the hostname are free text from the node.
+	for _, f := range []*string{&id.Hostname, &id.OsImage, &id.KernelVersion} {
+		*f, _ = redact.Text(*f)
+	}
 	safetext.Message(kubelet)
 	for _, m := range mans {
 		safetext.Message(m)
@@ -300,7 +304,8 @@ func (c *Collector) readProcess(p *process.Process, dir string, st procStat, sta
 	}
 	rec.Argv, rec.ArgvTruncated = bound(redact.Argv(argv), c.cfg.MaxArgvBytes)
 	if exe, err := p.ExeWithContext(c.ctx); err == nil {
-		rec.Exe = clean(exe)
+		// A file name can hold any text; it goes where argv goes.
+		rec.Exe, _ = redact.Text(clean(exe))
 	}
 	if data, err := readLimited(dir+"/cgroup", 64<<10); err == nil {
 		cg := cgroup.Parse(data)

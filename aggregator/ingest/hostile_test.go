@@ -144,7 +144,9 @@ func TestIngestRedactsAgain(t *testing.T) {
 	st := rawStream(t, h, "c1", "n1")
 	p := proc(7, "kube-apiserver", "--token=S3CR3T", "--etcd-servers=https://root:S3CR3T@10.0.0.1:2379")
 	p.Components[0].Flags = append(p.Components[0].Flags, &v1.Flag{Name: "token", Values: []string{"S3CR3T"}})
+	p.Exe = "/opt/bin/app?token=S3CR3T"
 	msg := snapshotMsg(1, "c1", "n1", p)
+	msg.GetSnapshotChunk().Identity.OsImage = "Debian password=S3CR3T"
 	msg.GetSnapshotChunk().Manifests = []*v1.StaticPodManifest{{Path: "/etc/kubernetes/manifests/x.yaml", ParseError: "line 3: password: S3CR3T",
 		Containers: []*v1.ManifestContainer{{Name: "c", Command: []string{"kube-apiserver", "--token"}, Args: []string{"S3CR3T"}}}}}
 	msg.GetSnapshotChunk().Kubelet = &v1.KubeletInfo{KubeadmFlags: []string{"--bootstrap-token=S3CR3T"}, Errors: []string{"Authorization: Bearer S3CR3T"}}
@@ -162,7 +164,8 @@ func TestIngestRedactsAgain(t *testing.T) {
 	raw, _ := h.store.Snapshot().First(state.TableManifests, state.IndexID, state.NodeID("c1", "n1"))
 	mb, _ := proto.Marshal(raw.(*state.Manifests).Manifests[0])
 	kb, _ := proto.Marshal(h.node("c1", "n1").Agent.Kubelet)
-	if bytes.Contains(mb, []byte("S3CR3T")) || bytes.Contains(kb, []byte("S3CR3T")) {
+	ib, _ := proto.Marshal(h.node("c1", "n1").Agent.Identity)
+	if bytes.Contains(mb, []byte("S3CR3T")) || bytes.Contains(kb, []byte("S3CR3T")) || bytes.Contains(ib, []byte("S3CR3T")) {
 		t.Fatalf("a secret was stored in a manifest or the kubelet's info")
 	}
 }

@@ -612,6 +612,7 @@ func (ss *session) handle(msg *v1.ConnectRequest) error {
 			return ss.exhausted("manifests", "snapshot has more than %d manifests (--max-manifests)", cfg.MaxManifests)
 		}
 		ss.scrub(ch.Processes, ch.Manifests, ch.Kubelet)
+		ss.scrubIdentity(ch.Identity)
 		ss.pending.Processes = append(ss.pending.Processes, ch.Processes...)
 		ss.pending.Manifests = append(ss.pending.Manifests, ch.Manifests...)
 		if !ch.Last {
@@ -738,12 +739,28 @@ func (ss *session) scrub(procs []*v1.Process, mans []*v1.StaticPodManifest, kube
 	}
 }
 
+// scrubIdentity redacts the node's free-text identity fields once more.
+func (ss *session) scrubIdentity(id *v1.NodeIdentity) {
+	if id == nil {
+		return
+	}
+	for _, f := range []*string{&id.Hostname, &id.OsImage, &id.KernelVersion, &id.AgentVersion} {
+		if t, ok := redact.Text(*f); ok {
+			*f = t
+			ss.log.Warn("the agent sent a secret in its identity; redacted it")
+		}
+	}
+}
+
 // redactProcess redacts a process's argv and its components' flags in
 // place; it reports whether anything was a secret.
 func redactProcess(p *v1.Process) bool {
 	changed := false
 	if argv := redact.Argv(p.Argv); !slices.Equal(argv, p.Argv) {
 		p.Argv, changed = argv, true
+	}
+	if exe, ok := redact.Text(p.Exe); ok {
+		p.Exe, changed = exe, true
 	}
 	for _, hc := range p.Components {
 		for _, f := range hc.Flags {
