@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/kubeatlas/kubeatlas/agent/collect/simproc"
+	"github.com/kubeatlas/kubeatlas/internal/simproc"
 	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
 )
 

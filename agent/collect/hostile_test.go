@@ -12,7 +12,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"github.com/kubeatlas/kubeatlas/agent/collect/simproc"
+	"github.com/kubeatlas/kubeatlas/internal/simproc"
 	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
 )
 

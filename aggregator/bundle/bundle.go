@@ -22,7 +22,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"sigs.k8s.io/yaml"
 
-	"github.com/kubeatlas/kubeatlas/aggregator/engine"
+	"github.com/kubeatlas/kubeatlas/aggregator/apply"
 	"github.com/kubeatlas/kubeatlas/aggregator/kube"
 	"github.com/kubeatlas/kubeatlas/aggregator/state"
 	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
@@ -52,7 +52,7 @@ const (
 )
 
 // Load reads the bundle in dir into e.
-func Load(e *engine.Engine, dir string) (*Summary, error) {
+func Load(e *apply.Applier, dir string) (*Summary, error) {
 	st, err := os.Stat(dir)
 	if err != nil {
 		return nil, fmt.Errorf("opening bundle: %w", err)
@@ -65,7 +65,7 @@ func Load(e *engine.Engine, dir string) (*Summary, error) {
 
 // LoadFS reads a bundle from the root of fsys into e; name is the cluster
 // name used when neither bundle.yaml nor the snapshots give one.
-func LoadFS(e *engine.Engine, fsys fs.FS, name string) (*Summary, error) {
+func LoadFS(e *apply.Applier, fsys fs.FS, name string) (*Summary, error) {
 	dir := name
 	var meta Meta
 	if data, err := kube.ReadRegularFile(fsys, "bundle.yaml", maxMetaBytes); err == nil {
@@ -124,7 +124,7 @@ func LoadFS(e *engine.Engine, fsys fs.FS, name string) (*Summary, error) {
 		if c := id.GetCluster(); c != "" && c != cluster {
 			return nil, fmt.Errorf("snapshot of node %s is for cluster %q, the bundle is %q", id.GetNodeName(), c, cluster)
 		}
-		if err := e.ApplyInventory(engine.Inventory{
+		if err := e.ApplyInventory(apply.Inventory{
 			Cluster: cluster, Node: id.GetNodeName(), Identity: id, Kubelet: inv.Kubelet, Stats: inv.Stats,
 			Processes: inv.Processes, Manifests: inv.Manifests, State: v1.AgentState_AGENT_STATE_OFFLINE,
 			SeenAt: id.GetWallClock().AsTime(), Reference: ref,

@@ -6,18 +6,18 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/kubeatlas/kubeatlas/aggregator/engine"
+	"github.com/kubeatlas/kubeatlas/aggregator/apply"
 	"github.com/kubeatlas/kubeatlas/aggregator/state"
 	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
 )
 
-func loadSeed(t *testing.T) *engine.Engine {
+func loadSeed(t *testing.T) *apply.Applier {
 	t.Helper()
 	st, err := state.NewStore()
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := engine.New(st, engine.Config{})
+	e := apply.New(st, apply.Config{})
 	sum, err := Load(e, "../../examples/seed-cluster")
 	if err != nil {
 		t.Fatal(err)
@@ -29,7 +29,7 @@ func loadSeed(t *testing.T) *engine.Engine {
 }
 
 // answerRows reduces the components to "component|implementation|how|owner" -> nodes.
-func answerRows(e *engine.Engine) map[string][]string {
+func answerRows(e *apply.Applier) map[string][]string {
 	txn := e.Store().Snapshot()
 	it, _ := txn.Get(state.TableComponents, state.IndexComponent+"_prefix", "seed\x00")
 	rows := map[string][]string{}

@@ -11,17 +11,17 @@ import (
 	"testing/fstest"
 	"time"
 
-	"github.com/kubeatlas/kubeatlas/aggregator/engine"
+	"github.com/kubeatlas/kubeatlas/aggregator/apply"
 	"github.com/kubeatlas/kubeatlas/aggregator/state"
 )
 
-func newEngine(t testing.TB) *engine.Engine {
+func newEngine(t testing.TB) *apply.Applier {
 	t.Helper()
 	st, err := state.NewStore()
 	if err != nil {
 		t.Fatal(err)
 	}
-	return engine.New(st, engine.Config{})
+	return apply.New(st, apply.Config{})
 }
 
 // copySeed copies the reference bundle to a directory of the test's own.

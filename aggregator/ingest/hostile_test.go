@@ -17,7 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/kubeatlas/kubeatlas/aggregator/engine"
+	"github.com/kubeatlas/kubeatlas/aggregator/apply"
 	"github.com/kubeatlas/kubeatlas/aggregator/state"
 	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
 )
@@ -290,7 +290,7 @@ func TestConfigValidate(t *testing.T) {
 	}
 }
 
-var _ = engine.Limits{}
+var _ = apply.Limits{}
 
 // FuzzIngest feeds the ingest server, over a real gRPC stream, a hello
 // and then fuzzed messages: whatever they hold, the server answers or

@@ -20,7 +20,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
-	"github.com/kubeatlas/kubeatlas/aggregator/engine"
+	"github.com/kubeatlas/kubeatlas/aggregator/apply"
 	"github.com/kubeatlas/kubeatlas/aggregator/state"
 	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
 	"github.com/kubeatlas/kubeatlas/redact"
@@ -155,8 +155,8 @@ type nodeState struct {
 // Server is the AgentService implementation.
 type Server struct {
 	v1.UnimplementedAgentServiceServer
-	engine *engine.Engine
-	cfg    Config
+	applier *apply.Applier
+	cfg     Config
 
 	mu      sync.Mutex
 	streams map[nodeKey]*streamReg
@@ -170,9 +170,9 @@ type Server struct {
 var _ v1.AgentServiceServer = (*Server)(nil)
 
 // NewServer returns an ingest server feeding e.
-func NewServer(e *engine.Engine, cfg Config) *Server {
+func NewServer(e *apply.Applier, cfg Config) *Server {
 	cfg.defaults()
-	return &Server{engine: e, cfg: cfg, streams: map[nodeKey]*streamReg{}, live: map[nodeKey]*liveness{},
+	return &Server{applier: e, cfg: cfg, streams: map[nodeKey]*streamReg{}, live: map[nodeKey]*liveness{},
 		nodes: map[nodeKey]*nodeState{}, stopping: make(chan struct{})}
 }
 
@@ -463,14 +463,14 @@ func (s *Server) CheckLiveness() {
 	}
 	s.mu.Unlock()
 	for _, c := range changes {
-		if err := s.engine.SetAgentState(c.key.cluster, c.key.node, c.st); err != nil {
+		if err := s.applier.SetAgentState(c.key.cluster, c.key.node, c.st); err != nil {
 			s.cfg.Logger.Error("marking agent", "cluster", c.key.cluster, "node", c.key.node, "state", c.st.String(), "error", err)
 			continue
 		}
 		s.cfg.Logger.Info("agent state changed", "cluster", c.key.cluster, "node", c.key.node, "state", c.st.String())
 	}
 	for _, k := range forget {
-		gone, err := s.engine.ForgetNode(k.cluster, k.node)
+		gone, err := s.applier.ForgetNode(k.cluster, k.node)
 		if err != nil {
 			s.cfg.Logger.Error("forgetting node", "cluster", k.cluster, "node", k.node, "error", err)
 			continue
@@ -489,7 +489,7 @@ func (s *Server) CheckLiveness() {
 }
 
 // Forgotten logs and counts a node whose agent rows were forgotten; the
-// aggregator wires it into engine.Config.Forgotten.
+// aggregator wires it into apply.Config.Forgotten.
 func (s *Server) Forgotten(cluster, node, reason string) {
 	s.cfg.Logger.Info("node forgotten", "cluster", cluster, "node", node, "reason", reason)
 	if m := s.cfg.Metrics; m != nil {
@@ -514,7 +514,7 @@ type session struct {
 
 	applied      uint64 // newest generation applied
 	hasState     bool   // a snapshot was applied on this stream
-	pending      *engine.Inventory
+	pending      *apply.Inventory
 	pendingAt    uint64 // generation of the pending snapshot's first chunk
 	pendingBytes int64  // wire bytes of the pending snapshot's records
 	resyncing    bool   // a resync was asked for; data is ignored until a snapshot starts
@@ -578,7 +578,7 @@ func (ss *session) handle(msg *v1.ConnectRequest) error {
 			ss.resyncing = false
 			ss.pendingAt = msg.Generation
 			ss.pendingBytes = 0
-			ss.pending = &engine.Inventory{Cluster: ss.key.cluster, Node: ss.key.node, Identity: ch.Identity, Kubelet: ch.Kubelet,
+			ss.pending = &apply.Inventory{Cluster: ss.key.cluster, Node: ss.key.node, Identity: ch.Identity, Kubelet: ch.Kubelet,
 				State: v1.AgentState_AGENT_STATE_REPORTING}
 			if ch.Identity == nil {
 				ss.s.reject("invalid_argument")
@@ -622,7 +622,7 @@ func (ss *session) handle(msg *v1.ConnectRequest) error {
 		ss.pending = nil
 		inv.Stats, inv.Generation, inv.SeenAt, inv.Reference = ch.Stats, msg.Generation, now, now
 		inv.Bytes = ss.pendingBytes
-		if err := ss.apply(func() error { return ss.s.engine.ApplyInventory(*inv) }); err != nil {
+		if err := ss.apply(func() error { return ss.s.applier.ApplyInventory(*inv) }); err != nil {
 			if status.Code(err) == codes.Aborted {
 				return err
 			}
@@ -645,12 +645,12 @@ func (ss *session) handle(msg *v1.ConnectRequest) error {
 		}
 		d := p.Delta
 		ss.scrub(d.UpsertedProcesses, d.UpsertedManifests, d.Kubelet)
-		lim := engine.Limits{MaxProcesses: cfg.MaxProcesses, MaxManifests: cfg.MaxManifests, MaxBytes: cfg.MaxNodeBytes}
-		err := ss.apply(func() error { return ss.s.engine.ApplyDelta(ss.key.cluster, ss.key.node, d, now, msg.Generation, lim) })
-		var le *engine.LimitError
+		lim := apply.Limits{MaxProcesses: cfg.MaxProcesses, MaxManifests: cfg.MaxManifests, MaxBytes: cfg.MaxNodeBytes}
+		err := ss.apply(func() error { return ss.s.applier.ApplyDelta(ss.key.cluster, ss.key.node, d, now, msg.Generation, lim) })
+		var le *apply.LimitError
 		switch {
 		case err == nil:
-		case errors.Is(err, engine.ErrNoState):
+		case errors.Is(err, apply.ErrNoState):
 			return ss.resync("no state for this node", ss.applied+1)
 		case errors.As(err, &le):
 			return ss.exhausted(le.What, "delta refused: %v", le)
@@ -675,9 +675,9 @@ func (ss *session) handle(msg *v1.ConnectRequest) error {
 			return nil
 		}
 		if err := ss.apply(func() error {
-			return ss.s.engine.Heartbeat(ss.key.cluster, ss.key.node, p.Heartbeat.GetWallClock().AsTime(), now)
+			return ss.s.applier.Heartbeat(ss.key.cluster, ss.key.node, p.Heartbeat.GetWallClock().AsTime(), now)
 		}); err != nil {
-			if errors.Is(err, engine.ErrNoState) {
+			if errors.Is(err, apply.ErrNoState) {
 				return ss.resync("no state for this node", ss.applied+1)
 			}
 			if status.Code(err) == codes.Aborted {

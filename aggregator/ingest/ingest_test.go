@@ -18,7 +18,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/kubeatlas/kubeatlas/agent/stream"
-	"github.com/kubeatlas/kubeatlas/aggregator/engine"
+	"github.com/kubeatlas/kubeatlas/aggregator/apply"
 	"github.com/kubeatlas/kubeatlas/aggregator/query"
 	"github.com/kubeatlas/kubeatlas/aggregator/state"
 	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
@@ -28,7 +28,7 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 type harness struct {
-	engine *engine.Engine
+	engine *apply.Applier
 	store  *state.Store
 	ingest *Server
 	conn   *grpc.ClientConn
@@ -41,7 +41,7 @@ func start(t testing.TB, cfg Config) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := engine.New(store, engine.Config{})
+	e := apply.New(store, apply.Config{})
 	ing := NewServer(e, cfg)
 	// In memory (bufconn): the real gRPC stack, no sockets.
 	lis := bufconn.Listen(4 << 20)

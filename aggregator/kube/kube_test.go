@@ -11,8 +11,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes/fake"
 
-	"github.com/kubeatlas/kubeatlas/aggregator/engine"
 	"github.com/kubeatlas/kubeatlas/aggregator/state"
+	"github.com/kubeatlas/kubeatlas/internal/synth"
 	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
 )
 
@@ -68,8 +68,8 @@ func TestWatcherWiring(t *testing.T) {
 	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1", UID: "node-uid"}, Status: corev1.NodeStatus{NodeInfo: corev1.NodeSystemInfo{KubeletVersion: "v1.30.0"}}}
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "kube-system", UID: "ks-uid"}}
 	cs := fake.NewClientset(ds, pod, node, ns)
-	e := engine.NewTestEngine()
-	w := &Watcher{Source: Source{Name: "c1"}, Engine: e}
+	e := synth.NewApplier()
+	w := &Watcher{Source: Source{Name: "c1"}, Applier: e}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- w.run(ctx, cs, "fake") }()

@@ -16,7 +16,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
 
-	"github.com/kubeatlas/kubeatlas/aggregator/engine"
+	"github.com/kubeatlas/kubeatlas/aggregator/apply"
 	"github.com/kubeatlas/kubeatlas/aggregator/state"
 )
 
@@ -71,9 +71,9 @@ func (s Source) RestConfig() (*rest.Config, error) {
 // Informers relist after watch expiry and API server restarts; objects already
 // known stay until the API says they are gone.
 type Watcher struct {
-	Source Source
-	Engine *engine.Engine
-	Logger *slog.Logger
+	Source  Source
+	Applier *apply.Applier
+	Logger  *slog.Logger
 	// Resync is the informers' resync period (0: none).
 	Resync time.Duration
 	// Synced, if set, is called once every informer has listed its objects.
@@ -127,7 +127,7 @@ func (w *Watcher) run(ctx context.Context, cs kubernetes.Interface, host string)
 		})
 		return err
 	}
-	e := w.Engine
+	e := w.Applier
 	handlers := []struct {
 		inf    cache.SharedIndexInformer
 		upsert func(any) error
@@ -188,7 +188,7 @@ func (w *Watcher) run(ctx context.Context, cs kubernetes.Interface, host string)
 	}
 	// Only now are absence findings (a pod process the API does not know, a
 	// manifest without its mirror pod) true: the API's objects are all here.
-	if err := w.Engine.SetAPI(cluster, "", "", true); err != nil {
+	if err := w.Applier.SetAPI(cluster, "", "", true); err != nil {
 		log.Error("recording the API connection", "error", err)
 	}
 	log.Info("API objects loaded")
@@ -212,7 +212,7 @@ func (w *Watcher) identify(ctx context.Context, cs kubernetes.Interface, log *sl
 			}
 			// The cluster is identified; it counts as connected only once
 			// the informers have synced.
-			if err := w.Engine.SetAPI(w.Source.Name, string(ns.UID), version, false); err != nil {
+			if err := w.Applier.SetAPI(w.Source.Name, string(ns.UID), version, false); err != nil {
 				log.Error("recording API identity", "error", err)
 			}
 			return

@@ -18,7 +18,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 
-	"github.com/kubeatlas/kubeatlas/aggregator/engine"
+	"github.com/kubeatlas/kubeatlas/aggregator/apply"
 )
 
 // Objects are API objects read from files.
@@ -224,7 +224,7 @@ func addObject(raw json.RawMessage, objs *Objects) error {
 }
 
 // Load applies objects to the engine as cluster's API state.
-func Load(e *engine.Engine, cluster string, objs *Objects) error {
+func Load(e *apply.Applier, cluster string, objs *Objects) error {
 	uid := ""
 	for _, ns := range objs.Namespaces {
 		if ns.Name == "kube-system" {

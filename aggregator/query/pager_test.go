@@ -9,7 +9,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/kubeatlas/kubeatlas/aggregator/engine"
+	"github.com/kubeatlas/kubeatlas/aggregator/apply"
 	"github.com/kubeatlas/kubeatlas/aggregator/state"
 	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
 )
@@ -57,13 +57,13 @@ func TestPagesStopBeforeTheClientLimit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := engine.New(st, engine.Config{})
+	e := apply.New(st, apply.Config{})
 	// 40 processes of 200 KiB each: 8 MiB, more than a 4 MiB message.
 	var procs []*v1.Process
 	for i := 1; i <= 40; i++ {
 		procs = append(procs, &v1.Process{Pid: int32(i), Argv: []string{"/bin/x", strings.Repeat("a", 200<<10)}})
 	}
-	if err := e.ApplyInventory(engine.Inventory{Cluster: "c", Node: "n", Identity: &v1.NodeIdentity{Cluster: "c", NodeName: "n"}, Processes: procs}); err != nil {
+	if err := e.ApplyInventory(apply.Inventory{Cluster: "c", Node: "n", Identity: &v1.NodeIdentity{Cluster: "c", NodeName: "n"}, Processes: procs}); err != nil {
 		t.Fatal(err)
 	}
 	s := NewServer(st)

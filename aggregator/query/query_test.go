@@ -11,19 +11,20 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/kubeatlas/kubeatlas/aggregator/apply"
 	"github.com/kubeatlas/kubeatlas/aggregator/bundle"
-	"github.com/kubeatlas/kubeatlas/aggregator/engine"
 	"github.com/kubeatlas/kubeatlas/aggregator/state"
+	"github.com/kubeatlas/kubeatlas/internal/synth"
 	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
 )
 
-func seed(t testing.TB) (*Server, *engine.Engine) {
+func seed(t testing.TB) (*Server, *apply.Applier) {
 	t.Helper()
 	st, err := state.NewStore()
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := engine.New(st, engine.Config{})
+	e := apply.New(st, apply.Config{})
 	if _, err := bundle.Load(e, "../../examples/seed-cluster"); err != nil {
 		t.Fatal(err)
 	}
@@ -285,8 +286,8 @@ func TestSlowWatcherGetsResync(t *testing.T) {
 // component, pages of 1,000) over a fleet of 10,000 nodes in 10 clusters and
 // reports the server-side p99 of one page and of the whole answer.
 func BenchmarkWhereKubeProxy(b *testing.B) {
-	e := engine.NewTestEngine()
-	if err := engine.LoadFleet(e, 10, 1000, 300); err != nil {
+	e := synth.NewApplier()
+	if err := synth.LoadFleet(e, 10, 1000, 300); err != nil {
 		b.Fatal(err)
 	}
 	s := NewServer(e.Store())

@@ -27,8 +27,8 @@ import (
 	reflectionv1 "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	reflectionv1alpha "google.golang.org/grpc/reflection/grpc_reflection_v1alpha"
 
+	"github.com/kubeatlas/kubeatlas/aggregator/apply"
 	"github.com/kubeatlas/kubeatlas/aggregator/auth"
-	"github.com/kubeatlas/kubeatlas/aggregator/engine"
 	"github.com/kubeatlas/kubeatlas/aggregator/ingest"
 	"github.com/kubeatlas/kubeatlas/aggregator/join"
 	"github.com/kubeatlas/kubeatlas/aggregator/kube"
@@ -71,7 +71,7 @@ type Config struct {
 type Aggregator struct {
 	cfg     Config
 	Store   *state.Store
-	Engine  *engine.Engine
+	Applier *apply.Applier
 	Ingest  *ingest.Server
 	grpc    *grpc.Server
 	lis     net.Listener
@@ -108,7 +108,7 @@ func New(cfg Config) (*Aggregator, error) {
 		return nil, err
 	}
 	var ing *ingest.Server
-	eng := engine.New(store, engine.Config{Settings: cfg.Settings, Logger: cfg.Logger, AwaitAgents: cfg.AgentGrace > 0,
+	eng := apply.New(store, apply.Config{Settings: cfg.Settings, Logger: cfg.Logger, AwaitAgents: cfg.AgentGrace > 0,
 		ObserveJoin: func(d time.Duration) { joinHist.Observe(d.Seconds()) },
 		Forgotten:   func(cluster, node, reason string) { ing.Forgotten(cluster, node, reason) }})
 	reg.MustRegister(newStoreCollector(store))
@@ -147,7 +147,7 @@ func New(cfg Config) (*Aggregator, error) {
 	ropts := reflection.ServerOptions{Services: gs, DescriptorResolver: v1.Resolver{API: files}}
 	reflectionv1.RegisterServerReflectionServer(gs, reflection.NewServerV1(ropts))
 	reflectionv1alpha.RegisterServerReflectionServer(gs, reflection.NewServer(ropts))
-	a := &Aggregator{cfg: cfg, Store: store, Engine: eng, Ingest: ing, grpc: gs, health: hs, query: qs}
+	a := &Aggregator{cfg: cfg, Store: store, Applier: eng, Ingest: ing, grpc: gs, health: hs, query: qs}
 	a.lis = cfg.Listener
 	if a.lis == nil {
 		if a.lis, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
@@ -225,14 +225,14 @@ func (a *Aggregator) Run(ctx context.Context) error {
 				return
 			case <-t.C:
 			}
-			if err := a.Engine.SettleAgents(); err != nil {
+			if err := a.Applier.SettleAgents(); err != nil {
 				log.Error("ending the agent grace period", "error", err)
 			}
 			log.Info("agent grace period over: nodes without agents are findings now", "grace", a.cfg.AgentGrace)
 		}()
 	}
 	for _, src := range a.cfg.Kube {
-		w := &kube.Watcher{Source: src, Engine: a.Engine, Logger: log, Synced: func() { a.synced.Add(1) }}
+		w := &kube.Watcher{Source: src, Applier: a.Applier, Logger: log, Synced: func() { a.synced.Add(1) }}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

@@ -119,7 +119,7 @@ func TestAgainstServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := bundle.Load(agg.Engine, seedBundle); err != nil {
+	if _, err := bundle.Load(agg.Applier, seedBundle); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())

@@ -21,8 +21,8 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/test/bufconn"
 
+	"github.com/kubeatlas/kubeatlas/aggregator/apply"
 	"github.com/kubeatlas/kubeatlas/aggregator/bundle"
-	"github.com/kubeatlas/kubeatlas/aggregator/engine"
 	"github.com/kubeatlas/kubeatlas/aggregator/query"
 	"github.com/kubeatlas/kubeatlas/aggregator/state"
 	"github.com/kubeatlas/kubeatlas/client/printer"
@@ -141,7 +141,7 @@ func (o *options) offline(ctx context.Context) (*conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := engine.New(store, engine.Config{})
+	e := apply.New(store, apply.Config{})
 	seen := map[string]string{}
 	load := func(what string, f func() (*bundle.Summary, error)) error {
 		sum, err := f()

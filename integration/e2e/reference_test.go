@@ -16,8 +16,8 @@ import (
 	"google.golang.org/protobuf/proto"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/kubeatlas/kubeatlas/agent/collect/simproc"
 	"github.com/kubeatlas/kubeatlas/integration/harness"
+	"github.com/kubeatlas/kubeatlas/internal/simproc"
 	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
 )
 

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kubeatlas/kubeatlas/agent/collect/simproc"
+	"github.com/kubeatlas/kubeatlas/internal/simproc"
 )
 
 const envNodeInit = "KUBEATLAS_HARNESS_NODE_INIT"

@@ -34,7 +34,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/kubeatlas/kubeatlas/agent/stream"
-	"github.com/kubeatlas/kubeatlas/aggregator/engine"
+	"github.com/kubeatlas/kubeatlas/internal/synth"
 	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
 )
 
@@ -201,7 +201,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	agents := make([]*agent, cfg.Nodes)
 	for i := range agents {
 		c := i % cfg.Clusters
-		agents[i] = &agent{cluster: fmt.Sprintf("cluster-%02d", c), node: fmt.Sprintf("node-%05d", i), procs: engine.SyntheticProcesses(cfg.Processes, i)}
+		agents[i] = &agent{cluster: fmt.Sprintf("cluster-%02d", c), node: fmt.Sprintf("node-%05d", i), procs: synth.SyntheticProcesses(cfg.Processes, i)}
 	}
 	// Full load: every agent says hello and sends its snapshot.
 	var mu sync.Mutex

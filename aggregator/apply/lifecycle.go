@@ -1,4 +1,4 @@
-package engine
+package apply
 
 import (
 	"fmt"
@@ -27,7 +27,7 @@ func (e *LimitError) Error() string {
 
 // SettleAgents ends the wait for agents to reconnect (see
 // Config.AwaitAgents): nodes without agents become findings from now on.
-func (e *Engine) SettleAgents() error {
+func (e *Applier) SettleAgents() error {
 	if e.settled.Swap(true) {
 		return nil
 	}
@@ -56,7 +56,7 @@ const (
 // processes and manifests, and with them its answers, when the API has no
 // Node of that name. It reports whether the node was forgotten, and tells
 // Config.Forgotten.
-func (e *Engine) ForgetNode(cluster, node string) (bool, error) {
+func (e *Applier) ForgetNode(cluster, node string) (bool, error) {
 	txn := e.store.WriteTxn()
 	defer txn.Abort()
 	n, err := txn.Node(nil, cluster, node)
@@ -81,7 +81,7 @@ func (e *Engine) ForgetNode(cluster, node string) (bool, error) {
 
 // dropAgentRows removes a node's agent rows, and the node row itself when
 // the API does not have it.
-func (e *Engine) dropAgentRows(txn *state.Txn, n *state.Node) error {
+func (e *Applier) dropAgentRows(txn *state.Txn, n *state.Node) error {
 	if err := txn.DeleteAgentRows(n.Cluster, n.Name); err != nil {
 		return err
 	}

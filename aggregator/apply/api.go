@@ -1,4 +1,4 @@
-package engine
+package apply
 
 import (
 	"github.com/kubeatlas/kubeatlas/aggregator/state"
@@ -6,7 +6,7 @@ import (
 
 // SetAPI records a cluster's API connection: its identity (the kube-system
 // namespace UID), the API server's version, and whether objects are loaded.
-func (e *Engine) SetAPI(cluster, uid, version string, connected bool) error {
+func (e *Applier) SetAPI(cluster, uid, version string, connected bool) error {
 	txn := e.store.WriteTxn()
 	defer txn.Abort()
 	changedConn := false
@@ -37,7 +37,7 @@ func (e *Engine) SetAPI(cluster, uid, version string, connected bool) error {
 }
 
 // UpsertNodeAPI records what the API says of a node.
-func (e *Engine) UpsertNodeAPI(cluster, name string, api *state.NodeAPI) error {
+func (e *Applier) UpsertNodeAPI(cluster, name string, api *state.NodeAPI) error {
 	txn := e.store.WriteTxn()
 	defer txn.Abort()
 	e.ensureCluster(txn, cluster, nil)
@@ -56,7 +56,7 @@ func (e *Engine) UpsertNodeAPI(cluster, name string, api *state.NodeAPI) error {
 // DeleteNodeAPI records that a node left the API. What a live agent
 // reported is kept; a node whose agent expired (or never reported) is
 // forgotten with everything its agent sent, and Config.Forgotten is told.
-func (e *Engine) DeleteNodeAPI(cluster, name string) error {
+func (e *Applier) DeleteNodeAPI(cluster, name string) error {
 	txn := e.store.WriteTxn()
 	defer txn.Abort()
 	row, err := txn.Node(nil, cluster, name)
@@ -84,7 +84,7 @@ func (e *Engine) DeleteNodeAPI(cluster, name string) error {
 }
 
 // UpsertPod records a pod and re-joins the node it was and is bound to.
-func (e *Engine) UpsertPod(p *state.Pod) error {
+func (e *Applier) UpsertPod(p *state.Pod) error {
 	txn := e.store.WriteTxn()
 	defer txn.Abort()
 	e.ensureCluster(txn, p.Cluster, nil)
@@ -106,7 +106,7 @@ func (e *Engine) UpsertPod(p *state.Pod) error {
 }
 
 // DeletePod forgets a pod and re-joins its node.
-func (e *Engine) DeletePod(cluster, namespace, name string) error {
+func (e *Applier) DeletePod(cluster, namespace, name string) error {
 	txn := e.store.WriteTxn()
 	defer txn.Abort()
 	pod, err := txn.Pod(nil, cluster, namespace, name)
@@ -127,7 +127,7 @@ func (e *Engine) DeletePod(cluster, namespace, name string) error {
 
 // UpsertWorkload records a controller and re-joins the nodes of the pods it
 // owns (directly, or through its ReplicaSets for a Deployment).
-func (e *Engine) UpsertWorkload(w *state.Workload) error {
+func (e *Applier) UpsertWorkload(w *state.Workload) error {
 	txn := e.store.WriteTxn()
 	defer txn.Abort()
 	e.ensureCluster(txn, w.Cluster, nil)
@@ -157,7 +157,7 @@ func ownerChanged(a, b *state.Workload) bool {
 }
 
 // DeleteWorkload forgets a controller.
-func (e *Engine) DeleteWorkload(cluster, kind, namespace, name string) error {
+func (e *Applier) DeleteWorkload(cluster, kind, namespace, name string) error {
 	txn := e.store.WriteTxn()
 	defer txn.Abort()
 	w, err := txn.Workload(nil, cluster, kind, namespace, name)

@@ -1,4 +1,4 @@
-package engine
+package apply_test
 
 import (
 	"fmt"
@@ -9,17 +9,19 @@ import (
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/kubeatlas/kubeatlas/aggregator/apply"
+	"github.com/kubeatlas/kubeatlas/internal/synth"
 	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
 )
 
 // BenchmarkIngestSnapshot applies 300-process snapshots of distinct nodes and
 // reports process records per second.
 func BenchmarkIngestSnapshot(b *testing.B) {
-	e := NewTestEngine()
-	invs := make([]Inventory, 64)
+	e := synth.NewApplier()
+	invs := make([]apply.Inventory, 64)
 	now := time.Now()
 	for i := range invs {
-		invs[i] = Inventory{Cluster: "c", Identity: &v1.NodeIdentity{WallClock: timestamppb.New(now)}, Processes: SyntheticProcesses(300, i),
+		invs[i] = apply.Inventory{Cluster: "c", Identity: &v1.NodeIdentity{WallClock: timestamppb.New(now)}, Processes: synth.SyntheticProcesses(300, i),
 			State: v1.AgentState_AGENT_STATE_REPORTING, SeenAt: now, Reference: now}
 	}
 	b.ResetTimer()
@@ -36,7 +38,7 @@ func BenchmarkIngestSnapshot(b *testing.B) {
 // BenchmarkFleetLoad loads 1,000 nodes × 300 processes and reports seconds per fleet.
 func BenchmarkFleetLoad(b *testing.B) {
 	for i := 0; i < b.N; i++ {
-		if err := LoadFleet(NewTestEngine(), 1, 1000, 300); err != nil {
+		if err := synth.LoadFleet(synth.NewApplier(), 1, 1000, 300); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -48,18 +50,18 @@ func BenchmarkFleetLoad(b *testing.B) {
 func BenchmarkRejoinOneNode(b *testing.B) {
 	for _, nodes := range []int{100, 1000, 10000} {
 		b.Run(fmt.Sprintf("nodes=%d", nodes), func(b *testing.B) {
-			e := NewTestEngine()
-			if err := LoadFleet(e, 1, nodes, 300); err != nil {
+			e := synth.NewApplier()
+			if err := synth.LoadFleet(e, 1, nodes, 300); err != nil {
 				b.Fatal(err)
 			}
 			var lat []time.Duration
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
-				d := &v1.Delta{UpsertedProcesses: SyntheticProcesses(6, i)[5:]}
+				d := &v1.Delta{UpsertedProcesses: synth.SyntheticProcesses(6, i)[5:]}
 				d.UpsertedProcesses[0].Pid = int32(100000 + i%1000)
 				node := fmt.Sprintf("node-%05d", i%nodes)
 				t := time.Now()
-				if err := e.ApplyDelta("cluster-00", node, d, time.Now(), uint64(i+2), Limits{}); err != nil {
+				if err := e.ApplyDelta("cluster-00", node, d, time.Now(), uint64(i+2), apply.Limits{}); err != nil {
 					b.Fatal(err)
 				}
 				lat = append(lat, time.Since(t))
@@ -77,8 +79,8 @@ func BenchmarkHeapPerRecord(b *testing.B) {
 		runtime.GC()
 		var before, after runtime.MemStats
 		runtime.ReadMemStats(&before)
-		e := NewTestEngine()
-		if err := LoadFleet(e, 10, 1000, 300); err != nil {
+		e := synth.NewApplier()
+		if err := synth.LoadFleet(e, 10, 1000, 300); err != nil {
 			b.Fatal(err)
 		}
 		runtime.GC()

@@ -1,7 +1,7 @@
-// Package engine applies facts from agents and API servers to the state store
+// Package apply applies facts from agents and API servers to the state store
 // and keeps the answers current: every change re-joins only the nodes it
 // touches, in the same transaction that writes it.
-package engine
+package apply
 
 import (
 	"errors"
@@ -20,7 +20,7 @@ import (
 	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
 )
 
-// Config configures an Engine.
+// Config configures an Applier.
 type Config struct {
 	// Settings are the finding thresholds.
 	Settings join.Settings
@@ -37,30 +37,30 @@ type Config struct {
 	Forgotten func(cluster, node, reason string)
 }
 
-// Engine is the join engine over a state store. Its methods are safe for
+// Applier is the join engine over a state store. Its methods are safe for
 // concurrent use: go-memdb serialises writers.
-type Engine struct {
+type Applier struct {
 	store   *state.Store
 	cfg     Config
 	settled atomic.Bool // agents had their chance to reconnect
 }
 
 // New returns an engine over store.
-func New(store *state.Store, cfg Config) *Engine {
+func New(store *state.Store, cfg Config) *Applier {
 	cfg.Settings = cfg.Settings.WithDefaults()
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	e := &Engine{store: store, cfg: cfg}
+	e := &Applier{store: store, cfg: cfg}
 	e.settled.Store(!cfg.AwaitAgents)
 	return e
 }
 
 // Store returns the engine's store.
-func (e *Engine) Store() *state.Store { return e.store }
+func (e *Applier) Store() *state.Store { return e.store }
 
 // Settings returns the finding thresholds in use.
-func (e *Engine) Settings() join.Settings { return e.cfg.Settings }
+func (e *Applier) Settings() join.Settings { return e.cfg.Settings }
 
 // ErrNoState means a delta arrived for a node with no snapshot applied.
 var ErrNoState = errors.New("no snapshot for this node")
@@ -87,7 +87,7 @@ type Inventory struct {
 }
 
 // ApplyInventory replaces a node's agent state with a full report.
-func (e *Engine) ApplyInventory(inv Inventory) error {
+func (e *Applier) ApplyInventory(inv Inventory) error {
 	if inv.Cluster == "" || inv.Node == "" {
 		return errors.New("inventory without cluster or node name")
 	}
@@ -144,7 +144,7 @@ func (e *Engine) ApplyInventory(inv Inventory) error {
 
 // ApplyDelta applies changes on top of a node's last report. A delta that
 // would take the node past lim is not applied and returns a *LimitError.
-func (e *Engine) ApplyDelta(cluster, node string, d *v1.Delta, seenAt time.Time, generation uint64, lim Limits) error {
+func (e *Applier) ApplyDelta(cluster, node string, d *v1.Delta, seenAt time.Time, generation uint64, lim Limits) error {
 	txn := e.store.WriteTxn()
 	defer txn.Abort()
 	id := state.NodeID(cluster, node)
@@ -217,7 +217,7 @@ func (e *Engine) ApplyDelta(cluster, node string, d *v1.Delta, seenAt time.Time,
 // Heartbeat records that a node's agent is alive. It re-joins the node only
 // when that changes an answer (the agent was stale, or the clock skew
 // crossed the threshold).
-func (e *Engine) Heartbeat(cluster, node string, wall, seenAt time.Time) error {
+func (e *Applier) Heartbeat(cluster, node string, wall, seenAt time.Time) error {
 	txn := e.store.WriteTxn()
 	defer txn.Abort()
 	row, err := txn.Node(nil, cluster, node)
@@ -249,13 +249,13 @@ func (e *Engine) Heartbeat(cluster, node string, wall, seenAt time.Time) error {
 	return nil
 }
 
-func (e *Engine) skewed(d time.Duration) bool {
+func (e *Applier) skewed(d time.Duration) bool {
 	return d > e.cfg.Settings.ClockSkew || d < -e.cfg.Settings.ClockSkew
 }
 
 // SetAgentState marks a node's agent stale, expired or reporting; its last
 // report is kept.
-func (e *Engine) SetAgentState(cluster, node string, st v1.AgentState) error {
+func (e *Applier) SetAgentState(cluster, node string, st v1.AgentState) error {
 	txn := e.store.WriteTxn()
 	defer txn.Abort()
 	row, err := txn.Node(nil, cluster, node)
@@ -367,7 +367,7 @@ func sizeOf[M proto.Message](ms []M) int64 {
 
 // ensureCluster makes sure the cluster row exists, applying change (which
 // reports whether it changed anything) to a copy.
-func (e *Engine) ensureCluster(txn *state.Txn, name string, change func(*state.Cluster) bool) *state.Cluster {
+func (e *Applier) ensureCluster(txn *state.Txn, name string, change func(*state.Cluster) bool) *state.Cluster {
 	row, _ := txn.Cluster(nil, name)
 	var c *state.Cluster
 	if row == nil {
@@ -391,7 +391,7 @@ func (e *Engine) ensureCluster(txn *state.Txn, name string, change func(*state.C
 }
 
 // nodeRow returns a copy of the node's row, or a new one.
-func (e *Engine) nodeRow(txn *state.Txn, cluster, node string) *state.Node {
+func (e *Applier) nodeRow(txn *state.Txn, cluster, node string) *state.Node {
 	row, _ := txn.Node(nil, cluster, node)
 	if row == nil {
 		return &state.Node{ID: state.NodeID(cluster, node), Cluster: cluster, Name: node}
@@ -401,7 +401,7 @@ func (e *Engine) nodeRow(txn *state.Txn, cluster, node string) *state.Node {
 
 // markHasAgents records on the cluster row that agents report; it returns
 // true the first time.
-func (e *Engine) markHasAgents(txn *state.Txn, cluster string) bool {
+func (e *Applier) markHasAgents(txn *state.Txn, cluster string) bool {
 	first := false
 	e.ensureCluster(txn, cluster, func(c *state.Cluster) bool {
 		if c.HasAgents {
@@ -415,7 +415,7 @@ func (e *Engine) markHasAgents(txn *state.Txn, cluster string) bool {
 
 // rejoinCluster re-joins every node of a cluster: only for cluster-wide
 // changes (first agent, kube-apiserver version, API connection).
-func (e *Engine) rejoinCluster(txn *state.Txn, cluster string) error {
+func (e *Applier) rejoinCluster(txn *state.Txn, cluster string) error {
 	var nodes []string
 	for n := range txn.NodesOf(nil, cluster) {
 		nodes = append(nodes, n.Name)
@@ -425,7 +425,7 @@ func (e *Engine) rejoinCluster(txn *state.Txn, cluster string) error {
 
 // rejoin re-joins the given nodes of one cluster and, when their control-plane
 // answers changed, the cluster's mode.
-func (e *Engine) rejoin(txn *state.Txn, cluster string, nodes []string) error {
+func (e *Applier) rejoin(txn *state.Txn, cluster string, nodes []string) error {
 	c, _ := txn.Cluster(nil, cluster)
 	if c == nil {
 		c = e.ensureCluster(txn, cluster, nil)
@@ -444,7 +444,7 @@ func (e *Engine) rejoin(txn *state.Txn, cluster string, nodes []string) error {
 	return e.recomputeCluster(txn, cluster)
 }
 
-func (e *Engine) rejoinNode(txn *state.Txn, c *state.Cluster, node string) (bool, error) {
+func (e *Applier) rejoinNode(txn *state.Txn, c *state.Cluster, node string) (bool, error) {
 	start := time.Now()
 	if e.cfg.ObserveJoin != nil {
 		defer func() { e.cfg.ObserveJoin(time.Since(start)) }()
@@ -505,7 +505,7 @@ func (e *Engine) rejoinNode(txn *state.Txn, c *state.Cluster, node string) (bool
 // replaceNodeAnswers writes a node's new instances and findings over its old
 // ones, touching only rows that changed. It reports whether any
 // control-plane instance changed.
-func (e *Engine) replaceNodeAnswers(txn *state.Txn, cluster, node string, insts []*v1.ComponentInstance, finds []*v1.Finding) (bool, error) {
+func (e *Applier) replaceNodeAnswers(txn *state.Txn, cluster, node string, insts []*v1.ComponentInstance, finds []*v1.Finding) (bool, error) {
 	cpChanged := false
 	comps := make([]*state.Component, len(insts))
 	for i, in := range insts {
@@ -561,7 +561,7 @@ func replaceRows[R any](current iter.Seq[R], rows []R, put, del func(R) error, i
 // recomputeCluster decides the cluster's mode from its control-plane
 // instances; a changed kube-apiserver version re-joins the cluster's nodes
 // for the version skew check.
-func (e *Engine) recomputeCluster(txn *state.Txn, cluster string) error {
+func (e *Applier) recomputeCluster(txn *state.Txn, cluster string) error {
 	var cp []*v1.ComponentInstance
 	for _, comp := range v1.Components {
 		if !v1.IsControlPlane(comp) {

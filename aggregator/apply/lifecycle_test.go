@@ -1,14 +1,16 @@
-package engine
+package apply
 
 import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/types/known/timestamppb"
+
 	"github.com/kubeatlas/kubeatlas/aggregator/state"
 	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
 )
 
-func newEngine(t *testing.T, cfg Config) *Engine {
+func newEngine(t *testing.T, cfg Config) *Applier {
 	t.Helper()
 	st, err := state.NewStore()
 	if err != nil {
@@ -17,20 +19,29 @@ func newEngine(t *testing.T, cfg Config) *Engine {
 	return New(st, cfg)
 }
 
-func report(t *testing.T, e *Engine, cluster, node string) {
+func report(t *testing.T, e *Applier, cluster, node string) {
 	t.Helper()
 	if err := e.ApplyInventory(Inventory{Cluster: cluster, Node: node, Identity: &v1.NodeIdentity{Cluster: cluster, NodeName: node},
-		Processes: SyntheticProcesses(20, 1), State: v1.AgentState_AGENT_STATE_REPORTING, SeenAt: time.Now()}); err != nil {
+		Processes: someProcesses(20), State: v1.AgentState_AGENT_STATE_REPORTING, SeenAt: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func nodeRow(e *Engine, cluster, node string) *state.Node {
+// someProcesses returns n processes: a kubelet, then ordinary ones.
+func someProcesses(n int) []*v1.Process {
+	out := []*v1.Process{{Pid: 1, Argv: []string{"/usr/bin/kubelet", "--config=/var/lib/kubelet/config.yaml"}}}
+	for pid := int32(2); len(out) < n; pid++ {
+		out = append(out, &v1.Process{Pid: pid, Argv: []string{"/usr/sbin/cron", "-f"}, StartTime: timestamppb.New(time.Unix(int64(pid), 0))})
+	}
+	return out
+}
+
+func nodeRow(e *Applier, cluster, node string) *state.Node {
 	n, _ := e.Store().View().Node(nil, cluster, node)
 	return n
 }
 
-func findingsOf(e *Engine, cluster, node string) []v1.FindingKind {
+func findingsOf(e *Applier, cluster, node string) []v1.FindingKind {
 	var out []v1.FindingKind
 	for f := range e.Store().View().FindingsOn(nil, cluster, node) {
 		out = append(out, f.Finding.Kind)

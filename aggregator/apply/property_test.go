@@ -1,4 +1,4 @@
-package engine_test
+package apply_test
 
 import (
 	"fmt"
@@ -13,10 +13,11 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/kubeatlas/kubeatlas/aggregator/apply"
 	"github.com/kubeatlas/kubeatlas/aggregator/bundle"
-	"github.com/kubeatlas/kubeatlas/aggregator/engine"
 	"github.com/kubeatlas/kubeatlas/aggregator/kube"
 	"github.com/kubeatlas/kubeatlas/aggregator/state"
+	"github.com/kubeatlas/kubeatlas/internal/synth"
 	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
 )
 
@@ -71,15 +72,15 @@ func loadWorld(t *testing.T) *world {
 
 var seenAt = time.Unix(1_700_000_000, 0)
 
-func inventory(node string, inv *v1.NodeInventory, procs []*v1.Process, mans []*v1.StaticPodManifest) engine.Inventory {
-	return engine.Inventory{Cluster: "c", Node: node, Identity: inv.Identity, Kubelet: inv.Kubelet, Processes: procs, Manifests: mans,
+func inventory(node string, inv *v1.NodeInventory, procs []*v1.Process, mans []*v1.StaticPodManifest) apply.Inventory {
+	return apply.Inventory{Cluster: "c", Node: node, Identity: inv.Identity, Kubelet: inv.Kubelet, Processes: procs, Manifests: mans,
 		State: v1.AgentState_AGENT_STATE_REPORTING, SeenAt: seenAt, Reference: seenAt}
 }
 
 // fromScratch loads the world's final state in one fixed order.
-func fromScratch(t *testing.T, w *world) *engine.Engine {
+func fromScratch(t *testing.T, w *world) *apply.Applier {
 	t.Helper()
-	e := engine.NewTestEngine()
+	e := synth.NewApplier()
 	must(t, e.SetAPI("c", w.uid, "", true))
 	for _, wl := range w.workloads {
 		must(t, e.UpsertWorkload(wl))
@@ -101,9 +102,9 @@ func fromScratch(t *testing.T, w *world) *engine.Engine {
 // random order, detours (a pod that changes and comes back, a node deleted
 // and added again, a workload first seen wrong), and inventories that start
 // from a random part of the node and reach the rest by deltas.
-func incrementally(t *testing.T, w *world, r *rand.Rand) *engine.Engine {
+func incrementally(t *testing.T, w *world, r *rand.Rand) *apply.Applier {
 	t.Helper()
-	e := engine.NewTestEngine()
+	e := synth.NewApplier()
 	var events []func()
 	add := func(steps ...func()) {
 		// Steps of one object keep their order; objects interleave.
@@ -168,7 +169,7 @@ func incrementally(t *testing.T, w *world, r *rand.Rand) *engine.Engine {
 		}
 		d.UpsertedManifests = inv.Manifests
 		add(func() { must(t, e.ApplyInventory(inventory(n, inv, part, mans))) },
-			func() { must(t, e.ApplyDelta("c", n, d, seenAt, 2, engine.Limits{})) })
+			func() { must(t, e.ApplyDelta("c", n, d, seenAt, 2, apply.Limits{})) })
 	}
 	r.Shuffle(len(events), func(i, j int) { events[i], events[j] = events[j], events[i] })
 	for _, ev := range events {
@@ -195,7 +196,7 @@ func TestIncrementalEqualsFromScratch(t *testing.T) {
 }
 
 // rows are the engine's answers, each as a comparable string.
-func rows(e *engine.Engine) map[string]proto.Message {
+func rows(e *apply.Applier) map[string]proto.Message {
 	out := map[string]proto.Message{}
 	view := e.Store().View()
 	for c := range view.Components(nil, state.ByCluster, "") {

@@ -1,4 +1,6 @@
-package engine
+// Package synth builds realistic synthetic fleets for tests, benchmarks and
+// the load harness. Production binaries never link it.
+package synth
 
 import (
 	"fmt"
@@ -7,13 +9,11 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/kubeatlas/kubeatlas/agent/cgroup"
+	"github.com/kubeatlas/kubeatlas/aggregator/apply"
 	"github.com/kubeatlas/kubeatlas/aggregator/state"
 	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
 	"github.com/kubeatlas/kubeatlas/recognize"
 )
-
-// This file builds realistic synthetic fleets for tests, benchmarks and the
-// load harness.
 
 var ordinary = []string{
 	"/lib/systemd/systemd-journald", "/lib/systemd/systemd-udevd", "/usr/sbin/sshd -D", "/usr/sbin/cron -f",
@@ -73,13 +73,13 @@ func SyntheticProcesses(n, seed int) []*v1.Process {
 
 // LoadFleet applies a synthetic fleet: clusters × nodes, procs processes per
 // node, as live agent reports.
-func LoadFleet(e *Engine, clusters, nodes, procs int) error {
+func LoadFleet(e *apply.Applier, clusters, nodes, procs int) error {
 	now := time.Now()
 	for c := 0; c < clusters; c++ {
 		cluster := fmt.Sprintf("cluster-%02d", c)
 		for n := 0; n < nodes; n++ {
 			node := fmt.Sprintf("node-%05d", n)
-			if err := e.ApplyInventory(Inventory{
+			if err := e.ApplyInventory(apply.Inventory{
 				Cluster: cluster, Node: node, Identity: &v1.NodeIdentity{Cluster: cluster, NodeName: node, WallClock: timestamppb.New(now)},
 				Kubelet:   &v1.KubeletInfo{StaticPodPath: "/etc/kubernetes/manifests", ContainerRuntimeEndpoint: "unix:///var/run/containerd/containerd.sock"},
 				Processes: SyntheticProcesses(procs, c*nodes+n), State: v1.AgentState_AGENT_STATE_REPORTING, SeenAt: now, Reference: now,
@@ -91,11 +91,11 @@ func LoadFleet(e *Engine, clusters, nodes, procs int) error {
 	return nil
 }
 
-// NewTestEngine returns an engine over a fresh store.
-func NewTestEngine() *Engine {
+// NewApplier returns an applier over a fresh store.
+func NewApplier() *apply.Applier {
 	st, err := state.NewStore()
 	if err != nil {
 		panic(err)
 	}
-	return New(st, Config{})
+	return apply.New(st, apply.Config{})
 }
