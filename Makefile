@@ -9,7 +9,7 @@ LDFLAGS := -X github.com/kubeatlas/kubeatlas/agent/command.Version=$(VERSION) \
            -X github.com/kubeatlas/kubeatlas/client/cli.Version=$(VERSION)
 export PATH := $(TOOLS):$(PATH)
 
-.PHONY: help build demo test unit integration proto proto-check lint breaking bench load tools clean
+.PHONY: help build demo test unit integration proto proto-check lint breaking baseline bench load tools clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -49,10 +49,11 @@ lint: tools ## gofmt, go vet, staticcheck and buf lint
 	cd integration && staticcheck ./...
 	buf lint
 
-breaking: tools ## buf breaking against the previous commit (FILE and WIRE_JSON)
-	@if git rev-parse -q --verify HEAD~1 >/dev/null && git cat-file -e HEAD~1:proto/kubeatlas/v1 2>/dev/null; then \
-		buf breaking --against '.git#ref=HEAD~1'; \
-	else echo "buf breaking: no previous commit with the API; nothing to compare"; fi
+breaking: tools ## buf breaking (FILE and WIRE_JSON) against the last released API, proto/baseline.binpb
+	buf breaking --against proto/baseline.binpb
+
+baseline: tools ## record the API as released: run once per release, then commit proto/baseline.binpb
+	buf build --exclude-source-info -o proto/baseline.binpb
 
 bench: ## benchmarks (see BENCHMARKS.md)
 	$(GO) test -run '^$$' -bench . -benchmem ./...

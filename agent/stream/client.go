@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
+	"math"
 	"sync"
 	"time"
 
@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
+	"k8s.io/apimachinery/pkg/util/wait"
 
 	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
 )
@@ -31,7 +32,8 @@ type Config struct {
 	HeartbeatInterval time.Duration
 	// ChunkBytes is the snapshot chunk budget (default DefaultChunkBytes).
 	ChunkBytes int
-	// BackoffMin and BackoffMax bound the reconnect delay (1s and 60s).
+	// BackoffMin and BackoffMax bound the reconnect delay (1s and 60s), before up
+	// to a fifth more of jitter.
 	BackoffMin, BackoffMax time.Duration
 	// Logger receives connection events.
 	Logger *slog.Logger
@@ -97,22 +99,29 @@ func (c *Client) Acked() uint64 {
 	return c.acked
 }
 
+// newBackoff returns the reconnect delays: from min, doubling up to max,
+// each with up to a fifth more as jitter, so that agents restarted together
+// do not reconnect together.
+func newBackoff(min, max time.Duration) *wait.Backoff {
+	return &wait.Backoff{Duration: min, Factor: 2, Jitter: 0.2, Cap: max, Steps: math.MaxInt32}
+}
+
 // Run connects, streams and reconnects with jittered exponential backoff
 // until ctx is done. It returns nil when ctx ends.
 func (c *Client) Run(ctx context.Context) error {
-	backoff := c.cfg.BackoffMin
+	backoff := newBackoff(c.cfg.BackoffMin, c.cfg.BackoffMax)
 	for {
 		healthy, err := c.session(ctx)
 		if ctx.Err() != nil {
 			return nil
 		}
 		if healthy {
-			backoff = c.cfg.BackoffMin
+			backoff = newBackoff(c.cfg.BackoffMin, c.cfg.BackoffMax)
 		}
 		if m := c.cfg.Metrics; m != nil {
 			m.Reconnects.Inc()
 		}
-		wait := backoff/2 + rand.N(backoff/2+1)
+		wait := backoff.Step()
 		c.cfg.Logger.Warn("stream ended; reconnecting", "error", err, "code", status.Code(err).String(), "reason", Explain(err), "in", wait)
 		t := time.NewTimer(wait)
 		select {
@@ -121,7 +130,6 @@ func (c *Client) Run(ctx context.Context) error {
 			return nil
 		case <-t.C:
 		}
-		backoff = min(backoff*2, c.cfg.BackoffMax)
 	}
 }
 

@@ -39,6 +39,7 @@ func NewRootCmd() *cobra.Command {
 		staleAfter, maxProcs, maxMsg int
 		maxMans, burst               int
 		maxNodeBytes, watchBytes     int64
+		resumeBytes                  int64
 		rate                         float64
 		forgetAfter, agentGrace      time.Duration
 		logLevel                     string
@@ -91,7 +92,7 @@ func NewRootCmd() *cobra.Command {
 				Ingest: ingest.Config{HeartbeatInterval: hb, StaleAfter: staleAfter, ExpireAfter: expire, ForgetAfter: forgetAfter,
 					MaxProcesses: maxProcs, MaxManifests: maxMans, MaxMessageBytes: maxMsg, MaxNodeBytes: maxNodeBytes,
 					RatePerSecond: rate, Burst: burst},
-				AgentGrace: agentGrace, WatchHistoryBytes: watchBytes,
+				AgentGrace: agentGrace, WatchHistoryBytes: watchBytes, WatchResumeBytes: resumeBytesOrNone(resumeBytes),
 			})
 			if err != nil {
 				return err
@@ -125,6 +126,7 @@ func NewRootCmd() *cobra.Command {
 	f.DurationVar(&forgetAfter, "forget-after", 24*time.Hour, "silence after which a node with no Node in the API is forgotten (a node the API deletes is forgotten once its agent expired)")
 	f.DurationVar(&agentGrace, "agent-grace", time.Minute, "after start, how long agents have to reconnect before nodes without one are findings")
 	f.Int64Var(&watchBytes, "watch-history-bytes", state.DefaultHistoryBytes, "bytes of recent changes kept for watchers that fall behind")
+	f.Int64Var(&resumeBytes, "watch-resume-bytes", state.DefaultRetainBytes, "bytes of the newest changes kept, read or not, so that a watcher whose link broke resumes where it stopped (0: none)")
 	f.DurationVar(&grace, "shutdown-grace", 10*time.Second, "how long shutdown waits for streams to end")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd
@@ -160,4 +162,13 @@ func serverCreds(plaintext bool, certFile, keyFile, clientCA string) (credential
 		cfg.ClientAuth = tls.VerifyClientCertIfGiven
 	}
 	return credentials.NewTLS(cfg), nil
+}
+
+// resumeBytesOrNone turns the flag's 0 (keep none) into the server's
+// negative value, since the server's 0 means the default.
+func resumeBytesOrNone(n int64) int64 {
+	if n <= 0 {
+		return -1
+	}
+	return n
 }

@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -202,7 +204,7 @@ func (w *Watcher) run(ctx context.Context, cs kubernetes.Interface, host string)
 // identify records the cluster's kube-system UID and version, retrying until
 // the API answers or ctx ends.
 func (w *Watcher) identify(ctx context.Context, cs kubernetes.Interface, log *slog.Logger) {
-	backoff := time.Second
+	backoff := wait.Backoff{Duration: time.Second, Factor: 2, Jitter: 0.2, Cap: 30 * time.Second, Steps: math.MaxInt32}
 	for {
 		ns, err := cs.CoreV1().Namespaces().Get(ctx, "kube-system", metav1.GetOptions{})
 		if err == nil {
@@ -217,13 +219,13 @@ func (w *Watcher) identify(ctx context.Context, cs kubernetes.Interface, log *sl
 			}
 			return
 		}
-		log.Warn("reading the kube-system namespace", "error", err, "retry_in", backoff)
+		delay := backoff.Step()
+		log.Warn("reading the kube-system namespace", "error", err, "retry_in", delay)
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(backoff):
+		case <-time.After(delay):
 		}
-		backoff = min(backoff*2, 30*time.Second)
 	}
 }
 

@@ -487,8 +487,6 @@ func (s *Server) Watch(req *v1.WatchRequest, stream v1.InventoryService_WatchSer
 
 func (s *Server) watch(req *v1.WatchRequest, stream v1.InventoryService_WatchServer) error {
 	ctx := stream.Context()
-	sub := s.store.Broker().Subscribe()
-	defer sub.Close()
 	match := func(ev state.Event) bool {
 		switch {
 		case ev.Component != nil:
@@ -500,39 +498,45 @@ func (s *Server) watch(req *v1.WatchRequest, stream v1.InventoryService_WatchSer
 		return false
 	}
 	out := newWatchSender(stream, req.View, int(req.MaxBatch))
-	marker := func(t v1.WatchEventType) error {
+	marker := func(t v1.WatchEventType, index uint64) error {
 		if err := out.flush(); err != nil {
 			return err
 		}
-		return stream.Send(&v1.WatchResponse{Type: t})
+		return stream.Send(&v1.WatchResponse{Type: t, Index: index})
 	}
-	sendState := func() error {
-		view := s.store.View()
-		if !req.SkipComponents {
-			for c := range view.Components(nil, state.ByCluster, "") {
-				ev := state.Event{Type: v1.WatchEventType_WATCH_EVENT_TYPE_ADDED, Component: c.Instance}
-				if match(ev) {
-					if err := out.add(ev); err != nil {
-						return err
-					}
-				}
-			}
+	// subscribe sends the current state and SYNCED, and returns the
+	// subscription to every change after that state.
+	subscribe := func() (*state.Subscription, error) {
+		view, sub, pos := s.store.Subscribe()
+		if err := s.sendState(view, req, match, out); err != nil {
+			sub.Close()
+			return nil, err
 		}
-		if !req.SkipFindings {
-			for f := range view.Findings(nil) {
-				ev := state.Event{Type: v1.WatchEventType_WATCH_EVENT_TYPE_ADDED, Finding: f.Finding}
-				if match(ev) {
-					if err := out.add(ev); err != nil {
-						return err
-					}
-				}
-			}
+		if err := marker(v1.WatchEventType_WATCH_EVENT_TYPE_SYNCED, pos); err != nil {
+			sub.Close()
+			return nil, err
 		}
-		return marker(v1.WatchEventType_WATCH_EVENT_TYPE_SYNCED)
+		return sub, nil
 	}
-	if err := sendState(); err != nil {
-		return err
+	var sub *state.Subscription
+	if req.ResumeIndex != 0 {
+		var ok bool
+		if sub, ok = s.store.Broker().Resume(req.ResumeIndex); ok {
+			if err := marker(v1.WatchEventType_WATCH_EVENT_TYPE_RESUMED, req.ResumeIndex); err != nil {
+				sub.Close()
+				return err
+			}
+		} else if err := marker(v1.WatchEventType_WATCH_EVENT_TYPE_RESYNC, 0); err != nil {
+			return err
+		}
 	}
+	if sub == nil {
+		var err error
+		if sub, err = subscribe(); err != nil {
+			return err
+		}
+	}
+	defer func() { sub.Close() }()
 	var buf []state.Event
 	for {
 		select {
@@ -547,10 +551,12 @@ func (s *Server) watch(req *v1.WatchRequest, stream v1.InventoryService_WatchSer
 			buf, lagged = sub.Read(buf[:0], 1024)
 			if lagged {
 				// Events were lost: say so and send the state again.
-				if err := marker(v1.WatchEventType_WATCH_EVENT_TYPE_RESYNC); err != nil {
+				sub.Close()
+				if err := marker(v1.WatchEventType_WATCH_EVENT_TYPE_RESYNC, 0); err != nil {
 					return err
 				}
-				if err := sendState(); err != nil {
+				var err error
+				if sub, err = subscribe(); err != nil {
 					return err
 				}
 				continue
@@ -581,4 +587,30 @@ func (s *Server) watch(req *v1.WatchRequest, stream v1.InventoryService_WatchSer
 			}
 		}
 	}
+}
+
+// sendState sends the components and findings of view that match the
+// request, as ADDED events.
+func (s *Server) sendState(view *state.View, req *v1.WatchRequest, match func(state.Event) bool, out *watchSender) error {
+	if !req.SkipComponents {
+		for c := range view.Components(nil, state.ByCluster, "") {
+			ev := state.Event{Type: v1.WatchEventType_WATCH_EVENT_TYPE_ADDED, Component: c.Instance}
+			if match(ev) {
+				if err := out.add(ev); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	if !req.SkipFindings {
+		for f := range view.Findings(nil) {
+			ev := state.Event{Type: v1.WatchEventType_WATCH_EVENT_TYPE_ADDED, Finding: f.Finding}
+			if match(ev) {
+				if err := out.add(ev); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
 }

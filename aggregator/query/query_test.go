@@ -282,6 +282,105 @@ func TestSlowWatcherGetsResync(t *testing.T) {
 	<-done
 }
 
+// watchUntil runs a Watch and returns what it sent up to and including the
+// first response of type until, then the channel of what follows and a stop.
+func watchUntil(t *testing.T, s *Server, req *v1.WatchRequest, until v1.WatchEventType) ([]*v1.WatchResponse, chan *v1.WatchResponse, func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	ws := &watchStream{ctx: ctx, sent: make(chan *v1.WatchResponse, 1000)}
+	done := make(chan error, 1)
+	go func() { done <- s.Watch(req, ws) }()
+	stop := func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}
+	var got []*v1.WatchResponse
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case m := <-ws.sent:
+			got = append(got, m)
+			if m.Type == until {
+				return got, ws.sent, stop
+			}
+		case <-timeout:
+			stop()
+			t.Fatalf("no %v in %d responses", until, len(got))
+		}
+	}
+}
+
+func TestWatchResumesAfterItsIndex(t *testing.T) {
+	s, e := seed(t)
+	req := &v1.WatchRequest{Cluster: "seed", SkipFindings: true}
+	state, _, stop := watchUntil(t, s, req, v1.WatchEventType_WATCH_EVENT_TYPE_SYNCED)
+	stop()
+	synced := state[len(state)-1].Index
+	if synced == 0 {
+		t.Fatal("SYNCED carries no index")
+	}
+	// The watcher is away while the cluster changes.
+	if err := e.DeletePod("seed", "kube-system", "kube-proxy-xgvz8"); err != nil {
+		t.Fatal(err)
+	}
+
+	// Resuming at SYNCED's index sends RESUMED, then only the change.
+	req.ResumeIndex = synced
+	got, sent, stop := watchUntil(t, s, req, v1.WatchEventType_WATCH_EVENT_TYPE_RESUMED)
+	if len(got) != 1 || got[0].Index != synced {
+		t.Fatalf("resuming sent %v first", got)
+	}
+	var changes []*v1.WatchResponse
+	for quiet := false; !quiet; {
+		select {
+		case m := <-sent:
+			changes = append(changes, m)
+		case <-time.After(200 * time.Millisecond):
+			quiet = true
+		}
+	}
+	stop()
+	if len(changes) == 0 {
+		t.Fatal("no change after RESUMED")
+	}
+	last := synced
+	for i, c := range changes {
+		if c.GetComponent().GetNode() != "zzk-1" || c.Index <= last {
+			t.Fatalf("change %d: %v, after index %d", i, c, last)
+		}
+		last = c.Index
+	}
+	change := changes[len(changes)-1]
+
+	// Resuming at the change's own index sends nothing more.
+	req.ResumeIndex = change.Index
+	_, sent, stop = watchUntil(t, s, req, v1.WatchEventType_WATCH_EVENT_TYPE_RESUMED)
+	select {
+	case m := <-sent:
+		t.Fatalf("resumed at the newest change and got %v", m)
+	case <-time.After(100 * time.Millisecond):
+	}
+	stop()
+
+	// An index the aggregator cannot resume at (another process's, or let
+	// go) gets RESYNC, the whole state, then SYNCED.
+	for _, idx := range []uint64{1, change.Index + 1000} {
+		req.ResumeIndex = idx
+		got, _, stop := watchUntil(t, s, req, v1.WatchEventType_WATCH_EVENT_TYPE_SYNCED)
+		stop()
+		if got[0].Type != v1.WatchEventType_WATCH_EVENT_TYPE_RESYNC || len(got) != len(state)+1 {
+			t.Fatalf("resume at %d: first %v, %d responses, want RESYNC and %d", idx, got[0].Type, len(got), len(state)+1)
+		}
+		// Findings changed too, unseen by this watcher: SYNCED is at the
+		// newest change of all.
+		if got[len(got)-1].Index != s.store.Broker().Last() {
+			t.Fatalf("SYNCED at %d, want %d", got[len(got)-1].Index, s.store.Broker().Last())
+		}
+	}
+}
+
 // BenchmarkWhereKubeProxy answers `where kube-proxy` (ListComponents for one
 // component, pages of 1,000) over a fleet of 10,000 nodes in 10 clusters and
 // reports the server-side p99 of one page and of the whole answer.

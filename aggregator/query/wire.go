@@ -80,7 +80,7 @@ func encodeEvent(ev state.Event, view v1.ComponentView) *encodedResponse {
 		slot = formBasic
 	}
 	return ev.Form(slot, func() any {
-		resp := &v1.WatchResponse{Type: ev.Type}
+		resp := &v1.WatchResponse{Type: ev.Type, Index: ev.Seq}
 		switch {
 		case ev.Component != nil:
 			resp.Object = &v1.WatchResponse_Component{Component: inView(ev.Component, view)}

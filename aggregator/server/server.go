@@ -64,7 +64,11 @@ type Config struct {
 	// WatchHistoryBytes bounds the events kept for watchers that fall
 	// behind (state.DefaultHistoryBytes).
 	WatchHistoryBytes int64
-	Logger            *slog.Logger
+	// WatchResumeBytes is how much of the newest history is kept for
+	// watchers that resume (WatchRequest.resume_index): 0 means
+	// state.DefaultRetainBytes, a negative value keeps none.
+	WatchResumeBytes int64
+	Logger           *slog.Logger
 }
 
 // Aggregator is a running aggregator.
@@ -103,6 +107,9 @@ func New(cfg Config) (*Aggregator, error) {
 	}
 	if cfg.WatchHistoryBytes > 0 {
 		store.Broker().SetHistoryBytes(cfg.WatchHistoryBytes)
+	}
+	if cfg.WatchResumeBytes != 0 {
+		store.Broker().SetRetainBytes(max(cfg.WatchResumeBytes, 0))
 	}
 	if err := cfg.Ingest.Validate(); err != nil {
 		return nil, err

@@ -3,6 +3,7 @@ package state
 import (
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -14,6 +15,11 @@ type Event struct {
 	Type      v1.WatchEventType
 	Component *v1.ComponentInstance
 	Finding   *v1.Finding
+	// Seq is the event's position in the change feed, set when it is
+	// published: unique to this process, increasing by one per event. Events
+	// that were not published (the current state sent to a new watcher) have
+	// none.
+	Seq uint64
 	// forms holds what subscribers derive from the event (its wire
 	// encodings), computed once for all of them.
 	forms *forms
@@ -49,6 +55,12 @@ const DefaultHistory = 1 << 17
 // many small ones.
 const DefaultHistoryBytes = 256 << 20
 
+// DefaultRetainBytes is how much of the newest history the broker keeps even
+// when every subscriber has read it, or when there is none, so that a watcher
+// whose connection broke can resume where it stopped instead of reading the
+// whole state again.
+const DefaultRetainBytes = 32 << 20
+
 // eventCost is what one event holds while it is in the history: the
 // message (kept alive even after the store moved on) and up to EventForms
 // encodings of it.
@@ -70,24 +82,43 @@ func eventCost(e Event) int64 {
 // falls further behind than the ring holds loses events and is told so by
 // Read; it must then re-read the state.
 //
-// The history is bounded in events and in bytes, and holds only what some
-// subscriber has yet to read: events every subscriber has read are released
-// at once, and with no subscriber nothing is kept.
+// Every event has a sequence number. They begin at the broker's creation time
+// in nanoseconds, so numbers from an earlier process, or from another
+// replica started at another time, are not mistaken for this one's.
+//
+// The history is bounded in events and in bytes. Beyond the newest
+// RetainBytes, kept for watchers that resume, it holds only what some
+// subscriber has yet to read: older events every subscriber has read are
+// released at once.
 type Broker struct {
-	mu       sync.Mutex
-	ring     []Event
-	next     uint64 // sequence number of the next event published
-	tail     uint64 // sequence number of the oldest event still held
-	bytes    int64  // cost of the events held
-	maxBytes int64
-	subs     map[*Subscription]struct{}
-	dropped  atomic.Uint64
+	mu          sync.Mutex
+	ring        []Event
+	first       uint64 // sequence number of the first event ever published
+	next        uint64 // sequence number of the next event published
+	tail        uint64 // sequence number of the oldest event still held
+	bytes       int64  // cost of the events held
+	maxBytes    int64
+	retainBytes int64
+	subs        map[*Subscription]struct{}
+	dropped     atomic.Uint64
 }
 
 // NewBroker returns a broker with no subscribers that keeps at most
-// DefaultHistory events and DefaultHistoryBytes.
+// DefaultHistory events and DefaultHistoryBytes, and retains
+// DefaultRetainBytes for resuming watchers.
 func NewBroker() *Broker {
-	return &Broker{subs: map[*Subscription]struct{}{}, ring: make([]Event, DefaultHistory), maxBytes: DefaultHistoryBytes}
+	start := uint64(time.Now().UnixNano())
+	return &Broker{subs: map[*Subscription]struct{}{}, ring: make([]Event, DefaultHistory), maxBytes: DefaultHistoryBytes,
+		retainBytes: DefaultRetainBytes, first: start, next: start, tail: start}
+}
+
+// SetRetainBytes changes how many bytes of read history are kept for
+// resuming watchers; 0 keeps only what some subscriber has yet to read.
+func (b *Broker) SetRetainBytes(n int64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.retainBytes = max(n, 0)
+	b.releaseLocked(b.neededLocked())
 }
 
 // SetHistoryBytes changes the byte bound of the history; like SetHistory it
@@ -106,16 +137,21 @@ func (b *Broker) HeldBytes() int64 {
 	return b.bytes
 }
 
-// releaseLocked lets go of events before seq, and of the oldest events while
-// the history is over its byte bound.
+// releaseLocked lets go of events before seq while more than the retained
+// bytes are held, and of the oldest events while the history is over its
+// byte bound.
 func (b *Broker) releaseLocked(seq uint64) {
-	size := uint64(len(b.ring))
-	for b.tail < b.next && (b.tail < seq || b.bytes > b.maxBytes) {
-		slot := &b.ring[b.tail%size]
-		b.bytes -= slot.size
-		*slot = Event{}
-		b.tail++
+	for b.tail < b.next && ((b.tail < seq && b.bytes > b.retainBytes) || b.bytes > b.maxBytes) {
+		b.releaseOldestLocked()
 	}
+}
+
+// releaseOldestLocked lets go of the oldest event held.
+func (b *Broker) releaseOldestLocked() {
+	slot := &b.ring[b.tail%uint64(len(b.ring))]
+	b.bytes -= slot.size
+	*slot = Event{}
+	b.tail++
 }
 
 // neededLocked returns the oldest sequence number a subscriber has yet to read.
@@ -154,13 +190,44 @@ type Subscription struct {
 func (b *Broker) Subscribe() *Subscription {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	s := &Subscription{Ready: make(chan struct{}, 1), cursor: b.next, b: b}
+	return b.subscribeLocked(b.next)
+}
+
+func (b *Broker) subscribeLocked(cursor uint64) *Subscription {
+	s := &Subscription{Ready: make(chan struct{}, 1), cursor: cursor, b: b}
 	b.subs[s] = struct{}{}
+	if cursor < b.next {
+		s.notify()
+	}
 	return s
 }
 
-// Close removes the subscription.
+// Last returns the sequence number of the newest event published: the
+// position a watcher that has seen everything so far resumes after.
+func (b *Broker) Last() uint64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.next - 1
+}
+
+// Resume returns a subscription that reads the events published after the
+// one numbered seq, or false when the history no longer holds all of them
+// (or seq is not one of this broker's numbers).
+func (b *Broker) Resume(seq uint64) (*Subscription, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if seq < b.first-1 || seq >= b.next || seq+1 < b.tail {
+		return nil, false
+	}
+	return b.subscribeLocked(seq + 1), true
+}
+
+// Close removes the subscription. Closing twice, or a nil subscription,
+// does nothing.
 func (s *Subscription) Close() {
+	if s == nil {
+		return
+	}
 	b := s.b
 	b.mu.Lock()
 	delete(b.subs, s)
@@ -210,21 +277,16 @@ func (s *Subscription) notify() {
 func (b *Broker) Publish(events []Event) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if len(b.subs) == 0 {
-		// Nobody reads: keep only the sequence, not the events.
-		b.next += uint64(len(events))
-		b.tail = b.next
-		return
-	}
 	fs := make([]forms, len(events))
 	size := uint64(len(b.ring))
 	for i := range events {
 		ev := events[i]
 		ev.forms = &fs[i]
 		ev.size = eventCost(ev)
+		ev.Seq = b.next
 		if b.next-b.tail == size {
 			// The ring is full: the oldest event goes.
-			b.releaseLocked(b.tail + 1)
+			b.releaseOldestLocked()
 		}
 		b.ring[b.next%size] = ev
 		b.bytes += ev.size

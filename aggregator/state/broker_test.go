@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
 )
@@ -26,6 +27,7 @@ func ids(evs []Event) []string {
 
 func TestBrokerReadsInOrderAtEachPace(t *testing.T) {
 	b := NewBroker()
+	b.SetRetainBytes(0)
 	b.SetHistory(8)
 	b.Publish(events(-5, 5)) // before anyone subscribed: never read
 	fast, slow := b.Subscribe(), b.Subscribe()
@@ -161,6 +163,7 @@ func TestBrokerHistoryIsBoundedInBytesAndReleased(t *testing.T) {
 		return out
 	}
 	b.SetHistoryBytes(200_000)
+	b.SetRetainBytes(0)
 	slow, fast := b.Subscribe(), b.Subscribe()
 	b.Publish(big(3))
 	if h := b.HeldBytes(); h <= 0 || h > 200_000 {
@@ -193,5 +196,64 @@ func TestBrokerHistoryIsBoundedInBytesAndReleased(t *testing.T) {
 	fast.Close()
 	if h := b.HeldBytes(); h != 0 {
 		t.Fatalf("holds %d bytes with no subscriber", h)
+	}
+}
+
+func TestBrokerResumesWhileItHoldsTheEvents(t *testing.T) {
+	b := NewBroker()
+	b.SetHistory(8)
+	b.Publish(events(0, 3)) // nobody subscribed: retained for resuming
+	first := b.Last() - 2
+	s, ok := b.Resume(first) // after event 0
+	if !ok {
+		t.Fatal("could not resume inside the history")
+	}
+	got, lagged := s.Read(nil, 100)
+	if lagged || fmt.Sprint(ids(got)) != "[1 2]" || got[0].Seq != first+1 {
+		t.Fatalf("resumed with %v lagged %v", ids(got), lagged)
+	}
+	s.Close()
+	if s, ok := b.Resume(b.Last()); !ok {
+		t.Fatal("could not resume at the newest event")
+	} else if got, _ := s.Read(nil, 100); len(got) != 0 {
+		t.Fatalf("resumed at the newest event and read %v", ids(got))
+	} else {
+		s.Close()
+	}
+	if _, ok := b.Resume(b.Last() + 1); ok {
+		t.Fatal("resumed after an event not yet published")
+	}
+	if _, ok := b.Resume(first - 1_000_000); ok {
+		t.Fatal("resumed at a number from before this broker began")
+	}
+	b.Publish(events(3, 10)) // the ring of 8 lets 0..4 go
+	if _, ok := b.Resume(first); ok {
+		t.Fatal("resumed although events after it were released")
+	}
+	if s, ok := b.Resume(b.Last() - 3); !ok {
+		t.Fatal("could not resume inside the history")
+	} else if got, _ := s.Read(nil, 100); fmt.Sprint(ids(got)) != "[10 11 12]" {
+		t.Fatalf("resumed with %v", ids(got))
+	} else {
+		s.Close()
+	}
+
+	// Beyond the retained bytes, what every reader has read is let go.
+	b.SetRetainBytes(0)
+	if _, ok := b.Resume(b.Last() - 1); ok || b.HeldBytes() != 0 {
+		t.Fatalf("retains %d bytes with a retention of 0", b.HeldBytes())
+	}
+}
+
+// Two brokers number their events apart, so a number from one does not
+// resume at the other.
+func TestBrokerNumbersAreItsOwn(t *testing.T) {
+	a := NewBroker()
+	a.Publish(events(0, 5))
+	time.Sleep(time.Millisecond)
+	b := NewBroker()
+	b.Publish(events(0, 5))
+	if _, ok := b.Resume(a.Last()); ok {
+		t.Fatal("a broker resumed at another's number")
 	}
 }

@@ -224,9 +224,3 @@ type Finding struct {
 func NewFinding(f *v1.Finding) *Finding {
 	return &Finding{ID: f.Cluster + "/" + f.Id, Cluster: f.Cluster, Node: f.Node, Finding: f}
 }
-
-// IndexEntry records the last change number of a table.
-type IndexEntry struct {
-	Table string
-	Value uint64
-}

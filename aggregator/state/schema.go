@@ -16,7 +16,6 @@ const (
 	TableWorkloads  = "workloads"
 	TableComponents = "components"
 	TableFindings   = "findings"
-	TableIndex      = "index"
 )
 
 // Index names.
@@ -40,7 +39,6 @@ func schema() *memdb.DBSchema {
 		TableWorkloads:  workloadsTable(),
 		TableComponents: componentsTable(),
 		TableFindings:   findingsTable(),
-		TableIndex:      indexTable(),
 	}}
 }
 
@@ -130,13 +128,5 @@ func findingsTable() *memdb.TableSchema {
 			&memdb.StringFieldIndex{Field: "Cluster"}, &memdb.StringFieldIndex{Field: "Node"}}}},
 		// Finding counts per cluster.
 		IndexCluster: {Name: IndexCluster, Indexer: &memdb.StringFieldIndex{Field: "Cluster"}},
-	}}
-}
-
-func indexTable() *memdb.TableSchema {
-	return &memdb.TableSchema{Name: TableIndex, Indexes: map[string]*memdb.IndexSchema{
-		// The last change number of each table, written on every commit;
-		// nothing reads it yet.
-		IndexID: {Name: IndexID, Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Table"}},
 	}}
 }

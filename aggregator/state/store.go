@@ -3,7 +3,6 @@ package state
 import (
 	"fmt"
 	"sync"
-	"sync/atomic"
 
 	"github.com/hashicorp/go-memdb"
 
@@ -14,7 +13,6 @@ import (
 // the read methods, each taking a WatchSet first, or Snapshot.
 type Store struct {
 	db     *memdb.MemDB
-	index  atomic.Uint64
 	broker *Broker
 	mu     sync.Mutex // serialises Commit's publish order with the commit order
 }
@@ -72,27 +70,14 @@ func (t *Txn) DeleteAll(table, index string, args ...any) (int, error) {
 // Abort drops the transaction's changes, unless it was committed.
 func (t *Txn) Abort() { t.txn.Abort() }
 
-// Commit records the table indexes, commits and publishes the component and
-// finding changes to watchers, in commit order.
+// Commit commits and publishes the component and finding changes to
+// watchers, in commit order.
 func (t *Txn) Commit() {
 	txn, s := t.txn, t.s
 	changes := txn.Changes()
 	if len(changes) == 0 {
 		txn.Abort()
 		return
-	}
-	idx := s.index.Add(1)
-	touched := map[string]bool{}
-	for _, c := range changes {
-		touched[c.Table] = true
-	}
-	for tb := range touched {
-		if tb == TableIndex {
-			continue
-		}
-		if err := txn.Insert(TableIndex, &IndexEntry{Table: tb, Value: idx}); err != nil {
-			panic(fmt.Sprintf("state: writing index row: %v", err))
-		}
 	}
 	var events []Event
 	for _, c := range changes {
@@ -114,8 +99,16 @@ func (t *Txn) Commit() {
 // Snapshot returns a read transaction on a consistent view.
 func (s *Store) Snapshot() *memdb.Txn { return s.db.Txn(false) }
 
-// LatestIndex returns the newest change number.
-func (s *Store) LatestIndex() uint64 { return s.index.Load() }
+// Subscribe returns a view of the state, a subscription to every change
+// committed after it, and the view's position in the change feed (the
+// sequence number of the last event it reflects). The three are taken
+// together, so that a watcher that reads the view and then the subscription
+// misses nothing and sees nothing twice.
+func (s *Store) Subscribe() (*View, *Subscription, uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.View(), s.broker.Subscribe(), s.broker.Last()
+}
 
 func componentEvent(c memdb.Change) Event {
 	switch {

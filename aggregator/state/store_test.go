@@ -1,6 +1,7 @@
 package state
 
 import (
+	"fmt"
 	"testing"
 
 	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
@@ -28,8 +29,8 @@ func TestCommitPublishesAndAbortDoesNot(t *testing.T) {
 		t.Fatal("an aborted transaction stored a row")
 	}
 
-	// Committed: stored, published once, the table's index moves.
-	before := s.LatestIndex()
+	// Committed: stored, published once, with the next sequence number.
+	before := s.Broker().Last()
 	txn = s.WriteTxn()
 	defer txn.Abort() // after Commit, does nothing
 	if err := txn.Insert(TableComponents, NewComponent(inst)); err != nil {
@@ -40,19 +41,15 @@ func TestCommitPublishesAndAbortDoesNot(t *testing.T) {
 	if lagged || len(evs) != 1 || evs[0].Type != v1.WatchEventType_WATCH_EVENT_TYPE_ADDED || evs[0].Component.Id != inst.Id {
 		t.Fatalf("published %v (lagged %v)", evs, lagged)
 	}
-	if s.LatestIndex() != before+1 {
-		t.Fatalf("index %d, want %d", s.LatestIndex(), before+1)
-	}
-	raw, _ := s.Snapshot().First(TableIndex, IndexID, TableComponents)
-	if raw == nil || raw.(*IndexEntry).Value != before+1 {
-		t.Fatalf("index row %v", raw)
+	if evs[0].Seq != before+1 || s.Broker().Last() != before+1 {
+		t.Fatalf("event numbered %d (last %d), want %d", evs[0].Seq, s.Broker().Last(), before+1)
 	}
 
-	// A transaction that changes nothing publishes nothing and keeps the index.
+	// A transaction that changes nothing publishes nothing.
 	txn = s.WriteTxn()
 	txn.Commit()
-	if evs, _ := sub.Read(nil, 10); len(evs) != 0 || s.LatestIndex() != before+1 {
-		t.Fatal("an empty transaction published or moved the index")
+	if evs, _ := sub.Read(nil, 10); len(evs) != 0 || s.Broker().Last() != before+1 {
+		t.Fatal("an empty transaction published")
 	}
 
 	// Deleting publishes DELETED.
@@ -63,5 +60,54 @@ func TestCommitPublishesAndAbortDoesNot(t *testing.T) {
 	txn.Commit()
 	if evs, _ := sub.Read(nil, 10); len(evs) != 1 || evs[0].Type != v1.WatchEventType_WATCH_EVENT_TYPE_DELETED {
 		t.Fatalf("delete published %v", evs)
+	}
+}
+
+// A view and its subscription are taken together: the view holds every change
+// numbered up to its position, and the subscription every one after it.
+func TestSubscribeSeesEveryChangeOnce(t *testing.T) {
+	s, err := NewStore()
+	if err != nil {
+		t.Fatal(err)
+	}
+	put := func(id string) {
+		txn := s.WriteTxn()
+		defer txn.Abort()
+		if err := txn.Insert(TableComponents, NewComponent(&v1.ComponentInstance{Id: id, Cluster: "c", Node: "n", Component: v1.ComponentKubelet})); err != nil {
+			t.Error(err)
+		}
+		txn.Commit()
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; i < 200; i++ {
+			put(fmt.Sprintf("n/k%03d", i))
+		}
+	}()
+	view, sub, pos := s.Subscribe()
+	defer sub.Close()
+	seen := map[string]int{}
+	for c := range view.Components(nil, ByCluster, "") {
+		seen[c.Instance.Id]++
+	}
+	<-done
+	evs, lagged := sub.Read(nil, 1000)
+	if lagged {
+		t.Fatal("lagged")
+	}
+	for i, ev := range evs {
+		if ev.Seq != pos+1+uint64(i) {
+			t.Fatalf("event %d numbered %d after a view at %d", i, ev.Seq, pos)
+		}
+		seen[ev.Component.Id]++
+	}
+	if len(seen) != 200 {
+		t.Fatalf("saw %d of 200 components", len(seen))
+	}
+	for id, n := range seen {
+		if n != 1 {
+			t.Fatalf("%s seen %d times", id, n)
+		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/kubeatlas/kubeatlas/aggregator/auth"
 	"github.com/kubeatlas/kubeatlas/aggregator/state"
+	"github.com/kubeatlas/kubeatlas/client/printer"
 )
 
 func newCertsCmd() *cobra.Command {
@@ -65,7 +66,9 @@ func newCertsCmd() *cobra.Command {
 					}
 					return fmt.Errorf("the CA in %s expires at %s, before certificates valid for %v would: lower --valid-for or make a new CA", dir, ca.Cert.NotAfter.Format(time.RFC3339), valid)
 				}
-				fmt.Fprintf(cmd.OutOrStdout(), "using the CA in %s\n", dir)
+				if err := printer.Notef(cmd.OutOrStdout(), "using the CA in %s", dir); err != nil {
+					return err
+				}
 			case errors.Is(err, os.ErrNotExist):
 				if ca, err = auth.NewCA("kubeatlas-ca", 10*valid); err != nil {
 					return err
@@ -73,7 +76,9 @@ func newCertsCmd() *cobra.Command {
 				if err := auth.WritePEM(dir, "ca", ca.Cert, ca.Key); err != nil {
 					return err
 				}
-				fmt.Fprintf(cmd.OutOrStdout(), "wrote %s\n", filepath.Join(dir, "ca.crt"))
+				if err := printer.Notef(cmd.OutOrStdout(), "wrote %s", filepath.Join(dir, "ca.crt")); err != nil {
+					return err
+				}
 			default:
 				return fmt.Errorf("reading the CA: %w", err)
 			}
@@ -86,8 +91,7 @@ func newCertsCmd() *cobra.Command {
 				if err := auth.WritePEM(dir, base, is.Cert, is.Key); err != nil {
 					return err
 				}
-				fmt.Fprintf(cmd.OutOrStdout(), "wrote %s (until %s)\n", filepath.Join(dir, base+".crt"), is.Cert.NotAfter.Format(time.RFC3339))
-				return nil
+				return printer.Notef(cmd.OutOrStdout(), "wrote %s (until %s)", filepath.Join(dir, base+".crt"), is.Cert.NotAfter.Format(time.RFC3339))
 			}
 			if len(hosts) > 0 {
 				if err := write("server", func() (*auth.Issued, error) {

@@ -3,6 +3,7 @@ package cli
 import (
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -35,4 +36,21 @@ func TestCertsRefusesWhatTheAggregatorWould(t *testing.T) {
 	if _, err := run(t, "certs", "--dir", dir, "--client", "late", "--valid-for", "87600h0m1s"); err == nil || !strings.Contains(err.Error(), "expires") {
 		t.Fatalf("got %v", err)
 	}
+}
+
+var rfc3339 = regexp.MustCompile(`\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ`)
+
+func TestCertsGolden(t *testing.T) {
+	dir := t.TempDir()
+	norm := func(s string) string { return rfc3339.ReplaceAllString(strings.ReplaceAll(s, dir, "DIR"), "TIME") }
+	out, err := run(t, "certs", "--dir", dir, "--host", "kubeatlas.example", "--cluster", "prod", "--node", "n1", "--client", "ops")
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "certs", norm(out))
+	out, err = run(t, "certs", "--dir", dir, "--client", "ops2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "certs-again", norm(out))
 }

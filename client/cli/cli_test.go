@@ -73,9 +73,16 @@ func TestBundleGolden(t *testing.T) {
 		"describe-component-apiserver": {"describe", "component", "kube-apiserver"},
 		"describe-cluster-seed":        {"describe", "cluster", "seed"},
 		"demo":                         {"demo"},
+		"demo-json":                    {"demo", "-o", "json"},
+		"where-etcd-json":              {"where", "etcd", "-o", "json"},
+		"where-kubelet-yaml":           {"where", "kubelet", "-o", "yaml"},
+		"describe-node-test-json":      {"describe", "node", "test", "-o", "json"},
+		"describe-component-etcd-yaml": {"describe", "component", "etcd", "-o", "yaml"},
+		"describe-cluster-seed-json":   {"describe", "cluster", "seed", "-o", "json"},
+		"describe-component-flannel":   {"describe", "component", "flannel"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			if name != "demo" {
+			if !strings.HasPrefix(name, "demo") {
 				args = append([]string{"--bundle", seedBundle}, args...)
 			}
 			out, err := run(t, args...)

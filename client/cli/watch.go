@@ -3,11 +3,14 @@ package cli
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
+	"math"
+	"time"
 
 	"github.com/spf13/cobra"
-	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/kubeatlas/kubeatlas/client/printer"
 	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
@@ -19,7 +22,11 @@ func newWatchCmd(o *options) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "watch",
 		Short: "Print the current components and findings, then every change as it happens",
-		Args:  cobra.NoArgs,
+		Long: `Print the current components and findings, then every change as it happens.
+When the connection to the aggregator drops, watch reconnects and resumes after
+the last change it printed (RESUMED); when the aggregator no longer holds the
+changes since, it prints RESYNC and the whole state again.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			f, err := o.format()
 			if err != nil {
@@ -27,31 +34,13 @@ func newWatchCmd(o *options) *cobra.Command {
 			}
 			// A watch runs until interrupted: no answer deadline.
 			o.timeout = 0
-			w := cmd.OutOrStdout()
+			req := &v1.WatchRequest{Cluster: o.cluster, Component: component,
+				SkipComponents: noComponents, SkipFindings: noFindings, View: f.ComponentView(), MaxBatch: 500}
 			return o.run(cmd, func(ctx context.Context, c *conn) error {
-				st, err := c.client.Watch(ctx, &v1.WatchRequest{Cluster: o.cluster, Component: component,
-					SkipComponents: noComponents, SkipFindings: noFindings, View: f.ComponentView(), MaxBatch: 500})
-				if err != nil {
-					return err
-				}
-				for {
-					ev, err := st.Recv()
-					if err != nil {
-						if errors.Is(err, io.EOF) || ctx.Err() != nil {
-							return nil
-						}
-						return err
-					}
-					evs := ev.Batch
-					if len(evs) == 0 {
-						evs = []*v1.WatchResponse{ev}
-					}
-					for _, ev := range evs {
-						if err := printEvent(w, f, ev); err != nil {
-							return err
-						}
-					}
-				}
+				return watch(ctx, c, req, func(ev *v1.WatchResponse) error { return printer.Event(cmd.OutOrStdout(), f, ev) },
+					func(err error, in time.Duration) error {
+						return printer.Reconnecting(cmd.ErrOrStderr(), err, in, req.ResumeIndex)
+					})
 			})
 		},
 	}
@@ -61,27 +50,69 @@ func newWatchCmd(o *options) *cobra.Command {
 	return cmd
 }
 
-func printEvent(w io.Writer, f printer.Format, ev *v1.WatchResponse) error {
-	if f.Structured() {
-		// One JSON object a line, so the stream can be piped.
-		data, err := protojson.Marshal(ev)
-		if err != nil {
+// watch runs req until ctx ends or the aggregator ends it, calling handle for
+// every event. When the connection drops (Unavailable), it says so through
+// lost, waits and watches again from the last index it handled.
+func watch(ctx context.Context, c *conn, req *v1.WatchRequest, handle func(*v1.WatchResponse) error, lost func(error, time.Duration) error) error {
+	backoff := retryBackoff()
+	for {
+		progressed, err := watchOnce(ctx, c, req, handle)
+		switch {
+		case ctx.Err() != nil, err == nil:
+			return nil
+		case status.Code(err) != codes.Unavailable:
 			return err
 		}
-		_, err = fmt.Fprintln(w, string(data))
-		return err
+		if progressed {
+			backoff = retryBackoff()
+		}
+		delay := backoff.Step()
+		if err := lost(err, delay); err != nil {
+			return err
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
 	}
-	typ := ev.Type.Word()
-	switch o := ev.Object.(type) {
-	case *v1.WatchResponse_Component:
-		in := o.Component
-		_, err := fmt.Fprintf(w, "%-8s component %s/%s %s (%s) %s %s\n", typ, in.Cluster, in.Node, in.Component, in.Implementation, printer.How(in.How), printer.Detail(in))
-		return err
-	case *v1.WatchResponse_Finding:
-		x := o.Finding
-		_, err := fmt.Fprintf(w, "%-8s finding   %s/%s [%s] %s\n", typ, x.Cluster, x.Node, printer.Severity(x.Severity), x.Summary)
-		return err
+}
+
+// retryBackoff is how watch waits between reconnects: from half a second,
+// doubling up to 30 s, with up to a fifth more as jitter.
+func retryBackoff() *wait.Backoff {
+	return &wait.Backoff{Duration: 500 * time.Millisecond, Factor: 2, Jitter: 0.2, Cap: 30 * time.Second, Steps: math.MaxInt32}
+}
+
+// watchOnce runs one Watch stream and keeps req.ResumeIndex at the last
+// index handled. progressed says whether any event arrived.
+func watchOnce(ctx context.Context, c *conn, req *v1.WatchRequest, handle func(*v1.WatchResponse) error) (progressed bool, err error) {
+	st, err := c.client.Watch(ctx, req)
+	if err != nil {
+		return false, err
 	}
-	_, err := fmt.Fprintf(w, "%s\n", typ)
-	return err
+	for {
+		resp, err := st.Recv()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return progressed, nil
+			}
+			return progressed, err
+		}
+		progressed = true
+		for _, ev := range resp.Events() {
+			if err := handle(ev); err != nil {
+				return progressed, err
+			}
+			switch {
+			case ev.Type == v1.WatchEventType_WATCH_EVENT_TYPE_RESYNC:
+				// What was handled no longer counts until the next SYNCED.
+				req.ResumeIndex = 0
+			case ev.Resumable():
+				req.ResumeIndex = ev.Index
+			}
+		}
+	}
 }

@@ -3,9 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
-	"io"
 	"strings"
-	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
@@ -47,47 +45,8 @@ or an implementation such as flannel, coredns, containerd or dockerd.`,
 				if f.Structured() {
 					return printer.Message(cmd.OutOrStdout(), f, resp)
 				}
-				return whereTable(cmd.OutOrStdout(), f, resp.Components)
+				return printer.Where(cmd.OutOrStdout(), f, resp.Components)
 			})
 		},
 	}
-}
-
-func whereTable(w io.Writer, f printer.Format, insts []*v1.ComponentInstance) error {
-	clusters := map[string]bool{}
-	for _, in := range insts {
-		clusters[in.Cluster] = true
-	}
-	multi := len(clusters) > 1
-	tw := tabwriter.NewWriter(w, 0, 8, 3, ' ', 0)
-	hdr := []string{"NODE", "COMPONENT", "IMPLEMENTATION", "HOW", "FROM", "PID"}
-	if multi {
-		hdr = append([]string{"CLUSTER"}, hdr...)
-	}
-	if f == printer.Wide {
-		hdr = append(hdr, "VERSION", "IMAGE", "NOTE")
-	}
-	fmt.Fprintln(tw, strings.Join(hdr, "\t"))
-	for _, in := range insts {
-		pid := "-"
-		if in.Pid != 0 {
-			pid = fmt.Sprint(in.Pid)
-		}
-		cols := []string{in.Node, in.Component, in.Implementation, printer.How(in.How), orNone(printer.Detail(in)), pid}
-		if multi {
-			cols = append([]string{in.Cluster}, cols...)
-		}
-		if f == printer.Wide {
-			cols = append(cols, orNone(in.Version), orNone(in.Image), orNone(printer.Note(in)))
-		}
-		fmt.Fprintln(tw, strings.Join(cols, "\t"))
-	}
-	return tw.Flush()
-}
-
-func orNone(s string) string {
-	if s == "" {
-		return "<none>"
-	}
-	return s
 }

@@ -80,6 +80,10 @@ func Message(w io.Writer, f Format, m proto.Message) error {
 
 func newTab(w io.Writer) *tabwriter.Writer { return tabwriter.NewWriter(w, 0, 8, 3, ' ', 0) }
 
+// line writes one row of a table as it is.
+func line(tw io.Writer, cols ...string) { fmt.Fprintln(tw, strings.Join(cols, "\t")) }
+
+// row writes one row of a table, <none> for empty cells.
 func row(tw io.Writer, cols ...string) {
 	for i, c := range cols {
 		if c == "" {
@@ -422,9 +426,10 @@ func AnswerTable(w io.Writer, rows []AnswerRow, clusterNodes map[string]int, wit
 }
 
 // Evidence prints evidence lines with an indent.
-func Evidence(w io.Writer, indent string, evs []*v1.Evidence) {
+func Evidence(w io.Writer, indent string, evs []*v1.Evidence) error {
+	l := &lines{w: w}
 	for _, e := range evs {
-		kind := e.Kind.Words()
-		fmt.Fprintf(w, "%s- [%s] %s\n", indent, kind, e.Summary)
+		l.printf("%s- [%s] %s\n", indent, e.Kind.Words(), e.Summary)
 	}
+	return l.err
 }

@@ -7,6 +7,7 @@
 package kubeatlasv1
 
 import (
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	durationpb "google.golang.org/protobuf/types/known/durationpb"
@@ -793,7 +794,7 @@ var File_kubeatlas_v1_agent_proto protoreflect.FileDescriptor
 
 const file_kubeatlas_v1_agent_proto_rawDesc = "" +
 	"\n" +
-	"\x18kubeatlas/v1/agent.proto\x12\fkubeatlas.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1ckubeatlas/v1/inventory.proto\"\x94\x02\n" +
+	"\x18kubeatlas/v1/agent.proto\x12\fkubeatlas.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1ckubeatlas/v1/inventory.proto\"\x94\x02\n" +
 	"\x0eConnectRequest\x12\x1e\n" +
 	"\n" +
 	"generation\x18\x01 \x01(\x04R\n" +
@@ -802,9 +803,9 @@ const file_kubeatlas_v1_agent_proto_rawDesc = "" +
 	"\x0esnapshot_chunk\x18\x03 \x01(\v2\x1b.kubeatlas.v1.SnapshotChunkH\x00R\rsnapshotChunk\x12+\n" +
 	"\x05delta\x18\x04 \x01(\v2\x13.kubeatlas.v1.DeltaH\x00R\x05delta\x127\n" +
 	"\theartbeat\x18\x05 \x01(\v2\x17.kubeatlas.v1.HeartbeatH\x00R\theartbeatB\t\n" +
-	"\apayload\"\xc9\x01\n" +
-	"\x05Hello\x126\n" +
-	"\bidentity\x18\x01 \x01(\v2\x1a.kubeatlas.v1.NodeIdentityR\bidentity\x12>\n" +
+	"\apayload\"\xce\x01\n" +
+	"\x05Hello\x12;\n" +
+	"\bidentity\x18\x01 \x01(\v2\x1a.kubeatlas.v1.NodeIdentityB\x03\xe0A\x02R\bidentity\x12>\n" +
 	"\rscan_interval\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\fscanInterval\x12H\n" +
 	"\x12heartbeat_interval\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x11heartbeatInterval\"\xe4\x02\n" +
 	"\rSnapshotChunk\x12/\n" +

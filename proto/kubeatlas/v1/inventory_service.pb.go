@@ -7,6 +7,7 @@
 package kubeatlasv1
 
 import (
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	durationpb "google.golang.org/protobuf/types/known/durationpb"
@@ -244,8 +245,12 @@ const (
 	WatchEventType_WATCH_EVENT_TYPE_DELETED WatchEventType = 3
 	// The current state has been sent in full; changes follow.
 	WatchEventType_WATCH_EVENT_TYPE_SYNCED WatchEventType = 4
-	// The watcher fell behind and events were lost; the current state follows again, then SYNCED.
+	// The watcher fell behind and events were lost, or asked to resume where the aggregator no longer can: the
+	// watcher drops what it holds; the current state follows, then SYNCED.
 	WatchEventType_WATCH_EVENT_TYPE_RESYNC WatchEventType = 5
+	// The watch resumed at the request's resume_index (carried in index): the changes since follow, and what the
+	// watcher holds stays valid.
+	WatchEventType_WATCH_EVENT_TYPE_RESUMED WatchEventType = 6
 )
 
 // Enum value maps for WatchEventType.
@@ -257,6 +262,7 @@ var (
 		3: "WATCH_EVENT_TYPE_DELETED",
 		4: "WATCH_EVENT_TYPE_SYNCED",
 		5: "WATCH_EVENT_TYPE_RESYNC",
+		6: "WATCH_EVENT_TYPE_RESUMED",
 	}
 	WatchEventType_value = map[string]int32{
 		"WATCH_EVENT_TYPE_UNSPECIFIED": 0,
@@ -265,6 +271,7 @@ var (
 		"WATCH_EVENT_TYPE_DELETED":     3,
 		"WATCH_EVENT_TYPE_SYNCED":      4,
 		"WATCH_EVENT_TYPE_RESYNC":      5,
+		"WATCH_EVENT_TYPE_RESUMED":     6,
 	}
 )
 
@@ -1006,7 +1013,7 @@ func (x *ListClustersResponse) GetNextPageToken() string {
 // GetClusterRequest names a cluster.
 type GetClusterRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The cluster's name. Required.
+	// The cluster's name.
 	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1228,7 +1235,7 @@ type GetNodeRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The cluster; may be empty when exactly one cluster has a node of this name.
 	Cluster string `protobuf:"bytes,1,opt,name=cluster,proto3" json:"cluster,omitempty"`
-	// The node name. Required.
+	// The node name.
 	Name          string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2080,7 +2087,14 @@ type WatchRequest struct {
 	// its own, as soon as it is committed. When grouping, the server sends a watcher at most one response per 50 ms
 	// and groups what waits, so an event is held back at most 50 ms and a watcher of a busy fleet receives a few
 	// large messages instead of many small ones. The server lowers values above 1000.
-	MaxBatch      int32 `protobuf:"varint,6,opt,name=max_batch,json=maxBatch,proto3" json:"max_batch,omitempty"`
+	MaxBatch int32 `protobuf:"varint,6,opt,name=max_batch,json=maxBatch,proto3" json:"max_batch,omitempty"`
+	// Resume after this point: the index of the last response the watcher handled (an event's, or SYNCED's)
+	// on an earlier Watch. If the aggregator still holds every change after it, it sends RESUMED and then those
+	// changes, with no current state. Otherwise (the changes were let go, the aggregator restarted, or the index
+	// is another aggregator's) it sends RESYNC, the current state, SYNCED, then changes: the watcher drops what
+	// it holds and rebuilds. 0 starts afresh. An aggregator keeps the newest changes for resuming (32 MiB by
+	// default), so a watcher whose link broke for a moment picks up where it stopped.
+	ResumeIndex   uint64 `protobuf:"varint,7,opt,name=resume_index,json=resumeIndex,proto3" json:"resume_index,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2157,22 +2171,38 @@ func (x *WatchRequest) GetMaxBatch() int32 {
 	return 0
 }
 
-// WatchResponse is one event.
+func (x *WatchRequest) GetResumeIndex() uint64 {
+	if x != nil {
+		return x.ResumeIndex
+	}
+	return 0
+}
+
+// WatchResponse carries events, in commit order, in one of two forms and never both:
+//   - one event: type is set, with object for ADDED, MODIFIED and DELETED;
+//   - a group (only when the request's max_batch is above 1): type, object and index are unset, and batch holds
+//     the events, each a WatchResponse of the first form.
+//
+// A watcher reads `batch` when it is not empty and the response itself otherwise. The markers SYNCED, RESYNC
+// and RESUMED always come alone, never in a group.
 type WatchResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// What happened.
 	Type WatchEventType `protobuf:"varint,1,opt,name=type,proto3,enum=kubeatlas.v1.WatchEventType" json:"type,omitempty"`
-	// The object, absent for SYNCED and RESYNC.
+	// The object, absent for SYNCED, RESYNC and RESUMED.
 	//
 	// Types that are valid to be assigned to Object:
 	//
 	//	*WatchResponse_Component
 	//	*WatchResponse_Finding
 	Object isWatchResponse_Object `protobuf_oneof:"object"`
-	// Events grouped in this response, in commit order, when the request's max_batch is above 1. Each carries its
-	// own type and object; type and object of the grouping response are then unset. SYNCED and RESYNC always
-	// come alone.
-	Batch         []*WatchResponse `protobuf:"bytes,4,rep,name=batch,proto3" json:"batch,omitempty"`
+	// The events of a group; see above.
+	Batch []*WatchResponse `protobuf:"bytes,4,rep,name=batch,proto3" json:"batch,omitempty"`
+	// The point to resume after (WatchRequest.resume_index): on a change, the change's own index; on SYNCED,
+	// the index of the last change the state sent before it reflects; on RESUMED, the index resumed after. 0 on
+	// the ADDED events of the current state and on RESYNC: a watcher cut off there starts afresh. Indexes grow
+	// by one per change and belong to one aggregator process.
+	Index         uint64 `protobuf:"varint,5,opt,name=index,proto3" json:"index,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2246,6 +2276,13 @@ func (x *WatchResponse) GetBatch() []*WatchResponse {
 	return nil
 }
 
+func (x *WatchResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
 type isWatchResponse_Object interface {
 	isWatchResponse_Object()
 }
@@ -2268,7 +2305,7 @@ var File_kubeatlas_v1_inventory_service_proto protoreflect.FileDescriptor
 
 const file_kubeatlas_v1_inventory_service_proto_rawDesc = "" +
 	"\n" +
-	"$kubeatlas/v1/inventory_service.proto\x12\fkubeatlas.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1ckubeatlas/v1/inventory.proto\x1a\x18kubeatlas/v1/types.proto\"\x95\x03\n" +
+	"$kubeatlas/v1/inventory_service.proto\x12\fkubeatlas.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1ckubeatlas/v1/inventory.proto\x1a\x18kubeatlas/v1/types.proto\"\x95\x03\n" +
 	"\aCluster\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
 	"\x03uid\x18\x02 \x01(\tR\x03uid\x12-\n" +
@@ -2336,9 +2373,9 @@ const file_kubeatlas_v1_inventory_service_proto_rawDesc = "" +
 	"page_token\x18\x02 \x01(\tR\tpageToken\"q\n" +
 	"\x14ListClustersResponse\x121\n" +
 	"\bclusters\x18\x01 \x03(\v2\x15.kubeatlas.v1.ClusterR\bclusters\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"'\n" +
-	"\x11GetClusterRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\"E\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\",\n" +
+	"\x11GetClusterRequest\x12\x17\n" +
+	"\x04name\x18\x01 \x01(\tB\x03\xe0A\x02R\x04name\"E\n" +
 	"\x12GetClusterResponse\x12/\n" +
 	"\acluster\x18\x01 \x01(\v2\x15.kubeatlas.v1.ClusterR\acluster\"\xa3\x01\n" +
 	"\x10ListNodesRequest\x12\x18\n" +
@@ -2350,10 +2387,10 @@ const file_kubeatlas_v1_inventory_service_proto_rawDesc = "" +
 	"page_token\x18\x04 \x01(\tR\tpageToken\"e\n" +
 	"\x11ListNodesResponse\x12(\n" +
 	"\x05nodes\x18\x01 \x03(\v2\x12.kubeatlas.v1.NodeR\x05nodes\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\">\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"C\n" +
 	"\x0eGetNodeRequest\x12\x18\n" +
-	"\acluster\x18\x01 \x01(\tR\acluster\x12\x12\n" +
-	"\x04name\x18\x02 \x01(\tR\x04name\"z\n" +
+	"\acluster\x18\x01 \x01(\tR\acluster\x12\x17\n" +
+	"\x04name\x18\x02 \x01(\tB\x03\xe0A\x02R\x04name\"z\n" +
 	"\x0fGetNodeResponse\x12&\n" +
 	"\x04node\x18\x01 \x01(\v2\x12.kubeatlas.v1.NodeR\x04node\x12?\n" +
 	"\n" +
@@ -2415,19 +2452,21 @@ const file_kubeatlas_v1_inventory_service_proto_rawDesc = "" +
 	"page_token\x18\x06 \x01(\tR\tpageToken\"q\n" +
 	"\x14ListFindingsResponse\x121\n" +
 	"\bfindings\x18\x01 \x03(\v2\x15.kubeatlas.v1.FindingR\bfindings\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xe2\x01\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x85\x02\n" +
 	"\fWatchRequest\x12\x18\n" +
 	"\acluster\x18\x01 \x01(\tR\acluster\x12\x1c\n" +
 	"\tcomponent\x18\x02 \x01(\tR\tcomponent\x12'\n" +
 	"\x0fskip_components\x18\x03 \x01(\bR\x0eskipComponents\x12#\n" +
 	"\rskip_findings\x18\x04 \x01(\bR\fskipFindings\x12/\n" +
 	"\x04view\x18\x05 \x01(\x0e2\x1b.kubeatlas.v1.ComponentViewR\x04view\x12\x1b\n" +
-	"\tmax_batch\x18\x06 \x01(\x05R\bmaxBatch\"\xf2\x01\n" +
+	"\tmax_batch\x18\x06 \x01(\x05R\bmaxBatch\x12!\n" +
+	"\fresume_index\x18\a \x01(\x04R\vresumeIndex\"\x88\x02\n" +
 	"\rWatchResponse\x120\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x1c.kubeatlas.v1.WatchEventTypeR\x04type\x12?\n" +
 	"\tcomponent\x18\x02 \x01(\v2\x1f.kubeatlas.v1.ComponentInstanceH\x00R\tcomponent\x121\n" +
 	"\afinding\x18\x03 \x01(\v2\x15.kubeatlas.v1.FindingH\x00R\afinding\x121\n" +
-	"\x05batch\x18\x04 \x03(\v2\x1b.kubeatlas.v1.WatchResponseR\x05batchB\b\n" +
+	"\x05batch\x18\x04 \x03(\v2\x1b.kubeatlas.v1.WatchResponseR\x05batch\x12\x14\n" +
+	"\x05index\x18\x05 \x01(\x04R\x05indexB\b\n" +
 	"\x06object*\xa7\x01\n" +
 	"\n" +
 	"AgentState\x12\x1b\n" +
@@ -2454,14 +2493,15 @@ const file_kubeatlas_v1_inventory_service_proto_rawDesc = "" +
 	"\rComponentView\x12\x1e\n" +
 	"\x1aCOMPONENT_VIEW_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14COMPONENT_VIEW_BASIC\x10\x01\x12\x17\n" +
-	"\x13COMPONENT_VIEW_FULL\x10\x02*\xc5\x01\n" +
+	"\x13COMPONENT_VIEW_FULL\x10\x02*\xe3\x01\n" +
 	"\x0eWatchEventType\x12 \n" +
 	"\x1cWATCH_EVENT_TYPE_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16WATCH_EVENT_TYPE_ADDED\x10\x01\x12\x1d\n" +
 	"\x19WATCH_EVENT_TYPE_MODIFIED\x10\x02\x12\x1c\n" +
 	"\x18WATCH_EVENT_TYPE_DELETED\x10\x03\x12\x1b\n" +
 	"\x17WATCH_EVENT_TYPE_SYNCED\x10\x04\x12\x1b\n" +
-	"\x17WATCH_EVENT_TYPE_RESYNC\x10\x052\xfc\x05\n" +
+	"\x17WATCH_EVENT_TYPE_RESYNC\x10\x05\x12\x1c\n" +
+	"\x18WATCH_EVENT_TYPE_RESUMED\x10\x062\xfc\x05\n" +
 	"\x10InventoryService\x12U\n" +
 	"\fListClusters\x12!.kubeatlas.v1.ListClustersRequest\x1a\".kubeatlas.v1.ListClustersResponse\x12O\n" +
 	"\n" +

@@ -53,7 +53,9 @@ type InventoryServiceClient interface {
 	ListManifests(ctx context.Context, in *ListManifestsRequest, opts ...grpc.CallOption) (*ListManifestsResponse, error)
 	// ListFindings lists findings, sorted by severity (highest first), cluster, node, kind.
 	ListFindings(ctx context.Context, in *ListFindingsRequest, opts ...grpc.CallOption) (*ListFindingsResponse, error)
-	// Watch sends the current components and findings, a SYNCED marker, then every change as it happens.
+	// Watch sends the current components and findings, a SYNCED marker, then every change as it happens. With a
+	// resume_index it sends only the changes after that point when it still holds them (RESUMED first), and
+	// otherwise RESYNC and the current state as above.
 	// A watcher that falls behind gets a RESYNC marker followed by the current state again.
 	Watch(ctx context.Context, in *WatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchResponse], error)
 }
@@ -188,7 +190,9 @@ type InventoryServiceServer interface {
 	ListManifests(context.Context, *ListManifestsRequest) (*ListManifestsResponse, error)
 	// ListFindings lists findings, sorted by severity (highest first), cluster, node, kind.
 	ListFindings(context.Context, *ListFindingsRequest) (*ListFindingsResponse, error)
-	// Watch sends the current components and findings, a SYNCED marker, then every change as it happens.
+	// Watch sends the current components and findings, a SYNCED marker, then every change as it happens. With a
+	// resume_index it sends only the changes after that point when it still holds them (RESUMED first), and
+	// otherwise RESYNC and the current state as above.
 	// A watcher that falls behind gets a RESYNC marker followed by the current state again.
 	Watch(*WatchRequest, grpc.ServerStreamingServer[WatchResponse]) error
 	mustEmbedUnimplementedInventoryServiceServer()

@@ -105,7 +105,9 @@ func (DeploymentKind) EnumDescriptor() ([]byte, []int) {
 type ClusterMode int32
 
 const (
-	// The mode has not been computed.
+	// The zero value, never sent: every cluster the aggregator reports has a mode, UNKNOWN when nothing tells
+	// it. A client that reads UNSPECIFIED is reading a field the server did not set (an older server, or a
+	// message that is not a Cluster from an aggregator).
 	ClusterMode_CLUSTER_MODE_UNSPECIFIED ClusterMode = 0
 	// kube-apiserver runs as a host process (binaries under systemd or similar).
 	ClusterMode_CLUSTER_MODE_STANDALONE ClusterMode = 1
@@ -115,7 +117,8 @@ const (
 	ClusterMode_CLUSTER_MODE_SELF_HOSTED ClusterMode = 3
 	// The API answers but kube-apiserver runs on no reporting node (a managed control plane).
 	ClusterMode_CLUSTER_MODE_MANAGED ClusterMode = 4
-	// There is no evidence either way.
+	// Computed, with no answer: kube-apiserver is seen on no reporting node, and there is not enough to call the
+	// control plane managed (the API does not answer, or no agent reports). mode_evidence says so.
 	ClusterMode_CLUSTER_MODE_UNKNOWN ClusterMode = 5
 )
 
