@@ -4,15 +4,12 @@ package command
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"os/signal"
 	"syscall"
 	"time"
@@ -29,6 +26,7 @@ import (
 
 	"github.com/kubeatlas/kubeatlas/agent/collect"
 	"github.com/kubeatlas/kubeatlas/agent/stream"
+	"github.com/kubeatlas/kubeatlas/tlsfiles"
 )
 
 // Version is set at build time with -ldflags "-X …/agent/command.Version=…".
@@ -113,6 +111,7 @@ func newRunCmd() *cobra.Command {
 		plaintext             bool
 		scanEvery, heartbeats time.Duration
 		logLevel              string
+		tlsReload             time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "run",
@@ -127,9 +126,14 @@ func newRunCmd() *cobra.Command {
 			if server == "" {
 				return errors.New("--server is required: the aggregator's address, e.g. kubeatlas-aggregator:7443")
 			}
-			creds, err := clientCreds(plaintext, caFile, certFile, keyFile, serverName)
+			creds, tlsSrc, err := clientCreds(plaintext, caFile, certFile, keyFile, serverName)
 			if err != nil {
 				return err
+			}
+			if tlsSrc != nil {
+				// A rotated certificate is used from the next connection on.
+				tlsSrc.Watch(tlsReload, log)
+				defer tlsSrc.Close()
 			}
 			c, err := cf.collector(log)
 			if err != nil {
@@ -179,6 +183,7 @@ func newRunCmd() *cobra.Command {
 	f.StringVar(&keyFile, "key-file", "", "this agent's client key")
 	f.StringVar(&serverName, "server-name", "", "name to verify in the aggregator's certificate (default: the host of --server)")
 	f.BoolVar(&plaintext, "insecure", false, "connect without TLS (only for development and tests)")
+	f.DurationVar(&tlsReload, "tls-reload-interval", tlsfiles.DefaultReload, "how often the TLS files are read again, so that a rotated certificate needs no restart (0: never)")
 	f.DurationVar(&scanEvery, "scan-interval", 10*time.Second, "how often the node is scanned")
 	f.DurationVar(&heartbeats, "heartbeat-interval", 0, "how often a heartbeat is sent when nothing changed (default: the scan interval)")
 	f.StringVar(&metricsAddr, "metrics-addr", "127.0.0.1:9101", "where /metrics and /healthz are served; empty to disable")
@@ -186,37 +191,26 @@ func newRunCmd() *cobra.Command {
 	return cmd
 }
 
-func clientCreds(plaintext bool, caFile, certFile, keyFile, serverName string) (credentials.TransportCredentials, error) {
+// clientCreds returns the agent's transport credentials, and the TLS files
+// it watches (nil in plaintext); the caller closes them.
+func clientCreds(plaintext bool, caFile, certFile, keyFile, serverName string) (credentials.TransportCredentials, *tlsfiles.Source, error) {
 	if plaintext {
 		if caFile != "" || certFile != "" || keyFile != "" {
-			return nil, errors.New("--insecure cannot be combined with --ca-file, --cert-file or --key-file")
+			return nil, nil, errors.New("--insecure cannot be combined with --ca-file, --cert-file or --key-file")
 		}
-		return insecure.NewCredentials(), nil
+		return insecure.NewCredentials(), nil, nil
 	}
 	if caFile == "" {
-		return nil, errors.New("TLS needs --ca-file (and --cert-file/--key-file for mutual TLS); use --insecure for plaintext")
+		return nil, nil, errors.New("TLS needs --ca-file (and --cert-file/--key-file for mutual TLS); use --insecure for plaintext")
 	}
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: serverName}
-	pem, err := os.ReadFile(caFile)
-	if err != nil {
-		return nil, fmt.Errorf("reading CA file: %w", err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("no certificates in CA file %s", caFile)
-	}
-	cfg.RootCAs = pool
 	if (certFile == "") != (keyFile == "") {
-		return nil, errors.New("--cert-file and --key-file go together")
+		return nil, nil, errors.New("--cert-file and --key-file go together")
 	}
-	if certFile != "" {
-		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
-		if err != nil {
-			return nil, fmt.Errorf("loading client certificate: %w", err)
-		}
-		cfg.Certificates = []tls.Certificate{cert}
+	src, err := tlsfiles.Load(tlsfiles.Files{CA: caFile, Cert: certFile, Key: keyFile})
+	if err != nil {
+		return nil, nil, err
 	}
-	return credentials.NewTLS(cfg), nil
+	return src.ClientCredentials(serverName), src, nil
 }
 
 func serveMetrics(addr string, reg *prometheus.Registry, log *slog.Logger) (*http.Server, error) {

@@ -2,12 +2,9 @@
 package command
 
 import (
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"os/signal"
 	"syscall"
 	"time"
@@ -21,6 +18,7 @@ import (
 	"github.com/kubeatlas/kubeatlas/aggregator/kube"
 	"github.com/kubeatlas/kubeatlas/aggregator/server"
 	"github.com/kubeatlas/kubeatlas/aggregator/state"
+	"github.com/kubeatlas/kubeatlas/tlsfiles"
 )
 
 // Version is set at build time with -ldflags "-X …/aggregator/command.Version=…".
@@ -40,6 +38,7 @@ func NewRootCmd() *cobra.Command {
 		maxMans, burst               int
 		maxNodeBytes, watchBytes     int64
 		resumeBytes                  int64
+		tlsReload                    time.Duration
 		rate                         float64
 		forgetAfter, agentGrace      time.Duration
 		logLevel                     string
@@ -57,9 +56,15 @@ func NewRootCmd() *cobra.Command {
 				return fmt.Errorf("--log-level: %w", err)
 			}
 			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
-			creds, err := serverCreds(plaintext, certFile, keyFile, clientCA)
+			creds, tlsSrc, err := serverCreds(plaintext, certFile, keyFile, clientCA)
 			if err != nil {
 				return err
+			}
+			if tlsSrc != nil {
+				// A rotated serving certificate or client CA is used from the
+				// next connection on.
+				tlsSrc.Watch(tlsReload, log)
+				defer tlsSrc.Close()
 			}
 			policy := auth.Policy{Enforce: !plaintext}
 			if tokenFile != "" {
@@ -111,6 +116,7 @@ func NewRootCmd() *cobra.Command {
 	f.StringVar(&clientCA, "client-ca-file", "", "CA that signs agent and client certificates (mutual TLS)")
 	f.StringVar(&tokenFile, "query-token-file", "", "bearer tokens query clients may use, one a line")
 	f.BoolVar(&plaintext, "insecure", false, "serve gRPC without TLS (only for development and tests)")
+	f.DurationVar(&tlsReload, "tls-reload-interval", tlsfiles.DefaultReload, "how often the TLS files are read again, so that a rotated certificate or CA needs no restart (0: never)")
 	f.StringArrayVar(&kubes, "kube", nil, "a cluster's API server: NAME=KUBECONFIG[:CONTEXT] or NAME=in-cluster (repeatable)")
 	f.DurationVar(&skew, "clock-skew-threshold", 10*time.Second, "report nodes whose clock differs by more than this")
 	f.Int32Var(&restarts, "restart-threshold", 5, "report containers restarted at least this many times")
@@ -132,36 +138,23 @@ func NewRootCmd() *cobra.Command {
 	return cmd
 }
 
-func serverCreds(plaintext bool, certFile, keyFile, clientCA string) (credentials.TransportCredentials, error) {
+// serverCreds returns the aggregator's transport credentials (nil in
+// plaintext) and the TLS files it watches; the caller closes them.
+func serverCreds(plaintext bool, certFile, keyFile, clientCA string) (credentials.TransportCredentials, *tlsfiles.Source, error) {
 	if plaintext {
 		if certFile != "" || keyFile != "" || clientCA != "" {
-			return nil, errors.New("--insecure cannot be combined with TLS flags")
+			return nil, nil, errors.New("--insecure cannot be combined with TLS flags")
 		}
-		return nil, nil
+		return nil, nil, nil
 	}
 	if certFile == "" || keyFile == "" {
-		return nil, errors.New("TLS needs --tls-cert-file and --tls-key-file (and --client-ca-file for mutual TLS); use --insecure for plaintext")
+		return nil, nil, errors.New("TLS needs --tls-cert-file and --tls-key-file (and --client-ca-file for mutual TLS); use --insecure for plaintext")
 	}
-	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	src, err := tlsfiles.Load(tlsfiles.Files{CA: clientCA, Cert: certFile, Key: keyFile})
 	if err != nil {
-		return nil, fmt.Errorf("loading server certificate: %w", err)
+		return nil, nil, err
 	}
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
-	if clientCA != "" {
-		pem, err := os.ReadFile(clientCA)
-		if err != nil {
-			return nil, fmt.Errorf("reading client CA: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("no certificates in %s", clientCA)
-		}
-		cfg.ClientCAs = pool
-		// Certificates are verified when given; agents must give one (the
-		// ingest checks it), query clients may use a token instead.
-		cfg.ClientAuth = tls.VerifyClientCertIfGiven
-	}
-	return credentials.NewTLS(cfg), nil
+	return src.ServerCredentials(), src, nil
 }
 
 // resumeBytesOrNone turns the flag's 0 (keep none) into the server's

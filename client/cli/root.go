@@ -3,8 +3,6 @@ package cli
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -27,6 +25,7 @@ import (
 	"github.com/kubeatlas/kubeatlas/aggregator/state"
 	"github.com/kubeatlas/kubeatlas/client/printer"
 	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
+	"github.com/kubeatlas/kubeatlas/tlsfiles"
 )
 
 // Version is set at build time with -ldflags "-X …/client/cli.Version=…".
@@ -100,29 +99,15 @@ func (o *options) creds() (credentials.TransportCredentials, error) {
 		}
 		return insecure.NewCredentials(), nil
 	}
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: o.serverName}
-	if o.caFile != "" {
-		pem, err := os.ReadFile(o.caFile)
-		if err != nil {
-			return nil, fmt.Errorf("reading CA file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("no certificates in CA file %s", o.caFile)
-		}
-		cfg.RootCAs = pool
-	}
 	if (o.certFile == "") != (o.keyFile == "") {
 		return nil, errors.New("--cert-file and --key-file go together")
 	}
-	if o.certFile != "" {
-		cert, err := tls.LoadX509KeyPair(o.certFile, o.keyFile)
-		if err != nil {
-			return nil, fmt.Errorf("loading client certificate: %w", err)
-		}
-		cfg.Certificates = []tls.Certificate{cert}
+	// One command, one connection: the files are read once.
+	src, err := tlsfiles.Load(tlsfiles.Files{CA: o.caFile, Cert: o.certFile, Key: o.keyFile})
+	if err != nil {
+		return nil, err
 	}
-	return credentials.NewTLS(cfg), nil
+	return src.ClientCredentials(o.serverName), nil
 }
 
 // bearer sends a token with every call.
