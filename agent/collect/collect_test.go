@@ -36,6 +36,14 @@ func TestParseStat(t *testing.T) {
 			t.Errorf("parseStat(%q) = %+v, %v", tt.in, st, err)
 		}
 	}
+	st, err := parseStat([]byte(tests[0].in))
+	if err != nil || st.ppid != 0 || st.utime != 5 || st.stime != 6 || st.rssPages != 3000 {
+		t.Errorf("fields: %+v, %v", st, err)
+	}
+	st, err = parseStat([]byte("9 (k) S 4242 1 1 0 -1 0 0 0 0 0 11 12 0 0 20 0 1 0 7 1 99\n"))
+	if err != nil || st.ppid != 4242 || st.utime != 11 || st.stime != 12 || st.start != 7 || st.rssPages != 99 {
+		t.Errorf("a line ending at rss: %+v, %v", st, err)
+	}
 }
 
 func TestBound(t *testing.T) {

@@ -16,17 +16,6 @@ func FuzzParseStat(f *testing.F) {
 	})
 }
 
-func FuzzParseBootTime(f *testing.F) {
-	f.Add([]byte("cpu  1 2 3\nbtime 1700000000\nprocesses 5\n"))
-	f.Add([]byte("btime -1\n"))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		bt, err := parseBootTime(b)
-		if err == nil && (bt.Unix() < 0 || bt.Unix() > 1<<40) {
-			t.Fatalf("boot time %v accepted", bt)
-		}
-	})
-}
-
 func FuzzParsePasswd(f *testing.F) {
 	f.Add([]byte("root:x:0:0:root:/root:/bin/bash\nnobody:x:65534:65534::/:/sbin/nologin\n"))
 	f.Add([]byte("\xff\xfe:x:7:7::/:\n::8:\n"))

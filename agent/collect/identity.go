@@ -1,10 +1,9 @@
 package collect
 
 import (
-	"bufio"
 	"bytes"
-	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -13,6 +12,9 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/moby/sys/user"
+	"github.com/prometheus/procfs"
 
 	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
 	"github.com/kubeatlas/kubeatlas/recognize"
@@ -76,40 +78,26 @@ func osImage(root, etc string) string {
 	return ""
 }
 
-// bootTime reads btime from /proc/stat.
-func bootTime(path string) (time.Time, error) {
-	data, err := readLimited(path, 1<<20)
+// bootTime reads btime from the stat file of the proc file system at
+// procDir, through prometheus/procfs.
+func bootTime(procDir string) (time.Time, error) {
+	fs, err := procfs.NewFS(procDir)
 	if err != nil {
 		return time.Time{}, err
 	}
-	t, err := parseBootTime(data)
+	st, err := fs.Stat()
 	if err != nil {
-		return time.Time{}, fmt.Errorf("%s: %w", path, err)
-	}
-	return t, nil
-}
-
-// parseBootTime finds the btime line of /proc/stat.
-func parseBootTime(data []byte) (time.Time, error) {
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "btime "); ok {
-			s, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
-			if err != nil || s < 0 || s > 1<<40 {
-				return time.Time{}, fmt.Errorf("parsing btime %q: not a time", safetext.Ellipsis(v, 32))
-			}
-			return time.Unix(s, 0), nil
-		}
-	}
-	if err := sc.Err(); err != nil {
 		return time.Time{}, err
 	}
-	return time.Time{}, errors.New("no btime line")
+	if st.BootTime == 0 || st.BootTime > 1<<40 {
+		return time.Time{}, fmt.Errorf("%s/stat: no usable btime line (%d)", procDir, st.BootTime)
+	}
+	return time.Unix(int64(st.BootTime), 0), nil
 }
 
 // userCache maps UIDs to names from the host's /etc/passwd (not the agent
-// container's), re-reading the file only when it changes.
+// container's), re-reading the file only when it changes, checked once a
+// scan.
 type userCache struct {
 	path  string
 	mu    sync.Mutex
@@ -121,27 +109,27 @@ func newUserCache(path string) *userCache {
 	return &userCache{path: path, names: map[uint32]string{}}
 }
 
-// parsePasswd maps UIDs to user names from /etc/passwd lines; the first
-// name of a UID wins, and lines that are not name:x:uid:… are skipped.
+// parsePasswd maps UIDs to user names from /etc/passwd, parsed by
+// moby/sys/user; the first name of a UID wins.
 func parsePasswd(data []byte) map[uint32]string {
 	names := map[uint32]string{}
-	for _, line := range strings.Split(string(data), "\n") {
-		f := strings.SplitN(line, ":", 4)
-		if len(f) < 3 || f[0] == "" {
-			continue
-		}
-		id, err := strconv.ParseUint(f[2], 10, 32)
-		if err != nil {
-			continue
-		}
-		if _, dup := names[uint32(id)]; !dup {
-			names[uint32(id)] = safetext.Cut(f[0], 256)
+	users, err := user.ParsePasswdFilter(bytes.NewReader(data), func(u user.User) bool {
+		return u.Name != "" && u.Uid >= 0 && u.Uid <= math.MaxUint32
+	})
+	if err != nil {
+		return names
+	}
+	for _, u := range users {
+		if _, dup := names[uint32(u.Uid)]; !dup {
+			names[uint32(u.Uid)] = safetext.Cut(safetext.Valid(u.Name), 256)
 		}
 	}
 	return names
 }
 
-func (u *userCache) name(uid uint32) string {
+// refresh re-reads the file if it changed; the scan calls it once, not once
+// per process.
+func (u *userCache) refresh() {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if st, err := os.Stat(u.path); err == nil && !st.ModTime().Equal(u.mtime) {
@@ -151,6 +139,11 @@ func (u *userCache) name(uid uint32) string {
 			u.names = parsePasswd(data)
 		}
 	}
+}
+
+func (u *userCache) name(uid uint32) string {
+	u.mu.Lock()
+	defer u.mu.Unlock()
 	if n, ok := u.names[uid]; ok {
 		return n
 	}
