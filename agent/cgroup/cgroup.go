@@ -8,6 +8,7 @@
 package cgroup
 
 import (
+	"slices"
 	"strings"
 )
 
@@ -138,14 +139,7 @@ func Parse(data []byte) Info {
 	return Info{}
 }
 
-func hasController(list, name string) bool {
-	for _, c := range strings.Split(list, ",") {
-		if c == name {
-			return true
-		}
-	}
-	return false
-}
+func hasController(list, name string) bool { return slices.Contains(strings.Split(list, ","), name) }
 
 // ParsePath tells what one cgroup path says.
 func ParsePath(path string) Info {

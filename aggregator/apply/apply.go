@@ -8,8 +8,8 @@ import (
 	"fmt"
 	"iter"
 	"log/slog"
+	"slices"
 	"sort"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -490,7 +490,7 @@ func (e *Applier) rejoinNode(txn *state.Txn, c *state.Cluster, node string) (boo
 	}
 	in.Node = n
 	res = join.Node(in)
-	if !equalStrings(n.Roles, res.Roles) {
+	if !slices.Equal(n.Roles, res.Roles) {
 		n = n.Copy()
 		n.Roles = res.Roles
 		if row != nil || len(res.Instances) > 0 {
@@ -596,8 +596,4 @@ func (e *Applier) recomputeCluster(txn *state.Txn, cluster string) error {
 		}
 	}
 	return nil
-}
-
-func equalStrings(a, b []string) bool {
-	return strings.Join(a, "\x00") == strings.Join(b, "\x00")
 }

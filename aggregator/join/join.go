@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/apimachinery/pkg/util/version"
+
 	"github.com/kubeatlas/kubeatlas/aggregator/state"
 	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
 	"github.com/kubeatlas/kubeatlas/recognize"
@@ -563,7 +565,7 @@ func (j *joiner) nodeFindings() {
 				dir = "behind"
 			}
 			j.finding(v1.FindingKind_FINDING_KIND_CLOCK_SKEW, v1.Severity_SEVERITY_WARNING, n.Name,
-				fmt.Sprintf("the clock of %s is %s %s the reference clock", n.Name, roundDur(abs(skew)), dir),
+				fmt.Sprintf("the clock of %s is %s %s the reference clock", n.Name, roundDur(skew.Abs()), dir),
 				ev(v1.EvidenceKind_EVIDENCE_KIND_CLOCK, fmt.Sprintf("node clock %s, skew %s (threshold %s)",
 					a.Identity.GetWallClock().AsTime().UTC().Format(time.RFC3339), roundDur(skew), j.in.Settings.ClockSkew),
 					"skew", roundDur(skew).String(), "threshold", j.in.Settings.ClockSkew.String()))
@@ -580,34 +582,23 @@ func (j *joiner) nodeFindings() {
 }
 
 // skewPolicy applies the Kubernetes version skew policy: a kubelet must not be
-// newer than kube-apiserver, and at most three minor versions older.
+// newer than kube-apiserver, and at most three minor versions older. Versions
+// are read as apimachinery reads them: a leading v, and whatever follows the
+// numbers (-eks-…, +k3s1) ignored.
 func skewPolicy(kubelet, apiserver string) string {
-	km, kmin, ok1 := majorMinor(kubelet)
-	am, amin, ok2 := majorMinor(apiserver)
-	if !ok1 || !ok2 || km != am {
+	kv, err1 := version.ParseGeneric(kubelet)
+	av, err2 := version.ParseGeneric(apiserver)
+	if err1 != nil || err2 != nil || kv.Major() != av.Major() {
 		return ""
 	}
+	kubeletMM, apiMM := version.MajorMinor(kv.Major(), kv.Minor()), version.MajorMinor(av.Major(), av.Minor())
 	switch {
-	case kmin > amin:
+	case kubeletMM.GreaterThan(apiMM):
 		return fmt.Sprintf("newer than kube-apiserver %s, which the skew policy forbids", apiserver)
-	case amin-kmin > 3:
-		return fmt.Sprintf("%d minor versions older than kube-apiserver %s; the skew policy allows 3", amin-kmin, apiserver)
+	case kubeletMM.LessThan(apiMM.SubtractMinor(3)):
+		return fmt.Sprintf("%d minor versions older than kube-apiserver %s; the skew policy allows 3", av.Minor()-kv.Minor(), apiserver)
 	}
 	return ""
-}
-
-func majorMinor(v string) (int, int, bool) {
-	v = strings.TrimPrefix(v, "v")
-	parts := strings.SplitN(v, ".", 3)
-	if len(parts) < 2 {
-		return 0, 0, false
-	}
-	ma, err1 := strconv.Atoi(parts[0])
-	mi, err2 := strconv.Atoi(strings.TrimRightFunc(parts[1], func(r rune) bool { return r < '0' || r > '9' }))
-	if err1 != nil || err2 != nil {
-		return 0, 0, false
-	}
-	return ma, mi, true
 }
 
 func (j *joiner) roles() {
@@ -752,15 +743,8 @@ func cgroupEv(p *v1.Process) *v1.Evidence {
 
 func short(id string) string { return safetext.Cut(id, 13) }
 
-func abs(d time.Duration) time.Duration {
-	if d < 0 {
-		return -d
-	}
-	return d
-}
-
 func roundDur(d time.Duration) time.Duration {
-	if abs(d) > time.Minute {
+	if d.Abs() > time.Minute {
 		return d.Round(time.Second)
 	}
 	return d.Round(time.Millisecond)

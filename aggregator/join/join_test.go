@@ -205,6 +205,8 @@ func TestSkewPolicy(t *testing.T) {
 	}{
 		{"v1.27.0", "v1.27.3", false}, {"v1.24.0", "v1.27.0", false}, {"v1.23.9", "v1.27.0", true},
 		{"v1.28.0", "v1.27.0", true}, {"garbage", "v1.27.0", false},
+		{"v1.27.4-eks-8cb36c9", "v1.30.1-eks-1de2ab1", false}, {"v1.26.6+k3s1", "v1.30.0+k3s1", true},
+		{"1.29", "v1.29.0", false}, {"v1.29.0-gke.1", "v2.0.0", false},
 	} {
 		if got := skewPolicy(tt.kubelet, tt.api) != ""; got != tt.bad {
 			t.Errorf("kubelet %s, apiserver %s: flagged %v", tt.kubelet, tt.api, got)

@@ -2,6 +2,9 @@ package kube
 
 import (
 	"context"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -41,6 +44,62 @@ func TestReadObjects(t *testing.T) {
 	}
 	if len(objs.Nodes) != 6 || len(objs.Pods) != 18 || len(objs.Workloads) != 4 || len(objs.Namespaces) != 5 {
 		t.Errorf("read %d nodes, %d pods, %d workloads, %d namespaces", len(objs.Nodes), len(objs.Pods), len(objs.Workloads), len(objs.Namespaces))
+	}
+}
+
+// Objects are decoded by apiVersion and kind, as kubectl prints them: a v1
+// List of mixed kinds, typed lists, single objects and streams; kinds
+// kubeatlas does not use, and versions client-go does not know, are counted.
+func TestReadObjectsByAPIVersion(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, text string) {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("a-list.yaml", `apiVersion: v1
+kind: List
+items:
+- apiVersion: v1
+  kind: Pod
+  metadata: {name: p1, namespace: kube-system}
+- apiVersion: apps/v1
+  kind: DaemonSet
+  metadata: {name: ds, namespace: kube-system}
+- apiVersion: v1
+  kind: ConfigMap
+  metadata: {name: cm}
+`)
+	write("b-typed.json", `{"apiVersion":"v1","kind":"PodList","items":[{"metadata":{"name":"p2"}},{"metadata":{"name":"p3"}}]}`)
+	write("c-stream.yaml", `apiVersion: extensions/v1beta1
+kind: Deployment
+metadata: {name: old}
+---
+apiVersion: example.com/v1
+kind: Widget
+metadata: {name: w}
+---
+apiVersion: batch/v1
+kind: Job
+metadata: {name: j}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: n1}
+`)
+	objs, err := ReadObjects(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(objs.Pods) != 3 || len(objs.Workloads) != 2 || len(objs.Nodes) != 1 || objs.Skipped != 3 {
+		t.Fatalf("%d pods, %d workloads, %d nodes, %d skipped", len(objs.Pods), len(objs.Workloads), len(objs.Nodes), objs.Skipped)
+	}
+	if objs.Pods[1].Name != "p2" {
+		t.Errorf("typed list item %q", objs.Pods[1].Name)
+	}
+	write("d-bad.yaml", "metadata: {name: nokind}\n")
+	if _, err := ReadObjects(dir); err == nil || !strings.Contains(err.Error(), "d-bad.yaml: document 1") {
+		t.Fatalf("an object without a kind: %v", err)
 	}
 }
 

@@ -16,7 +16,10 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/runtime"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/kubernetes/scheme"
 
 	"github.com/kubeatlas/kubeatlas/aggregator/apply"
 )
@@ -76,12 +79,6 @@ func ReadObjectsFS(fsys fs.FS, path string) (*Objects, error) {
 		}
 	}
 	return objs, nil
-}
-
-type typeMeta struct {
-	APIVersion string            `json:"apiVersion"`
-	Kind       string            `json:"kind"`
-	Items      []json.RawMessage `json:"items"`
 }
 
 // ReadRegularFile reads a regular file of at most max bytes from fsys. Its
@@ -158,69 +155,60 @@ func readObjectFile(fsys fs.FS, path string, objs *Objects) error {
 	}
 }
 
-func addObject(raw json.RawMessage, objs *Objects) error {
-	var tm typeMeta
-	if err := json.Unmarshal(raw, &tm); err != nil {
+// decoder decodes API objects by their apiVersion and kind, as client-go's
+// scheme knows them, from JSON or YAML.
+var decoder = scheme.Codecs.UniversalDeserializer()
+
+func addObject(raw []byte, objs *Objects) error {
+	obj, _, err := decoder.Decode(raw, nil, nil)
+	switch {
+	case runtime.IsNotRegisteredError(err):
+		// A kind client-go does not know (a custom resource, or an API
+		// version no longer served): not one kubeatlas uses.
+		objs.Skipped++
+		return nil
+	case err != nil:
 		return fmt.Errorf("decoding object: %w", err)
 	}
-	if tm.Kind == "" {
-		return errors.New("object has no kind")
-	}
-	if strings.HasSuffix(tm.Kind, "List") {
-		for i, item := range tm.Items {
-			if err := addObject(item, objs); err != nil {
+	if list, ok := obj.(*corev1.List); ok {
+		// `kubectl get a,b -o yaml`: items of any kind, each decoded by
+		// its own apiVersion and kind.
+		for i, item := range list.Items {
+			if err := addObject(item.Raw, objs); err != nil {
 				return fmt.Errorf("item %d: %w", i, err)
 			}
 		}
 		return nil
 	}
-	decode := func(into any) error {
-		if err := json.Unmarshal(raw, into); err != nil {
-			return fmt.Errorf("decoding %s: %w", tm.Kind, err)
+	if meta.IsListType(obj) {
+		// A typed list (PodList, DeploymentList…) holds typed items.
+		items, err := meta.ExtractList(obj)
+		if err != nil {
+			return fmt.Errorf("reading %T: %w", obj, err)
+		}
+		for _, item := range items {
+			objs.add(item)
 		}
 		return nil
 	}
-	switch tm.Kind {
-	case "Node":
-		o := &corev1.Node{}
-		if err := decode(o); err != nil {
-			return err
-		}
+	objs.add(obj)
+	return nil
+}
+
+// add keeps an object of a kind kubeatlas uses and counts the others.
+func (objs *Objects) add(obj runtime.Object) {
+	switch o := obj.(type) {
+	case *corev1.Node:
 		objs.Nodes = append(objs.Nodes, o)
-	case "Pod":
-		o := &corev1.Pod{}
-		if err := decode(o); err != nil {
-			return err
-		}
+	case *corev1.Pod:
 		objs.Pods = append(objs.Pods, o)
-	case "Namespace":
-		o := &corev1.Namespace{}
-		if err := decode(o); err != nil {
-			return err
-		}
+	case *corev1.Namespace:
 		objs.Namespaces = append(objs.Namespaces, o)
-	case "DaemonSet", "ReplicaSet", "Deployment", "StatefulSet", "Job":
-		var o any
-		switch tm.Kind {
-		case "DaemonSet":
-			o = &appsv1.DaemonSet{}
-		case "ReplicaSet":
-			o = &appsv1.ReplicaSet{}
-		case "Deployment":
-			o = &appsv1.Deployment{}
-		case "StatefulSet":
-			o = &appsv1.StatefulSet{}
-		case "Job":
-			o = &batchv1.Job{}
-		}
-		if err := decode(o); err != nil {
-			return err
-		}
+	case *appsv1.DaemonSet, *appsv1.ReplicaSet, *appsv1.Deployment, *appsv1.StatefulSet, *batchv1.Job:
 		objs.Workloads = append(objs.Workloads, o)
 	default:
 		objs.Skipped++
 	}
-	return nil
 }
 
 // Load applies objects to the engine as cluster's API state.

@@ -175,7 +175,7 @@ func (s *Server) ListNodes(_ context.Context, req *v1.ListNodesRequest) (*v1.Lis
 	}
 	view := s.store.View()
 	resp := &v1.ListNodesResponse{}
-	for n := range view.Nodes(nil, maxStr(prefix, after)) {
+	for n := range view.Nodes(nil, max(prefix, after)) {
 		if !strings.HasPrefix(n.ID, prefix) {
 			break
 		}
@@ -194,13 +194,6 @@ func (s *Server) ListNodes(_ context.Context, req *v1.ListNodesRequest) (*v1.Lis
 		resp.Nodes = append(resp.Nodes, np)
 	}
 	return resp, nil
-}
-
-func maxStr(a, b string) string {
-	if a > b {
-		return a
-	}
-	return b
 }
 
 // GetNode implements InventoryService.
@@ -282,7 +275,7 @@ func (s *Server) ListComponents(_ context.Context, req *v1.ListComponentsRequest
 	view := s.store.View()
 	resp := &v1.ListComponentsResponse{}
 	var last string
-	for c := range view.Components(nil, order, maxStr(prefix, after)) {
+	for c := range view.Components(nil, order, max(prefix, after)) {
 		k := key(c)
 		if !strings.HasPrefix(k, prefix) {
 			break
@@ -331,7 +324,7 @@ func (s *Server) ListProcesses(_ context.Context, req *v1.ListProcessesRequest) 
 	}
 	prefix := nodePrefix(req.Cluster, req.Node)
 	resp := &v1.ListProcessesResponse{}
-	for ps := range s.store.View().ProcessSets(nil, maxStr(prefix, afterNode)) {
+	for ps := range s.store.View().ProcessSets(nil, max(prefix, afterNode)) {
 		if !strings.HasPrefix(ps.ID, prefix) {
 			break
 		}
@@ -391,7 +384,7 @@ func (s *Server) ListManifests(_ context.Context, req *v1.ListManifestsRequest) 
 	prefix := nodePrefix(req.Cluster, req.Node)
 	view := s.store.View()
 	resp := &v1.ListManifestsResponse{}
-	for ms := range view.ManifestSets(nil, maxStr(prefix, afterNode)) {
+	for ms := range view.ManifestSets(nil, max(prefix, afterNode)) {
 		if !strings.HasPrefix(ms.ID, prefix) {
 			break
 		}
