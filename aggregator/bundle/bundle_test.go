@@ -30,11 +30,9 @@ func loadSeed(t *testing.T) *apply.Applier {
 
 // answerRows reduces the components to "component|implementation|how|owner" -> nodes.
 func answerRows(e *apply.Applier) map[string][]string {
-	txn := e.Store().Snapshot()
-	it, _ := txn.Get(state.TableComponents, state.IndexComponent+"_prefix", "seed\x00")
 	rows := map[string][]string{}
-	for raw := it.Next(); raw != nil; raw = it.Next() {
-		in := raw.(*state.Component).Instance
+	for c := range e.Store().View().ComponentsWithPrefix(nil, state.ComponentKeyPrefix("seed", "")) {
+		in := c.Instance
 		owner := ""
 		if in.Owner != nil && in.How != v1.DeploymentKind_DEPLOYMENT_KIND_STATIC_POD {
 			owner = in.Owner.Kind + " " + in.Owner.Namespace + "/" + in.Owner.Name
@@ -91,11 +89,9 @@ func TestSeedClusterAnswer(t *testing.T) {
 
 func TestSeedClusterFindings(t *testing.T) {
 	e := loadSeed(t)
-	txn := e.Store().Snapshot()
-	it, _ := txn.Get(state.TableFindings, state.IndexCluster, "seed")
 	var got []string
-	for raw := it.Next(); raw != nil; raw = it.Next() {
-		f := raw.(*state.Finding).Finding
+	for row := range e.Store().View().FindingsOf(nil, "seed") {
+		f := row.Finding
 		got = append(got, f.Node+" "+strings.TrimPrefix(f.Kind.String(), "FINDING_KIND_")+" "+f.Subject)
 	}
 	sort.Strings(got)

@@ -18,7 +18,6 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/kubeatlas/kubeatlas/aggregator/apply"
-	"github.com/kubeatlas/kubeatlas/aggregator/state"
 	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
 )
 
@@ -115,8 +114,7 @@ func TestByteBudgetCoversSnapshotsAndDeltas(t *testing.T) {
 	if code != codes.ResourceExhausted {
 		t.Fatalf("deltas over the budget ended with %v", code)
 	}
-	raw, _ := h.store.Snapshot().First("processes", "id", "c1/n2")
-	if raw == nil {
+	if ps, _ := h.store.View().Processes(nil, "c1", "n2"); ps == nil {
 		t.Fatal("the node's last good state was lost")
 	}
 }
@@ -161,8 +159,8 @@ func TestIngestRedactsAgain(t *testing.T) {
 	if bytes.Contains(b, []byte("S3CR3T")) {
 		t.Fatalf("a secret was stored: %v", stored)
 	}
-	raw, _ := h.store.Snapshot().First(state.TableManifests, state.IndexID, state.NodeID("c1", "n1"))
-	mb, _ := proto.Marshal(raw.(*state.Manifests).Manifests[0])
+	mans, _ := h.store.View().Manifests(nil, "c1", "n1")
+	mb, _ := proto.Marshal(mans.Manifests[0])
 	kb, _ := proto.Marshal(h.node("c1", "n1").Agent.Kubelet)
 	ib, _ := proto.Marshal(h.node("c1", "n1").Agent.Identity)
 	if bytes.Contains(mb, []byte("S3CR3T")) || bytes.Contains(kb, []byte("S3CR3T")) || bytes.Contains(ib, []byte("S3CR3T")) {

@@ -64,19 +64,16 @@ func start(t testing.TB, cfg Config) *harness {
 }
 
 func (h *harness) processes(cluster, node string) []*v1.Process {
-	raw, _ := h.store.Snapshot().First(state.TableProcesses, state.IndexID, state.NodeID(cluster, node))
-	if raw == nil {
+	ps, _ := h.store.View().Processes(nil, cluster, node)
+	if ps == nil {
 		return nil
 	}
-	return raw.(*state.Processes).Procs
+	return ps.Procs
 }
 
 func (h *harness) node(cluster, node string) *state.Node {
-	raw, _ := h.store.Snapshot().First(state.TableNodes, state.IndexID, state.NodeID(cluster, node))
-	if raw == nil {
-		return nil
-	}
-	return raw.(*state.Node)
+	n, _ := h.store.View().Node(nil, cluster, node)
+	return n
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {
@@ -148,9 +145,8 @@ func TestAgentStreamsSnapshotDeltaHeartbeat(t *testing.T) {
 		return n != nil && time.Since(n.Agent.LastSeen) < 150*time.Millisecond
 	})
 	waitFor(t, "the kube-proxy instance", func() bool {
-		it, _ := h.store.Snapshot().Get(state.TableComponents, state.IndexNode, "c1", "n1")
-		for raw := it.Next(); raw != nil; raw = it.Next() {
-			if raw.(*state.Component).Instance.Component == "kube-proxy" {
+		for c := range h.store.View().ComponentsOn(nil, "c1", "n1") {
+			if c.Instance.Component == "kube-proxy" {
 				return true
 			}
 		}

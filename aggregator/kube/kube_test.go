@@ -14,7 +14,6 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes/fake"
 
-	"github.com/kubeatlas/kubeatlas/aggregator/state"
 	"github.com/kubeatlas/kubeatlas/internal/synth"
 	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
 )
@@ -134,10 +133,9 @@ func TestWatcherWiring(t *testing.T) {
 	go func() { done <- w.run(ctx, cs, "fake") }()
 	defer func() { cancel(); <-done }()
 	components := func() []*v1.ComponentInstance {
-		it, _ := e.Store().Snapshot().Get(state.TableComponents, state.IndexNode, "c1", "n1")
 		var out []*v1.ComponentInstance
-		for raw := it.Next(); raw != nil; raw = it.Next() {
-			out = append(out, raw.(*state.Component).Instance)
+		for c := range e.Store().View().ComponentsOn(nil, "c1", "n1") {
+			out = append(out, c.Instance)
 		}
 		return out
 	}

@@ -62,85 +62,85 @@ func typed[T any](raw any, err error) (T, error) {
 
 // Cluster returns a cluster's row, or nil.
 func (r Reads) Cluster(ws memdb.WatchSet, name string) (*Cluster, error) {
-	return typed[*Cluster](r.first(ws, "cluster", TableClusters, IndexID, name))
+	return typed[*Cluster](r.first(ws, "cluster", tableClusters, indexID, name))
 }
 
 // Clusters iterates the clusters by name, from the first not before from.
 func (r Reads) Clusters(ws memdb.WatchSet, from string) iter.Seq[*Cluster] {
-	return rows[*Cluster](r, ws, true, TableClusters, IndexID, from)
+	return rows[*Cluster](r, ws, true, tableClusters, indexID, from)
 }
 
 // Node returns a node's row, or nil.
 func (r Reads) Node(ws memdb.WatchSet, cluster, node string) (*Node, error) {
-	return typed[*Node](r.first(ws, "node", TableNodes, IndexID, NodeID(cluster, node)))
+	return typed[*Node](r.first(ws, "node", tableNodes, indexID, NodeID(cluster, node)))
 }
 
 // Nodes iterates every node by ID ("<cluster>/<node>"), from the first not
 // before from.
 func (r Reads) Nodes(ws memdb.WatchSet, from string) iter.Seq[*Node] {
-	return rows[*Node](r, ws, true, TableNodes, IndexID, from)
+	return rows[*Node](r, ws, true, tableNodes, indexID, from)
 }
 
 // NodesOf iterates one cluster's nodes.
 func (r Reads) NodesOf(ws memdb.WatchSet, cluster string) iter.Seq[*Node] {
-	return rows[*Node](r, ws, false, TableNodes, IndexCluster, cluster)
+	return rows[*Node](r, ws, false, tableNodes, indexCluster, cluster)
 }
 
 // Processes returns a node's process set, or nil when no agent reported.
 func (r Reads) Processes(ws memdb.WatchSet, cluster, node string) (*Processes, error) {
-	return typed[*Processes](r.first(ws, "processes", TableProcesses, IndexID, NodeID(cluster, node)))
+	return typed[*Processes](r.first(ws, "processes", tableProcesses, indexID, NodeID(cluster, node)))
 }
 
 // ProcessSets iterates the nodes' process sets by node ID, from the first
 // not before from.
 func (r Reads) ProcessSets(ws memdb.WatchSet, from string) iter.Seq[*Processes] {
-	return rows[*Processes](r, ws, true, TableProcesses, IndexID, from)
+	return rows[*Processes](r, ws, true, tableProcesses, indexID, from)
 }
 
 // Manifests returns a node's static pod manifests, or nil.
 func (r Reads) Manifests(ws memdb.WatchSet, cluster, node string) (*Manifests, error) {
-	return typed[*Manifests](r.first(ws, "manifests", TableManifests, IndexID, NodeID(cluster, node)))
+	return typed[*Manifests](r.first(ws, "manifests", tableManifests, indexID, NodeID(cluster, node)))
 }
 
 // ManifestSets iterates the nodes' manifest sets by node ID, from the first
 // not before from.
 func (r Reads) ManifestSets(ws memdb.WatchSet, from string) iter.Seq[*Manifests] {
-	return rows[*Manifests](r, ws, true, TableManifests, IndexID, from)
+	return rows[*Manifests](r, ws, true, tableManifests, indexID, from)
 }
 
 // Pod returns a pod's row, or nil.
 func (r Reads) Pod(ws memdb.WatchSet, cluster, namespace, name string) (*Pod, error) {
-	return typed[*Pod](r.first(ws, "pod", TablePods, IndexID, PodID(cluster, namespace, name)))
+	return typed[*Pod](r.first(ws, "pod", tablePods, indexID, PodID(cluster, namespace, name)))
 }
 
 // PodsOn iterates the pods bound to a node.
 func (r Reads) PodsOn(ws memdb.WatchSet, cluster, node string) iter.Seq[*Pod] {
-	return rows[*Pod](r, ws, false, TablePods, IndexNode, cluster, node)
+	return rows[*Pod](r, ws, false, tablePods, indexNode, cluster, node)
 }
 
 // PodsOwnedBy iterates the pods whose controller has the given UID.
 func (r Reads) PodsOwnedBy(ws memdb.WatchSet, cluster, uid string) iter.Seq[*Pod] {
-	return rows[*Pod](r, ws, false, TablePods, IndexOwner, cluster, uid)
+	return rows[*Pod](r, ws, false, tablePods, indexOwner, cluster, uid)
 }
 
 // Workload returns a workload's row, or nil.
 func (r Reads) Workload(ws memdb.WatchSet, cluster, kind, namespace, name string) (*Workload, error) {
-	return typed[*Workload](r.first(ws, "workload", TableWorkloads, IndexID, WorkloadID(cluster, kind, namespace, name)))
+	return typed[*Workload](r.first(ws, "workload", tableWorkloads, indexID, WorkloadID(cluster, kind, namespace, name)))
 }
 
 // WorkloadByUID returns the workload with a UID, or nil.
 func (r Reads) WorkloadByUID(ws memdb.WatchSet, cluster, uid string) (*Workload, error) {
-	return typed[*Workload](r.first(ws, "workload", TableWorkloads, IndexUID, cluster, uid))
+	return typed[*Workload](r.first(ws, "workload", tableWorkloads, indexUID, cluster, uid))
 }
 
 // WorkloadsOwnedBy iterates the workloads whose controller has the given UID.
 func (r Reads) WorkloadsOwnedBy(ws memdb.WatchSet, cluster, uid string) iter.Seq[*Workload] {
-	return rows[*Workload](r, ws, false, TableWorkloads, IndexOwner, cluster, uid)
+	return rows[*Workload](r, ws, false, tableWorkloads, indexOwner, cluster, uid)
 }
 
 // ComponentsOn iterates a node's component instances.
 func (r Reads) ComponentsOn(ws memdb.WatchSet, cluster, node string) iter.Seq[*Component] {
-	return rows[*Component](r, ws, false, TableComponents, IndexNode, cluster, node)
+	return rows[*Component](r, ws, false, tableComponents, indexNode, cluster, node)
 }
 
 // ComponentOrder is an order of component instances.
@@ -156,32 +156,32 @@ const (
 // Components iterates the component instances in an order, from the first
 // whose sort key is not before from.
 func (r Reads) Components(ws memdb.WatchSet, order ComponentOrder, from string) iter.Seq[*Component] {
-	index := IndexComponent
+	index := indexComponent
 	if order == ByComponent {
-		index = IndexFleetComponent
+		index = indexFleetComponent
 	}
-	return rows[*Component](r, ws, true, TableComponents, index, from)
+	return rows[*Component](r, ws, true, tableComponents, index, from)
 }
 
 // ComponentsWithPrefix iterates the instances whose cluster sort key starts
 // with prefix ("<cluster>\x00<rank><component>\x00" for one role).
 func (r Reads) ComponentsWithPrefix(ws memdb.WatchSet, prefix string) iter.Seq[*Component] {
-	return rows[*Component](r, ws, false, TableComponents, IndexComponent+"_prefix", prefix)
+	return rows[*Component](r, ws, false, tableComponents, indexComponent+"_prefix", prefix)
 }
 
 // Findings iterates every finding by ID.
 func (r Reads) Findings(ws memdb.WatchSet) iter.Seq[*Finding] {
-	return rows[*Finding](r, ws, false, TableFindings, IndexID)
+	return rows[*Finding](r, ws, false, tableFindings, indexID)
 }
 
 // FindingsOf iterates one cluster's findings.
 func (r Reads) FindingsOf(ws memdb.WatchSet, cluster string) iter.Seq[*Finding] {
-	return rows[*Finding](r, ws, false, TableFindings, IndexCluster, cluster)
+	return rows[*Finding](r, ws, false, tableFindings, indexCluster, cluster)
 }
 
 // FindingsOn iterates a node's findings.
 func (r Reads) FindingsOn(ws memdb.WatchSet, cluster, node string) iter.Seq[*Finding] {
-	return rows[*Finding](r, ws, false, TableFindings, IndexNode, cluster, node)
+	return rows[*Finding](r, ws, false, tableFindings, indexNode, cluster, node)
 }
 
 // Cluster returns a cluster's row, or nil.
@@ -194,8 +194,8 @@ func (s *Store) Cluster(ws memdb.WatchSet, name string) (*Cluster, error) {
 func (s *Store) Counts() map[string]int {
 	txn := s.db.Txn(false)
 	out := map[string]int{}
-	for _, t := range []string{TableClusters, TableNodes, TableProcesses, TableManifests, TablePods, TableWorkloads, TableComponents, TableFindings} {
-		it, err := txn.Get(t, IndexID)
+	for _, t := range []string{tableClusters, tableNodes, tableProcesses, tableManifests, tablePods, tableWorkloads, tableComponents, tableFindings} {
+		it, err := txn.Get(t, indexID)
 		if err != nil {
 			continue
 		}

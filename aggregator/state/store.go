@@ -9,8 +9,9 @@ import (
 	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
 )
 
-// Store is the aggregator's state. Writers use WriteTxn and Commit; readers use
-// the read methods, each taking a WatchSet first, or Snapshot.
+// Store is the aggregator's state. Writers use WriteTxn, its typed writes and
+// Commit; readers use View (or Subscribe), whose typed reads each take a
+// WatchSet first. Tables and indexes are not named outside this package.
 type Store struct {
 	db     *memdb.MemDB
 	broker *Broker
@@ -46,27 +47,6 @@ func (s *Store) WriteTxn() *Txn {
 	return &Txn{Reads: Reads{txn}, txn: txn, s: s}
 }
 
-// First returns the first row of table matching index and args, or nil.
-func (t *Txn) First(table, index string, args ...any) (any, error) {
-	return t.txn.First(table, index, args...)
-}
-
-// Get iterates the rows of table matching index and args.
-func (t *Txn) Get(table, index string, args ...any) (memdb.ResultIterator, error) {
-	return t.txn.Get(table, index, args...)
-}
-
-// Insert writes a row; rows are never changed after insertion.
-func (t *Txn) Insert(table string, obj any) error { return t.txn.Insert(table, obj) }
-
-// Delete removes a row.
-func (t *Txn) Delete(table string, obj any) error { return t.txn.Delete(table, obj) }
-
-// DeleteAll removes the rows of table matching index and args.
-func (t *Txn) DeleteAll(table, index string, args ...any) (int, error) {
-	return t.txn.DeleteAll(table, index, args...)
-}
-
 // Abort drops the transaction's changes, unless it was committed.
 func (t *Txn) Abort() { t.txn.Abort() }
 
@@ -82,9 +62,9 @@ func (t *Txn) Commit() {
 	var events []Event
 	for _, c := range changes {
 		switch c.Table {
-		case TableComponents:
+		case tableComponents:
 			events = append(events, componentEvent(c))
-		case TableFindings:
+		case tableFindings:
 			events = append(events, findingEvent(c))
 		}
 	}
@@ -95,9 +75,6 @@ func (t *Txn) Commit() {
 	}
 	s.mu.Unlock()
 }
-
-// Snapshot returns a read transaction on a consistent view.
-func (s *Store) Snapshot() *memdb.Txn { return s.db.Txn(false) }
 
 // Subscribe returns a view of the state, a subscription to every change
 // committed after it, and the view's position in the change feed (the

@@ -18,14 +18,14 @@ func TestCommitPublishesAndAbortDoesNot(t *testing.T) {
 
 	// Aborted: nothing is stored, nothing is published.
 	txn := s.WriteTxn()
-	if err := txn.Insert(TableComponents, NewComponent(inst)); err != nil {
+	if err := txn.PutComponent(NewComponent(inst)); err != nil {
 		t.Fatal(err)
 	}
 	txn.Abort()
 	if evs, _ := sub.Read(nil, 10); len(evs) != 0 {
 		t.Fatalf("an aborted transaction published %d events", len(evs))
 	}
-	if raw, _ := s.Snapshot().First(TableComponents, IndexID, "c/n1/kubelet"); raw != nil {
+	for range s.View().ComponentsOn(nil, "c", "n1") {
 		t.Fatal("an aborted transaction stored a row")
 	}
 
@@ -33,7 +33,7 @@ func TestCommitPublishesAndAbortDoesNot(t *testing.T) {
 	before := s.Broker().Last()
 	txn = s.WriteTxn()
 	defer txn.Abort() // after Commit, does nothing
-	if err := txn.Insert(TableComponents, NewComponent(inst)); err != nil {
+	if err := txn.PutComponent(NewComponent(inst)); err != nil {
 		t.Fatal(err)
 	}
 	txn.Commit()
@@ -54,7 +54,7 @@ func TestCommitPublishesAndAbortDoesNot(t *testing.T) {
 
 	// Deleting publishes DELETED.
 	txn = s.WriteTxn()
-	if _, err := txn.DeleteAll(TableComponents, IndexID, "c/n1/kubelet"); err != nil {
+	if err := txn.DeleteComponent(NewComponent(inst)); err != nil {
 		t.Fatal(err)
 	}
 	txn.Commit()
@@ -73,7 +73,7 @@ func TestSubscribeSeesEveryChangeOnce(t *testing.T) {
 	put := func(id string) {
 		txn := s.WriteTxn()
 		defer txn.Abort()
-		if err := txn.Insert(TableComponents, NewComponent(&v1.ComponentInstance{Id: id, Cluster: "c", Node: "n", Component: v1.ComponentKubelet})); err != nil {
+		if err := txn.PutComponent(NewComponent(&v1.ComponentInstance{Id: id, Cluster: "c", Node: "n", Component: v1.ComponentKubelet})); err != nil {
 			t.Error(err)
 		}
 		txn.Commit()

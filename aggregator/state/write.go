@@ -20,25 +20,25 @@ func (t *Txn) del(table string, row any) error {
 }
 
 // PutCluster writes a cluster's row.
-func (t *Txn) PutCluster(c *Cluster) error { return t.put(TableClusters, c) }
+func (t *Txn) PutCluster(c *Cluster) error { return t.put(tableClusters, c) }
 
 // PutNode writes a node's row.
-func (t *Txn) PutNode(n *Node) error { return t.put(TableNodes, n) }
+func (t *Txn) PutNode(n *Node) error { return t.put(tableNodes, n) }
 
 // DeleteNode removes a node's row.
-func (t *Txn) DeleteNode(n *Node) error { return t.del(TableNodes, n) }
+func (t *Txn) DeleteNode(n *Node) error { return t.del(tableNodes, n) }
 
 // PutProcesses writes a node's process set.
-func (t *Txn) PutProcesses(p *Processes) error { return t.put(TableProcesses, p) }
+func (t *Txn) PutProcesses(p *Processes) error { return t.put(tableProcesses, p) }
 
 // PutManifests writes a node's manifests.
-func (t *Txn) PutManifests(m *Manifests) error { return t.put(TableManifests, m) }
+func (t *Txn) PutManifests(m *Manifests) error { return t.put(tableManifests, m) }
 
 // DeleteAgentRows removes what a node's agent reported: its process set and
 // its manifests.
 func (t *Txn) DeleteAgentRows(cluster, node string) error {
-	for _, table := range []string{TableProcesses, TableManifests} {
-		if _, err := t.txn.DeleteAll(table, IndexID, NodeID(cluster, node)); err != nil {
+	for _, table := range []string{tableProcesses, tableManifests} {
+		if _, err := t.txn.DeleteAll(table, indexID, NodeID(cluster, node)); err != nil {
 			return fmt.Errorf("deleting from %s: %w", table, err)
 		}
 	}
@@ -46,25 +46,25 @@ func (t *Txn) DeleteAgentRows(cluster, node string) error {
 }
 
 // PutPod writes a pod's row.
-func (t *Txn) PutPod(p *Pod) error { return t.put(TablePods, p) }
+func (t *Txn) PutPod(p *Pod) error { return t.put(tablePods, p) }
 
 // DeletePod removes a pod's row.
-func (t *Txn) DeletePod(p *Pod) error { return t.del(TablePods, p) }
+func (t *Txn) DeletePod(p *Pod) error { return t.del(tablePods, p) }
 
 // PutWorkload writes a workload's row.
-func (t *Txn) PutWorkload(w *Workload) error { return t.put(TableWorkloads, w) }
+func (t *Txn) PutWorkload(w *Workload) error { return t.put(tableWorkloads, w) }
 
 // DeleteWorkload removes a workload's row.
-func (t *Txn) DeleteWorkload(w *Workload) error { return t.del(TableWorkloads, w) }
+func (t *Txn) DeleteWorkload(w *Workload) error { return t.del(tableWorkloads, w) }
 
 // PutComponent writes an instance's row; watchers see it.
-func (t *Txn) PutComponent(c *Component) error { return t.put(TableComponents, c) }
+func (t *Txn) PutComponent(c *Component) error { return t.put(tableComponents, c) }
 
 // DeleteComponent removes an instance's row; watchers see it.
-func (t *Txn) DeleteComponent(c *Component) error { return t.del(TableComponents, c) }
+func (t *Txn) DeleteComponent(c *Component) error { return t.del(tableComponents, c) }
 
 // PutFinding writes a finding's row; watchers see it.
-func (t *Txn) PutFinding(f *Finding) error { return t.put(TableFindings, f) }
+func (t *Txn) PutFinding(f *Finding) error { return t.put(tableFindings, f) }
 
 // DeleteFinding removes a finding's row; watchers see it.
-func (t *Txn) DeleteFinding(f *Finding) error { return t.del(TableFindings, f) }
+func (t *Txn) DeleteFinding(f *Finding) error { return t.del(tableFindings, f) }

@@ -14,7 +14,6 @@ import (
 
 	"github.com/kubeatlas/kubeatlas/aggregator/ingest"
 	"github.com/kubeatlas/kubeatlas/aggregator/server"
-	"github.com/kubeatlas/kubeatlas/aggregator/state"
 	"github.com/kubeatlas/kubeatlas/integration/harness"
 	"github.com/kubeatlas/kubeatlas/integration/load"
 )
@@ -81,14 +80,9 @@ func TestHostileAgentBesideHonestOnes(t *testing.T) {
 	}
 	// Every honest node holds its whole inventory, and nothing the hostile
 	// agent sent holds its secret.
-	txn := agg.Store.Snapshot()
-	it, err := txn.Get(state.TableProcesses, state.IndexID)
-	if err != nil {
-		t.Fatal(err)
-	}
+	view := agg.Store.View()
 	honest, seen := 0, 0
-	for raw := it.Next(); raw != nil; raw = it.Next() {
-		ps := raw.(*state.Processes)
+	for ps := range view.ProcessSets(nil, "") {
 		seen++
 		if ps.Cluster != "hostile" {
 			honest++
@@ -103,9 +97,9 @@ func TestHostileAgentBesideHonestOnes(t *testing.T) {
 		}
 	}
 	// The invalid UTF-8 was made valid, not refused whole.
-	if raw, _ := txn.First(state.TableProcesses, state.IndexID, state.NodeID("hostile", "evil-utf8")); raw == nil ||
-		!strings.Contains(strings.Join(raw.(*state.Processes).Procs[0].Argv, " "), "\uFFFD") {
-		t.Errorf("the node that sent invalid UTF-8 holds %v", raw)
+	if ps, _ := view.Processes(nil, "hostile", "evil-utf8"); ps == nil ||
+		!strings.Contains(strings.Join(ps.Procs[0].Argv, " "), "\uFFFD") {
+		t.Errorf("the node that sent invalid UTF-8 holds %v", ps)
 	}
 	if honest != nodes {
 		t.Errorf("%d honest nodes in the store, want %d", honest, nodes)
