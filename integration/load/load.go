@@ -118,6 +118,27 @@ type agent struct {
 	gen           uint64
 }
 
+// run is one load run, taken in phases: dial, watch, full load, steady
+// state, then the final measurements.
+type run struct {
+	cfg    Config
+	rep    *Report
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	conns  []*grpc.ClientConn // the agents' connections
+	closes []func()           // every connection, closed at the end
+	agents []*agent
+	heap   func() uint64
+	// The steady phase's context, window and bytes.
+	steadyCtx                  context.Context
+	stopSteady                 context.CancelFunc
+	steadyStart                time.Time
+	steadyCPU0                 time.Duration
+	deltaBytes                 atomic.Int64
+	steadyProfile, steadyTrace <-chan error
+}
+
 // Run drives the load and reports. It ends when the steady phase is over.
 func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if cfg.Conns == 0 {
@@ -126,32 +147,83 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if cfg.Clusters == 0 {
 		cfg.Clusters = 1
 	}
-	conns := make([]*grpc.ClientConn, cfg.Conns)
-	for i := range conns {
-		c, err := grpc.NewClient(cfg.Server, grpc.WithTransportCredentials(insecure.NewCredentials()))
-		if err != nil {
-			return nil, err
-		}
-		defer c.Close()
-		conns[i] = c
+	r := &run{cfg: cfg, rep: &Report{Nodes: cfg.Nodes, Records: cfg.Nodes * cfg.Processes, Watchers: cfg.Watchers}}
+	r.ctx, r.cancel = context.WithCancel(ctx)
+	defer r.close()
+	if err := r.dial(); err != nil {
+		return nil, err
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	rep := &Report{Nodes: cfg.Nodes, Records: cfg.Nodes * cfg.Processes, Watchers: cfg.Watchers}
+	if err := r.startWatchers(); err != nil {
+		return nil, err
+	}
+	r.heap = startHeapSampler(r.ctx, cfg.MetricsURL)
+	if err := r.fullLoad(); err != nil {
+		return nil, err
+	}
+	probe, err := r.steady()
+	if err != nil {
+		return nil, err
+	}
+	if err := r.measure(probe); err != nil {
+		return nil, err
+	}
+	return r.rep, nil
+}
 
-	var wg sync.WaitGroup
-	// Each watcher and the query client have connections of their own, as
-	// separate programs would.
-	for w := 0; w < cfg.Watchers; w++ {
-		c, err := grpc.NewClient(cfg.Server, grpc.WithTransportCredentials(insecure.NewCredentials()))
-		if err != nil {
-			return nil, err
+// close ends every stream and goroutine of the run and closes its
+// connections.
+func (r *run) close() {
+	for _, a := range r.agents {
+		if a.st != nil {
+			_ = a.st.CloseSend()
 		}
-		defer c.Close()
-		wg.Add(1)
+	}
+	if r.stopSteady != nil {
+		r.stopSteady()
+	}
+	r.cancel()
+	r.wg.Wait()
+	for _, c := range r.closes {
+		c()
+	}
+}
+
+// newConn opens a connection that the run closes at its end.
+func (r *run) newConn() (*grpc.ClientConn, error) {
+	c, err := grpc.NewClient(r.cfg.Server, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, err
+	}
+	r.closes = append(r.closes, func() { _ = c.Close() })
+	return c, nil
+}
+
+// dial opens the connections the agents' streams are spread over.
+func (r *run) dial() error {
+	r.conns = make([]*grpc.ClientConn, r.cfg.Conns)
+	for i := range r.conns {
+		c, err := r.newConn()
+		if err != nil {
+			return err
+		}
+		r.conns[i] = c
+	}
+	return nil
+}
+
+// startWatchers starts the Watch clients, each on a connection of its own as
+// separate programs would be, and returns once each has the state.
+func (r *run) startWatchers() error {
+	rep := r.rep
+	for w := 0; w < r.cfg.Watchers; w++ {
+		c, err := r.newConn()
+		if err != nil {
+			return err
+		}
+		r.wg.Add(1)
 		synced := make(chan struct{})
 		go func(synced chan struct{}) {
-			defer wg.Done()
+			defer r.wg.Done()
 			defer func() {
 				if synced != nil {
 					close(synced)
@@ -160,7 +232,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			// The watchers take events off the wire without decoding them:
 			// they share the machine with the aggregator, and what is
 			// measured is the aggregator's cost, not 100 clients' decoders.
-			st, err := v1.NewInventoryServiceClient(c).Watch(ctx, &v1.WatchRequest{View: cfg.WatchView, MaxBatch: int32(cfg.WatchBatch)},
+			st, err := v1.NewInventoryServiceClient(c).Watch(r.ctx, &v1.WatchRequest{View: r.cfg.WatchView, MaxBatch: int32(r.cfg.WatchBatch)},
 				grpc.ForceCodecV2(rawCodec{}), grpc.MaxCallRecvMsgSize(8<<20))
 			if err != nil {
 				return
@@ -186,217 +258,231 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}(synced)
 		<-synced
 	}
-	qconn, err := grpc.NewClient(cfg.Server, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		return nil, err
-	}
-	defer qconn.Close()
-	heap := startHeapSampler(ctx, cfg.MetricsURL)
+	return nil
+}
+
+// fullLoad has every agent say hello and send its snapshot, and measures
+// how long the aggregator takes to ack them all.
+func (r *run) fullLoad() error {
+	cfg, rep := r.cfg, r.rep
 	var loadProfile <-chan error
 	if cfg.ProfileDir != "" {
-		loadProfile = fetchProfile(ctx, cfg.MetricsURL, fmt.Sprintf("profile?seconds=%d", max(1, int(cfg.LoadProfile.Seconds()))), filepath.Join(cfg.ProfileDir, "cpu-load.pprof"))
+		loadProfile = fetchProfile(r.ctx, cfg.MetricsURL, fmt.Sprintf("profile?seconds=%d", max(1, int(cfg.LoadProfile.Seconds()))), filepath.Join(cfg.ProfileDir, "cpu-load.pprof"))
 	}
 	loadCPU0 := cpuTime(cfg.AggregatorPID)
-
-	agents := make([]*agent, cfg.Nodes)
-	for i := range agents {
+	r.agents = make([]*agent, cfg.Nodes)
+	for i := range r.agents {
 		c := i % cfg.Clusters
-		agents[i] = &agent{cluster: fmt.Sprintf("cluster-%02d", c), node: fmt.Sprintf("node-%05d", i), procs: synth.SyntheticProcesses(cfg.Processes, i)}
+		r.agents[i] = &agent{cluster: fmt.Sprintf("cluster-%02d", c), node: fmt.Sprintf("node-%05d", i), procs: synth.SyntheticProcesses(cfg.Processes, i)}
 	}
-	// Full load: every agent says hello and sends its snapshot.
 	var mu sync.Mutex
 	var acks []time.Duration
 	var snapBytes atomic.Int64
 	start := time.Now()
-	errs := make(chan error, len(agents))
+	errs := make(chan error, len(r.agents))
 	sem := make(chan struct{}, 256)
-	for i, a := range agents {
-		wg.Add(1)
-		go func(i int, a *agent) {
-			defer wg.Done()
+	for i, a := range r.agents {
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			st, err := v1.NewAgentServiceClient(conns[i%len(conns)]).Connect(ctx)
-			if err != nil {
-				errs <- err
-				return
+			took, n, err := r.sendSnapshot(a, r.conns[i%len(r.conns)])
+			snapBytes.Add(n)
+			if err == nil {
+				mu.Lock()
+				acks = append(acks, took)
+				mu.Unlock()
 			}
-			a.st = st
-			id := &v1.NodeIdentity{Cluster: a.cluster, NodeName: a.node, WallClock: timestamppb.Now()}
-			if err := st.Send(&v1.ConnectRequest{Payload: &v1.ConnectRequest_Hello{Hello: &v1.Hello{Identity: id,
-				HeartbeatInterval: durationpb.New(cfg.Interval)}}}); err != nil {
-				errs <- err
-				return
-			}
-			t0 := time.Now()
-			chunks := stream.Chunks(&v1.NodeInventory{Identity: id, Processes: a.procs}, 0)
-			snap := a.gen + 1
-			for _, ch := range chunks {
-				a.gen++
-				ch.SnapshotGeneration = snap
-				m := &v1.ConnectRequest{Generation: a.gen, Payload: &v1.ConnectRequest_SnapshotChunk{SnapshotChunk: ch}}
-				snapBytes.Add(int64(proto.Size(m)))
-				if err := st.Send(m); err != nil {
-					errs <- err
-					return
-				}
-			}
-			if err := waitAck(st, a.gen); err != nil {
-				errs <- fmt.Errorf("%s: %w", a.node, err)
-				return
-			}
-			mu.Lock()
-			acks = append(acks, time.Since(t0))
-			mu.Unlock()
-			errs <- nil
-		}(i, a)
+			errs <- err
+		}()
 	}
-	for range agents {
+	for range r.agents {
 		if err := <-errs; err != nil {
-			cancel()
-			wg.Wait()
-			return nil, err
+			return err
 		}
 	}
 	rep.FullLoad = time.Since(start)
 	rep.LoadCPU = cpuTime(cfg.AggregatorPID) - loadCPU0
 	if loadProfile != nil {
 		if err := <-loadProfile; err != nil {
-			return nil, err
+			return err
 		}
 	}
 	rep.IngestPerSecond = float64(rep.Records) / rep.FullLoad.Seconds()
 	rep.AckP50, rep.AckP99 = pct(acks, 50), pct(acks, 99)
 	rep.SnapshotBytes = snapBytes.Load()
+	return nil
+}
 
-	// Steady state: each interval every agent sends a delta (churn) or a heartbeat.
-	var steadyProfile, steadyTrace <-chan error
-	if cfg.ProfileDir != "" {
-		steadyTrace = fetchProfile(ctx, cfg.MetricsURL, "trace?seconds=5", filepath.Join(cfg.ProfileDir, "steady.trace"))
-		steadyProfile = fetchProfile(ctx, cfg.MetricsURL, fmt.Sprintf("profile?seconds=%d", max(1, int(cfg.Steady.Seconds())-2)), filepath.Join(cfg.ProfileDir, "cpu-steady.pprof"))
+// sendSnapshot opens a's stream on conn, says hello, sends its snapshot and
+// waits for the ack. It returns how long the ack took and the bytes sent.
+func (r *run) sendSnapshot(a *agent, conn *grpc.ClientConn) (time.Duration, int64, error) {
+	st, err := v1.NewAgentServiceClient(conn).Connect(r.ctx)
+	if err != nil {
+		return 0, 0, err
 	}
-	cpu0 := cpuTime(cfg.AggregatorPID)
+	a.st = st
+	id := &v1.NodeIdentity{Cluster: a.cluster, NodeName: a.node, WallClock: timestamppb.Now()}
+	if err := st.Send(&v1.ConnectRequest{Payload: &v1.ConnectRequest_Hello{Hello: &v1.Hello{Identity: id,
+		HeartbeatInterval: durationpb.New(r.cfg.Interval)}}}); err != nil {
+		return 0, 0, err
+	}
 	t0 := time.Now()
-	var deltaBytes atomic.Int64
-	steadyCtx, stop := context.WithTimeout(ctx, cfg.Steady)
-	defer stop()
-	for i, a := range agents {
-		wg.Add(1)
-		go func(a *agent) {
-			defer wg.Done()
-			// Each agent its own seed, so that their offsets and churn differ.
-			rng := rand.New(rand.NewPCG(uint64(i), uint64(a.gen)))
-			// Spread the agents over the interval: the ticker starts after
-			// each agent's own offset, so they stay spread.
-			select {
-			case <-time.After(time.Duration(rng.Int64N(int64(cfg.Interval)))):
-			case <-steadyCtx.Done():
-				return
-			}
-			tick := time.NewTicker(cfg.Interval)
-			defer tick.Stop()
-			for {
-				n := int(float64(len(a.procs)) * cfg.Churn)
-				var m *v1.ConnectRequest
-				if n > 0 {
-					d := &v1.Delta{WallClock: timestamppb.Now()}
-					// Distinct processes: replacing one twice in a delta
-					// would upsert a process the same delta removes.
-					picked := make(map[int]bool, n)
-					for j := 0; j < n; j++ {
-						k := 5 + rng.IntN(len(a.procs)-5)
-						if picked[k] {
-							continue
-						}
-						picked[k] = true
-						old := a.procs[k]
-						d.RemovedProcesses = append(d.RemovedProcesses, &v1.ProcessKey{Pid: old.Pid, StartTime: old.StartTime})
-						nw := proto.Clone(old).(*v1.Process)
-						nw.Pid += 100000
-						nw.StartTime = timestamppb.Now()
-						a.procs[k] = nw
-						d.UpsertedProcesses = append(d.UpsertedProcesses, nw)
-					}
-					a.gen++
-					m = &v1.ConnectRequest{Generation: a.gen, Payload: &v1.ConnectRequest_Delta{Delta: d}}
-				} else {
-					m = &v1.ConnectRequest{Generation: a.gen, Payload: &v1.ConnectRequest_Heartbeat{Heartbeat: &v1.Heartbeat{WallClock: timestamppb.Now()}}}
-				}
-				deltaBytes.Add(int64(proto.Size(m)))
-				if err := a.st.Send(m); err != nil {
-					return
-				}
-				select {
-				case <-tick.C:
-				case <-steadyCtx.Done():
-					return
-				}
-			}
-		}(a)
+	var sent int64
+	snap := a.gen + 1
+	for _, ch := range stream.Chunks(&v1.NodeInventory{Identity: id, Processes: a.procs}, 0) {
+		a.gen++
+		ch.SnapshotGeneration = snap
+		m := &v1.ConnectRequest{Generation: a.gen, Payload: &v1.ConnectRequest_SnapshotChunk{SnapshotChunk: ch}}
+		sent += int64(proto.Size(m))
+		if err := st.Send(m); err != nil {
+			return 0, sent, err
+		}
+	}
+	if err := waitAck(st, a.gen); err != nil {
+		return 0, sent, fmt.Errorf("%s: %w", a.node, err)
+	}
+	return time.Since(t0), sent, nil
+}
+
+// steady runs the steady state: each interval every agent sends a delta
+// (churn) or a heartbeat, while queries are asked under the load. It returns
+// the queries' latencies once the phase is over.
+func (r *run) steady() (*ProbeResult, error) {
+	cfg := r.cfg
+	if cfg.ProfileDir != "" {
+		r.steadyTrace = fetchProfile(r.ctx, cfg.MetricsURL, "trace?seconds=5", filepath.Join(cfg.ProfileDir, "steady.trace"))
+		r.steadyProfile = fetchProfile(r.ctx, cfg.MetricsURL, fmt.Sprintf("profile?seconds=%d", max(1, int(cfg.Steady.Seconds())-2)), filepath.Join(cfg.ProfileDir, "cpu-steady.pprof"))
+	}
+	r.steadyCPU0 = cpuTime(cfg.AggregatorPID)
+	r.steadyStart = time.Now()
+	r.steadyCtx, r.stopSteady = context.WithTimeout(r.ctx, cfg.Steady)
+	for i, a := range r.agents {
+		r.wg.Add(2)
+		go func() {
+			defer r.wg.Done()
+			r.churn(a, uint64(i))
+		}()
 		// Acks of deltas are read and dropped.
-		wg.Add(1)
-		go func(a *agent) {
-			defer wg.Done()
+		go func() {
+			defer r.wg.Done()
 			for {
 				if _, err := a.st.Recv(); err != nil {
 					return
 				}
 			}
-		}(a)
+		}()
 	}
 	// Queries under load, from a process of their own when one is given,
 	// as an operator's client would be: the generator's thousands of
 	// goroutines would otherwise delay the client's own reads.
-	var probe *ProbeResult
-	if len(cfg.ProbeCommand) > 0 {
-		dl, _ := steadyCtx.Deadline()
-		probe, err = runProbe(ctx, cfg.ProbeCommand, cfg.Server, time.Until(dl))
-		if err != nil {
-			return nil, err
-		}
-	} else {
-		probe = Probe(steadyCtx, qconn, cfg.SlowQuery)
+	r.rep.ProbeProcess = len(cfg.ProbeCommand) > 0
+	if r.rep.ProbeProcess {
+		dl, _ := r.steadyCtx.Deadline()
+		probe, err := runProbe(r.ctx, cfg.ProbeCommand, cfg.Server, time.Until(dl))
+		<-r.steadyCtx.Done()
+		return probe, err
 	}
-	rep.ProbeProcess = len(cfg.ProbeCommand) > 0
-	<-steadyCtx.Done()
-	elapsed := time.Since(t0)
-	rep.SteadyCPUCores = (cpuTime(cfg.AggregatorPID) - cpu0).Seconds() / elapsed.Seconds()
+	qconn, err := r.newConn()
+	if err != nil {
+		return nil, err
+	}
+	probe := Probe(r.steadyCtx, qconn, cfg.SlowQuery)
+	<-r.steadyCtx.Done()
+	return probe, nil
+}
+
+// churn sends a's deltas or heartbeats every interval until the steady phase
+// ends, starting at a random offset in the interval.
+func (r *run) churn(a *agent, seed uint64) {
+	cfg := r.cfg
+	// Each agent its own seed, so that their offsets and churn differ.
+	rng := rand.New(rand.NewPCG(seed, a.gen))
+	// Spread the agents over the interval: the ticker starts after each
+	// agent's own offset, so they stay spread.
+	select {
+	case <-time.After(time.Duration(rng.Int64N(int64(cfg.Interval)))):
+	case <-r.steadyCtx.Done():
+		return
+	}
+	tick := time.NewTicker(cfg.Interval)
+	defer tick.Stop()
+	for {
+		n := int(float64(len(a.procs)) * cfg.Churn)
+		var m *v1.ConnectRequest
+		if n > 0 {
+			d := &v1.Delta{WallClock: timestamppb.Now()}
+			// Distinct processes: replacing one twice in a delta would
+			// upsert a process the same delta removes.
+			picked := make(map[int]bool, n)
+			for j := 0; j < n; j++ {
+				k := 5 + rng.IntN(len(a.procs)-5)
+				if picked[k] {
+					continue
+				}
+				picked[k] = true
+				old := a.procs[k]
+				d.RemovedProcesses = append(d.RemovedProcesses, &v1.ProcessKey{Pid: old.Pid, StartTime: old.StartTime})
+				nw := proto.Clone(old).(*v1.Process)
+				nw.Pid += 100000
+				nw.StartTime = timestamppb.Now()
+				a.procs[k] = nw
+				d.UpsertedProcesses = append(d.UpsertedProcesses, nw)
+			}
+			a.gen++
+			m = &v1.ConnectRequest{Generation: a.gen, Payload: &v1.ConnectRequest_Delta{Delta: d}}
+		} else {
+			m = &v1.ConnectRequest{Generation: a.gen, Payload: &v1.ConnectRequest_Heartbeat{Heartbeat: &v1.Heartbeat{WallClock: timestamppb.Now()}}}
+		}
+		r.deltaBytes.Add(int64(proto.Size(m)))
+		if err := a.st.Send(m); err != nil {
+			return
+		}
+		select {
+		case <-tick.C:
+		case <-r.steadyCtx.Done():
+			return
+		}
+	}
+}
+
+// measure takes the figures of the end of the run: the steady state's CPU,
+// the aggregator's memory, the profiles, the queries and the bytes.
+func (r *run) measure(probe *ProbeResult) error {
+	cfg, rep := r.cfg, r.rep
+	elapsed := time.Since(r.steadyStart)
+	rep.SteadyCPUCores = (cpuTime(cfg.AggregatorPID) - r.steadyCPU0).Seconds() / elapsed.Seconds()
 	rep.RSSBytes = rss(cfg.AggregatorPID)
-	for _, ch := range []<-chan error{steadyProfile, steadyTrace} {
+	for _, ch := range []<-chan error{r.steadyProfile, r.steadyTrace} {
 		if ch == nil {
 			continue
 		}
 		if err := <-ch; err != nil {
-			return nil, err
+			return err
 		}
 	}
-	rep.HeapPeak = heap()
+	rep.HeapPeak = r.heap()
 	if cfg.MetricsURL != "" {
 		// A heap profile with gc=1 collects first, so the heap in use after it is the live heap.
 		path := os.DevNull
 		if cfg.ProfileDir != "" {
 			path = filepath.Join(cfg.ProfileDir, "heap.pprof")
 		}
-		if err := <-fetchProfile(ctx, cfg.MetricsURL, "heap?gc=1", path); err != nil {
-			return nil, err
+		if err := <-fetchProfile(r.ctx, cfg.MetricsURL, "heap?gc=1", path); err != nil {
+			return err
 		}
-		if v, err := heapInUse(ctx, cfg.MetricsURL); err == nil {
+		if v, err := heapInUse(r.ctx, cfg.MetricsURL); err == nil {
 			rep.HeapLive = v
 		}
 	}
 	rep.WhereP50, rep.WhereP99 = pct(probe.KubeProxy, 50), pct(probe.KubeProxy, 99)
 	rep.EtcdP50, rep.EtcdP99 = pct(probe.Etcd, 50), pct(probe.Etcd, 99)
 	rep.EtcdQueries = len(probe.Etcd)
-	rep.DeltaBytes = deltaBytes.Load()
-	minutes := elapsed.Minutes()
-	rep.DeltaBytesPerNodeMinute = float64(rep.DeltaBytes) / float64(cfg.Nodes) / minutes
+	rep.DeltaBytes = r.deltaBytes.Load()
+	rep.DeltaBytesPerNodeMinute = float64(rep.DeltaBytes) / float64(cfg.Nodes) / elapsed.Minutes()
 	rep.SnapshotBytesPerNodeMinute = float64(rep.SnapshotBytes) / float64(cfg.Nodes) * (time.Minute.Seconds() / cfg.Interval.Seconds())
-	for _, a := range agents {
-		_ = a.st.CloseSend()
-	}
-	cancel()
-	wg.Wait()
-	return rep, nil
+	return nil
 }
 
 // ProbeResult holds query latencies measured under load.
