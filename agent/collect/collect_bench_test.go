@@ -6,27 +6,11 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/kubeatlas/kubeatlas/internal/simproc"
 )
 
 // extraProcesses starts n sleeping processes so scans see at least that many.
-func extraProcesses(b *testing.B, n int) {
-	b.Helper()
-	var cmds []*exec.Cmd
-	for i := 0; i < n; i++ {
-		c := exec.Command("sleep", "3600")
-		if err := c.Start(); err != nil {
-			b.Fatal(err)
-		}
-		cmds = append(cmds, c)
-	}
-	b.Cleanup(func() {
-		for _, c := range cmds {
-			_ = c.Process.Kill()
-			_ = c.Wait()
-		}
-	})
-}
-
 func cpuTime(who int) time.Duration {
 	var ru syscall.Rusage
 	_ = syscall.Getrusage(who, &ru)
@@ -36,7 +20,7 @@ func cpuTime(who int) time.Duration {
 // BenchmarkScan measures CPU per scan of this machine with 1,000 extra
 // processes: full (a new collector each time) and incremental (nothing new).
 func BenchmarkScan(b *testing.B) {
-	extraProcesses(b, 1000)
+	simproc.Sleepers(b, 1000)
 	ctx := context.Background()
 	b.Run("full", func(b *testing.B) {
 		seen := 0

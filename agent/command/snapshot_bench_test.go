@@ -7,6 +7,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/kubeatlas/kubeatlas/internal/simproc"
 )
 
 // BenchmarkSnapshotVersusPs measures what an operator pays for one
@@ -23,20 +25,7 @@ func BenchmarkSnapshotVersusPs(b *testing.B) {
 	if _, err := exec.LookPath("ps"); err != nil {
 		b.Skip("no ps here")
 	}
-	var sleepers []*exec.Cmd
-	for i := 0; i < 1000; i++ {
-		c := exec.Command("sleep", "3600")
-		if err := c.Start(); err != nil {
-			b.Fatal(err)
-		}
-		sleepers = append(sleepers, c)
-	}
-	b.Cleanup(func() {
-		for _, c := range sleepers {
-			_ = c.Process.Kill()
-			_ = c.Wait()
-		}
-	})
+	simproc.Sleepers(b, 1000)
 	devnull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
 	if err != nil {
 		b.Fatal(err)

@@ -43,14 +43,7 @@ func (e *Applier) UpsertNodeAPI(cluster, name string, api *state.NodeAPI) error 
 	e.ensureCluster(txn, cluster, nil)
 	n := e.nodeRow(txn, cluster, name)
 	n.API = api
-	if err := txn.PutNode(n); err != nil {
-		return err
-	}
-	if err := e.rejoin(txn, cluster, []string{name}); err != nil {
-		return err
-	}
-	txn.Commit()
-	return nil
+	return e.commitNode(txn, n)
 }
 
 // DeleteNodeAPI records that a node left the API. What a live agent

@@ -204,14 +204,7 @@ func (e *Applier) ApplyDelta(cluster, node string, d *v1.Delta, seenAt time.Time
 		a.ClockSkew = skew(d.WallClock.AsTime(), seenAt, true)
 	}
 	n.Agent = &a
-	if err := txn.PutNode(n); err != nil {
-		return err
-	}
-	if err := e.rejoin(txn, cluster, []string{node}); err != nil {
-		return err
-	}
-	txn.Commit()
-	return nil
+	return e.commitNode(txn, n)
 }
 
 // Heartbeat records that a node's agent is alive. It re-joins the node only
@@ -269,14 +262,7 @@ func (e *Applier) SetAgentState(cluster, node string, st v1.AgentState) error {
 	a := *n.Agent
 	a.State = st
 	n.Agent = &a
-	if err := txn.PutNode(n); err != nil {
-		return err
-	}
-	if err := e.rejoin(txn, cluster, []string{node}); err != nil {
-		return err
-	}
-	txn.Commit()
-	return nil
+	return e.commitNode(txn, n)
 }
 
 func skew(wall, ref time.Time, ok bool) time.Duration {
@@ -363,6 +349,18 @@ func sizeOf[M proto.Message](ms []M) int64 {
 		n += int64(proto.Size(m))
 	}
 	return n
+}
+
+// commitNode writes n, re-joins its node and commits.
+func (e *Applier) commitNode(txn *state.Txn, n *state.Node) error {
+	if err := txn.PutNode(n); err != nil {
+		return err
+	}
+	if err := e.rejoin(txn, n.Cluster, []string{n.Name}); err != nil {
+		return err
+	}
+	txn.Commit()
+	return nil
 }
 
 // ensureCluster makes sure the cluster row exists, applying change (which

@@ -115,9 +115,10 @@ func TestDemoAnswersTheReferenceQuestion(t *testing.T) {
 	}
 }
 
-// TestAgainstServer runs the CLI against a real aggregator on 127.0.0.1:0 and
-// checks it answers exactly as the bundle does offline.
-func TestAgainstServer(t *testing.T) {
+// startSeedAggregator runs a real aggregator on 127.0.0.1:0 holding the
+// reference bundle, until the test ends.
+func startSeedAggregator(t *testing.T) *server.Aggregator {
+	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -138,6 +139,13 @@ func TestAgainstServer(t *testing.T) {
 			t.Error(err)
 		}
 	})
+	return agg
+}
+
+// TestAgainstServer runs the CLI against a real aggregator on 127.0.0.1:0 and
+// checks it answers exactly as the bundle does offline.
+func TestAgainstServer(t *testing.T) {
+	agg := startSeedAggregator(t)
 	for _, args := range [][]string{
 		{"get", "components", "-o", "json"},
 		{"get", "findings", "-o", "yaml"},
@@ -156,7 +164,7 @@ func TestAgainstServer(t *testing.T) {
 			t.Errorf("%v: live and offline answers differ:\n%s\n---\n%s", args, live, offline)
 		}
 	}
-	_, err = run(t, "--server", agg.Addr(), "--insecure", "describe", "node", "nope")
+	_, err := run(t, "--server", agg.Addr(), "--insecure", "describe", "node", "nope")
 	if err == nil || !strings.Contains(err.Error(), "not found") {
 		t.Errorf("missing node: %v", err)
 	}

@@ -10,9 +10,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/kubeatlas/kubeatlas/aggregator/bundle"
-	"github.com/kubeatlas/kubeatlas/aggregator/server"
 )
 
 // untilWriter collects output and calls at when the output first contains
@@ -133,26 +130,7 @@ func (p *proxy) cut() {
 // the cluster meanwhile, and checks the watch comes back with RESUMED and
 // only the change, not the whole state again.
 func TestWatchResumesAfterABrokenLink(t *testing.T) {
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	agg, err := server.New(server.Config{Listener: lis, ShutdownGrace: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := bundle.Load(agg.Applier, seedBundle); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- agg.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	})
+	agg := startSeedAggregator(t)
 	p := startProxy(t, agg.Addr())
 	out := runUntil(t, []string{"--server", p.lis.Addr().String(), "--insecure", "watch", "--component", "kube-proxy", "--no-findings"},
 		[]string{"SYNCED\n", "RESUMED\n", "DELETED"},
