@@ -3,8 +3,9 @@
 // it and the pod's QoS class, or the systemd unit of a host daemon.
 //
 // It understands cgroup v1 and v2, the kubelet's cgroupfs and systemd drivers,
-// containerd, CRI-O and Docker names, and paths nested under a prefix (kind
-// nodes, a container inside a container).
+// containerd, CRI-O, Docker and Podman names, runc's "slice:prefix:name"
+// cgroups path taken literally by a cgroupfs runc, and paths nested under a
+// prefix (kind nodes, a container inside a container).
 package cgroup
 
 import (
@@ -21,6 +22,7 @@ const (
 	RuntimeContainerd
 	RuntimeCRIO
 	RuntimeDocker
+	RuntimePodman
 )
 
 func (r Runtime) String() string {
@@ -31,6 +33,8 @@ func (r Runtime) String() string {
 		return "cri-o"
 	case RuntimeDocker:
 		return "docker"
+	case RuntimePodman:
+		return "podman"
 	}
 	return "unknown"
 }
@@ -70,9 +74,14 @@ type Info struct {
 	Runtime Runtime
 	// QOS is the pod's QoS class.
 	QOS QOS
-	// Unit is the systemd unit (".service" or a non-container ".scope") of a host process.
+	// Unit is the systemd unit (".service" or a non-container ".scope") of a
+	// host process, or, in a container outside Kubernetes (a kind node seen
+	// from its host), the unit inside it: a detail beside the container.
+	// Login sessions ("session-N.scope", "user@UID.service") are no unit
+	// of a cluster daemon and leave it empty.
 	Unit string
-	// Conmon is true for CRI-O's conmon monitor process, which is not the container.
+	// Conmon is true for the container monitor of CRI-O or Podman (conmon),
+	// which is not the container.
 	Conmon bool
 }
 
@@ -144,7 +153,7 @@ func hasController(list, name string) bool { return slices.Contains(strings.Spli
 // ParsePath tells what one cgroup path says.
 func ParsePath(path string) Info {
 	info := Info{Path: path}
-	segs := strings.Split(strings.Trim(path, "/"), "/")
+	segs := expandRuncSystemd(strings.Split(strings.Trim(path, "/"), "/"))
 	// Find the kubepods segment; everything before it is a prefix (kind, nesting).
 	kp := -1
 	for i, s := range segs {
@@ -180,6 +189,38 @@ func ParsePath(path string) Info {
 		info.ContainerID, info.Runtime, info.Conmon = containerID(rest[1])
 	}
 	return info
+}
+
+// expandRuncSystemd rewrites runc's systemd cgroups path "slice:prefix:name"
+// where a runc with the cgroupfs driver took it as a literal directory name
+// (containerd 1.4 with SystemdCgroup off under a kubelet with the systemd
+// driver: "…/containerd.service/kubepods-besteffort-pod<uid>.slice:cri-containerd:<id>")
+// into the two segments runc with the systemd driver makes of it:
+// "kubepods-besteffort-pod<uid>.slice" and "cri-containerd-<id>.scope". The
+// pod slice's name holds the whole path of slices, so the kubepods segment
+// and the QoS slice are put back in front of it.
+func expandRuncSystemd(segs []string) []string {
+	for i, s := range segs {
+		slice, rest, ok := strings.Cut(s, ".slice:")
+		if !ok {
+			continue
+		}
+		prefix, name, ok := strings.Cut(rest, ":")
+		if !ok || prefix == "" || name == "" {
+			continue
+		}
+		out := append([]string{}, segs[:i]...)
+		if strings.HasPrefix(slice, "kubepods") && !slices.ContainsFunc(out, isKubepods) {
+			// kubepods-besteffort-pod<uid> → kubepods.slice, kubepods-besteffort.slice.
+			parts := strings.Split(slice, "-")
+			for j := 1; j < len(parts); j++ {
+				out = append(out, strings.Join(parts[:j], "-")+".slice")
+			}
+		}
+		out = append(out, slice+".slice", prefix+"-"+name+".scope")
+		return append(out, segs[i+1:]...)
+	}
+	return segs
 }
 
 func isKubepods(s string) bool {
@@ -254,12 +295,18 @@ func allHex(s string) bool {
 	return true
 }
 
-// containerID reads a container segment below a pod: "<id>" (cgroupfs),
+// containerID reads a container segment: "<id>" (cgroupfs),
 // "cri-containerd-<id>.scope", "crio-<id>.scope", "crio-conmon-<id>.scope",
-// "docker-<id>.scope".
+// "docker-<id>.scope", and Podman's "libpod-<id>.scope" and
+// "libpod-conmon-<id>.scope" (or without ".scope" under "libpod_parent" with
+// the cgroupfs manager).
 func containerID(s string) (id string, rt Runtime, conmon bool) {
 	s = strings.TrimSuffix(s, ".scope")
 	switch {
+	case strings.HasPrefix(s, "libpod-conmon-"):
+		s, rt, conmon = strings.TrimPrefix(s, "libpod-conmon-"), RuntimePodman, true
+	case strings.HasPrefix(s, "libpod-"):
+		s, rt = strings.TrimPrefix(s, "libpod-"), RuntimePodman
 	case strings.HasPrefix(s, "cri-containerd-"):
 		s, rt = strings.TrimPrefix(s, "cri-containerd-"), RuntimeContainerd
 	case strings.HasPrefix(s, "crio-conmon-"):
@@ -279,26 +326,58 @@ func containerID(s string) (id string, rt Runtime, conmon bool) {
 	return strings.ToLower(s), rt, conmon
 }
 
-// outsidePods reads a path that is not in a pod, innermost segment first: a
-// systemd unit (".service", or a ".scope" that is not a container) makes it a
-// host process; Docker's "/docker/<id>" or a runtime's "<runtime>-<id>.scope"
-// makes it a container outside Kubernetes.
+// outsidePods reads a path that is not in a pod.
+//
+// The outermost container decides what the process is, as seen from this
+// host: Docker's "/docker/<id>" (cgroupfs), a bare 64-hex id at the root, or
+// a runtime's "<runtime>-<id>.scope" (systemd). A systemd unit inside that
+// container (a kind node's "kubelet.service") is kept as a detail. With no
+// container, the innermost systemd unit (".service", or a ".scope" that is
+// not a container) makes it a host process.
+//
+// Login sessions are not units of a cluster daemon: systemd-logind puts a
+// session's processes in "session-<N>.scope" and the user's own manager in
+// "user@<uid>.service", both under "user-<uid>.slice". A process found there
+// is a host process without a unit.
 func outsidePods(info *Info, segs []string) {
-	for i := len(segs) - 1; i >= 0; i-- {
-		s := segs[i]
-		if i > 0 && segs[i-1] == "docker" && len(s) == 64 && allHex(s) {
-			info.ContainerID, info.Runtime = strings.ToLower(s), RuntimeDocker
-			return
-		}
-		if strings.HasSuffix(s, ".scope") {
-			if id, rt, conmon := containerID(s); id != "" && rt != RuntimeUnknown {
-				info.ContainerID, info.Runtime, info.Conmon = id, rt, conmon
-				return
+	inner := segs
+	for i, s := range segs {
+		id, rt := "", RuntimeUnknown
+		conmon := false
+		switch {
+		case i > 0 && segs[i-1] == "docker" && len(s) == 64 && allHex(s):
+			id, rt = strings.ToLower(s), RuntimeDocker
+		case i == 0 && len(segs) == 1 && len(s) == 64 && allHex(s):
+			// Docker with a cgroup parent of "/".
+			id, rt = strings.ToLower(s), RuntimeDocker
+		case i > 0 && segs[i-1] == "libpod_parent":
+			id, rt, conmon = containerID(s)
+		case strings.HasSuffix(s, ".scope"):
+			if cid, crt, cm := containerID(s); cid != "" && crt != RuntimeUnknown {
+				id, rt, conmon = cid, crt, cm
 			}
+		}
+		if id != "" {
+			info.ContainerID, info.Runtime, info.Conmon = id, rt, conmon
+			inner = segs[i+1:]
+			break
+		}
+	}
+	for i := len(inner) - 1; i >= 0; i-- {
+		s := inner[i]
+		if loginSession(s) {
+			return
 		}
 		if strings.HasSuffix(s, ".service") || strings.HasSuffix(s, ".scope") {
 			info.Unit = s
 			return
 		}
 	}
+}
+
+// loginSession reports whether a segment is systemd-logind's: a session
+// scope or a user's service manager.
+func loginSession(s string) bool {
+	return (strings.HasPrefix(s, "session-") && strings.HasSuffix(s, ".scope")) ||
+		(strings.HasPrefix(s, "user@") && strings.HasSuffix(s, ".service"))
 }

@@ -39,10 +39,49 @@ func TestParsePath(t *testing.T) {
 		{"nested under a test prefix", "/user.slice/user-0.slice/session-1.scope/atlas-test/node-a/kubepods/burstable/pod" + uid + "/" + id,
 			Info{PodUID: uid, ContainerID: id, QOS: QOSBurstable}},
 		{"host daemon", "/system.slice/kubelet.service", Info{Unit: "kubelet.service"}},
-		{"host daemon inside kind node", "/docker/0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef/system.slice/containerd.service", Info{Unit: "containerd.service"}},
+		// A kind node seen from its host: the node is a Docker container
+		// (kind runs each node as one, cgroupfs driver on cgroup v1), and
+		// its systemd runs containerd and the kubelet inside it. The
+		// container is the truth from the host; the unit is a detail.
+		{"host daemon inside kind node", "/docker/0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef/system.slice/containerd.service",
+			Info{ContainerID: "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", Runtime: RuntimeDocker, Unit: "containerd.service"}},
+		{"kubelet inside kind node, systemd driver on the host", "/system.slice/docker-0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef.scope/kubelet.slice/kubelet.service",
+			Info{ContainerID: "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", Runtime: RuntimeDocker, Unit: "kubelet.service"}},
 		{"docker container outside k8s", "/docker/" + id, Info{ContainerID: id, Runtime: RuntimeDocker}},
 		{"docker scope outside k8s", "/system.slice/docker-" + id + ".scope", Info{ContainerID: id, Runtime: RuntimeDocker}},
-		{"login session", "/user.slice/user-1000.slice/session-3.scope", Info{Unit: "session-3.scope"}},
+		// systemd-logind: a login's processes in session-<N>.scope, the
+		// user's manager in user@<uid>.service, under user-<uid>.slice
+		// (systemd.special(7), "user-UID.slice"). No cluster daemon unit.
+		{"login session", "/user.slice/user-1000.slice/session-3.scope", Info{}},
+		{"user manager", "/user.slice/user-1000.slice/user@1000.service/app.slice/dbus.service", Info{Unit: "dbus.service"}},
+		{"user manager itself", "/user.slice/user-1000.slice/user@1000.service/init.scope", Info{Unit: "init.scope"}},
+		{"user manager process", "/user.slice/user-1000.slice/user@1000.service", Info{}},
+		// containerd 1.4 passes runc the systemd form "slice:prefix:name"
+		// (containerd/cri pkg/server/helpers.go, getCgroupsPath) whenever
+		// the kubelet's cgroup parent is a slice; a runc with the cgroupfs
+		// driver takes it as a literal directory, created beneath
+		// containerd's own cgroup.
+		{"runc cgroupfs with a systemd path", "/system.slice/containerd.service/kubepods-besteffort-pod4a0f5e1b_3c2d_4e5f_8a9b_0c1d2e3f4a5b.slice:cri-containerd:" + id,
+			Info{PodUID: uid, ContainerID: id, Runtime: RuntimeContainerd, QOS: QOSBestEffort}},
+		{"runc cgroupfs with a systemd path under kubepods", "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod4a0f5e1b_3c2d_4e5f_8a9b_0c1d2e3f4a5b.slice:cri-containerd:" + id,
+			Info{PodUID: uid, ContainerID: id, Runtime: RuntimeContainerd, QOS: QOSBurstable}},
+		{"runc cgroupfs with a systemd path, guaranteed", "/kubepods-pod4a0f5e1b_3c2d_4e5f_8a9b_0c1d2e3f4a5b.slice:cri-containerd:" + id,
+			Info{PodUID: uid, ContainerID: id, Runtime: RuntimeContainerd, QOS: QOSGuaranteed}},
+		// Docker outside Kubernetes: cgroupfs driver "/docker/<id>"; with a
+		// cgroup parent of "/" the bare id sits at the root.
+		{"docker container at the root", "/" + id, Info{ContainerID: id, Runtime: RuntimeDocker}},
+		// Podman (containers/common pkg/cgroups, libpod/runtime_ctr.go):
+		// systemd manager "machine.slice/libpod-<id>.scope" and the
+		// monitor in "libpod-conmon-<id>.scope"; cgroupfs manager
+		// "/libpod_parent/libpod-<id>".
+		{"podman systemd", "/machine.slice/libpod-" + id + ".scope", Info{ContainerID: id, Runtime: RuntimePodman}},
+		{"podman conmon", "/machine.slice/libpod-conmon-" + id + ".scope", Info{ContainerID: id, Runtime: RuntimePodman, Conmon: true}},
+		{"podman rootless", "/user.slice/user-1000.slice/user@1000.service/user.slice/libpod-" + id + ".scope", Info{ContainerID: id, Runtime: RuntimePodman}},
+		{"podman cgroupfs", "/libpod_parent/libpod-" + id, Info{ContainerID: id, Runtime: RuntimePodman}},
+		{"podman cgroupfs conmon", "/libpod_parent/libpod-conmon-" + id, Info{ContainerID: id, Runtime: RuntimePodman, Conmon: true}},
+		// CRI-O's monitor outside a pod (cri-o internal/oci: conmon's
+		// cgroup is "crio-conmon-<id>.scope" beside "crio-<id>.scope").
+		{"crio conmon in system.slice", "/system.slice/crio-conmon-" + id + ".scope", Info{ContainerID: id, Runtime: RuntimeCRIO, Conmon: true}},
 		{"root", "/", Info{}},
 		{"kubepods without pod", "/kubepods/burstable", Info{}},
 		{"bad uid", "/kubepods/burstable/podnot-a-uid/" + id, Info{}},

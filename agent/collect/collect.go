@@ -317,12 +317,18 @@ func (c *Collector) readProcess(p *process.Process, dir string, st procStat, sta
 		rec.SystemdUnit = clean(cg.Unit)
 		rec.Runtime = runtimeProto(cg.Runtime)
 		rec.QosClass = qosProto(cg.QOS)
+		if cg.Conmon {
+			// conmon watches the container from a cgroup named after it;
+			// it is plumbing, not the container's process.
+			rec.ContainerId = ""
+			rec.Infrastructure = true
+		}
 	}
 	// Whatever else came from the node (a user name from /etc/passwd, a
 	// cgroup path) is made valid too.
 	safetext.Message(rec)
 	r := recognize.Recognize(rec.Argv)
-	rec.Infrastructure = r.Infrastructure
+	rec.Infrastructure = rec.Infrastructure || r.Infrastructure
 	for _, comp := range r.Components {
 		rec.Components = append(rec.Components, comp.Proto())
 	}
@@ -358,6 +364,8 @@ func runtimeProto(r cgroup.Runtime) v1.ContainerRuntime {
 		return v1.ContainerRuntime_CONTAINER_RUNTIME_CRIO
 	case cgroup.RuntimeDocker:
 		return v1.ContainerRuntime_CONTAINER_RUNTIME_DOCKER
+	case cgroup.RuntimePodman:
+		return v1.ContainerRuntime_CONTAINER_RUNTIME_PODMAN
 	}
 	return v1.ContainerRuntime_CONTAINER_RUNTIME_UNSPECIFIED
 }

@@ -181,6 +181,8 @@ const (
 	ContainerRuntime_CONTAINER_RUNTIME_CRIO ContainerRuntime = 2
 	// Docker (cgroup names with "docker-" or paths under "/docker/").
 	ContainerRuntime_CONTAINER_RUNTIME_DOCKER ContainerRuntime = 3
+	// Podman ("libpod-<id>.scope" with systemd, "libpod-<id>" under libpod_parent with cgroupfs).
+	ContainerRuntime_CONTAINER_RUNTIME_PODMAN ContainerRuntime = 4
 )
 
 // Enum value maps for ContainerRuntime.
@@ -190,12 +192,14 @@ var (
 		1: "CONTAINER_RUNTIME_CONTAINERD",
 		2: "CONTAINER_RUNTIME_CRIO",
 		3: "CONTAINER_RUNTIME_DOCKER",
+		4: "CONTAINER_RUNTIME_PODMAN",
 	}
 	ContainerRuntime_value = map[string]int32{
 		"CONTAINER_RUNTIME_UNSPECIFIED": 0,
 		"CONTAINER_RUNTIME_CONTAINERD":  1,
 		"CONTAINER_RUNTIME_CRIO":        2,
 		"CONTAINER_RUNTIME_DOCKER":      3,
+		"CONTAINER_RUNTIME_PODMAN":      4,
 	}
 )
 
@@ -677,12 +681,13 @@ const file_kubeatlas_v1_types_proto_rawDesc = "" +
 	"\x17CLUSTER_MODE_STATIC_POD\x10\x02\x12\x1c\n" +
 	"\x18CLUSTER_MODE_SELF_HOSTED\x10\x03\x12\x18\n" +
 	"\x14CLUSTER_MODE_MANAGED\x10\x04\x12\x18\n" +
-	"\x14CLUSTER_MODE_UNKNOWN\x10\x05*\x91\x01\n" +
+	"\x14CLUSTER_MODE_UNKNOWN\x10\x05*\xaf\x01\n" +
 	"\x10ContainerRuntime\x12!\n" +
 	"\x1dCONTAINER_RUNTIME_UNSPECIFIED\x10\x00\x12 \n" +
 	"\x1cCONTAINER_RUNTIME_CONTAINERD\x10\x01\x12\x1a\n" +
 	"\x16CONTAINER_RUNTIME_CRIO\x10\x02\x12\x1c\n" +
-	"\x18CONTAINER_RUNTIME_DOCKER\x10\x03*s\n" +
+	"\x18CONTAINER_RUNTIME_DOCKER\x10\x03\x12\x1c\n" +
+	"\x18CONTAINER_RUNTIME_PODMAN\x10\x04*s\n" +
 	"\bQOSClass\x12\x19\n" +
 	"\x15QOS_CLASS_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14QOS_CLASS_GUARANTEED\x10\x01\x12\x17\n" +
