@@ -107,18 +107,39 @@ func words(argv []string) []string {
 	return append(out, argv[1:]...)
 }
 
+// shells run a script named as their first argument, or one given with -c.
+var shells = map[string]bool{"sh": true, "bash": true, "dash": true, "ash": true, "zsh": true, "ksh": true}
+
+// supervisors run a command given after "--" and watch it; they are not that
+// command (OpenShift's watch-termination around kube-apiserver, tini, dumb-init).
+var supervisors = map[string]bool{"watch-termination": true, "tini": true, "dumb-init": true, "catatonit": true}
+
 // Recognize tells what a command line hosts. argv should already be redacted.
-func Recognize(argv []string) Result {
+func Recognize(argv []string) Result { return recognize(argv, 0) }
+
+func recognize(argv []string, depth int) Result {
 	argv = words(argv)
 	prog := Program(argv)
-	if prog == "" {
+	if prog == "" || depth > 3 {
 		return Result{}
 	}
-	if infrastructure[prog] || strings.HasPrefix(prog, "containerd-shim") {
+	if infrastructure[prog] || strings.HasPrefix(prog, "containerd-shim") || supervisors[prog] {
 		return Result{Infrastructure: true}
 	}
 	args := argv[1:]
+	if shells[prog] || (prog == "busybox" && len(args) > 0 && shells[args[0]]) {
+		if prog == "busybox" {
+			args = args[1:]
+		}
+		return shell(args, depth)
+	}
 	switch prog {
+	case "etcd":
+		// "etcd grpc-proxy" and "etcd gateway" forward to etcd; they
+		// serve no data.
+		if len(args) > 0 && (args[0] == "grpc-proxy" || args[0] == "gateway") {
+			return Result{}
+		}
 	case "hyperkube":
 		if len(args) == 0 {
 			return Result{}
@@ -148,6 +169,33 @@ func Recognize(argv []string) Result {
 		c := single("cloud-controller-manager", args)
 		c.Implementation = prog
 		return Result{Components: []Component{c}}
+	}
+	return Result{}
+}
+
+// shell reads a shell's arguments: a script run by path ("bash
+// /usr/local/bin/etcd --name x", as the kernel starts a script named like a
+// binary) is what its name says; "-c SCRIPT" is what the command the script
+// ends in, or execs, runs, when the script is that simple.
+func shell(args []string, depth int) Result {
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "-o" || a == "+o":
+			i++ // "-o pipefail"
+		case strings.HasPrefix(a, "-") && !strings.HasPrefix(a, "--") && strings.Contains(a, "c"):
+			// "-c SCRIPT", or combined as in "-ec SCRIPT".
+			if i+1 < len(args) {
+				if cmd := scriptCommand(args[i+1]); len(cmd) > 0 {
+					return recognize(cmd, depth+1)
+				}
+			}
+			return Result{}
+		case strings.HasPrefix(a, "-") || strings.HasPrefix(a, "+"):
+			// An option of the shell itself ("-e", "-x", "--login").
+		default:
+			return recognize(args[i:], depth+1)
+		}
 	}
 	return Result{}
 }

@@ -114,3 +114,54 @@ func FuzzParseFlags(f *testing.F) {
 		_ = Recognize(append([]string{"kubelet"}, args...))
 	})
 }
+
+// Wrappers are what they run, once; lookalikes are not what they look like.
+func TestWrappersAndLookalikes(t *testing.T) {
+	tests := []struct {
+		name  string
+		argv  []string
+		want  []string
+		infra bool
+	}{
+		// The kernel starts a script named like a binary as
+		// "<interpreter> <script path> <args>".
+		{"script named like a binary", []string{"/bin/bash", "/usr/local/bin/etcd", "--name=m1", "--data-dir=/var/lib/etcd"}, []string{"etcd/etcd"}, false},
+		{"script with shell options", []string{"/bin/sh", "-e", "/usr/local/bin/kube-apiserver", "--secure-port=6443"}, []string{"kube-apiserver/kube-apiserver"}, false},
+		{"busybox sh script", []string{"busybox", "sh", "/opt/bin/kube-proxy", "--config=/x"}, []string{"kube-proxy/kube-proxy"}, false},
+		// Pod specs and wrappers that hand a one-line script to sh -c.
+		{"sh -c exec", []string{"/bin/sh", "-c", "set -e; mkdir -p /var/run/x && exec /usr/local/bin/kube-proxy --config=/var/lib/kube-proxy/config.conf --hostname-override=$(NODE_NAME)"},
+			[]string{"kube-proxy/kube-proxy"}, false},
+		{"sh -ec single command", []string{"/bin/bash", "-ec", "kube-apiserver --secure-port=6443 --etcd-servers='https://127.0.0.1:2379'"}, []string{"kube-apiserver/kube-apiserver"}, false},
+		{"sh -c loop is no command", []string{"/bin/sh", "-c", "while true; do sleep 1; done"}, nil, false},
+		{"sh -c with an expansion for a program", []string{"sh", "-c", "$BIN --x"}, nil, false},
+		{"plain shell", []string{"-bash"}, nil, false},
+		// OpenShift's kube-apiserver container: watch-termination runs
+		// the apiserver after "--" and watches it; it is not a second one.
+		{"watch-termination", []string{"watch-termination", "--termination-touch-file=/var/log/kube-apiserver/.terminating", "--", "hyperkube", "kube-apiserver", "--openshift-config=/x"}, nil, true},
+		{"tini", []string{"/tini", "--", "/usr/local/bin/etcd"}, nil, true},
+		// etcd's proxies forward to etcd servers; they serve no data.
+		{"etcd grpc-proxy", []string{"etcd", "grpc-proxy", "start", "--endpoints=https://10.0.0.1:2379"}, nil, false},
+		{"etcd gateway", []string{"/usr/local/bin/etcd", "gateway", "start", "--endpoints=10.0.0.1:2379"}, nil, false},
+		{"etcd server", []string{"/usr/local/bin/etcd", "--name=m1"}, []string{"etcd/etcd"}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := Recognize(tt.argv)
+			if got := names(r); !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("components = %v, want %v", got, tt.want)
+			}
+			if r.Infrastructure != tt.infra {
+				t.Errorf("infrastructure = %v, want %v", r.Infrastructure, tt.infra)
+			}
+		})
+	}
+}
+
+func FuzzScriptCommand(f *testing.F) {
+	f.Add("exec kube-proxy --config=/x")
+	f.Add("a && b || c; exec $X 'y' \"z\"")
+	f.Add("$(\x00")
+	f.Fuzz(func(t *testing.T, s string) {
+		_ = Recognize([]string{"sh", "-c", s})
+	})
+}

@@ -79,6 +79,66 @@ type joiner struct {
 	byPodUID  map[string][]*v1.Process
 	mirrors   map[string]*state.Pod // manifest pod key "<ns>/<name>" -> mirror pod
 	ids       map[string]int
+	// wrappers maps a process to the descendant that hosts the same
+	// component, by "component/implementation": a wrapper script or
+	// supervisor and the server it started are one instance, the server's.
+	wrappers map[*v1.Process]map[string]*v1.Process
+	// wrappedBy is the reverse: the wrapper of a server, for its evidence.
+	wrappedBy map[*v1.Process]*v1.Process
+}
+
+// maxWrapperDepth bounds how far up the process tree a wrapper is looked for.
+const maxWrapperDepth = 4
+
+// findWrappers marks processes that host what a descendant of theirs hosts.
+func (j *joiner) findWrappers() {
+	var byPID map[int32]*v1.Process
+	for _, p := range j.in.Procs {
+		if len(p.Components) == 0 {
+			continue
+		}
+		if byPID == nil {
+			byPID = make(map[int32]*v1.Process, len(j.in.Procs))
+			for _, q := range j.in.Procs {
+				byPID[q.Pid] = q
+			}
+		}
+		a := byPID[p.Ppid]
+		for depth := 0; a != nil && a != p && depth < maxWrapperDepth; depth++ {
+			for _, hc := range p.Components {
+				if hosted(a, hc.Component) == nil || hosted(a, hc.Component).Implementation != hc.Implementation {
+					continue
+				}
+				if j.wrappers == nil {
+					j.wrappers, j.wrappedBy = map[*v1.Process]map[string]*v1.Process{}, map[*v1.Process]*v1.Process{}
+				}
+				if j.wrappers[a] == nil {
+					j.wrappers[a] = map[string]*v1.Process{}
+				}
+				j.wrappers[a][hc.Component+"/"+hc.Implementation] = p
+				j.wrappedBy[p] = a
+			}
+			a = byPID[a.Ppid]
+		}
+	}
+}
+
+// isWrapper reports whether p hosts hc only as the wrapper of a descendant.
+func (j *joiner) isWrapper(p *v1.Process, hc *v1.HostedComponent) bool {
+	_, ok := j.wrappers[p][hc.Component+"/"+hc.Implementation]
+	return ok
+}
+
+// wrapperEv says which process wraps p, if one does.
+func (j *joiner) wrapperEv(p *v1.Process) []*v1.Evidence {
+	w := j.wrappedBy[p]
+	if w == nil {
+		return nil
+	}
+	argv := safetext.Ellipsis(strings.Join(w.Argv, " "), 200)
+	return []*v1.Evidence{ev(v1.EvidenceKind_EVIDENCE_KIND_PROCESS,
+		fmt.Sprintf("started by pid %d, a wrapper of the same program (one instance, not two): %s", w.Pid, argv),
+		"pid", strconv.Itoa(int(w.Pid)), "wrapper", "true")}
 }
 
 // Node joins one node's facts.
@@ -106,6 +166,7 @@ func Node(in NodeInput) NodeResult {
 			j.byPodUID[p.PodUid] = append(j.byPodUID[p.PodUid], p)
 		}
 	}
+	j.findWrappers()
 	pods := append([]*state.Pod(nil), in.Pods...)
 	sort.Slice(pods, func(a, b int) bool { return pods[a].ID < pods[b].ID })
 	for _, pod := range pods {
@@ -236,6 +297,7 @@ func (j *joiner) pod(pod *state.Pod) {
 					inst.Flags = hc.Flags
 				}
 				inst.Evidence = append(inst.Evidence, processEv(p), cgroupEv(p))
+				inst.Evidence = append(inst.Evidence, j.wrapperEv(p)...)
 			}
 			inst.Id = j.id(pod.Namespace + "/" + pod.Name + "/" + c.Name + "/" + comp.Name)
 			done[comp.Name] = true
@@ -244,7 +306,7 @@ func (j *joiner) pod(pod *state.Pod) {
 		// Processes in the container, by what they host.
 		for _, p := range procs {
 			for _, hc := range p.Components {
-				if done[hc.Component] {
+				if done[hc.Component] || j.isWrapper(p, hc) {
 					continue
 				}
 				emit(recognize.Component{Name: hc.Component, Implementation: hc.Implementation}, p, hc)
@@ -323,12 +385,16 @@ func (j *joiner) leftoverProcesses() {
 			continue
 		}
 		for _, hc := range p.Components {
+			if j.isWrapper(p, hc) {
+				continue
+			}
 			inst := &v1.ComponentInstance{
 				Cluster: j.in.Cluster, Node: j.node, Component: hc.Component, Implementation: hc.Implementation,
 				ContainerId: p.ContainerId, Pid: p.Pid, HasProcess: true, Flags: hc.Flags,
 				SystemdUnit: p.SystemdUnit,
 			}
 			inst.Evidence = append(inst.Evidence, processEv(p), cgroupEv(p))
+			inst.Evidence = append(inst.Evidence, j.wrapperEv(p)...)
 			switch {
 			case p.PodUid != "":
 				if m := j.manifestForProcess(p, hc); m != nil {

@@ -236,3 +236,45 @@ func TestClusterMode(t *testing.T) {
 		}
 	}
 }
+
+// A wrapper and the server it started are one instance, the server's; a
+// runtime that starts another runtime is two.
+func TestWrappersAreOneInstance(t *testing.T) {
+	wrapper := proc(100, "/bin/bash /usr/local/bin/etcd --name=m1", "", "", "etcd.service")
+	server := proc(101, "/usr/local/bin/etcd --name=m1 --data-dir=/var/lib/etcd", "", "", "etcd.service")
+	server.Ppid = 100
+	shell := proc(200, "/bin/sh -c kube-proxy", "", "", "")
+	shell.Argv = []string{"/bin/sh", "-c", "exec kube-proxy --config=/x"}
+	shell.Components = nil
+	for _, c := range recognize.Recognize(shell.Argv).Components {
+		shell.Components = append(shell.Components, c.Proto())
+	}
+	sup := proc(300, "/usr/bin/dockerd -H fd://", "", "", "docker.service")
+	child := proc(301, "containerd --config /var/run/docker/containerd/containerd.toml", "", "", "docker.service")
+	child.Ppid = 300
+	res := Node(NodeInput{Cluster: "c", Node: &state.Node{Name: "n1", Agent: reporting()},
+		Procs: []*v1.Process{wrapper, server, shell, sup, child}})
+	insts, _ := summary(res)
+	want := []string{
+		"container-runtime/containerd host process pid=301 manifest=",
+		"container-runtime/dockerd host process pid=300 manifest=",
+		"etcd/etcd host process pid=101 manifest=",
+		"kube-proxy/kube-proxy host process pid=200 manifest=",
+	}
+	if strings.Join(insts, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("instances:\n%s\nwant:\n%s", strings.Join(insts, "\n"), strings.Join(want, "\n"))
+	}
+	for _, in := range res.Instances {
+		if in.Pid == 101 && !strings.Contains(evidenceText(in.Evidence), "started by pid 100, a wrapper") {
+			t.Errorf("the server's evidence does not name its wrapper: %s", evidenceText(in.Evidence))
+		}
+	}
+}
+
+func evidenceText(evs []*v1.Evidence) string {
+	var b strings.Builder
+	for _, e := range evs {
+		b.WriteString(e.Summary + "\n")
+	}
+	return b.String()
+}
