@@ -57,6 +57,8 @@ var programs = map[string]program{
 	"coredns":                  {v1.ComponentClusterDNS, "coredns", []string{"conf"}},
 	"kube-dns":                 {v1.ComponentClusterDNS, "kube-dns", nil},
 	"node-cache":               {v1.ComponentClusterDNS, "node-local-dns", []string{"conf"}},
+	// MicroK8s's datastore: dqlite behind a kine socket.
+	"k8s-dqlite": {v1.ComponentDatastore, "k8s-dqlite", nil},
 }
 
 // infrastructure names container plumbing that hosts no component.
@@ -153,6 +155,12 @@ func recognize(argv []string, depth int) Result {
 		return Result{Components: []Component{c}}
 	case "k3s":
 		return k3s(args)
+	case "kine":
+		// kine on its own: an etcd API over the database --endpoint names.
+		f := ParseFlags(args)
+		ep, _ := f.Get("endpoint")
+		impl, _ := KineImplementation(ep)
+		return Result{Components: []Component{{Name: v1.ComponentDatastore, Implementation: impl, Flags: f}}}
 	case "kubelite":
 		f := ParseFlags(args)
 		var out []Component
@@ -231,8 +239,15 @@ func k3s(args []string) Result {
 		out = add(out, v1.ComponentAPIServer, "k3s")
 		out = add(out, v1.ComponentControllerManager, "k3s")
 		out = add(out, v1.ComponentScheduler, "k3s")
-		if f.Has("cluster-init") || f.Has("server") {
+		// k3s's datastore: embedded etcd when it starts or joins an etcd
+		// cluster, an external etcd, or kine in the process over SQLite
+		// (the default) or the database --datastore-endpoint names.
+		ep, external := f.Get("datastore-endpoint")
+		switch impl, etcd := KineImplementation(ep); {
+		case !external && (f.Has("cluster-init") || f.Has("server")):
 			out = add(out, v1.ComponentEtcd, "k3s")
+		case !etcd:
+			out = add(out, v1.ComponentDatastore, impl)
 		}
 		if !f.Has("disable-cloud-controller") {
 			out = add(out, v1.ComponentCloudControllerManager, "k3s")
@@ -252,6 +267,27 @@ func k3s(args []string) Result {
 		out = add(out, v1.ComponentCNI, "flannel")
 	}
 	return Result{Components: out}
+}
+
+// KineImplementation names the datastore an etcd-style endpoint leads to
+// when it is kine's (k3s's --datastore-endpoint, kine's --endpoint): SQLite
+// when empty or "sqlite://", MySQL, PostgreSQL, NATS, or etcd itself
+// ("http(s)://…", in which case etcd is true and there is no kine).
+func KineImplementation(endpoint string) (impl string, etcd bool) {
+	scheme, _, _ := strings.Cut(strings.ToLower(strings.TrimSpace(endpoint)), "://")
+	switch scheme {
+	case "", "sqlite":
+		return "kine-sqlite", false
+	case "mysql":
+		return "kine-mysql", false
+	case "postgres", "postgresql":
+		return "kine-postgres", false
+	case "nats":
+		return "kine-nats", false
+	case "http", "https":
+		return "etcd", true
+	}
+	return "kine", false
 }
 
 func flagOr(f Flags, name string) string {

@@ -1,6 +1,7 @@
 package apply
 
 import (
+	"github.com/kubeatlas/kubeatlas/aggregator/join"
 	"github.com/kubeatlas/kubeatlas/aggregator/state"
 )
 
@@ -9,12 +10,13 @@ import (
 func (e *Applier) SetAPI(cluster, uid, version string, connected bool) error {
 	txn := e.store.WriteTxn()
 	defer txn.Abort()
-	changedConn := false
+	changedConn, changedVersion := false, false
 	e.ensureCluster(txn, cluster, func(c *state.Cluster) bool {
 		if c.UID == uid && c.APIVersion == version && c.APIConnected == connected {
 			return false
 		}
 		changedConn = c.APIConnected != connected
+		changedVersion = version != "" && version != c.APIVersion
 		if uid != "" {
 			c.UID = uid
 		}
@@ -28,6 +30,29 @@ func (e *Applier) SetAPI(cluster, uid, version string, connected bool) error {
 		if err := e.rejoinCluster(txn, cluster); err != nil {
 			return err
 		}
+	}
+	if changedConn || changedVersion {
+		// The version can name a managed provider.
+		if err := e.recomputeCluster(txn, cluster); err != nil {
+			return err
+		}
+	}
+	txn.Commit()
+	return nil
+}
+
+// SetAPIHost records the host of the API server address the aggregator
+// uses: a managed provider's domain names it.
+func (e *Applier) SetAPIHost(cluster, host string) error {
+	txn := e.store.WriteTxn()
+	defer txn.Abort()
+	changed := false
+	e.ensureCluster(txn, cluster, func(c *state.Cluster) bool {
+		changed = c.APIHost != host
+		c.APIHost = host
+		return changed
+	})
+	if changed {
 		if err := e.recomputeCluster(txn, cluster); err != nil {
 			return err
 		}
@@ -40,7 +65,21 @@ func (e *Applier) SetAPI(cluster, uid, version string, connected bool) error {
 func (e *Applier) UpsertNodeAPI(cluster, name string, api *state.NodeAPI) error {
 	txn := e.store.WriteTxn()
 	defer txn.Abort()
-	e.ensureCluster(txn, cluster, nil)
+	labelled := false
+	e.ensureCluster(txn, cluster, func(c *state.Cluster) bool {
+		if c.NodeLabelProvider != "" || api == nil {
+			return false
+		}
+		c.NodeLabelProvider, c.NodeLabel = join.NodeLabelProvider(api.Labels)
+		labelled = c.NodeLabelProvider != ""
+		return labelled
+	})
+	if labelled {
+		// The first node with a managed provider's labels names it.
+		if err := e.recomputeCluster(txn, cluster); err != nil {
+			return err
+		}
+	}
 	n := e.nodeRow(txn, cluster, name)
 	n.API = api
 	return e.commitNode(txn, n)

@@ -573,10 +573,12 @@ func (e *Applier) recomputeCluster(txn *state.Txn, cluster string) error {
 	if err != nil || c == nil {
 		return err
 	}
-	res := join.Cluster(cp, c.APIConnected, c.HasAgents, c.APIVersion)
+	res := join.Cluster(join.ClusterInput{ControlPlane: cp, APIConnected: c.APIConnected, AnyAgent: c.HasAgents, APIVersion: c.APIVersion,
+		APIHost: c.APIHost, NodeLabelProvider: c.NodeLabelProvider, NodeLabel: c.NodeLabel})
 	versionChanged := res.APIServerVersion != c.APIServerVersion
 	nc := c.Copy()
 	nc.Mode, nc.ModeEvidence, nc.ControlPlaneNodes, nc.APIServerVersion = res.Mode, res.Evidence, res.ControlPlaneNodes, res.APIServerVersion
+	nc.Provider, nc.Datastore = res.Provider, res.Datastore
 	if err := txn.PutCluster(nc); err != nil {
 		return err
 	}

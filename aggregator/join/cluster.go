@@ -7,28 +7,59 @@ import (
 	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
 )
 
+// ClusterInput is what a cluster's mode, provider and datastore are decided
+// from.
+type ClusterInput struct {
+	// ControlPlane holds every instance of a control-plane component in the
+	// cluster (kube-apiserver, etcd, datastore, controller-manager,
+	// scheduler, cloud-controller-manager).
+	ControlPlane []*v1.ComponentInstance
+	// APIConnected is true once the API objects are loaded.
+	APIConnected bool
+	// AnyAgent is true once a node agent reported for the cluster.
+	AnyAgent bool
+	// APIVersion is the API server's gitVersion from /version, when it
+	// answered.
+	APIVersion string
+	// APIHost is the host of the API server address the aggregator uses
+	// (its kubeconfig's server), when known.
+	APIHost string
+	// NodeLabelProvider is the provider the first node with a managed
+	// cloud's labels names, and NodeLabel that label.
+	NodeLabelProvider, NodeLabel string
+}
+
 // ClusterResult is what a cluster's control plane looks like.
 type ClusterResult struct {
 	Mode              v1.ClusterMode
+	Provider          string
 	Evidence          []*v1.Evidence
 	ControlPlaneNodes []string
 	APIServerVersion  string
+	Datastore         *v1.Datastore
 }
 
 // Cluster decides a cluster's mode from how its kube-apiserver instances run:
 // a host process means STANDALONE, a static pod STATIC_POD, a DaemonSet or
-// Deployment pod SELF_HOSTED; none on any reporting node while the API answers
-// means MANAGED; no evidence means UNKNOWN. controlPlane holds every instance
-// of a control-plane component in the cluster.
-func Cluster(controlPlane []*v1.ComponentInstance, apiConnected, anyAgent bool, apiVersion string) ClusterResult {
+// Deployment pod SELF_HOSTED. With none on any reporting node, the control
+// plane is MANAGED when the API answers while agents report, or when a
+// managed provider is named by the API server's version, its address or the
+// nodes' labels; no evidence means UNKNOWN.
+func Cluster(in ClusterInput) ClusterResult {
 	var res ClusterResult
 	nodes := map[string]bool{}
 	counts := map[v1.ClusterMode]int{}
-	for _, inst := range controlPlane {
+	controlPlaneSeen := false
+	for _, inst := range in.ControlPlane {
 		nodes[inst.Node] = true
+		switch inst.Component {
+		case v1.ComponentControllerManager, v1.ComponentScheduler:
+			controlPlaneSeen = true
+		}
 		if inst.Component != v1.ComponentAPIServer {
 			continue
 		}
+		controlPlaneSeen = true
 		mode := modeOf(inst.How)
 		if mode == v1.ClusterMode_CLUSTER_MODE_UNKNOWN {
 			continue
@@ -49,7 +80,7 @@ func Cluster(controlPlane []*v1.ComponentInstance, apiConnected, anyAgent bool, 
 	}
 	sort.Strings(res.ControlPlaneNodes)
 	if res.APIServerVersion == "" {
-		res.APIServerVersion = apiVersion
+		res.APIServerVersion = in.APIVersion
 	}
 	best, bestN := v1.ClusterMode_CLUSTER_MODE_UNKNOWN, 0
 	for _, m := range []v1.ClusterMode{v1.ClusterMode_CLUSTER_MODE_STATIC_POD, v1.ClusterMode_CLUSTER_MODE_STANDALONE, v1.ClusterMode_CLUSTER_MODE_SELF_HOSTED} {
@@ -57,18 +88,24 @@ func Cluster(controlPlane []*v1.ComponentInstance, apiConnected, anyAgent bool, 
 			best, bestN = m, counts[m]
 		}
 	}
+	apiAnswers := in.APIConnected || in.APIVersion != ""
+	provider, providerEv := managedProvider(in)
 	switch {
 	case bestN > 0:
 		res.Mode = best
-	case apiConnected && anyAgent:
-		res.Mode = v1.ClusterMode_CLUSTER_MODE_MANAGED
-		res.Evidence = append(res.Evidence, &v1.Evidence{Kind: v1.EvidenceKind_EVIDENCE_KIND_NODE,
-			Summary: "the API server answers, but kube-apiserver runs on no node that reports or appears in the API"})
+	case !controlPlaneSeen && (provider != "" || (apiAnswers && in.AnyAgent)):
+		res.Mode, res.Provider = v1.ClusterMode_CLUSTER_MODE_MANAGED, provider
+		if in.AnyAgent {
+			res.Evidence = append(res.Evidence, &v1.Evidence{Kind: v1.EvidenceKind_EVIDENCE_KIND_NODE,
+				Summary: "the API server answers, but no node that reports runs kube-apiserver, kube-controller-manager or kube-scheduler"})
+		}
+		res.Evidence = append(res.Evidence, providerEv...)
 	default:
 		res.Mode = v1.ClusterMode_CLUSTER_MODE_UNKNOWN
 		res.Evidence = append(res.Evidence, &v1.Evidence{Kind: v1.EvidenceKind_EVIDENCE_KIND_NODE,
 			Summary: "no kube-apiserver process or pod seen, and not enough data to call the control plane managed"})
 	}
+	res.Datastore = datastore(in.ControlPlane, res.Mode)
 	return res
 }
 

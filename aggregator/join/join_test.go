@@ -230,7 +230,7 @@ func TestClusterMode(t *testing.T) {
 		{"managed", nil, true, true, v1.ClusterMode_CLUSTER_MODE_MANAGED},
 		{"unknown", nil, false, true, v1.ClusterMode_CLUSTER_MODE_UNKNOWN},
 	} {
-		res := Cluster(tt.cp, tt.api, tt.agts, "")
+		res := Cluster(ClusterInput{ControlPlane: tt.cp, APIConnected: tt.api, AnyAgent: tt.agts})
 		if res.Mode != tt.want || len(res.Evidence) == 0 {
 			t.Errorf("%s: mode %v evidence %d", tt.name, res.Mode, len(res.Evidence))
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"net/url"
 	"strings"
 	"time"
 
@@ -177,6 +178,11 @@ func (w *Watcher) run(ctx context.Context, cs kubernetes.Interface, host string)
 	factory.Start(ctx.Done())
 	defer factory.Shutdown()
 	log.Info("watching the API server", "host", host)
+	if u, err := url.Parse(host); err == nil && u.Hostname() != "" {
+		if err := w.Applier.SetAPIHost(cluster, u.Hostname()); err != nil {
+			log.Error("recording the API server's host", "error", err)
+		}
+	}
 	w.identify(ctx, cs, log)
 	if !cache.WaitForCacheSync(ctx.Done(), func() bool {
 		for _, h := range handlers {

@@ -113,6 +113,7 @@ func clusterProto(view *state.View, c *state.Cluster) *v1.Cluster {
 	out := &v1.Cluster{
 		Name: c.Name, Uid: c.UID, Mode: c.Mode, ModeEvidence: c.ModeEvidence,
 		ControlPlaneNodes: c.ControlPlaneNodes, KubernetesVersion: c.APIServerVersion, ApiConnected: c.APIConnected,
+		Provider: c.Provider, Datastore: c.Datastore,
 	}
 	if out.KubernetesVersion == "" {
 		out.KubernetesVersion = c.APIVersion

@@ -28,6 +28,11 @@ type Cluster struct {
 	Offline bool
 	// HasAgents is true once any node agent reported for the cluster.
 	HasAgents bool
+	// APIHost is the host of the API server address the aggregator uses.
+	APIHost string
+	// NodeLabelProvider is the managed provider the first node with such
+	// labels names, and NodeLabel the label.
+	NodeLabelProvider, NodeLabel string
 
 	// Computed by the join.
 	Mode              v1.ClusterMode
@@ -35,6 +40,10 @@ type Cluster struct {
 	ControlPlaneNodes []string
 	// APIServerVersion is the kube-apiserver version seen in its image or the API.
 	APIServerVersion string
+	// Provider names a managed control plane's provider, when evidence does.
+	Provider string
+	// Datastore is what serves the API storage, when something tells.
+	Datastore *v1.Datastore
 }
 
 // Copy returns a shallow copy safe to change and re-insert.

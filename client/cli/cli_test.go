@@ -80,6 +80,8 @@ func TestBundleGolden(t *testing.T) {
 		"describe-component-etcd-yaml": {"describe", "component", "etcd", "-o", "yaml"},
 		"describe-cluster-seed-json":   {"describe", "cluster", "seed", "-o", "json"},
 		"describe-component-flannel":   {"describe", "component", "flannel"},
+		"where-datastore":              {"where", "datastore"},
+		"where-datastore-json":         {"where", "datastore", "-o", "json"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			if !strings.HasPrefix(name, "demo") {

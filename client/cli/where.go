@@ -35,6 +35,15 @@ or an implementation such as flannel, coredns, containerd or dockerd.`,
 				req.Implementation = args[0]
 			}
 			return o.run(cmd, func(ctx context.Context, c *conn) error {
+				if args[0] == v1.ComponentDatastore {
+					// Every cluster has one, served by etcd members,
+					// a kine process, or from outside: the clusters say.
+					clusters, err := listClusters(ctx, c, o.cluster)
+					if err != nil {
+						return err
+					}
+					return printer.Datastores(cmd.OutOrStdout(), f, clusters)
+				}
 				resp, err := listComponents(ctx, c, req)
 				if err != nil {
 					return err

@@ -37,6 +37,10 @@ func Cluster(w io.Writer, c *v1.Cluster) error {
 		l.printf("UID:            %s (kube-system namespace)\n", c.Uid)
 	}
 	l.printf("Mode:           %s\n", Mode(c.Mode))
+	if c.Provider != "" {
+		l.printf("Provider:       %s\n", c.Provider)
+	}
+	l.printf("Datastore:      %s\n", DatastoreWhere(c.Datastore))
 	l.printf("Control plane:  %s\n", orNone(strings.Join(c.ControlPlaneNodes, ", ")))
 	l.printf("Version:        %s\n", orNone(c.KubernetesVersion))
 	l.printf("Nodes:          %d (%d reporting)\n", c.NodeCount, c.ReportingNodeCount)
@@ -45,7 +49,55 @@ func Cluster(w io.Writer, c *v1.Cluster) error {
 	if l.err != nil {
 		return l.err
 	}
-	return Evidence(w, "  ", c.ModeEvidence)
+	if err := Evidence(w, "  ", c.ModeEvidence); err != nil {
+		return err
+	}
+	if c.Datastore != nil && len(c.Datastore.Evidence) > 0 {
+		l.printf("Evidence for the datastore:\n")
+		if l.err != nil {
+			return l.err
+		}
+		return Evidence(w, "  ", c.Datastore.Evidence)
+	}
+	return nil
+}
+
+// DatastoreWhere says what serves a cluster's storage and where: "etcd on
+// test, endpoints https://127.0.0.1:2379".
+func DatastoreWhere(d *v1.Datastore) string {
+	if d == nil || d.Implementation == "" {
+		return "<unknown>"
+	}
+	s := d.Implementation
+	if len(d.Nodes) > 0 {
+		s += " on " + strings.Join(d.Nodes, ", ")
+	}
+	if len(d.Endpoints) > 0 {
+		s += ", endpoints " + strings.Join(d.Endpoints, ",")
+	}
+	return s
+}
+
+// Datastores prints what serves each cluster's storage: the answer to
+// `kubeatlas where datastore`.
+func Datastores(w io.Writer, f Format, resp *v1.ListClustersResponse) error {
+	if f.Structured() {
+		out := &v1.ListClustersResponse{}
+		for _, c := range resp.Clusters {
+			out.Clusters = append(out.Clusters, &v1.Cluster{Name: c.Name, Mode: c.Mode, Provider: c.Provider, Datastore: c.Datastore})
+		}
+		return Message(w, f, out)
+	}
+	tw := newTab(w)
+	line(tw, "CLUSTER", "DATASTORE", "NODES", "ENDPOINTS")
+	for _, c := range resp.Clusters {
+		d := c.Datastore
+		if d == nil {
+			d = &v1.Datastore{Implementation: "<unknown>"}
+		}
+		row(tw, c.Name, d.Implementation, strings.Join(d.Nodes, ","), strings.Join(d.Endpoints, ","))
+	}
+	return tw.Flush()
 }
 
 // Node describes one node: its identity, agent, kubelet, components and

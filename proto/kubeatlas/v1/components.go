@@ -12,6 +12,16 @@ const (
 	ComponentCNI                    = "cni"
 	ComponentClusterDNS             = "cluster-dns"
 	ComponentCloudControllerManager = "cloud-controller-manager"
+	// ComponentDatastore is what serves the API server's storage when it is
+	// not etcd, or a process that serves nothing else: kine (in k3s or on its
+	// own), k8s-dqlite. A cluster's datastore, etcd included, is in
+	// Cluster.datastore.
+	ComponentDatastore = "datastore"
+	// ComponentCSI is a CSI node plugin.
+	ComponentCSI = "csi"
+	// ComponentCloudNodeAgent is a managed cloud's agent on each node: the
+	// metadata server, network helpers, konnectivity.
+	ComponentCloudNodeAgent = "cloud-node-agent"
 )
 
 // Components lists every component name in the order answers are printed:
@@ -19,6 +29,7 @@ const (
 var Components = []string{
 	ComponentAPIServer,
 	ComponentEtcd,
+	ComponentDatastore,
 	ComponentControllerManager,
 	ComponentScheduler,
 	ComponentCloudControllerManager,
@@ -27,6 +38,8 @@ var Components = []string{
 	ComponentCNI,
 	ComponentClusterDNS,
 	ComponentContainerRuntime,
+	ComponentCSI,
+	ComponentCloudNodeAgent,
 }
 
 // ComponentRank is a component's position in Components, or len(Components)
@@ -43,7 +56,7 @@ func ComponentRank(name string) int {
 // IsControlPlane reports whether a component is part of the control plane.
 func IsControlPlane(name string) bool {
 	switch name {
-	case ComponentAPIServer, ComponentControllerManager, ComponentScheduler, ComponentEtcd, ComponentCloudControllerManager:
+	case ComponentAPIServer, ComponentControllerManager, ComponentScheduler, ComponentEtcd, ComponentDatastore, ComponentCloudControllerManager:
 		return true
 	}
 	return false

@@ -324,7 +324,12 @@ type Cluster struct {
 	// True when API-server objects for the cluster are loaded.
 	ApiConnected bool `protobuf:"varint,9,opt,name=api_connected,json=apiConnected,proto3" json:"api_connected,omitempty"`
 	// Findings open for the cluster.
-	FindingCount  int32 `protobuf:"varint,10,opt,name=finding_count,json=findingCount,proto3" json:"finding_count,omitempty"`
+	FindingCount int32 `protobuf:"varint,10,opt,name=finding_count,json=findingCount,proto3" json:"finding_count,omitempty"`
+	// Who runs a MANAGED control plane, when the evidence names them: "EKS", "GKE", "AKS", "HyperShift". Empty
+	// otherwise. Its evidence is in mode_evidence.
+	Provider string `protobuf:"bytes,11,opt,name=provider,proto3" json:"provider,omitempty"`
+	// What serves the API server's storage; unset when nothing tells.
+	Datastore     *Datastore `protobuf:"bytes,12,opt,name=datastore,proto3" json:"datastore,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -429,6 +434,107 @@ func (x *Cluster) GetFindingCount() int32 {
 	return 0
 }
 
+func (x *Cluster) GetProvider() string {
+	if x != nil {
+		return x.Provider
+	}
+	return ""
+}
+
+func (x *Cluster) GetDatastore() *Datastore {
+	if x != nil {
+		return x.Datastore
+	}
+	return nil
+}
+
+// Datastore is what serves a cluster's API storage: the etcd (or etcd-compatible) endpoint kube-apiserver
+// writes to, and what answers there.
+type Datastore struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One of "etcd" (an etcd cluster that agents see: static pods, host processes, or embedded in k3s/rke2),
+	// "kine-sqlite", "kine-mysql", "kine-postgres" (kine, usually inside k3s, over that database), "k8s-dqlite"
+	// (MicroK8s), "external" (an etcd that no agent sees, named by its endpoints) or "managed" (part of a
+	// managed control plane).
+	Implementation string `protobuf:"bytes,1,opt,name=implementation,proto3" json:"implementation,omitempty"`
+	// The endpoints kube-apiserver is given (--etcd-servers, k3s's --datastore-endpoint), with any credentials
+	// redacted; empty when not seen.
+	Endpoints []string `protobuf:"bytes,2,rep,name=endpoints,proto3" json:"endpoints,omitempty"`
+	// The component instances that serve it (etcd members, the k3s or k8s-dqlite process), by ComponentInstance.id.
+	Instances []string `protobuf:"bytes,3,rep,name=instances,proto3" json:"instances,omitempty"`
+	// Nodes those instances run on, sorted.
+	Nodes []string `protobuf:"bytes,4,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	// The facts behind the answer.
+	Evidence      []*Evidence `protobuf:"bytes,5,rep,name=evidence,proto3" json:"evidence,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Datastore) Reset() {
+	*x = Datastore{}
+	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Datastore) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Datastore) ProtoMessage() {}
+
+func (x *Datastore) ProtoReflect() protoreflect.Message {
+	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Datastore.ProtoReflect.Descriptor instead.
+func (*Datastore) Descriptor() ([]byte, []int) {
+	return file_kubeatlas_v1_inventory_service_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Datastore) GetImplementation() string {
+	if x != nil {
+		return x.Implementation
+	}
+	return ""
+}
+
+func (x *Datastore) GetEndpoints() []string {
+	if x != nil {
+		return x.Endpoints
+	}
+	return nil
+}
+
+func (x *Datastore) GetInstances() []string {
+	if x != nil {
+		return x.Instances
+	}
+	return nil
+}
+
+func (x *Datastore) GetNodes() []string {
+	if x != nil {
+		return x.Nodes
+	}
+	return nil
+}
+
+func (x *Datastore) GetEvidence() []*Evidence {
+	if x != nil {
+		return x.Evidence
+	}
+	return nil
+}
+
 // Node is one node of a cluster.
 type Node struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -464,7 +570,7 @@ type Node struct {
 
 func (x *Node) Reset() {
 	*x = Node{}
-	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[1]
+	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -476,7 +582,7 @@ func (x *Node) String() string {
 func (*Node) ProtoMessage() {}
 
 func (x *Node) ProtoReflect() protoreflect.Message {
-	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[1]
+	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -489,7 +595,7 @@ func (x *Node) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Node.ProtoReflect.Descriptor instead.
 func (*Node) Descriptor() ([]byte, []int) {
-	return file_kubeatlas_v1_inventory_service_proto_rawDescGZIP(), []int{1}
+	return file_kubeatlas_v1_inventory_service_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Node) GetCluster() string {
@@ -630,7 +736,7 @@ type ComponentInstance struct {
 
 func (x *ComponentInstance) Reset() {
 	*x = ComponentInstance{}
-	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[2]
+	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -642,7 +748,7 @@ func (x *ComponentInstance) String() string {
 func (*ComponentInstance) ProtoMessage() {}
 
 func (x *ComponentInstance) ProtoReflect() protoreflect.Message {
-	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[2]
+	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -655,7 +761,7 @@ func (x *ComponentInstance) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ComponentInstance.ProtoReflect.Descriptor instead.
 func (*ComponentInstance) Descriptor() ([]byte, []int) {
-	return file_kubeatlas_v1_inventory_service_proto_rawDescGZIP(), []int{2}
+	return file_kubeatlas_v1_inventory_service_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ComponentInstance) GetCluster() string {
@@ -816,7 +922,7 @@ type Finding struct {
 
 func (x *Finding) Reset() {
 	*x = Finding{}
-	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[3]
+	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -828,7 +934,7 @@ func (x *Finding) String() string {
 func (*Finding) ProtoMessage() {}
 
 func (x *Finding) ProtoReflect() protoreflect.Message {
-	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[3]
+	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -841,7 +947,7 @@ func (x *Finding) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Finding.ProtoReflect.Descriptor instead.
 func (*Finding) Descriptor() ([]byte, []int) {
-	return file_kubeatlas_v1_inventory_service_proto_rawDescGZIP(), []int{3}
+	return file_kubeatlas_v1_inventory_service_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Finding) GetId() string {
@@ -913,7 +1019,7 @@ type ListClustersRequest struct {
 
 func (x *ListClustersRequest) Reset() {
 	*x = ListClustersRequest{}
-	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[4]
+	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -925,7 +1031,7 @@ func (x *ListClustersRequest) String() string {
 func (*ListClustersRequest) ProtoMessage() {}
 
 func (x *ListClustersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[4]
+	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -938,7 +1044,7 @@ func (x *ListClustersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListClustersRequest.ProtoReflect.Descriptor instead.
 func (*ListClustersRequest) Descriptor() ([]byte, []int) {
-	return file_kubeatlas_v1_inventory_service_proto_rawDescGZIP(), []int{4}
+	return file_kubeatlas_v1_inventory_service_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ListClustersRequest) GetPageSize() int32 {
@@ -968,7 +1074,7 @@ type ListClustersResponse struct {
 
 func (x *ListClustersResponse) Reset() {
 	*x = ListClustersResponse{}
-	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[5]
+	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -980,7 +1086,7 @@ func (x *ListClustersResponse) String() string {
 func (*ListClustersResponse) ProtoMessage() {}
 
 func (x *ListClustersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[5]
+	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -993,7 +1099,7 @@ func (x *ListClustersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListClustersResponse.ProtoReflect.Descriptor instead.
 func (*ListClustersResponse) Descriptor() ([]byte, []int) {
-	return file_kubeatlas_v1_inventory_service_proto_rawDescGZIP(), []int{5}
+	return file_kubeatlas_v1_inventory_service_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ListClustersResponse) GetClusters() []*Cluster {
@@ -1021,7 +1127,7 @@ type GetClusterRequest struct {
 
 func (x *GetClusterRequest) Reset() {
 	*x = GetClusterRequest{}
-	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[6]
+	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1033,7 +1139,7 @@ func (x *GetClusterRequest) String() string {
 func (*GetClusterRequest) ProtoMessage() {}
 
 func (x *GetClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[6]
+	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1046,7 +1152,7 @@ func (x *GetClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetClusterRequest.ProtoReflect.Descriptor instead.
 func (*GetClusterRequest) Descriptor() ([]byte, []int) {
-	return file_kubeatlas_v1_inventory_service_proto_rawDescGZIP(), []int{6}
+	return file_kubeatlas_v1_inventory_service_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *GetClusterRequest) GetName() string {
@@ -1067,7 +1173,7 @@ type GetClusterResponse struct {
 
 func (x *GetClusterResponse) Reset() {
 	*x = GetClusterResponse{}
-	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[7]
+	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1079,7 +1185,7 @@ func (x *GetClusterResponse) String() string {
 func (*GetClusterResponse) ProtoMessage() {}
 
 func (x *GetClusterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[7]
+	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1092,7 +1198,7 @@ func (x *GetClusterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetClusterResponse.ProtoReflect.Descriptor instead.
 func (*GetClusterResponse) Descriptor() ([]byte, []int) {
-	return file_kubeatlas_v1_inventory_service_proto_rawDescGZIP(), []int{7}
+	return file_kubeatlas_v1_inventory_service_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *GetClusterResponse) GetCluster() *Cluster {
@@ -1119,7 +1225,7 @@ type ListNodesRequest struct {
 
 func (x *ListNodesRequest) Reset() {
 	*x = ListNodesRequest{}
-	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[8]
+	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1131,7 +1237,7 @@ func (x *ListNodesRequest) String() string {
 func (*ListNodesRequest) ProtoMessage() {}
 
 func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[8]
+	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1144,7 +1250,7 @@ func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesRequest.ProtoReflect.Descriptor instead.
 func (*ListNodesRequest) Descriptor() ([]byte, []int) {
-	return file_kubeatlas_v1_inventory_service_proto_rawDescGZIP(), []int{8}
+	return file_kubeatlas_v1_inventory_service_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ListNodesRequest) GetCluster() string {
@@ -1188,7 +1294,7 @@ type ListNodesResponse struct {
 
 func (x *ListNodesResponse) Reset() {
 	*x = ListNodesResponse{}
-	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[9]
+	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1200,7 +1306,7 @@ func (x *ListNodesResponse) String() string {
 func (*ListNodesResponse) ProtoMessage() {}
 
 func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[9]
+	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1213,7 +1319,7 @@ func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesResponse.ProtoReflect.Descriptor instead.
 func (*ListNodesResponse) Descriptor() ([]byte, []int) {
-	return file_kubeatlas_v1_inventory_service_proto_rawDescGZIP(), []int{9}
+	return file_kubeatlas_v1_inventory_service_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ListNodesResponse) GetNodes() []*Node {
@@ -1243,7 +1349,7 @@ type GetNodeRequest struct {
 
 func (x *GetNodeRequest) Reset() {
 	*x = GetNodeRequest{}
-	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[10]
+	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1255,7 +1361,7 @@ func (x *GetNodeRequest) String() string {
 func (*GetNodeRequest) ProtoMessage() {}
 
 func (x *GetNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[10]
+	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1268,7 +1374,7 @@ func (x *GetNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeRequest.ProtoReflect.Descriptor instead.
 func (*GetNodeRequest) Descriptor() ([]byte, []int) {
-	return file_kubeatlas_v1_inventory_service_proto_rawDescGZIP(), []int{10}
+	return file_kubeatlas_v1_inventory_service_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetNodeRequest) GetCluster() string {
@@ -1298,7 +1404,7 @@ type GetNodeResponse struct {
 
 func (x *GetNodeResponse) Reset() {
 	*x = GetNodeResponse{}
-	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[11]
+	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1310,7 +1416,7 @@ func (x *GetNodeResponse) String() string {
 func (*GetNodeResponse) ProtoMessage() {}
 
 func (x *GetNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[11]
+	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1323,7 +1429,7 @@ func (x *GetNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeResponse.ProtoReflect.Descriptor instead.
 func (*GetNodeResponse) Descriptor() ([]byte, []int) {
-	return file_kubeatlas_v1_inventory_service_proto_rawDescGZIP(), []int{11}
+	return file_kubeatlas_v1_inventory_service_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GetNodeResponse) GetNode() *Node {
@@ -1365,7 +1471,7 @@ type ListComponentsRequest struct {
 
 func (x *ListComponentsRequest) Reset() {
 	*x = ListComponentsRequest{}
-	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[12]
+	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1377,7 +1483,7 @@ func (x *ListComponentsRequest) String() string {
 func (*ListComponentsRequest) ProtoMessage() {}
 
 func (x *ListComponentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[12]
+	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1390,7 +1496,7 @@ func (x *ListComponentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListComponentsRequest.ProtoReflect.Descriptor instead.
 func (*ListComponentsRequest) Descriptor() ([]byte, []int) {
-	return file_kubeatlas_v1_inventory_service_proto_rawDescGZIP(), []int{12}
+	return file_kubeatlas_v1_inventory_service_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListComponentsRequest) GetCluster() string {
@@ -1462,7 +1568,7 @@ type ListComponentsResponse struct {
 
 func (x *ListComponentsResponse) Reset() {
 	*x = ListComponentsResponse{}
-	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[13]
+	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1474,7 +1580,7 @@ func (x *ListComponentsResponse) String() string {
 func (*ListComponentsResponse) ProtoMessage() {}
 
 func (x *ListComponentsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[13]
+	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1487,7 +1593,7 @@ func (x *ListComponentsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListComponentsResponse.ProtoReflect.Descriptor instead.
 func (*ListComponentsResponse) Descriptor() ([]byte, []int) {
-	return file_kubeatlas_v1_inventory_service_proto_rawDescGZIP(), []int{13}
+	return file_kubeatlas_v1_inventory_service_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListComponentsResponse) GetComponents() []*ComponentInstance {
@@ -1525,7 +1631,7 @@ type ListProcessesRequest struct {
 
 func (x *ListProcessesRequest) Reset() {
 	*x = ListProcessesRequest{}
-	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[14]
+	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1537,7 +1643,7 @@ func (x *ListProcessesRequest) String() string {
 func (*ListProcessesRequest) ProtoMessage() {}
 
 func (x *ListProcessesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[14]
+	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1550,7 +1656,7 @@ func (x *ListProcessesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListProcessesRequest.ProtoReflect.Descriptor instead.
 func (*ListProcessesRequest) Descriptor() ([]byte, []int) {
-	return file_kubeatlas_v1_inventory_service_proto_rawDescGZIP(), []int{14}
+	return file_kubeatlas_v1_inventory_service_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListProcessesRequest) GetCluster() string {
@@ -1610,7 +1716,7 @@ type NodeProcess struct {
 
 func (x *NodeProcess) Reset() {
 	*x = NodeProcess{}
-	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[15]
+	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1622,7 +1728,7 @@ func (x *NodeProcess) String() string {
 func (*NodeProcess) ProtoMessage() {}
 
 func (x *NodeProcess) ProtoReflect() protoreflect.Message {
-	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[15]
+	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1635,7 +1741,7 @@ func (x *NodeProcess) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeProcess.ProtoReflect.Descriptor instead.
 func (*NodeProcess) Descriptor() ([]byte, []int) {
-	return file_kubeatlas_v1_inventory_service_proto_rawDescGZIP(), []int{15}
+	return file_kubeatlas_v1_inventory_service_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *NodeProcess) GetCluster() string {
@@ -1672,7 +1778,7 @@ type ListProcessesResponse struct {
 
 func (x *ListProcessesResponse) Reset() {
 	*x = ListProcessesResponse{}
-	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[16]
+	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1684,7 +1790,7 @@ func (x *ListProcessesResponse) String() string {
 func (*ListProcessesResponse) ProtoMessage() {}
 
 func (x *ListProcessesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[16]
+	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1697,7 +1803,7 @@ func (x *ListProcessesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListProcessesResponse.ProtoReflect.Descriptor instead.
 func (*ListProcessesResponse) Descriptor() ([]byte, []int) {
-	return file_kubeatlas_v1_inventory_service_proto_rawDescGZIP(), []int{16}
+	return file_kubeatlas_v1_inventory_service_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ListProcessesResponse) GetProcesses() []*NodeProcess {
@@ -1731,7 +1837,7 @@ type ListManifestsRequest struct {
 
 func (x *ListManifestsRequest) Reset() {
 	*x = ListManifestsRequest{}
-	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[17]
+	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1743,7 +1849,7 @@ func (x *ListManifestsRequest) String() string {
 func (*ListManifestsRequest) ProtoMessage() {}
 
 func (x *ListManifestsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[17]
+	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1756,7 +1862,7 @@ func (x *ListManifestsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListManifestsRequest.ProtoReflect.Descriptor instead.
 func (*ListManifestsRequest) Descriptor() ([]byte, []int) {
-	return file_kubeatlas_v1_inventory_service_proto_rawDescGZIP(), []int{17}
+	return file_kubeatlas_v1_inventory_service_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ListManifestsRequest) GetCluster() string {
@@ -1806,7 +1912,7 @@ type NodeManifest struct {
 
 func (x *NodeManifest) Reset() {
 	*x = NodeManifest{}
-	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[18]
+	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1818,7 +1924,7 @@ func (x *NodeManifest) String() string {
 func (*NodeManifest) ProtoMessage() {}
 
 func (x *NodeManifest) ProtoReflect() protoreflect.Message {
-	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[18]
+	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1831,7 +1937,7 @@ func (x *NodeManifest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeManifest.ProtoReflect.Descriptor instead.
 func (*NodeManifest) Descriptor() ([]byte, []int) {
-	return file_kubeatlas_v1_inventory_service_proto_rawDescGZIP(), []int{18}
+	return file_kubeatlas_v1_inventory_service_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *NodeManifest) GetCluster() string {
@@ -1882,7 +1988,7 @@ type ListManifestsResponse struct {
 
 func (x *ListManifestsResponse) Reset() {
 	*x = ListManifestsResponse{}
-	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[19]
+	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1894,7 +2000,7 @@ func (x *ListManifestsResponse) String() string {
 func (*ListManifestsResponse) ProtoMessage() {}
 
 func (x *ListManifestsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[19]
+	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1907,7 +2013,7 @@ func (x *ListManifestsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListManifestsResponse.ProtoReflect.Descriptor instead.
 func (*ListManifestsResponse) Descriptor() ([]byte, []int) {
-	return file_kubeatlas_v1_inventory_service_proto_rawDescGZIP(), []int{19}
+	return file_kubeatlas_v1_inventory_service_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListManifestsResponse) GetManifests() []*NodeManifest {
@@ -1945,7 +2051,7 @@ type ListFindingsRequest struct {
 
 func (x *ListFindingsRequest) Reset() {
 	*x = ListFindingsRequest{}
-	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[20]
+	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1957,7 +2063,7 @@ func (x *ListFindingsRequest) String() string {
 func (*ListFindingsRequest) ProtoMessage() {}
 
 func (x *ListFindingsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[20]
+	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1970,7 +2076,7 @@ func (x *ListFindingsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListFindingsRequest.ProtoReflect.Descriptor instead.
 func (*ListFindingsRequest) Descriptor() ([]byte, []int) {
-	return file_kubeatlas_v1_inventory_service_proto_rawDescGZIP(), []int{20}
+	return file_kubeatlas_v1_inventory_service_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ListFindingsRequest) GetCluster() string {
@@ -2028,7 +2134,7 @@ type ListFindingsResponse struct {
 
 func (x *ListFindingsResponse) Reset() {
 	*x = ListFindingsResponse{}
-	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[21]
+	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2040,7 +2146,7 @@ func (x *ListFindingsResponse) String() string {
 func (*ListFindingsResponse) ProtoMessage() {}
 
 func (x *ListFindingsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[21]
+	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2053,7 +2159,7 @@ func (x *ListFindingsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListFindingsResponse.ProtoReflect.Descriptor instead.
 func (*ListFindingsResponse) Descriptor() ([]byte, []int) {
-	return file_kubeatlas_v1_inventory_service_proto_rawDescGZIP(), []int{21}
+	return file_kubeatlas_v1_inventory_service_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ListFindingsResponse) GetFindings() []*Finding {
@@ -2101,7 +2207,7 @@ type WatchRequest struct {
 
 func (x *WatchRequest) Reset() {
 	*x = WatchRequest{}
-	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[22]
+	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2113,7 +2219,7 @@ func (x *WatchRequest) String() string {
 func (*WatchRequest) ProtoMessage() {}
 
 func (x *WatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[22]
+	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2126,7 +2232,7 @@ func (x *WatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
 func (*WatchRequest) Descriptor() ([]byte, []int) {
-	return file_kubeatlas_v1_inventory_service_proto_rawDescGZIP(), []int{22}
+	return file_kubeatlas_v1_inventory_service_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *WatchRequest) GetCluster() string {
@@ -2209,7 +2315,7 @@ type WatchResponse struct {
 
 func (x *WatchResponse) Reset() {
 	*x = WatchResponse{}
-	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[23]
+	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2221,7 +2327,7 @@ func (x *WatchResponse) String() string {
 func (*WatchResponse) ProtoMessage() {}
 
 func (x *WatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[23]
+	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2234,7 +2340,7 @@ func (x *WatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchResponse.ProtoReflect.Descriptor instead.
 func (*WatchResponse) Descriptor() ([]byte, []int) {
-	return file_kubeatlas_v1_inventory_service_proto_rawDescGZIP(), []int{23}
+	return file_kubeatlas_v1_inventory_service_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *WatchResponse) GetType() WatchEventType {
@@ -2305,7 +2411,7 @@ var File_kubeatlas_v1_inventory_service_proto protoreflect.FileDescriptor
 
 const file_kubeatlas_v1_inventory_service_proto_rawDesc = "" +
 	"\n" +
-	"$kubeatlas/v1/inventory_service.proto\x12\fkubeatlas.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1ckubeatlas/v1/inventory.proto\x1a\x18kubeatlas/v1/types.proto\"\x95\x03\n" +
+	"$kubeatlas/v1/inventory_service.proto\x12\fkubeatlas.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1ckubeatlas/v1/inventory.proto\x1a\x18kubeatlas/v1/types.proto\"\xe8\x03\n" +
 	"\aCluster\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
 	"\x03uid\x18\x02 \x01(\tR\x03uid\x12-\n" +
@@ -2318,7 +2424,15 @@ const file_kubeatlas_v1_inventory_service_proto_rawDesc = "" +
 	"\x12kubernetes_version\x18\b \x01(\tR\x11kubernetesVersion\x12#\n" +
 	"\rapi_connected\x18\t \x01(\bR\fapiConnected\x12#\n" +
 	"\rfinding_count\x18\n" +
-	" \x01(\x05R\ffindingCount\"\x94\x04\n" +
+	" \x01(\x05R\ffindingCount\x12\x1a\n" +
+	"\bprovider\x18\v \x01(\tR\bprovider\x125\n" +
+	"\tdatastore\x18\f \x01(\v2\x17.kubeatlas.v1.DatastoreR\tdatastore\"\xb9\x01\n" +
+	"\tDatastore\x12&\n" +
+	"\x0eimplementation\x18\x01 \x01(\tR\x0eimplementation\x12\x1c\n" +
+	"\tendpoints\x18\x02 \x03(\tR\tendpoints\x12\x1c\n" +
+	"\tinstances\x18\x03 \x03(\tR\tinstances\x12\x14\n" +
+	"\x05nodes\x18\x04 \x03(\tR\x05nodes\x122\n" +
+	"\bevidence\x18\x05 \x03(\v2\x16.kubeatlas.v1.EvidenceR\bevidence\"\x94\x04\n" +
 	"\x04Node\x12\x18\n" +
 	"\acluster\x18\x01 \x01(\tR\acluster\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x14\n" +
@@ -2527,109 +2641,112 @@ func file_kubeatlas_v1_inventory_service_proto_rawDescGZIP() []byte {
 }
 
 var file_kubeatlas_v1_inventory_service_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_kubeatlas_v1_inventory_service_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_kubeatlas_v1_inventory_service_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_kubeatlas_v1_inventory_service_proto_goTypes = []any{
 	(AgentState)(0),                // 0: kubeatlas.v1.AgentState
 	(FindingKind)(0),               // 1: kubeatlas.v1.FindingKind
 	(ComponentView)(0),             // 2: kubeatlas.v1.ComponentView
 	(WatchEventType)(0),            // 3: kubeatlas.v1.WatchEventType
 	(*Cluster)(nil),                // 4: kubeatlas.v1.Cluster
-	(*Node)(nil),                   // 5: kubeatlas.v1.Node
-	(*ComponentInstance)(nil),      // 6: kubeatlas.v1.ComponentInstance
-	(*Finding)(nil),                // 7: kubeatlas.v1.Finding
-	(*ListClustersRequest)(nil),    // 8: kubeatlas.v1.ListClustersRequest
-	(*ListClustersResponse)(nil),   // 9: kubeatlas.v1.ListClustersResponse
-	(*GetClusterRequest)(nil),      // 10: kubeatlas.v1.GetClusterRequest
-	(*GetClusterResponse)(nil),     // 11: kubeatlas.v1.GetClusterResponse
-	(*ListNodesRequest)(nil),       // 12: kubeatlas.v1.ListNodesRequest
-	(*ListNodesResponse)(nil),      // 13: kubeatlas.v1.ListNodesResponse
-	(*GetNodeRequest)(nil),         // 14: kubeatlas.v1.GetNodeRequest
-	(*GetNodeResponse)(nil),        // 15: kubeatlas.v1.GetNodeResponse
-	(*ListComponentsRequest)(nil),  // 16: kubeatlas.v1.ListComponentsRequest
-	(*ListComponentsResponse)(nil), // 17: kubeatlas.v1.ListComponentsResponse
-	(*ListProcessesRequest)(nil),   // 18: kubeatlas.v1.ListProcessesRequest
-	(*NodeProcess)(nil),            // 19: kubeatlas.v1.NodeProcess
-	(*ListProcessesResponse)(nil),  // 20: kubeatlas.v1.ListProcessesResponse
-	(*ListManifestsRequest)(nil),   // 21: kubeatlas.v1.ListManifestsRequest
-	(*NodeManifest)(nil),           // 22: kubeatlas.v1.NodeManifest
-	(*ListManifestsResponse)(nil),  // 23: kubeatlas.v1.ListManifestsResponse
-	(*ListFindingsRequest)(nil),    // 24: kubeatlas.v1.ListFindingsRequest
-	(*ListFindingsResponse)(nil),   // 25: kubeatlas.v1.ListFindingsResponse
-	(*WatchRequest)(nil),           // 26: kubeatlas.v1.WatchRequest
-	(*WatchResponse)(nil),          // 27: kubeatlas.v1.WatchResponse
-	(ClusterMode)(0),               // 28: kubeatlas.v1.ClusterMode
-	(*Evidence)(nil),               // 29: kubeatlas.v1.Evidence
-	(*NodeIdentity)(nil),           // 30: kubeatlas.v1.NodeIdentity
-	(*timestamppb.Timestamp)(nil),  // 31: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),    // 32: google.protobuf.Duration
-	(*KubeletInfo)(nil),            // 33: kubeatlas.v1.KubeletInfo
-	(DeploymentKind)(0),            // 34: kubeatlas.v1.DeploymentKind
-	(*ObjectRef)(nil),              // 35: kubeatlas.v1.ObjectRef
-	(*Flag)(nil),                   // 36: kubeatlas.v1.Flag
-	(Severity)(0),                  // 37: kubeatlas.v1.Severity
-	(*Process)(nil),                // 38: kubeatlas.v1.Process
-	(*StaticPodManifest)(nil),      // 39: kubeatlas.v1.StaticPodManifest
+	(*Datastore)(nil),              // 5: kubeatlas.v1.Datastore
+	(*Node)(nil),                   // 6: kubeatlas.v1.Node
+	(*ComponentInstance)(nil),      // 7: kubeatlas.v1.ComponentInstance
+	(*Finding)(nil),                // 8: kubeatlas.v1.Finding
+	(*ListClustersRequest)(nil),    // 9: kubeatlas.v1.ListClustersRequest
+	(*ListClustersResponse)(nil),   // 10: kubeatlas.v1.ListClustersResponse
+	(*GetClusterRequest)(nil),      // 11: kubeatlas.v1.GetClusterRequest
+	(*GetClusterResponse)(nil),     // 12: kubeatlas.v1.GetClusterResponse
+	(*ListNodesRequest)(nil),       // 13: kubeatlas.v1.ListNodesRequest
+	(*ListNodesResponse)(nil),      // 14: kubeatlas.v1.ListNodesResponse
+	(*GetNodeRequest)(nil),         // 15: kubeatlas.v1.GetNodeRequest
+	(*GetNodeResponse)(nil),        // 16: kubeatlas.v1.GetNodeResponse
+	(*ListComponentsRequest)(nil),  // 17: kubeatlas.v1.ListComponentsRequest
+	(*ListComponentsResponse)(nil), // 18: kubeatlas.v1.ListComponentsResponse
+	(*ListProcessesRequest)(nil),   // 19: kubeatlas.v1.ListProcessesRequest
+	(*NodeProcess)(nil),            // 20: kubeatlas.v1.NodeProcess
+	(*ListProcessesResponse)(nil),  // 21: kubeatlas.v1.ListProcessesResponse
+	(*ListManifestsRequest)(nil),   // 22: kubeatlas.v1.ListManifestsRequest
+	(*NodeManifest)(nil),           // 23: kubeatlas.v1.NodeManifest
+	(*ListManifestsResponse)(nil),  // 24: kubeatlas.v1.ListManifestsResponse
+	(*ListFindingsRequest)(nil),    // 25: kubeatlas.v1.ListFindingsRequest
+	(*ListFindingsResponse)(nil),   // 26: kubeatlas.v1.ListFindingsResponse
+	(*WatchRequest)(nil),           // 27: kubeatlas.v1.WatchRequest
+	(*WatchResponse)(nil),          // 28: kubeatlas.v1.WatchResponse
+	(ClusterMode)(0),               // 29: kubeatlas.v1.ClusterMode
+	(*Evidence)(nil),               // 30: kubeatlas.v1.Evidence
+	(*NodeIdentity)(nil),           // 31: kubeatlas.v1.NodeIdentity
+	(*timestamppb.Timestamp)(nil),  // 32: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),    // 33: google.protobuf.Duration
+	(*KubeletInfo)(nil),            // 34: kubeatlas.v1.KubeletInfo
+	(DeploymentKind)(0),            // 35: kubeatlas.v1.DeploymentKind
+	(*ObjectRef)(nil),              // 36: kubeatlas.v1.ObjectRef
+	(*Flag)(nil),                   // 37: kubeatlas.v1.Flag
+	(Severity)(0),                  // 38: kubeatlas.v1.Severity
+	(*Process)(nil),                // 39: kubeatlas.v1.Process
+	(*StaticPodManifest)(nil),      // 40: kubeatlas.v1.StaticPodManifest
 }
 var file_kubeatlas_v1_inventory_service_proto_depIdxs = []int32{
-	28, // 0: kubeatlas.v1.Cluster.mode:type_name -> kubeatlas.v1.ClusterMode
-	29, // 1: kubeatlas.v1.Cluster.mode_evidence:type_name -> kubeatlas.v1.Evidence
-	0,  // 2: kubeatlas.v1.Node.agent_state:type_name -> kubeatlas.v1.AgentState
-	30, // 3: kubeatlas.v1.Node.identity:type_name -> kubeatlas.v1.NodeIdentity
-	31, // 4: kubeatlas.v1.Node.last_seen:type_name -> google.protobuf.Timestamp
-	32, // 5: kubeatlas.v1.Node.clock_skew:type_name -> google.protobuf.Duration
-	33, // 6: kubeatlas.v1.Node.kubelet:type_name -> kubeatlas.v1.KubeletInfo
-	34, // 7: kubeatlas.v1.ComponentInstance.how:type_name -> kubeatlas.v1.DeploymentKind
-	35, // 8: kubeatlas.v1.ComponentInstance.owner:type_name -> kubeatlas.v1.ObjectRef
-	35, // 9: kubeatlas.v1.ComponentInstance.pod:type_name -> kubeatlas.v1.ObjectRef
-	36, // 10: kubeatlas.v1.ComponentInstance.flags:type_name -> kubeatlas.v1.Flag
-	29, // 11: kubeatlas.v1.ComponentInstance.evidence:type_name -> kubeatlas.v1.Evidence
-	1,  // 12: kubeatlas.v1.Finding.kind:type_name -> kubeatlas.v1.FindingKind
-	37, // 13: kubeatlas.v1.Finding.severity:type_name -> kubeatlas.v1.Severity
-	29, // 14: kubeatlas.v1.Finding.evidence:type_name -> kubeatlas.v1.Evidence
-	4,  // 15: kubeatlas.v1.ListClustersResponse.clusters:type_name -> kubeatlas.v1.Cluster
-	4,  // 16: kubeatlas.v1.GetClusterResponse.cluster:type_name -> kubeatlas.v1.Cluster
-	0,  // 17: kubeatlas.v1.ListNodesRequest.agent_state:type_name -> kubeatlas.v1.AgentState
-	5,  // 18: kubeatlas.v1.ListNodesResponse.nodes:type_name -> kubeatlas.v1.Node
-	5,  // 19: kubeatlas.v1.GetNodeResponse.node:type_name -> kubeatlas.v1.Node
-	6,  // 20: kubeatlas.v1.GetNodeResponse.components:type_name -> kubeatlas.v1.ComponentInstance
-	34, // 21: kubeatlas.v1.ListComponentsRequest.how:type_name -> kubeatlas.v1.DeploymentKind
-	2,  // 22: kubeatlas.v1.ListComponentsRequest.view:type_name -> kubeatlas.v1.ComponentView
-	6,  // 23: kubeatlas.v1.ListComponentsResponse.components:type_name -> kubeatlas.v1.ComponentInstance
-	38, // 24: kubeatlas.v1.NodeProcess.process:type_name -> kubeatlas.v1.Process
-	19, // 25: kubeatlas.v1.ListProcessesResponse.processes:type_name -> kubeatlas.v1.NodeProcess
-	39, // 26: kubeatlas.v1.NodeManifest.manifest:type_name -> kubeatlas.v1.StaticPodManifest
-	22, // 27: kubeatlas.v1.ListManifestsResponse.manifests:type_name -> kubeatlas.v1.NodeManifest
-	1,  // 28: kubeatlas.v1.ListFindingsRequest.kind:type_name -> kubeatlas.v1.FindingKind
-	37, // 29: kubeatlas.v1.ListFindingsRequest.min_severity:type_name -> kubeatlas.v1.Severity
-	7,  // 30: kubeatlas.v1.ListFindingsResponse.findings:type_name -> kubeatlas.v1.Finding
-	2,  // 31: kubeatlas.v1.WatchRequest.view:type_name -> kubeatlas.v1.ComponentView
-	3,  // 32: kubeatlas.v1.WatchResponse.type:type_name -> kubeatlas.v1.WatchEventType
-	6,  // 33: kubeatlas.v1.WatchResponse.component:type_name -> kubeatlas.v1.ComponentInstance
-	7,  // 34: kubeatlas.v1.WatchResponse.finding:type_name -> kubeatlas.v1.Finding
-	27, // 35: kubeatlas.v1.WatchResponse.batch:type_name -> kubeatlas.v1.WatchResponse
-	8,  // 36: kubeatlas.v1.InventoryService.ListClusters:input_type -> kubeatlas.v1.ListClustersRequest
-	10, // 37: kubeatlas.v1.InventoryService.GetCluster:input_type -> kubeatlas.v1.GetClusterRequest
-	12, // 38: kubeatlas.v1.InventoryService.ListNodes:input_type -> kubeatlas.v1.ListNodesRequest
-	14, // 39: kubeatlas.v1.InventoryService.GetNode:input_type -> kubeatlas.v1.GetNodeRequest
-	16, // 40: kubeatlas.v1.InventoryService.ListComponents:input_type -> kubeatlas.v1.ListComponentsRequest
-	18, // 41: kubeatlas.v1.InventoryService.ListProcesses:input_type -> kubeatlas.v1.ListProcessesRequest
-	21, // 42: kubeatlas.v1.InventoryService.ListManifests:input_type -> kubeatlas.v1.ListManifestsRequest
-	24, // 43: kubeatlas.v1.InventoryService.ListFindings:input_type -> kubeatlas.v1.ListFindingsRequest
-	26, // 44: kubeatlas.v1.InventoryService.Watch:input_type -> kubeatlas.v1.WatchRequest
-	9,  // 45: kubeatlas.v1.InventoryService.ListClusters:output_type -> kubeatlas.v1.ListClustersResponse
-	11, // 46: kubeatlas.v1.InventoryService.GetCluster:output_type -> kubeatlas.v1.GetClusterResponse
-	13, // 47: kubeatlas.v1.InventoryService.ListNodes:output_type -> kubeatlas.v1.ListNodesResponse
-	15, // 48: kubeatlas.v1.InventoryService.GetNode:output_type -> kubeatlas.v1.GetNodeResponse
-	17, // 49: kubeatlas.v1.InventoryService.ListComponents:output_type -> kubeatlas.v1.ListComponentsResponse
-	20, // 50: kubeatlas.v1.InventoryService.ListProcesses:output_type -> kubeatlas.v1.ListProcessesResponse
-	23, // 51: kubeatlas.v1.InventoryService.ListManifests:output_type -> kubeatlas.v1.ListManifestsResponse
-	25, // 52: kubeatlas.v1.InventoryService.ListFindings:output_type -> kubeatlas.v1.ListFindingsResponse
-	27, // 53: kubeatlas.v1.InventoryService.Watch:output_type -> kubeatlas.v1.WatchResponse
-	45, // [45:54] is the sub-list for method output_type
-	36, // [36:45] is the sub-list for method input_type
-	36, // [36:36] is the sub-list for extension type_name
-	36, // [36:36] is the sub-list for extension extendee
-	0,  // [0:36] is the sub-list for field type_name
+	29, // 0: kubeatlas.v1.Cluster.mode:type_name -> kubeatlas.v1.ClusterMode
+	30, // 1: kubeatlas.v1.Cluster.mode_evidence:type_name -> kubeatlas.v1.Evidence
+	5,  // 2: kubeatlas.v1.Cluster.datastore:type_name -> kubeatlas.v1.Datastore
+	30, // 3: kubeatlas.v1.Datastore.evidence:type_name -> kubeatlas.v1.Evidence
+	0,  // 4: kubeatlas.v1.Node.agent_state:type_name -> kubeatlas.v1.AgentState
+	31, // 5: kubeatlas.v1.Node.identity:type_name -> kubeatlas.v1.NodeIdentity
+	32, // 6: kubeatlas.v1.Node.last_seen:type_name -> google.protobuf.Timestamp
+	33, // 7: kubeatlas.v1.Node.clock_skew:type_name -> google.protobuf.Duration
+	34, // 8: kubeatlas.v1.Node.kubelet:type_name -> kubeatlas.v1.KubeletInfo
+	35, // 9: kubeatlas.v1.ComponentInstance.how:type_name -> kubeatlas.v1.DeploymentKind
+	36, // 10: kubeatlas.v1.ComponentInstance.owner:type_name -> kubeatlas.v1.ObjectRef
+	36, // 11: kubeatlas.v1.ComponentInstance.pod:type_name -> kubeatlas.v1.ObjectRef
+	37, // 12: kubeatlas.v1.ComponentInstance.flags:type_name -> kubeatlas.v1.Flag
+	30, // 13: kubeatlas.v1.ComponentInstance.evidence:type_name -> kubeatlas.v1.Evidence
+	1,  // 14: kubeatlas.v1.Finding.kind:type_name -> kubeatlas.v1.FindingKind
+	38, // 15: kubeatlas.v1.Finding.severity:type_name -> kubeatlas.v1.Severity
+	30, // 16: kubeatlas.v1.Finding.evidence:type_name -> kubeatlas.v1.Evidence
+	4,  // 17: kubeatlas.v1.ListClustersResponse.clusters:type_name -> kubeatlas.v1.Cluster
+	4,  // 18: kubeatlas.v1.GetClusterResponse.cluster:type_name -> kubeatlas.v1.Cluster
+	0,  // 19: kubeatlas.v1.ListNodesRequest.agent_state:type_name -> kubeatlas.v1.AgentState
+	6,  // 20: kubeatlas.v1.ListNodesResponse.nodes:type_name -> kubeatlas.v1.Node
+	6,  // 21: kubeatlas.v1.GetNodeResponse.node:type_name -> kubeatlas.v1.Node
+	7,  // 22: kubeatlas.v1.GetNodeResponse.components:type_name -> kubeatlas.v1.ComponentInstance
+	35, // 23: kubeatlas.v1.ListComponentsRequest.how:type_name -> kubeatlas.v1.DeploymentKind
+	2,  // 24: kubeatlas.v1.ListComponentsRequest.view:type_name -> kubeatlas.v1.ComponentView
+	7,  // 25: kubeatlas.v1.ListComponentsResponse.components:type_name -> kubeatlas.v1.ComponentInstance
+	39, // 26: kubeatlas.v1.NodeProcess.process:type_name -> kubeatlas.v1.Process
+	20, // 27: kubeatlas.v1.ListProcessesResponse.processes:type_name -> kubeatlas.v1.NodeProcess
+	40, // 28: kubeatlas.v1.NodeManifest.manifest:type_name -> kubeatlas.v1.StaticPodManifest
+	23, // 29: kubeatlas.v1.ListManifestsResponse.manifests:type_name -> kubeatlas.v1.NodeManifest
+	1,  // 30: kubeatlas.v1.ListFindingsRequest.kind:type_name -> kubeatlas.v1.FindingKind
+	38, // 31: kubeatlas.v1.ListFindingsRequest.min_severity:type_name -> kubeatlas.v1.Severity
+	8,  // 32: kubeatlas.v1.ListFindingsResponse.findings:type_name -> kubeatlas.v1.Finding
+	2,  // 33: kubeatlas.v1.WatchRequest.view:type_name -> kubeatlas.v1.ComponentView
+	3,  // 34: kubeatlas.v1.WatchResponse.type:type_name -> kubeatlas.v1.WatchEventType
+	7,  // 35: kubeatlas.v1.WatchResponse.component:type_name -> kubeatlas.v1.ComponentInstance
+	8,  // 36: kubeatlas.v1.WatchResponse.finding:type_name -> kubeatlas.v1.Finding
+	28, // 37: kubeatlas.v1.WatchResponse.batch:type_name -> kubeatlas.v1.WatchResponse
+	9,  // 38: kubeatlas.v1.InventoryService.ListClusters:input_type -> kubeatlas.v1.ListClustersRequest
+	11, // 39: kubeatlas.v1.InventoryService.GetCluster:input_type -> kubeatlas.v1.GetClusterRequest
+	13, // 40: kubeatlas.v1.InventoryService.ListNodes:input_type -> kubeatlas.v1.ListNodesRequest
+	15, // 41: kubeatlas.v1.InventoryService.GetNode:input_type -> kubeatlas.v1.GetNodeRequest
+	17, // 42: kubeatlas.v1.InventoryService.ListComponents:input_type -> kubeatlas.v1.ListComponentsRequest
+	19, // 43: kubeatlas.v1.InventoryService.ListProcesses:input_type -> kubeatlas.v1.ListProcessesRequest
+	22, // 44: kubeatlas.v1.InventoryService.ListManifests:input_type -> kubeatlas.v1.ListManifestsRequest
+	25, // 45: kubeatlas.v1.InventoryService.ListFindings:input_type -> kubeatlas.v1.ListFindingsRequest
+	27, // 46: kubeatlas.v1.InventoryService.Watch:input_type -> kubeatlas.v1.WatchRequest
+	10, // 47: kubeatlas.v1.InventoryService.ListClusters:output_type -> kubeatlas.v1.ListClustersResponse
+	12, // 48: kubeatlas.v1.InventoryService.GetCluster:output_type -> kubeatlas.v1.GetClusterResponse
+	14, // 49: kubeatlas.v1.InventoryService.ListNodes:output_type -> kubeatlas.v1.ListNodesResponse
+	16, // 50: kubeatlas.v1.InventoryService.GetNode:output_type -> kubeatlas.v1.GetNodeResponse
+	18, // 51: kubeatlas.v1.InventoryService.ListComponents:output_type -> kubeatlas.v1.ListComponentsResponse
+	21, // 52: kubeatlas.v1.InventoryService.ListProcesses:output_type -> kubeatlas.v1.ListProcessesResponse
+	24, // 53: kubeatlas.v1.InventoryService.ListManifests:output_type -> kubeatlas.v1.ListManifestsResponse
+	26, // 54: kubeatlas.v1.InventoryService.ListFindings:output_type -> kubeatlas.v1.ListFindingsResponse
+	28, // 55: kubeatlas.v1.InventoryService.Watch:output_type -> kubeatlas.v1.WatchResponse
+	47, // [47:56] is the sub-list for method output_type
+	38, // [38:47] is the sub-list for method input_type
+	38, // [38:38] is the sub-list for extension type_name
+	38, // [38:38] is the sub-list for extension extendee
+	0,  // [0:38] is the sub-list for field type_name
 }
 
 func init() { file_kubeatlas_v1_inventory_service_proto_init() }
@@ -2639,7 +2756,7 @@ func file_kubeatlas_v1_inventory_service_proto_init() {
 	}
 	file_kubeatlas_v1_inventory_proto_init()
 	file_kubeatlas_v1_types_proto_init()
-	file_kubeatlas_v1_inventory_service_proto_msgTypes[23].OneofWrappers = []any{
+	file_kubeatlas_v1_inventory_service_proto_msgTypes[24].OneofWrappers = []any{
 		(*WatchResponse_Component)(nil),
 		(*WatchResponse_Finding)(nil),
 	}
@@ -2649,7 +2766,7 @@ func file_kubeatlas_v1_inventory_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_kubeatlas_v1_inventory_service_proto_rawDesc), len(file_kubeatlas_v1_inventory_service_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   24,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -1,0 +1,140 @@
+package join
+
+import (
+	"strings"
+	"testing"
+
+	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
+	"github.com/kubeatlas/kubeatlas/recognize"
+)
+
+// hostInstance is what the join makes of a host process's command line.
+func hostInstances(node string, argv ...string) []*v1.ComponentInstance {
+	var out []*v1.ComponentInstance
+	for _, c := range recognize.Recognize(argv).Components {
+		out = append(out, &v1.ComponentInstance{Cluster: "c", Node: node, Component: c.Name, Implementation: c.Implementation,
+			How: v1.DeploymentKind_DEPLOYMENT_KIND_HOST_PROCESS, Flags: c.Flags.Proto(), Id: node + "/host/" + c.Name + "/" + c.Implementation})
+	}
+	return out
+}
+
+// Managed control planes: no reporting node runs the control plane, and the
+// provider is named by the strongest sign there is.
+func TestManagedControlPlanes(t *testing.T) {
+	kubelet := hostInstances("n1", "/usr/bin/kubelet", "--config=/etc/kubernetes/kubelet/config.json")
+	for _, tt := range []struct {
+		name     string
+		in       ClusterInput
+		mode     v1.ClusterMode
+		provider string
+		evidence string
+	}{
+		{"EKS by version", ClusterInput{AnyAgent: true, APIVersion: "v1.29.3-eks-adc7111"}, v1.ClusterMode_CLUSTER_MODE_MANAGED, "EKS", "EKS build"},
+		{"GKE by version", ClusterInput{AnyAgent: true, APIConnected: true, APIVersion: "v1.30.2-gke.1587003"}, v1.ClusterMode_CLUSTER_MODE_MANAGED, "GKE", "GKE build"},
+		{"AKS by host", ClusterInput{AnyAgent: true, APIConnected: true, APIVersion: "v1.29.4", APIHost: "prod-dns-1a2b3c4d.hcp.westeurope.azmk8s.io"},
+			v1.ClusterMode_CLUSTER_MODE_MANAGED, "AKS", "address prod-dns-1a2b3c4d.hcp.westeurope.azmk8s.io is AKS's"},
+		{"EKS by host", ClusterInput{AnyAgent: true, APIHost: "ABCDEF0123456789.gr7.us-west-2.eks.amazonaws.com"}, v1.ClusterMode_CLUSTER_MODE_MANAGED, "EKS", "EKS's"},
+		{"GKE by node labels", ClusterInput{AnyAgent: true, APIConnected: true, NodeLabelProvider: "GKE", NodeLabel: "cloud.google.com/gke-nodepool"},
+			v1.ClusterMode_CLUSTER_MODE_MANAGED, "GKE", "cloud.google.com/gke-nodepool"},
+		{"HyperShift by node labels", ClusterInput{AnyAgent: true, APIConnected: true, NodeLabelProvider: "HyperShift", NodeLabel: "hypershift.openshift.io/nodePool"},
+			v1.ClusterMode_CLUSTER_MODE_MANAGED, "HyperShift", "hypershift.openshift.io/nodePool"},
+		// The API answers (discovery), even before every informer synced.
+		{"unnamed, API answers", ClusterInput{ControlPlane: nil, AnyAgent: true, APIVersion: "v1.29.0"}, v1.ClusterMode_CLUSTER_MODE_MANAGED, "", "no node that reports runs kube-apiserver"},
+		{"an IP address names nobody", ClusterInput{AnyAgent: true, APIConnected: true, APIHost: "34.118.1.2"}, v1.ClusterMode_CLUSTER_MODE_MANAGED, "", ""},
+		// A provider's build with the apiserver on a reporting node is
+		// not managed: what runs decides.
+		{"self-managed despite a label", ClusterInput{ControlPlane: hostInstances("cp1", "kube-apiserver", "--etcd-servers=https://127.0.0.1:2379"),
+			AnyAgent: true, APIConnected: true, NodeLabelProvider: "EKS", NodeLabel: "eks.amazonaws.com/nodegroup"}, v1.ClusterMode_CLUSTER_MODE_STANDALONE, "", ""},
+		{"nothing known", ClusterInput{}, v1.ClusterMode_CLUSTER_MODE_UNKNOWN, "", ""},
+		{"agents but no API", ClusterInput{ControlPlane: kubelet[:0], AnyAgent: true}, v1.ClusterMode_CLUSTER_MODE_UNKNOWN, "", ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			res := Cluster(tt.in)
+			if res.Mode != tt.mode || res.Provider != tt.provider {
+				t.Fatalf("mode %v provider %q, want %v %q", res.Mode, res.Provider, tt.mode, tt.provider)
+			}
+			if !strings.Contains(evidenceText(res.Evidence), tt.evidence) {
+				t.Errorf("evidence lacks %q:\n%s", tt.evidence, evidenceText(res.Evidence))
+			}
+			if tt.mode == v1.ClusterMode_CLUSTER_MODE_MANAGED && res.Datastore.GetImplementation() != "managed" {
+				t.Errorf("datastore %v, want managed", res.Datastore)
+			}
+		})
+	}
+}
+
+func TestNodeLabelProvider(t *testing.T) {
+	for labels, want := range map[string]string{
+		"eks.amazonaws.com/nodegroup":      "EKS",
+		"cloud.google.com/gke-nodepool":    "GKE",
+		"kubernetes.azure.com/cluster":     "AKS",
+		"hypershift.openshift.io/nodePool": "HyperShift",
+		"topology.kubernetes.io/zone":      "",
+		"node.kubernetes.io/instance-type": "",
+	} {
+		if got, _ := NodeLabelProvider(map[string]string{labels: "x"}); got != want {
+			t.Errorf("%s: %q, want %q", labels, got, want)
+		}
+	}
+}
+
+// The datastore, as each distribution sets it up.
+func TestDatastores(t *testing.T) {
+	apiserver := func(node string, flags ...string) []*v1.ComponentInstance {
+		return hostInstances(node, append([]string{"kube-apiserver"}, flags...)...)
+	}
+	etcd := func(node string) []*v1.ComponentInstance {
+		return hostInstances(node, "etcd", "--name="+node, "--listen-client-urls=https://10.0.0.1:2379")
+	}
+	cat := func(parts ...[]*v1.ComponentInstance) []*v1.ComponentInstance {
+		var out []*v1.ComponentInstance
+		for _, p := range parts {
+			out = append(out, p...)
+		}
+		return out
+	}
+	for _, tt := range []struct {
+		name      string
+		cp        []*v1.ComponentInstance
+		impl      string
+		nodes     string
+		endpoints string
+	}{
+		{"kubeadm stacked etcd", cat(apiserver("cp1", "--etcd-servers=https://127.0.0.1:2379"), etcd("cp1")), "etcd", "cp1", "https://127.0.0.1:2379"},
+		{"kubeadm external etcd, no agent there", apiserver("cp1", "--etcd-servers=https://10.0.0.5:2379,https://10.0.0.6:2379"),
+			"external", "", "https://10.0.0.5:2379,https://10.0.0.6:2379"},
+		{"the hard way, etcd nodes with agents", cat(apiserver("cp1", "--etcd-servers=https://10.0.0.5:2379"), etcd("etcd1"), etcd("etcd2")), "etcd", "etcd1,etcd2", "https://10.0.0.5:2379"},
+		{"k3s default", hostInstances("s1", "/usr/local/bin/k3s", "server"), "kine-sqlite", "s1", ""},
+		{"k3s embedded etcd", hostInstances("s1", "/usr/local/bin/k3s", "server", "--cluster-init"), "etcd", "s1", ""},
+		{"k3s over MySQL", hostInstances("s1", "/usr/local/bin/k3s", "server", "--datastore-endpoint=mysql://k3s:***@tcp(db:3306)/k3s"),
+			"kine-mysql", "s1", "mysql://k3s:***@tcp(db:3306)/k3s"},
+		{"k3s over Postgres", hostInstances("s1", "/usr/local/bin/k3s", "server", "--datastore-endpoint=postgres://db:5432/k3s"), "kine-postgres", "s1", "postgres://db:5432/k3s"},
+		{"k3s over external etcd", hostInstances("s1", "/usr/local/bin/k3s", "server", "--datastore-endpoint=https://etcd1:2379,https://etcd2:2379"),
+			"external", "", "https://etcd1:2379,https://etcd2:2379"},
+		{"MicroK8s", cat(hostInstances("m1", "/snap/microk8s/7964/kubelite", "--apiserver-args-file=/var/snap/microk8s/7964/args/kube-apiserver"),
+			hostInstances("m1", "/snap/microk8s/7964/bin/k8s-dqlite", "--storage-dir=/var/snap/microk8s/7964/var/kubernetes/backend/", "--listen=unix:///var/snap/microk8s/7964/var/kubernetes/backend/kine.sock:12379")),
+			"k8s-dqlite", "m1", ""},
+		{"kine socket, no process seen", apiserver("m1", "--etcd-servers=unix:///var/snap/microk8s/current/var/kubernetes/backend/kine.sock:12379"), "kine", "", "unix:///var/snap/microk8s/current/var/kubernetes/backend/kine.sock:12379"},
+		{"kine on its own", cat(apiserver("cp1", "--etcd-servers=http://127.0.0.1:2379"), hostInstances("cp1", "/usr/bin/kine", "--endpoint=postgres://db/kine")), "kine-postgres", "cp1", "http://127.0.0.1:2379"},
+		{"local etcd not seen", apiserver("cp1", "--etcd-servers=https://127.0.0.1:2379"), "etcd", "", "https://127.0.0.1:2379"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			res := Cluster(ClusterInput{ControlPlane: tt.cp, AnyAgent: true, APIConnected: true})
+			d := res.Datastore
+			if d == nil {
+				t.Fatal("no datastore")
+			}
+			if d.Implementation != tt.impl || strings.Join(d.Nodes, ",") != tt.nodes || strings.Join(d.Endpoints, ",") != tt.endpoints {
+				t.Fatalf("datastore %s on %v, endpoints %v; want %s on %s, %s", d.Implementation, d.Nodes, d.Endpoints, tt.impl, tt.nodes, tt.endpoints)
+			}
+			if len(d.Evidence) == 0 {
+				t.Error("no evidence")
+			}
+			for _, in := range tt.cp {
+				if in.Component == v1.ComponentEtcd && strings.HasPrefix(d.Implementation, "kine") {
+					t.Errorf("kine is %s, and an etcd instance too", d.Implementation)
+				}
+			}
+		})
+	}
+}
