@@ -59,6 +59,35 @@ var programs = map[string]program{
 	"node-cache":               {v1.ComponentClusterDNS, "node-local-dns", []string{"conf"}},
 	// MicroK8s's datastore: dqlite behind a kine socket.
 	"k8s-dqlite": {v1.ComponentDatastore, "k8s-dqlite", nil},
+
+	// Managed clouds' node agents, by the programs their DaemonSets run.
+	// EKS: the aws-node DaemonSet (amazon-vpc-cni-k8s) runs /app/aws-vpc-cni,
+	// which starts /app/aws-k8s-agent (ipamd): one CNI. Its network policy
+	// agent beside them runs a generic /controller, known from its image.
+	"aws-vpc-cni":       {v1.ComponentCNI, "aws-vpc-cni", nil},
+	"aws-k8s-agent":     {v1.ComponentCNI, "aws-vpc-cni", nil},
+	"aws-eks-nodeagent": {v1.ComponentCloudNodeAgent, "aws-eks-nodeagent", nil},
+	// GKE: anetd is Dataplane V2's CNI; netd, the metadata server and the
+	// konnectivity agent (kas-network-proxy's proxy-agent) run on every node.
+	"anetd":               {v1.ComponentCNI, "anetd", nil},
+	"netd":                {v1.ComponentCloudNodeAgent, "netd", nil},
+	"gke-metadata-server": {v1.ComponentCloudNodeAgent, "gke-metadata-server", nil},
+	"proxy-agent":         {v1.ComponentCloudNodeAgent, "konnectivity-agent", nil},
+	"konnectivity-agent":  {v1.ComponentCloudNodeAgent, "konnectivity-agent", nil},
+	// AKS: azure-cns hands out pod IPs for Azure CNI; the ip-masq agent and
+	// the cloud node manager run on every node.
+	"azure-cns":          {v1.ComponentCNI, "azure-cns", nil},
+	"ip-masq-agent":      {v1.ComponentCloudNodeAgent, "ip-masq-agent", []string{"config"}},
+	"cloud-node-manager": {v1.ComponentCloudNodeAgent, "cloud-node-manager", nil},
+	// CSI node plugins (the *-csi-node DaemonSets), by their drivers.
+	"aws-ebs-csi-driver":       {v1.ComponentCSI, "ebs.csi.aws.com", nil},
+	"aws-efs-csi-driver":       {v1.ComponentCSI, "efs.csi.aws.com", nil},
+	"gce-pd-csi-driver":        {v1.ComponentCSI, "pd.csi.storage.gke.io", nil},
+	"gcp-filestore-csi-driver": {v1.ComponentCSI, "filestore.csi.storage.gke.io", nil},
+	"azurediskplugin":          {v1.ComponentCSI, "disk.csi.azure.com", nil},
+	"azurefileplugin":          {v1.ComponentCSI, "file.csi.azure.com", nil},
+	"blobplugin":               {v1.ComponentCSI, "blob.csi.azure.com", nil},
+	"secrets-store-csi-driver": {v1.ComponentCSI, "secrets-store.csi.k8s.io", nil},
 }
 
 // infrastructure names container plumbing that hosts no component.
@@ -74,6 +103,9 @@ var infrastructure = map[string]bool{
 	"crun":                     true,
 	"docker-proxy":             true,
 	"rke2":                     true,
+	// CSI sidecars: they register and probe the driver beside them.
+	"csi-node-driver-registrar": true,
+	"livenessprobe":             true,
 }
 
 // hyperkubeNames maps a hyperkube sub-command to its component program.

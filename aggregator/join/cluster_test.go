@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kubeatlas/kubeatlas/aggregator/state"
 	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
 	"github.com/kubeatlas/kubeatlas/recognize"
 )
@@ -136,5 +137,79 @@ func TestDatastores(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// Managed clouds' node agents, from their DaemonSets as the providers ship
+// them: EKS's aws-node (amazon-vpc-cni-k8s config/master/aws-k8s-cni.yaml),
+// a CSI node plugin, and GKE's kube-proxy static pod.
+func TestCloudNodeAgents(t *testing.T) {
+	const (
+		cniCID    = "1111111111111111111111111111111111111111111111111111111111111111"
+		policyCID = "2222222222222222222222222222222222222222222222222222222222222222"
+		ebsCID    = "3333333333333333333333333333333333333333333333333333333333333333"
+		regCID    = "4444444444444444444444444444444444444444444444444444444444444444"
+		awsUID    = "0f0e0d0c-0b0a-4909-8807-060504030201"
+		ebsUID    = "1f1e1d1c-1b1a-4919-8817-161514131211"
+	)
+	ds := func(name string) *v1.ObjectRef {
+		return &v1.ObjectRef{Kind: "DaemonSet", Namespace: "kube-system", Name: name}
+	}
+	workloads := map[string]*state.Workload{
+		"aws-node-uid":     {Kind: "DaemonSet", Namespace: "kube-system", Name: "aws-node", UID: "aws-node-uid"},
+		"ebs-csi-node-uid": {Kind: "DaemonSet", Namespace: "kube-system", Name: "ebs-csi-node", UID: "ebs-csi-node-uid"},
+	}
+	awsNode := &state.Pod{ID: "c/kube-system/aws-node-x", Cluster: "c", Namespace: "kube-system", Name: "aws-node-x", UID: awsUID, NodeName: "n1",
+		Owner: ds("aws-node"), OwnerUID: "aws-node-uid", Phase: "Running",
+		Containers: []state.PodContainer{
+			{Name: "aws-node", Image: "602401143452.dkr.ecr.us-west-2.amazonaws.com/amazon-k8s-cni:v1.18.2", ContainerID: cniCID},
+			{Name: "aws-eks-nodeagent", Image: "602401143452.dkr.ecr.us-west-2.amazonaws.com/amazon/aws-network-policy-agent:v1.1.2",
+				Args: []string{"--enable-ipv6=false", "--enable-network-policy=false"}, ContainerID: policyCID},
+		}}
+	ebsNode := &state.Pod{ID: "c/kube-system/ebs-csi-node-y", Cluster: "c", Namespace: "kube-system", Name: "ebs-csi-node-y", UID: ebsUID, NodeName: "n1",
+		Owner: ds("ebs-csi-node"), OwnerUID: "ebs-csi-node-uid", Phase: "Running",
+		Containers: []state.PodContainer{
+			{Name: "ebs-plugin", Image: "public.ecr.aws/ebs-csi-driver/aws-ebs-csi-driver:v1.30.0", Args: []string{"node", "--endpoint=$(CSI_ENDPOINT)"}, ContainerID: ebsCID},
+			{Name: "node-driver-registrar", Image: "public.ecr.aws/eks-distro/kubernetes-csi/node-driver-registrar:v2.10.1", ContainerID: regCID},
+		}}
+	vpcCNI := proc(10, "/app/aws-vpc-cni", awsUID, cniCID, "")
+	ipamd := proc(11, "/app/aws-k8s-agent", awsUID, cniCID, "")
+	ipamd.Ppid = 10
+	controller := proc(20, "/controller --enable-ipv6=false --enable-network-policy=false", awsUID, policyCID, "")
+	ebs := proc(30, "/bin/aws-ebs-csi-driver node --endpoint=unix:/csi/csi.sock", ebsUID, ebsCID, "")
+	reg := proc(31, "/csi-node-driver-registrar --csi-address=/csi/csi.sock", ebsUID, regCID, "")
+	reg.Infrastructure = recognize.Recognize(reg.Argv).Infrastructure
+	res := Node(NodeInput{Cluster: "c", Node: &state.Node{Name: "n1", API: &state.NodeAPI{}, Agent: reporting()}, APIConnected: true,
+		Workload: func(uid string) *state.Workload { return workloads[uid] },
+		Procs:    []*v1.Process{vpcCNI, ipamd, controller, ebs, reg}, Pods: []*state.Pod{awsNode, ebsNode}})
+	insts, _ := summary(res)
+	want := []string{
+		"cloud-node-agent/aws-eks-nodeagent DaemonSet pid=20 manifest=",
+		"cni/aws-vpc-cni DaemonSet pid=11 manifest=",
+		"csi/ebs.csi.aws.com DaemonSet pid=30 manifest=",
+	}
+	if strings.Join(insts, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("instances:\n%s\nwant:\n%s", strings.Join(insts, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// GKE's legacy dataplane runs kube-proxy as a static pod from
+// /etc/kubernetes/manifests/kube-proxy.manifest; its mirror pod is
+// "kube-proxy-<node>", and GKE's node names start with "gke-".
+func TestGKEKubeProxyStaticPod(t *testing.T) {
+	const node = "gke-prod-default-pool-1a2b3c4d-xyz1"
+	const gkeHash = "9f8e7d6c5b4a39281706f5e4d3c2b1a0"
+	man := &v1.StaticPodManifest{Path: "/etc/kubernetes/manifests/kube-proxy.manifest", PodName: "kube-proxy", PodNamespace: "kube-system",
+		Containers: []*v1.ManifestContainer{{Name: "kube-proxy", Image: "gke.gcr.io/kube-proxy-amd64:v1.29.4-gke.1043002",
+			Command: []string{"/bin/sh", "-c", "exec kube-proxy --master=https://34.1.2.3 --kubeconfig=/var/lib/kube-proxy/kubeconfig --cluster-cidr=10.4.0.0/14 --oom-score-adj=-998 --v=2 1>>/var/log/kube-proxy.log 2>&1"}}}}
+	mirror := &state.Pod{ID: "c/kube-system/kube-proxy-" + node, Cluster: "c", Namespace: "kube-system", Name: "kube-proxy-" + node, UID: "mirror-uid",
+		NodeName: node, MirrorHash: gkeHash, ConfigSource: "file", Owner: &v1.ObjectRef{Kind: "Node", Name: node}, Phase: "Running",
+		Containers: []state.PodContainer{{Name: "kube-proxy", Image: man.Containers[0].Image, Command: man.Containers[0].Command, ContainerID: cid}}}
+	kp := proc(40, "kube-proxy --master=https://34.1.2.3 --kubeconfig=/var/lib/kube-proxy/kubeconfig", gkeHash, cid, "")
+	res := Node(NodeInput{Cluster: "c", Node: &state.Node{Name: node, API: &state.NodeAPI{}, Agent: reporting()}, APIConnected: true,
+		Procs: []*v1.Process{kp}, Manifests: []*v1.StaticPodManifest{man}, Pods: []*state.Pod{mirror}})
+	insts, _ := summary(res)
+	if strings.Join(insts, "\n") != "kube-proxy/kube-proxy static pod pid=40 manifest=/etc/kubernetes/manifests/kube-proxy.manifest" {
+		t.Fatalf("instances: %v", insts)
 	}
 }

@@ -327,6 +327,11 @@ func (j *joiner) pod(pod *state.Pod) {
 					}
 				}
 			}
+			if proc == nil {
+				// An entrypoint with a generic name ("/controller") that
+				// the spec names: the container's one main process.
+				proc = mainProcess(procs, j.used)
+			}
 			emit(comp, proc, hc)
 		}
 		if c.RestartCount >= j.in.Settings.RestartCount {
@@ -346,6 +351,22 @@ func (j *joiner) pod(pod *state.Pod) {
 			fmt.Sprintf("pod %s/%s is Running in the API but node %s reports no process in its cgroup", pod.Namespace, pod.Name, j.node),
 			ev(v1.EvidenceKind_EVIDENCE_KIND_POD, fmt.Sprintf("pod UID %s, phase Running", pod.UID), "pod", pod.Namespace+"/"+pod.Name, "uid", pod.UID))
 	}
+}
+
+// mainProcess returns a container's only process that is neither plumbing
+// nor hosting a component of its own, if it has exactly one.
+func mainProcess(procs []*v1.Process, used map[*v1.Process]bool) *v1.Process {
+	var main *v1.Process
+	for _, p := range procs {
+		if p.Infrastructure || len(p.Components) > 0 || used[p] {
+			continue
+		}
+		if main != nil {
+			return nil
+		}
+		main = p
+	}
+	return main
 }
 
 func hasContainerIDs(pod *state.Pod) bool {
@@ -746,6 +767,24 @@ var imagePrograms = map[string]string{
 	"cloud-controller-manager": "cloud-controller-manager",
 	"antrea-agent-ubi":         "antrea-agent",
 	"antrea-ubuntu":            "antrea-agent",
+	// Managed clouds' node agents whose image entrypoints are generic
+	// ("/controller") or differ from the image's name.
+	"amazon-k8s-cni":                         "aws-vpc-cni",
+	"aws-network-policy-agent":               "aws-eks-nodeagent",
+	"gke-metadata-server":                    "gke-metadata-server",
+	"netd-amd64":                             "netd",
+	"netd":                                   "netd",
+	"proxy-agent":                            "proxy-agent",
+	"konnectivity-agent":                     "proxy-agent",
+	"azure-cns":                              "azure-cns",
+	"ip-masq-agent":                          "ip-masq-agent",
+	"ip-masq-agent-v2":                       "ip-masq-agent",
+	"azure-cloud-node-manager":               "cloud-node-manager",
+	"aws-ebs-csi-driver":                     "aws-ebs-csi-driver",
+	"aws-efs-csi-driver":                     "aws-efs-csi-driver",
+	"gcp-compute-persistent-disk-csi-driver": "gce-pd-csi-driver",
+	"azuredisk-csi":                          "azurediskplugin",
+	"azurefile-csi":                          "azurefileplugin",
 }
 
 func imageProgram(image string) string {
