@@ -1,6 +1,8 @@
 package apply
 
 import (
+	"slices"
+
 	"github.com/kubeatlas/kubeatlas/aggregator/join"
 	"github.com/kubeatlas/kubeatlas/aggregator/state"
 )
@@ -33,6 +35,28 @@ func (e *Applier) SetAPI(cluster, uid, version string, connected bool) error {
 	}
 	if changedConn || changedVersion {
 		// The version can name a managed provider.
+		if err := e.recomputeCluster(txn, cluster); err != nil {
+			return err
+		}
+	}
+	txn.Commit()
+	return nil
+}
+
+// SetAPIEndpoints records the addresses behind the "kubernetes" Service.
+func (e *Applier) SetAPIEndpoints(cluster string, addrs []string) error {
+	addrs = slices.Clone(addrs)
+	slices.Sort(addrs)
+	addrs = slices.Compact(addrs)
+	txn := e.store.WriteTxn()
+	defer txn.Abort()
+	changed := false
+	e.ensureCluster(txn, cluster, func(c *state.Cluster) bool {
+		changed = !slices.Equal(c.APIEndpoints, addrs)
+		c.APIEndpoints = addrs
+		return changed
+	})
+	if changed {
 		if err := e.recomputeCluster(txn, cluster); err != nil {
 			return err
 		}

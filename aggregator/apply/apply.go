@@ -574,7 +574,15 @@ func (e *Applier) recomputeCluster(txn *state.Txn, cluster string) error {
 		return err
 	}
 	res := join.Cluster(join.ClusterInput{ControlPlane: cp, APIConnected: c.APIConnected, AnyAgent: c.HasAgents, APIVersion: c.APIVersion,
-		APIHost: c.APIHost, NodeLabelProvider: c.NodeLabelProvider, NodeLabel: c.NodeLabel})
+		APIHost: c.APIHost, NodeLabelProvider: c.NodeLabelProvider, NodeLabel: c.NodeLabel,
+		APIEndpoints: c.APIEndpoints, IsNodeAddress: func(addr string) bool {
+			for n := range txn.NodesOf(nil, cluster) {
+				if n.API != nil && slices.Contains(n.API.InternalIPs, addr) {
+					return true
+				}
+			}
+			return false
+		}})
 	versionChanged := res.APIServerVersion != c.APIServerVersion
 	nc := c.Copy()
 	nc.Mode, nc.ModeEvidence, nc.ControlPlaneNodes, nc.APIServerVersion = res.Mode, res.Evidence, res.ControlPlaneNodes, res.APIServerVersion

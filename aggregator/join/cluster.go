@@ -27,6 +27,10 @@ type ClusterInput struct {
 	// NodeLabelProvider is the provider the first node with a managed
 	// cloud's labels names, and NodeLabel that label.
 	NodeLabelProvider, NodeLabel string
+	// APIEndpoints are the addresses of the "kubernetes" Service, and
+	// IsNodeAddress tells whether an address is one of the cluster's nodes.
+	APIEndpoints  []string
+	IsNodeAddress func(string) bool
 }
 
 // ClusterResult is what a cluster's control plane looks like.
@@ -100,6 +104,7 @@ func Cluster(in ClusterInput) ClusterResult {
 				Summary: "the API server answers, but no node that reports runs kube-apiserver, kube-controller-manager or kube-scheduler"})
 		}
 		res.Evidence = append(res.Evidence, providerEv...)
+		res.Evidence = append(res.Evidence, endpointsEv(in)...)
 	default:
 		res.Mode = v1.ClusterMode_CLUSTER_MODE_UNKNOWN
 		res.Evidence = append(res.Evidence, &v1.Evidence{Kind: v1.EvidenceKind_EVIDENCE_KIND_NODE,

@@ -213,3 +213,23 @@ func TestGKEKubeProxyStaticPod(t *testing.T) {
 		t.Fatalf("instances: %v", insts)
 	}
 }
+
+// The "kubernetes" Service's endpoints only corroborate: never enough alone,
+// and absent when an endpoint is a node's address.
+func TestAPIEndpointsCorroborate(t *testing.T) {
+	nodes := map[string]bool{"10.0.0.11": true}
+	isNode := func(a string) bool { return nodes[a] }
+	res := Cluster(ClusterInput{AnyAgent: true, APIConnected: true, APIEndpoints: []string{"172.16.0.2"}, IsNodeAddress: isNode})
+	if res.Mode != v1.ClusterMode_CLUSTER_MODE_MANAGED || !strings.Contains(evidenceText(res.Evidence), "(172.16.0.2) are no node's address") {
+		t.Fatalf("mode %v, evidence:\n%s", res.Mode, evidenceText(res.Evidence))
+	}
+	res = Cluster(ClusterInput{AnyAgent: true, APIConnected: true, APIEndpoints: []string{"10.0.0.11"}, IsNodeAddress: isNode})
+	if strings.Contains(evidenceText(res.Evidence), "no node's address") {
+		t.Fatal("an endpoint that is a node's address corroborated")
+	}
+	// Alone, with the API silent, it decides nothing.
+	res = Cluster(ClusterInput{APIEndpoints: []string{"172.16.0.2"}, IsNodeAddress: isNode})
+	if res.Mode != v1.ClusterMode_CLUSTER_MODE_UNKNOWN {
+		t.Fatalf("mode %v from endpoints alone", res.Mode)
+	}
+}

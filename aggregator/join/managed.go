@@ -51,6 +51,24 @@ func NodeLabelProvider(labels map[string]string) (provider, label string) {
 	return provider, label
 }
 
+// endpointsEv corroborates a control plane outside the nodes: the
+// "kubernetes" Service's endpoints are no node's address. It is never
+// enough on its own: hosted control planes (HyperShift, Kamaji) and
+// external HA setups show it too.
+func endpointsEv(in ClusterInput) []*v1.Evidence {
+	if len(in.APIEndpoints) == 0 || in.IsNodeAddress == nil {
+		return nil
+	}
+	for _, a := range in.APIEndpoints {
+		if in.IsNodeAddress(a) {
+			return nil
+		}
+	}
+	return []*v1.Evidence{{Kind: v1.EvidenceKind_EVIDENCE_KIND_NODE,
+		Summary:    fmt.Sprintf("the kubernetes Service's endpoints (%s) are no node's address", strings.Join(in.APIEndpoints, ", ")),
+		Attributes: map[string]string{"endpoints": strings.Join(in.APIEndpoints, ",")}}}
+}
+
 // managedProvider names the provider of a managed control plane from the
 // API server's version, its address and the nodes' labels, with the
 // evidence of each sign found. The first sign found names the provider.

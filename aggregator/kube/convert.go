@@ -9,6 +9,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kubeatlas/kubeatlas/aggregator/state"
@@ -142,4 +143,20 @@ func WorkloadRow(cluster string, obj any) *state.Workload {
 		return workload(cluster, "Job", o.ObjectMeta, o.Spec.Template)
 	}
 	return nil
+}
+
+// APIEndpointAddresses returns the ready addresses of an EndpointSlice of
+// the "kubernetes" Service: where the cluster's API servers are.
+func APIEndpointAddresses(s *discoveryv1.EndpointSlice) []string {
+	if s.Namespace != metav1.NamespaceDefault || s.Labels[discoveryv1.LabelServiceName] != "kubernetes" {
+		return nil
+	}
+	var out []string
+	for _, ep := range s.Endpoints {
+		if ep.Conditions.Ready != nil && !*ep.Conditions.Ready {
+			continue
+		}
+		out = append(out, ep.Addresses...)
+	}
+	return out
 }

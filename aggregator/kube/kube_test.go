@@ -96,6 +96,19 @@ metadata: {name: n1}
 	if objs.Pods[1].Name != "p2" {
 		t.Errorf("typed list item %q", objs.Pods[1].Name)
 	}
+	write("c2-endpoints.yaml", `apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: kubernetes, namespace: default, labels: {kubernetes.io/service-name: kubernetes}}
+addressType: IPv4
+endpoints:
+- addresses: [172.16.0.2]
+  conditions: {ready: true}
+- addresses: [172.16.0.3]
+  conditions: {ready: false}
+`)
+	if objs, err := ReadObjects(dir); err != nil || strings.Join(objs.APIEndpoints, ",") != "172.16.0.2" {
+		t.Fatalf("API endpoints %v, %v", objs.APIEndpoints, err)
+	}
 	write("d-bad.yaml", "metadata: {name: nokind}\n")
 	if _, err := ReadObjects(dir); err == nil || !strings.Contains(err.Error(), "d-bad.yaml: document 1") {
 		t.Fatalf("an object without a kind: %v", err)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/informers"
@@ -177,6 +178,23 @@ func (w *Watcher) run(ctx context.Context, cs kubernetes.Interface, host string)
 	}
 	factory.Start(ctx.Done())
 	defer factory.Shutdown()
+	// The "kubernetes" Service's endpoints only corroborate a managed
+	// control plane: watched on their own and never waited for, so a
+	// role without access to them costs nothing but this evidence.
+	apiEPs := informers.NewSharedInformerFactoryWithOptions(cs, w.Resync, informers.WithNamespace(metav1.NamespaceDefault),
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = discoveryv1.LabelServiceName + "=kubernetes" }))
+	setEPs := func(obj any) error {
+		if s, ok := obj.(*discoveryv1.EndpointSlice); ok {
+			return e.SetAPIEndpoints(cluster, APIEndpointAddresses(s))
+		}
+		return nil
+	}
+	if err := add(apiEPs.Discovery().V1().EndpointSlices().Informer(), setEPs,
+		func(any) error { return e.SetAPIEndpoints(cluster, nil) }); err != nil {
+		return fmt.Errorf("cluster %s: adding handler: %w", cluster, err)
+	}
+	apiEPs.Start(ctx.Done())
+	defer apiEPs.Shutdown()
 	log.Info("watching the API server", "host", host)
 	if u, err := url.Parse(host); err == nil && u.Hostname() != "" {
 		if err := w.Applier.SetAPIHost(cluster, u.Hostname()); err != nil {

@@ -16,6 +16,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
@@ -30,6 +31,9 @@ type Objects struct {
 	Pods       []*corev1.Pod
 	Namespaces []*corev1.Namespace
 	Workloads  []any // *appsv1.DaemonSet, ReplicaSet, Deployment, StatefulSet, *batchv1.Job
+	// APIEndpoints are the addresses of the "kubernetes" Service, from its
+	// EndpointSlices.
+	APIEndpoints []string
 	// Skipped counts objects of kinds kubeatlas does not use.
 	Skipped int
 }
@@ -206,6 +210,12 @@ func (objs *Objects) add(obj runtime.Object) {
 		objs.Namespaces = append(objs.Namespaces, o)
 	case *appsv1.DaemonSet, *appsv1.ReplicaSet, *appsv1.Deployment, *appsv1.StatefulSet, *batchv1.Job:
 		objs.Workloads = append(objs.Workloads, o)
+	case *discoveryv1.EndpointSlice:
+		if addrs := APIEndpointAddresses(o); addrs != nil {
+			objs.APIEndpoints = append(objs.APIEndpoints, addrs...)
+		} else {
+			objs.Skipped++
+		}
 	default:
 		objs.Skipped++
 	}
@@ -221,6 +231,11 @@ func Load(e *apply.Applier, cluster string, objs *Objects) error {
 	}
 	if err := e.SetAPI(cluster, uid, "", true); err != nil {
 		return err
+	}
+	if len(objs.APIEndpoints) > 0 {
+		if err := e.SetAPIEndpoints(cluster, objs.APIEndpoints); err != nil {
+			return err
+		}
 	}
 	for _, w := range objs.Workloads {
 		if err := e.UpsertWorkload(WorkloadRow(cluster, w)); err != nil {

@@ -33,6 +33,10 @@ type Cluster struct {
 	// NodeLabelProvider is the managed provider the first node with such
 	// labels names, and NodeLabel the label.
 	NodeLabelProvider, NodeLabel string
+	// APIEndpoints are the addresses behind the "kubernetes" Service of
+	// the default namespace: where the API servers are, as the cluster
+	// itself sees them.
+	APIEndpoints []string
 
 	// Computed by the join.
 	Mode              v1.ClusterMode
