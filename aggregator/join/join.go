@@ -91,22 +91,24 @@ type joiner struct {
 const maxWrapperDepth = 4
 
 // findWrappers marks processes that host what a descendant of theirs hosts.
+// A wrapper hosts the component itself (a script named like the binary, a
+// shell whose command is the server), so the chain is walked through
+// component processes only: a node has a handful, and the map stays small.
 func (j *joiner) findWrappers() {
-	var byPID map[int32]*v1.Process
+	var hosts map[int32]*v1.Process
 	for _, p := range j.in.Procs {
-		if len(p.Components) == 0 {
-			continue
-		}
-		if byPID == nil {
-			byPID = make(map[int32]*v1.Process, len(j.in.Procs))
-			for _, q := range j.in.Procs {
-				byPID[q.Pid] = q
+		if len(p.Components) > 0 {
+			if hosts == nil {
+				hosts = map[int32]*v1.Process{}
 			}
+			hosts[p.Pid] = p
 		}
-		a := byPID[p.Ppid]
+	}
+	for _, p := range hosts {
+		a := hosts[p.Ppid]
 		for depth := 0; a != nil && a != p && depth < maxWrapperDepth; depth++ {
 			for _, hc := range p.Components {
-				if hosted(a, hc.Component) == nil || hosted(a, hc.Component).Implementation != hc.Implementation {
+				if h := hosted(a, hc.Component); h == nil || h.Implementation != hc.Implementation {
 					continue
 				}
 				if j.wrappers == nil {
@@ -118,7 +120,7 @@ func (j *joiner) findWrappers() {
 				j.wrappers[a][hc.Component+"/"+hc.Implementation] = p
 				j.wrappedBy[p] = a
 			}
-			a = byPID[a.Ppid]
+			a = hosts[a.Ppid]
 		}
 	}
 }
