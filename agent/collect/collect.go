@@ -161,14 +161,16 @@ func (c *Collector) Scan(ctx context.Context) (*v1.NodeInventory, error) {
 		return nil, err
 	}
 	var kubeletFlags recognize.Flags
+	kubeletCwd := ""
 	for _, p := range procs {
 		for _, hc := range p.Components {
 			if hc.Component == v1.ComponentKubelet && hc.Implementation == "kubelet" {
 				kubeletFlags = recognize.ParseFlags(argvTail(p.Argv))
+				kubeletCwd = c.cwd(p.Pid)
 			}
 		}
 	}
-	kubelet := manifest.Kubelet(c.cfg.HostRoot, kubeletFlags)
+	kubelet := manifest.Kubelet(c.cfg.HostRoot, kubeletCwd, kubeletFlags)
 	mans, err := manifest.Dir(c.cfg.HostRoot, kubelet.StaticPodPath, c.mans)
 	if err != nil {
 		kubelet.Errors = append(kubelet.Errors, err.Error())
@@ -192,6 +194,7 @@ func (c *Collector) Scan(ctx context.Context) (*v1.NodeInventory, error) {
 			}
 		}
 	}
+	markSandboxes(procs, c.recache)
 	id := c.identity(kubeletFlags)
 	safetext.Message(id)
 	// os-release and the hostname are free text from the node.
@@ -209,6 +212,52 @@ func (c *Collector) Scan(ctx context.Context) (*v1.NodeInventory, error) {
 		Manifests: mans,
 		Stats:     stats,
 	}, nil
+}
+
+// markSandboxes marks the processes of pod sandboxes as plumbing, from the
+// runtime's own evidence rather than the binary's name (a locally built
+// pause image need not run "/pause"): containerd's CRI plugin starts one
+// shim per pod, "containerd-shim-runc-v2 -namespace k8s.io -id <sandbox id>",
+// so a process whose container is that ID is the sandbox. Other namespaces
+// (Docker's "moby") start a shim per container and are left alone. Records
+// already sent are not changed: a changed copy replaces them.
+func markSandboxes(procs []*v1.Process, recache func(*v1.Process)) {
+	var sandboxes map[string]bool
+	for _, p := range procs {
+		if !strings.HasPrefix(recognize.Program(p.Argv), "containerd-shim") {
+			continue
+		}
+		f := recognize.ParseFlags(argvTail(p.Argv))
+		ns, _ := f.Get("namespace")
+		id, ok := f.Get("id")
+		if ns != "k8s.io" || !ok || id == "" {
+			continue
+		}
+		if sandboxes == nil {
+			sandboxes = map[string]bool{}
+		}
+		sandboxes[id] = true
+	}
+	for i, p := range procs {
+		if p.Infrastructure || len(p.Components) > 0 || p.ContainerId == "" || !sandboxes[p.ContainerId] {
+			continue
+		}
+		q := proto.CloneOf(p)
+		q.Infrastructure = true
+		procs[i] = q
+		recache(q)
+	}
+}
+
+// cwd returns a process's working directory on the host, or "" when it
+// cannot be read.
+func (c *Collector) cwd(pid int32) string {
+	var buf [4096]byte
+	n, err := syscall.Readlink(filepath.Join(c.cfg.ProcDir, strconv.Itoa(int(pid)), "cwd"), buf[:])
+	if err != nil || n <= 0 || n >= len(buf) || buf[0] != '/' {
+		return ""
+	}
+	return clean(string(buf[:n]))
 }
 
 func argvTail(argv []string) []string {
@@ -329,8 +378,19 @@ func (c *Collector) readProcess(p *process.Process, dir string, st procStat, sta
 	safetext.Message(rec)
 	r := recognize.Recognize(rec.Argv)
 	rec.Infrastructure = rec.Infrastructure || r.Infrastructure
+	cwd, cwdRead := "", false
 	for _, comp := range r.Components {
-		rec.Components = append(rec.Components, comp.Proto())
+		hc := comp.Proto()
+		if hc.ConfigFile != "" && !filepath.IsAbs(hc.ConfigFile) {
+			// The process reads it from its working directory.
+			if !cwdRead {
+				cwd, cwdRead = c.cwd(rec.Pid), true
+			}
+			if cwd != "" {
+				hc.ConfigFile = manifest.Resolve(cwd, hc.ConfigFile)
+			}
+		}
+		rec.Components = append(rec.Components, hc)
 	}
 	return rec, nil
 }

@@ -159,3 +159,55 @@ func TestSentRecordsAreNeverChanged(t *testing.T) {
 		t.Error("the changed copy was not kept for the next scan")
 	}
 }
+
+// A kubelet started with a relative --config reads it from its working
+// directory, and a relative staticPodPath in it from the config's directory.
+func TestRelativePathsResolveAgainstTheProcess(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "kubelet-config.yaml"), []byte("kind: KubeletConfiguration\nstaticPodPath: manifests\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p, err := simproc.Start(simproc.Spec{Argv: []string{"kubelet", "--config=kubelet-config.yaml"}, BinDir: t.TempDir(), Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Stop)
+	c, err := New(Config{Cluster: "c"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	inv, err := c.Scan(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k := inv.Kubelet; k.ConfigPath != filepath.Join(dir, "kubelet-config.yaml") || k.StaticPodPath != filepath.Join(dir, "manifests") || k.StaticPodPathSource != "config" {
+		t.Fatalf("kubelet %v", k)
+	}
+	for _, q := range inv.Processes {
+		if int(q.Pid) == p.Pid && (len(q.Components) != 1 || q.Components[0].ConfigFile != filepath.Join(dir, "kubelet-config.yaml")) {
+			t.Fatalf("the kubelet's config file %v", q.Components)
+		}
+	}
+}
+
+// The sandbox of a pod is known from containerd's shim, whatever its binary.
+func TestSandboxesFromTheRuntime(t *testing.T) {
+	const sandbox, app, moby = "9b93e761dde6fc5659f8a8121fd43aeffd30723844ad11df3a60e635b9fe8cb1",
+		"dbf2431c433ac84f770c8fd8b7a63a4b1824f9b972d320179fb1df2ae6d5aec4", "55dcae41fbeec0ede3c2fe7f79e2369b4ae39d3b3a34b0980ef68cf9c5685faf"
+	procs := []*v1.Process{
+		{Pid: 10, Argv: []string{"/usr/bin/containerd-shim-runc-v2", "-namespace", "k8s.io", "-id", sandbox, "-address", "/run/containerd/containerd.sock"}, Infrastructure: true},
+		{Pid: 11, Ppid: 10, Argv: []string{"/usr/local/bin/sleeper"}, ContainerId: sandbox, PodUid: "u"},
+		{Pid: 12, Ppid: 10, Argv: []string{"/app/server"}, ContainerId: app, PodUid: "u"},
+		{Pid: 20, Argv: []string{"/usr/bin/containerd-shim-runc-v2", "-namespace", "moby", "-id", moby, "-address", "/run/containerd/containerd.sock"}, Infrastructure: true},
+		{Pid: 21, Ppid: 20, Argv: []string{"nginx"}, ContainerId: moby},
+	}
+	orig := procs[1]
+	var cached []int32
+	markSandboxes(procs, func(p *v1.Process) { cached = append(cached, p.Pid) })
+	if !procs[1].Infrastructure || procs[2].Infrastructure || procs[4].Infrastructure {
+		t.Fatalf("sandbox %v, app %v, docker container %v", procs[1].Infrastructure, procs[2].Infrastructure, procs[4].Infrastructure)
+	}
+	if orig.Infrastructure || len(cached) != 1 || cached[0] != 11 {
+		t.Fatal("a record already returned was changed in place, or the copy not cached")
+	}
+}

@@ -17,6 +17,20 @@ import (
 	"github.com/kubeatlas/kubeatlas/redact"
 )
 
+// Resolve makes a path from a component's flags or config absolute: a
+// relative path is relative to dir (the process's working directory, or the
+// config file's directory), as the component itself reads it. With no dir
+// it is taken from "/".
+func Resolve(dir, path string) string {
+	if path == "" || filepath.IsAbs(path) {
+		return path
+	}
+	if dir == "" {
+		dir = "/"
+	}
+	return filepath.Join(dir, path)
+}
+
 // KubeadmFlagsFile is where kubeadm writes the kubelet's extra flags.
 const KubeadmFlagsFile = "/var/lib/kubelet/kubeadm-flags.env"
 
@@ -30,9 +44,12 @@ type kubeletConfig struct {
 
 // Kubelet works out the kubelet's configuration from its (redacted) flags and
 // the files they name, read under hostRoot. kubeletFlags may be empty when no
-// kubelet process runs; then the defaults apply. Problems are recorded in the
-// result's Errors, never returned: a broken config must not hide the rest.
-func Kubelet(hostRoot string, kubeletFlags recognize.Flags) *v1.KubeletInfo {
+// kubelet process runs; then the defaults apply. cwd is the kubelet's working
+// directory on the host ("" when unknown): relative paths in its flags are
+// relative to it, and relative paths in its config file to that file's
+// directory, as the kubelet reads them. Problems are recorded in the result's
+// Errors, never returned: a broken config must not hide the rest.
+func Kubelet(hostRoot, cwd string, kubeletFlags recognize.Flags) *v1.KubeletInfo {
 	info := &v1.KubeletInfo{}
 	// kubeadm's extra flags come before the command line's, which win.
 	kubeadm, err := readKubeadmFlags(filepath.Join(hostRoot, KubeadmFlagsFile))
@@ -53,13 +70,14 @@ func Kubelet(hostRoot string, kubeletFlags recognize.Flags) *v1.KubeletInfo {
 		info.CgroupDriver = v
 	}
 	if cfg, ok := flags.Get("config"); ok {
+		cfg = Resolve(cwd, cfg)
 		info.ConfigPath = cfg
 		c, err := readKubeletConfig(filepath.Join(hostRoot, cfg))
 		if err != nil {
 			info.Errors = append(info.Errors, errText(fmt.Errorf("kubelet config %s: %w", cfg, err)))
 		} else {
 			if c.StaticPodPath != "" {
-				info.StaticPodPath, info.StaticPodPathSource = c.StaticPodPath, "config"
+				info.StaticPodPath, info.StaticPodPathSource = Resolve(filepath.Dir(cfg), c.StaticPodPath), "config"
 			}
 			if c.CgroupDriver != "" {
 				info.CgroupDriver = c.CgroupDriver
@@ -71,7 +89,7 @@ func Kubelet(hostRoot string, kubeletFlags recognize.Flags) *v1.KubeletInfo {
 	}
 	if v, ok := flags.Get("pod-manifest-path"); ok && v != "true" {
 		// The deprecated flag overrides the config file, as in the kubelet.
-		info.StaticPodPath, info.StaticPodPathSource = v, "flag"
+		info.StaticPodPath, info.StaticPodPathSource = Resolve(cwd, v), "flag"
 	}
 	if info.StaticPodPath == "" {
 		info.StaticPodPath, info.StaticPodPathSource = DefaultDir, "default"

@@ -85,7 +85,7 @@ func TestKubelet(t *testing.T) {
 	}
 	write("/var/lib/kubelet/config.yaml", "kind: KubeletConfiguration\nstaticPodPath: /etc/static\ncgroupDriver: systemd\n")
 	write(KubeadmFlagsFile, `KUBELET_KUBEADM_ARGS="--container-runtime-endpoint=unix:///run/crio/crio.sock --bootstrap-token=abc.def"`+"\n")
-	info := Kubelet(root, recognize.ParseFlags([]string{"--config=/var/lib/kubelet/config.yaml"}))
+	info := Kubelet(root, "/", recognize.ParseFlags([]string{"--config=/var/lib/kubelet/config.yaml"}))
 	if info.StaticPodPath != "/etc/static" || info.StaticPodPathSource != "config" || info.CgroupDriver != "systemd" ||
 		info.ContainerRuntimeEndpoint != "unix:///run/crio/crio.sock" || len(info.Errors) != 0 {
 		t.Errorf("info %v", info)
@@ -93,12 +93,23 @@ func TestKubelet(t *testing.T) {
 	if strings.Contains(strings.Join(info.KubeadmFlags, " "), "abc.def") {
 		t.Error("kubeadm flags not redacted")
 	}
-	flagWins := Kubelet(root, recognize.ParseFlags([]string{"--config=/var/lib/kubelet/config.yaml", "--pod-manifest-path=/srv/pods"}))
+	flagWins := Kubelet(root, "/", recognize.ParseFlags([]string{"--config=/var/lib/kubelet/config.yaml", "--pod-manifest-path=/srv/pods"}))
 	if flagWins.StaticPodPath != "/srv/pods" || flagWins.StaticPodPathSource != "flag" {
 		t.Errorf("flag: %v", flagWins)
 	}
+	// Relative paths: the flag's against the kubelet's working directory,
+	// the config's staticPodPath against the config file's directory.
+	write("/srv/node1/kubelet-config.yaml", "kind: KubeletConfiguration\nstaticPodPath: manifests\n")
+	rel := Kubelet(root, "/srv/node1", recognize.ParseFlags([]string{"--config=kubelet-config.yaml"}))
+	if rel.ConfigPath != "/srv/node1/kubelet-config.yaml" || rel.StaticPodPath != "/srv/node1/manifests" || rel.StaticPodPathSource != "config" || len(rel.Errors) != 0 {
+		t.Errorf("relative config: %v", rel)
+	}
+	relFlag := Kubelet(root, "/srv/node1", recognize.ParseFlags([]string{"--pod-manifest-path=static"}))
+	if relFlag.StaticPodPath != "/srv/node1/static" {
+		t.Errorf("relative flag: %v", relFlag)
+	}
 	write("/var/lib/kubelet/bad.yaml", "kind: [")
-	bad := Kubelet(root, recognize.ParseFlags([]string{"--config=/var/lib/kubelet/bad.yaml"}))
+	bad := Kubelet(root, "/", recognize.ParseFlags([]string{"--config=/var/lib/kubelet/bad.yaml"}))
 	if len(bad.Errors) == 0 || bad.StaticPodPath != DefaultDir || bad.StaticPodPathSource != "default" {
 		t.Errorf("bad config: %v", bad)
 	}

@@ -121,6 +121,8 @@ type Spec struct {
 	Stderr io.Writer `json:"-"`
 	// Spawner makes the process start children on request (see Spawn).
 	Spawner bool
+	// Dir is the process's working directory; empty keeps the caller's.
+	Dir string
 }
 
 // Proc is a running simulated process.
@@ -180,6 +182,7 @@ func Start(spec Spec) (*Proc, error) {
 	cmd.Env = append(os.Environ(), envExec+"="+bin, envCgroupProcs+"="+strings.Join(spec.CgroupProcs, string(os.PathListSeparator)))
 	cmd.SysProcAttr = spec.SysProcAttr
 	cmd.Stderr = spec.Stderr
+	cmd.Dir = spec.Dir
 	if spec.Spawner {
 		cmd.Env = append(cmd.Env, envSpawner+"=1")
 	}

@@ -357,7 +357,7 @@ func snapshot(out string, n nodeSpec, api *apiWriter) (*v1.NodeInventory, error)
 		inv.Processes = append(inv.Processes, rec)
 	}
 	sortProcs(inv.Processes)
-	inv.Kubelet = manifest.Kubelet(hostRoot, kubeletFlags)
+	inv.Kubelet = manifest.Kubelet(hostRoot, "/", kubeletFlags)
 	mans, err := manifest.Dir(hostRoot, inv.Kubelet.StaticPodPath, nil)
 	if err != nil {
 		return nil, err
