@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/kubeatlas/kubeatlas/aggregator/filter"
 	"github.com/kubeatlas/kubeatlas/aggregator/state"
 	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
 	"github.com/kubeatlas/kubeatlas/safetext"
@@ -69,9 +70,32 @@ func pageSize(n int32) (int, error) {
 // echo bounds how much of a client's own text an error repeats.
 func echo(s string) string { return safetext.Ellipsis(s, 64) }
 
+// compileFilter compiles a request's filter; a bad one is InvalidArgument
+// with CEL's message and position.
+func compileFilter(kind filter.Kind, expr string) (*filter.Filter, error) {
+	f, err := filter.Compile(kind, expr)
+	if err != nil {
+		return nil, status.Error(codes.InvalidArgument, safetext.Ellipsis(err.Error(), 1024))
+	}
+	return f, nil
+}
+
+// matched turns a filter's verdict on a row into the List's: an expression
+// too costly for one row refuses the request.
+func matched(ok bool, err error) (bool, error) {
+	if err != nil {
+		return false, status.Error(codes.InvalidArgument, err.Error())
+	}
+	return ok, nil
+}
+
 // ListClusters implements InventoryService.
 func (s *Server) ListClusters(_ context.Context, req *v1.ListClustersRequest) (*v1.ListClustersResponse, error) {
 	pg, err := newPager(req)
+	if err != nil {
+		return nil, err
+	}
+	flt, err := compileFilter(filter.Clusters, req.Filter)
 	if err != nil {
 		return nil, err
 	}
@@ -83,6 +107,11 @@ func (s *Server) ListClusters(_ context.Context, req *v1.ListClustersRequest) (*
 			continue
 		}
 		cp := clusterProto(view, c)
+		if ok, err := matched(flt.Cluster(cp)); err != nil {
+			return nil, err
+		} else if !ok {
+			continue
+		}
 		if !pg.fits(proto.Size(cp)) {
 			resp.NextPageToken = pg.token(last)
 			break
@@ -169,6 +198,10 @@ func (s *Server) ListNodes(_ context.Context, req *v1.ListNodesRequest) (*v1.Lis
 	if err := checkEnums(req.AgentState); err != nil {
 		return nil, err
 	}
+	flt, err := compileFilter(filter.Nodes, req.Filter)
+	if err != nil {
+		return nil, err
+	}
 	after := pg.after
 	prefix := ""
 	if req.Cluster != "" {
@@ -187,6 +220,11 @@ func (s *Server) ListNodes(_ context.Context, req *v1.ListNodesRequest) (*v1.Lis
 			continue
 		}
 		np := nodeProto(view, n)
+		if ok, err := matched(flt.Node(np)); err != nil {
+			return nil, err
+		} else if !ok {
+			continue
+		}
 		if !pg.fits(proto.Size(np)) {
 			last := resp.Nodes[len(resp.Nodes)-1]
 			resp.NextPageToken = pg.token(state.NodeID(last.Cluster, last.Name))
@@ -264,13 +302,47 @@ func (s *Server) ListComponents(_ context.Context, req *v1.ListComponentsRequest
 	if !checkView(req.View) {
 		return nil, status.Errorf(codes.InvalidArgument, "unknown view %d; known: COMPONENT_VIEW_BASIC, COMPONENT_VIEW_FULL", req.View)
 	}
+	flt, err := compileFilter(filter.Components, req.Filter)
+	if err != nil {
+		return nil, err
+	}
+	// The filter's top-level equalities on indexed fields narrow the scan
+	// as the typed fields do; a typed field and an equality that disagree
+	// match nothing.
+	cluster, component, node, impl, how := req.Cluster, req.Component, req.Node, req.Implementation, req.How
+	if flt != nil {
+		for field, v := range flt.Pushed {
+			var typed *string
+			switch field {
+			case "cluster":
+				typed = &cluster
+			case "component":
+				typed = &component
+			case "node":
+				typed = &node
+			case "implementation":
+				typed = &impl
+			case "how":
+				h, ok := v1.DeploymentKind_value[v]
+				if !ok || (how != v1.DeploymentKind_DEPLOYMENT_KIND_UNSPECIFIED && how != v1.DeploymentKind(h)) {
+					return &v1.ListComponentsResponse{}, nil
+				}
+				how = v1.DeploymentKind(h)
+				continue
+			}
+			if *typed != "" && *typed != v {
+				return &v1.ListComponentsResponse{}, nil
+			}
+			*typed = v
+		}
+	}
 	order, prefix := state.ByCluster, ""
 	key := func(c *state.Component) string { return c.ClusterSortKey }
 	switch {
-	case req.Cluster != "":
-		prefix = state.ComponentKeyPrefix(req.Cluster, req.Component)
-	case req.Component != "":
-		order, prefix = state.ByComponent, req.Component+"\x00"
+	case cluster != "":
+		prefix = state.ComponentKeyPrefix(cluster, component)
+	case component != "":
+		order, prefix = state.ByComponent, component+"\x00"
 		key = func(c *state.Component) string { return c.FleetSortKey }
 	}
 	view := s.store.View()
@@ -285,8 +357,13 @@ func (s *Server) ListComponents(_ context.Context, req *v1.ListComponentsRequest
 			continue
 		}
 		in := c.Instance
-		if (req.Node != "" && in.Node != req.Node) || (req.How != v1.DeploymentKind_DEPLOYMENT_KIND_UNSPECIFIED && in.How != req.How) ||
-			(req.Implementation != "" && in.Implementation != req.Implementation) {
+		if (node != "" && in.Node != node) || (how != v1.DeploymentKind_DEPLOYMENT_KIND_UNSPECIFIED && in.How != how) ||
+			(impl != "" && in.Implementation != impl) {
+			continue
+		}
+		if ok, err := matched(flt.Rest(in)); err != nil {
+			return nil, err
+		} else if !ok {
 			continue
 		}
 		item := inView(in, req.View)
@@ -307,6 +384,10 @@ func (s *Server) ListComponents(_ context.Context, req *v1.ListComponentsRequest
 // ListProcesses implements InventoryService.
 func (s *Server) ListProcesses(_ context.Context, req *v1.ListProcessesRequest) (*v1.ListProcessesResponse, error) {
 	pg, err := newPager(req)
+	if err != nil {
+		return nil, err
+	}
+	flt, err := compileFilter(filter.Processes, req.Filter)
 	if err != nil {
 		return nil, err
 	}
@@ -340,6 +421,11 @@ func (s *Server) ListProcesses(_ context.Context, req *v1.ListProcessesRequest) 
 				continue
 			}
 			if req.Component != "" && !hosts(p, req.Component) {
+				continue
+			}
+			if ok, err := matched(flt.Process(ps.Cluster, ps.Node, p)); err != nil {
+				return nil, err
+			} else if !ok {
 				continue
 			}
 			np := &v1.NodeProcess{Cluster: ps.Cluster, Node: ps.Node, Process: p}
@@ -381,6 +467,10 @@ func (s *Server) ListManifests(_ context.Context, req *v1.ListManifestsRequest) 
 	if err != nil {
 		return nil, err
 	}
+	flt, err := compileFilter(filter.Manifests, req.Filter)
+	if err != nil {
+		return nil, err
+	}
 	afterNode, afterPath, _ := strings.Cut(pg.after, "\x00")
 	prefix := nodePrefix(req.Cluster, req.Node)
 	view := s.store.View()
@@ -412,6 +502,11 @@ func (s *Server) ListManifests(_ context.Context, req *v1.ListManifestsRequest) 
 					nm.Pids = append(nm.Pids, in.Pid)
 				}
 			}
+			if ok, err := matched(flt.Manifest(ms.Cluster, ms.Node, nm.MirrorPod, m)); err != nil {
+				return nil, err
+			} else if !ok {
+				continue
+			}
 			if !pg.fits(proto.Size(nm)) {
 				l := resp.Manifests[len(resp.Manifests)-1]
 				resp.NextPageToken = pg.token(state.NodeID(l.Cluster, l.Node) + "\x00" + l.Manifest.Path)
@@ -436,6 +531,10 @@ func (s *Server) ListFindings(_ context.Context, req *v1.ListFindingsRequest) (*
 	if err := checkEnums(req.Kind, req.MinSeverity); err != nil {
 		return nil, err
 	}
+	flt, err := compileFilter(filter.Findings, req.Filter)
+	if err != nil {
+		return nil, err
+	}
 	after := pg.after
 	view := s.store.View()
 	rows := view.Findings(nil)
@@ -450,6 +549,11 @@ func (s *Server) ListFindings(_ context.Context, req *v1.ListFindingsRequest) (*
 			continue
 		}
 		if after != "" && findingKey(f) <= after {
+			continue
+		}
+		if ok, err := matched(flt.Finding(f)); err != nil {
+			return nil, err
+		} else if !ok {
 			continue
 		}
 		all = append(all, f)
@@ -481,15 +585,28 @@ func (s *Server) Watch(req *v1.WatchRequest, stream v1.InventoryService_WatchSer
 
 func (s *Server) watch(req *v1.WatchRequest, stream v1.InventoryService_WatchServer) error {
 	ctx := stream.Context()
+	flt, err := compileFilter(filter.Events, req.Filter)
+	if err != nil {
+		return err
+	}
 	match := func(ev state.Event) bool {
 		switch {
 		case ev.Component != nil:
-			return !req.SkipComponents && (req.Cluster == "" || ev.Component.Cluster == req.Cluster) &&
-				(req.Component == "" || ev.Component.Component == req.Component)
+			if req.SkipComponents || (req.Cluster != "" && ev.Component.Cluster != req.Cluster) ||
+				(req.Component != "" && ev.Component.Component != req.Component) {
+				return false
+			}
 		case ev.Finding != nil:
-			return !req.SkipFindings && (req.Cluster == "" || ev.Finding.Cluster == req.Cluster)
+			if req.SkipFindings || (req.Cluster != "" && ev.Finding.Cluster != req.Cluster) {
+				return false
+			}
+		default:
+			return false
 		}
-		return false
+		// A filter too costly for an event drops that event: the watch
+		// goes on for the others.
+		ok, _ := flt.Event(ev.Component, ev.Finding)
+		return ok
 	}
 	out := newWatchSender(stream, req.View, int(req.MaxBatch))
 	marker := func(t v1.WatchEventType, index uint64) error {

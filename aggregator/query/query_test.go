@@ -643,3 +643,60 @@ func TestWatchBatches(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkFilter answers selective questions over 10,000 nodes in 10
+// clusters (40,000 instances) three ways: with the typed fields, with the
+// same question as a CEL filter the server pushes down to the index, and
+// with a filter evaluated on every instance.
+func BenchmarkFilter(b *testing.B) {
+	e := synth.NewApplier()
+	if err := synth.LoadFleet(e, 10, 1000, 300); err != nil {
+		b.Fatal(err)
+	}
+	s := NewServer(e.Store())
+	ctx := context.Background()
+	all := func(b *testing.B, req *v1.ListComponentsRequest, want int) {
+		b.Helper()
+		n := 0
+		for {
+			resp, err := s.ListComponents(ctx, req)
+			if err != nil {
+				b.Fatal(err)
+			}
+			n += len(resp.Components)
+			if resp.NextPageToken == "" {
+				break
+			}
+			req.PageToken = resp.NextPageToken
+		}
+		if n != want {
+			b.Fatalf("%d instances, want %d", n, want)
+		}
+	}
+	for _, bc := range []struct {
+		name string
+		req  func() *v1.ListComponentsRequest
+		want int
+	}{
+		{"typed/cluster+component", func() *v1.ListComponentsRequest {
+			return &v1.ListComponentsRequest{Cluster: "cluster-03", Component: "kubelet", PageSize: 1000}
+		}, 1000},
+		{"filter-pushed/cluster+component", func() *v1.ListComponentsRequest {
+			return &v1.ListComponentsRequest{Filter: `component.cluster == "cluster-03" && component.component == "kubelet"`, PageSize: 1000}
+		}, 1000},
+		{"filter-pushed+rest/cluster+component+node", func() *v1.ListComponentsRequest {
+			return &v1.ListComponentsRequest{Filter: `component.cluster == "cluster-03" && component.component == "kubelet" && component.node.endsWith("7")`, PageSize: 1000}
+		}, 100},
+		{"filter-every-row/implementation", func() *v1.ListComponentsRequest {
+			return &v1.ListComponentsRequest{Filter: `component.implementation.startsWith("flan") && component.cluster == "cluster-03" || component.node == "x"`, PageSize: 1000}
+		}, 1000},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			all(b, bc.req(), bc.want) // warms the size cache
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				all(b, bc.req(), bc.want)
+			}
+		})
+	}
+}

@@ -81,6 +81,14 @@ func TestBundleGolden(t *testing.T) {
 		"describe-cluster-seed-json":   {"describe", "cluster", "seed", "-o", "json"},
 		"describe-component-flannel":   {"describe", "component", "flannel"},
 		"where-datastore":              {"where", "datastore"},
+		"filter-flannel":               {"get", "components", "--filter", `component.implementation == "flannel"`},
+		"filter-or":                    {"get", "components", "--filter", `component.component == "etcd"`, "--filter", `component.how == "DEPLOYMENT_KIND_DEPLOYMENT"`},
+		"filter-flags":                 {"get", "components", "-o", "wide", "--filter", `component.flags[?"authorization-mode"].orValue("") == "Node,RBAC"`},
+		"filter-findings":              {"get", "findings", "--filter", `finding.kind == "FINDING_KIND_CLOCK_SKEW" && finding.node != "zzk-5"`},
+		"filter-processes":             {"get", "processes", "--filter", `process.argv.exists(a, a.startsWith("--kubeconfig"))`},
+		"filter-nodes":                 {"get", "nodes", "--filter", `"control-plane" in node.roles`},
+		"filter-clusters":              {"get", "clusters", "--filter", `cluster.datastore.implementation == "etcd"`},
+		"filter-manifests":             {"get", "manifests", "--filter", `manifest.images.exists(i, i.contains("etcd"))`},
 		"where-datastore-json":         {"where", "datastore", "-o", "json"},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -190,6 +198,8 @@ func TestPlainErrors(t *testing.T) {
 		{"--bundle", "/nonexistent", "get", "clusters"},
 		{"--bundle", seedBundle, "--bundle", seedBundle, "get", "clusters"},
 		{"--bundle", seedBundle, "where", "kube-nothing"},
+		{"--bundle", seedBundle, "get", "components", "--filter", `component.implementaton == "flannel"`},
+		{"--bundle", seedBundle, "get", "components", "--filter", `component.pid`},
 	} {
 		if _, err := run(t, args...); err == nil {
 			t.Errorf("%v: no error", args)

@@ -38,7 +38,7 @@ Run the same questions yourself with: kubeatlas --bundle examples/seed-cluster g
 // report prints, for every cluster, the answer table, the cluster mode with
 // its evidence, and the findings.
 func report(ctx context.Context, w io.Writer, f printer.Format, c *conn, only string) error {
-	clusters, err := listClusters(ctx, c, only)
+	clusters, err := listClusters(ctx, c, only, "")
 	if err != nil {
 		return err
 	}

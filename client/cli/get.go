@@ -16,6 +16,7 @@ var getKinds = []string{"clusters", "nodes", "components", "processes", "manifes
 func newGetCmd(o *options) *cobra.Command {
 	var node, component, how, impl string
 	var componentsOnly bool
+	var filters []string
 	cmd := &cobra.Command{
 		Use:       "get clusters|nodes|components|processes|manifests|findings",
 		Short:     "List clusters, nodes, component instances, processes, static pod manifests or findings",
@@ -30,17 +31,18 @@ func newGetCmd(o *options) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			expr := orFilters(filters)
 			w := cmd.OutOrStdout()
 			return o.run(cmd, func(ctx context.Context, c *conn) error {
 				switch kind {
 				case "clusters":
-					resp, err := listClusters(ctx, c, o.cluster)
+					resp, err := listClusters(ctx, c, o.cluster, expr)
 					if err != nil {
 						return err
 					}
 					return printer.Clusters(w, f, resp)
 				case "nodes":
-					resp, err := listNodes(ctx, c, o.cluster)
+					resp, err := listNodes(ctx, c, o.cluster, expr)
 					if err != nil {
 						return err
 					}
@@ -59,25 +61,25 @@ func newGetCmd(o *options) *cobra.Command {
 					if err != nil {
 						return err
 					}
-					resp, err := listComponents(ctx, c, &v1.ListComponentsRequest{Cluster: o.cluster, Node: node, Component: component, How: h, Implementation: impl, View: f.ComponentView()})
+					resp, err := listComponents(ctx, c, &v1.ListComponentsRequest{Cluster: o.cluster, Node: node, Component: component, How: h, Implementation: impl, View: f.ComponentView(), Filter: expr})
 					if err != nil {
 						return err
 					}
 					return printer.Components(w, f, resp)
 				case "processes":
-					resp, err := listProcesses(ctx, c, &v1.ListProcessesRequest{Cluster: o.cluster, Node: node, Component: component, ComponentsOnly: componentsOnly})
+					resp, err := listProcesses(ctx, c, &v1.ListProcessesRequest{Cluster: o.cluster, Node: node, Component: component, ComponentsOnly: componentsOnly, Filter: expr})
 					if err != nil {
 						return err
 					}
 					return printer.Processes(w, f, resp)
 				case "manifests":
-					resp, err := listManifests(ctx, c, &v1.ListManifestsRequest{Cluster: o.cluster, Node: node})
+					resp, err := listManifests(ctx, c, &v1.ListManifestsRequest{Cluster: o.cluster, Node: node, Filter: expr})
 					if err != nil {
 						return err
 					}
 					return printer.Manifests(w, f, resp)
 				default:
-					resp, err := listFindings(ctx, c, &v1.ListFindingsRequest{Cluster: o.cluster, Node: node})
+					resp, err := listFindings(ctx, c, &v1.ListFindingsRequest{Cluster: o.cluster, Node: node, Filter: expr})
 					if err != nil {
 						return err
 					}
@@ -92,9 +94,11 @@ func newGetCmd(o *options) *cobra.Command {
 	fl.StringVar(&how, "how", "", "only instances run this way: host-process, static-pod, daemonset, deployment, statefulset, replicaset, job, bare-pod (components)")
 	fl.StringVar(&impl, "implementation", "", "only this implementation, e.g. flannel (components)")
 	fl.BoolVar(&componentsOnly, "components-only", false, "only processes that host a component (processes)")
+	fl.StringArrayVar(&filters, "filter", nil, `a CEL expression over each row, named for the kind: cluster, node, component, process, manifest or finding; e.g. 'component.implementation == "flannel"' or 'component.flags["anonymous-auth"] == "true"'. Repeated filters are ORed`)
 	_ = cmd.RegisterFlagCompletionFunc("component", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
 		return v1.Components, cobra.ShellCompDirectiveNoFileComp
 	})
+	_ = cmd.RegisterFlagCompletionFunc("filter", completeFilter)
 	return cmd
 }
 
@@ -121,8 +125,8 @@ func parseHow(s string) (v1.DeploymentKind, error) {
 
 // The list helpers page through every result.
 
-func listClusters(ctx context.Context, c *conn, only string) (*v1.ListClustersResponse, error) {
-	if only != "" {
+func listClusters(ctx context.Context, c *conn, only, filter string) (*v1.ListClustersResponse, error) {
+	if only != "" && filter == "" {
 		resp, err := c.client.GetCluster(ctx, &v1.GetClusterRequest{Name: only})
 		if err != nil {
 			return nil, err
@@ -130,9 +134,18 @@ func listClusters(ctx context.Context, c *conn, only string) (*v1.ListClustersRe
 		return &v1.ListClustersResponse{Clusters: []*v1.Cluster{resp.Cluster}}, nil
 	}
 	clusters, err := pageAll(func(tok string) ([]*v1.Cluster, string, error) {
-		resp, err := c.client.ListClusters(ctx, &v1.ListClustersRequest{PageSize: 1000, PageToken: tok})
+		resp, err := c.client.ListClusters(ctx, &v1.ListClustersRequest{PageSize: 1000, PageToken: tok, Filter: filter})
 		return resp.GetClusters(), resp.GetNextPageToken(), err
 	})
+	if only != "" {
+		var keep []*v1.Cluster
+		for _, cl := range clusters {
+			if cl.Name == only {
+				keep = append(keep, cl)
+			}
+		}
+		clusters = keep
+	}
 	return &v1.ListClustersResponse{Clusters: clusters}, err
 }
 
@@ -153,9 +166,9 @@ func pageAll[T any](fetch func(token string) ([]T, string, error)) ([]T, error) 
 	}
 }
 
-func listNodes(ctx context.Context, c *conn, cluster string) (*v1.ListNodesResponse, error) {
+func listNodes(ctx context.Context, c *conn, cluster, filter string) (*v1.ListNodesResponse, error) {
 	nodes, err := pageAll(func(tok string) ([]*v1.Node, string, error) {
-		resp, err := c.client.ListNodes(ctx, &v1.ListNodesRequest{Cluster: cluster, PageSize: 1000, PageToken: tok})
+		resp, err := c.client.ListNodes(ctx, &v1.ListNodesRequest{Cluster: cluster, PageSize: 1000, PageToken: tok, Filter: filter})
 		return resp.GetNodes(), resp.GetNextPageToken(), err
 	})
 	return &v1.ListNodesResponse{Nodes: nodes}, err
@@ -199,4 +212,48 @@ func listFindings(ctx context.Context, c *conn, req *v1.ListFindingsRequest) (*v
 		return resp.GetFindings(), resp.GetNextPageToken(), err
 	})
 	return &v1.ListFindingsResponse{Findings: finds}, err
+}
+
+// orFilters joins repeated --filter expressions with ||, as hubble observe
+// and tetra getevents combine theirs.
+func orFilters(filters []string) string {
+	var parts []string
+	for _, f := range filters {
+		if f = strings.TrimSpace(f); f != "" {
+			parts = append(parts, f)
+		}
+	}
+	if len(parts) == 1 {
+		// As given, so that an error's column is the user's.
+		return parts[0]
+	}
+	for i, p := range parts {
+		parts[i] = "(" + p + ")"
+	}
+	return strings.Join(parts, " || ")
+}
+
+// completeFilter offers the start of an expression for the kind being got.
+func completeFilter(cmd *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
+	if len(args) == 0 {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	kind, err := canonicalKind(args[0])
+	if err != nil {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	v := strings.TrimSuffix(kind, "s")
+	fields := map[string][]string{
+		"cluster":   {"name", "mode", "provider", "kubernetes_version", "datastore.implementation"},
+		"node":      {"cluster", "name", "roles", "agent_state", "kubelet_version"},
+		"component": {"cluster", "node", "component", "implementation", "how", "flags[\"name\"]", "image", "version"},
+		"process":   {"cluster", "node", "pid", "user", "argv", "exe", "systemd_unit", "container_id"},
+		"manifest":  {"cluster", "node", "path", "pod_name", "images"},
+		"finding":   {"cluster", "node", "kind", "severity", "summary"},
+	}[v]
+	out := make([]string, len(fields))
+	for i, f := range fields {
+		out[i] = v + "." + f
+	}
+	return out, cobra.ShellCompDirectiveNoFileComp | cobra.ShellCompDirectiveNoSpace
 }

@@ -19,6 +19,7 @@ import (
 func newWatchCmd(o *options) *cobra.Command {
 	var component string
 	var noComponents, noFindings bool
+	var filters []string
 	cmd := &cobra.Command{
 		Use:   "watch",
 		Short: "Print the current components and findings, then every change as it happens",
@@ -35,7 +36,8 @@ changes since, it prints RESYNC and the whole state again.`,
 			// A watch runs until interrupted: no answer deadline.
 			o.timeout = 0
 			req := &v1.WatchRequest{Cluster: o.cluster, Component: component,
-				SkipComponents: noComponents, SkipFindings: noFindings, View: f.ComponentView(), MaxBatch: 500}
+				SkipComponents: noComponents, SkipFindings: noFindings, View: f.ComponentView(), MaxBatch: 500,
+				Filter: orFilters(filters)}
 			return o.run(cmd, func(ctx context.Context, c *conn) error {
 				return watch(ctx, c, req, func(ev *v1.WatchResponse) error { return printer.Event(cmd.OutOrStdout(), f, ev) },
 					func(err error, in time.Duration) error {
@@ -47,6 +49,7 @@ changes since, it prints RESYNC and the whole state again.`,
 	cmd.Flags().StringVar(&component, "component", "", "only this component")
 	cmd.Flags().BoolVar(&noComponents, "no-components", false, "do not show component changes")
 	cmd.Flags().BoolVar(&noFindings, "no-findings", false, "do not show finding changes")
+	cmd.Flags().StringArrayVar(&filters, "filter", nil, `a CEL expression over each event's object: component or finding, e.g. 'component.how == "DEPLOYMENT_KIND_STATIC_POD"'; repeated filters are ORed`)
 	return cmd
 }
 

@@ -72,6 +72,7 @@ func TestWatchGolden(t *testing.T) {
 		"watch-kube-proxy":     {"watch", "--component", "kube-proxy", "--no-findings"},
 		"watch-findings-json":  {"watch", "--no-components", "-o", "json"},
 		"watch-apiserver-yaml": {"watch", "--component", "kube-apiserver", "--no-findings", "-o", "yaml"},
+		"watch-filter":         {"watch", "--filter", `component.how == "DEPLOYMENT_KIND_STATIC_POD" || finding.severity == "SEVERITY_CRITICAL"`},
 	} {
 		t.Run(name, func(t *testing.T) {
 			out := runUntil(t, append([]string{"--bundle", seedBundle}, args...), []string{"SYNCED"}, []func(func()){stop})

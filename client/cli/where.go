@@ -38,7 +38,7 @@ or an implementation such as flannel, coredns, containerd or dockerd.`,
 				if args[0] == v1.ComponentDatastore {
 					// Every cluster has one, served by etcd members,
 					// a kine process, or from outside: the clusters say.
-					clusters, err := listClusters(ctx, c, o.cluster)
+					clusters, err := listClusters(ctx, c, o.cluster, "")
 					if err != nil {
 						return err
 					}

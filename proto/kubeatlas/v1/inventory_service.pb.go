@@ -1012,7 +1012,12 @@ type ListClustersRequest struct {
 	// The most clusters to return; 0 means the server's default (100), values above 1000 are lowered to 1000.
 	PageSize int32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// The next_page_token of a previous response, to continue from there.
-	PageToken     string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	PageToken string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// A CEL expression over each cluster (variable `cluster`); only the rows it is true for are returned. Fields are
+	// named as in the API (snake_case) and enums compare by name ("SEVERITY_WARNING"). A key a row lacks is an
+	// error for that row, which then does not match. An expression that does not compile, or costs more than the
+	// limit on one row, is INVALID_ARGUMENT. See the README for the fields.
+	Filter        string `protobuf:"bytes,3,opt,name=filter,proto3" json:"filter,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1057,6 +1062,13 @@ func (x *ListClustersRequest) GetPageSize() int32 {
 func (x *ListClustersRequest) GetPageToken() string {
 	if x != nil {
 		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListClustersRequest) GetFilter() string {
+	if x != nil {
+		return x.Filter
 	}
 	return ""
 }
@@ -1218,7 +1230,12 @@ type ListNodesRequest struct {
 	// The most nodes to return; 0 means 100, values above 1000 are lowered to 1000.
 	PageSize int32 `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// The next_page_token of a previous response.
-	PageToken     string `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	PageToken string `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// A CEL expression over each node (variable `node`); only the rows it is true for are returned. Fields are
+	// named as in the API (snake_case) and enums compare by name ("SEVERITY_WARNING"). A key a row lacks is an
+	// error for that row, which then does not match. An expression that does not compile, or costs more than the
+	// limit on one row, is INVALID_ARGUMENT. See the README for the fields.
+	Filter        string `protobuf:"bytes,5,opt,name=filter,proto3" json:"filter,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1277,6 +1294,13 @@ func (x *ListNodesRequest) GetPageSize() int32 {
 func (x *ListNodesRequest) GetPageToken() string {
 	if x != nil {
 		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListNodesRequest) GetFilter() string {
+	if x != nil {
+		return x.Filter
 	}
 	return ""
 }
@@ -1464,7 +1488,13 @@ type ListComponentsRequest struct {
 	// The next_page_token of a previous response.
 	PageToken string `protobuf:"bytes,7,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	// How much of each instance to return; unset means COMPONENT_VIEW_FULL.
-	View          ComponentView `protobuf:"varint,8,opt,name=view,proto3,enum=kubeatlas.v1.ComponentView" json:"view,omitempty"`
+	View ComponentView `protobuf:"varint,8,opt,name=view,proto3,enum=kubeatlas.v1.ComponentView" json:"view,omitempty"`
+	// A CEL expression over each component (variable `component`); only the rows it is true for are returned. Fields
+	// are named as in the API (snake_case), enums compare by name ("DEPLOYMENT_KIND_DAEMONSET"), and `flags` is a
+	// map from flag name to its values joined with ",". A key a row lacks is an error for that row, which then does
+	// not match: test with `"name" in component.flags` or `component.flags[?"name"].orValue("")`. An expression that does
+	// not compile, or costs more than the limit on one row, is INVALID_ARGUMENT. See the README for the fields.
+	Filter        string `protobuf:"bytes,9,opt,name=filter,proto3" json:"filter,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1555,6 +1585,13 @@ func (x *ListComponentsRequest) GetView() ComponentView {
 	return ComponentView_COMPONENT_VIEW_UNSPECIFIED
 }
 
+func (x *ListComponentsRequest) GetFilter() string {
+	if x != nil {
+		return x.Filter
+	}
+	return ""
+}
+
 // ListComponentsResponse is a page of component instances.
 type ListComponentsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1624,7 +1661,12 @@ type ListProcessesRequest struct {
 	// The most processes to return; 0 means 100, values above 1000 are lowered to 1000.
 	PageSize int32 `protobuf:"varint,5,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// The next_page_token of a previous response.
-	PageToken     string `protobuf:"bytes,6,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	PageToken string `protobuf:"bytes,6,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// A CEL expression over each process (variable `process`); only the rows it is true for are returned. Fields are
+	// named as in the API (snake_case) and enums compare by name ("SEVERITY_WARNING"). A key a row lacks is an
+	// error for that row, which then does not match. An expression that does not compile, or costs more than the
+	// limit on one row, is INVALID_ARGUMENT. See the README for the fields.
+	Filter        string `protobuf:"bytes,7,opt,name=filter,proto3" json:"filter,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1697,6 +1739,13 @@ func (x *ListProcessesRequest) GetPageSize() int32 {
 func (x *ListProcessesRequest) GetPageToken() string {
 	if x != nil {
 		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListProcessesRequest) GetFilter() string {
+	if x != nil {
+		return x.Filter
 	}
 	return ""
 }
@@ -1830,7 +1879,12 @@ type ListManifestsRequest struct {
 	// The most manifests to return; 0 means 100, values above 1000 are lowered to 1000.
 	PageSize int32 `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// The next_page_token of a previous response.
-	PageToken     string `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	PageToken string `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// A CEL expression over each manifest (variable `manifest`); only the rows it is true for are returned. Fields are
+	// named as in the API (snake_case) and enums compare by name ("SEVERITY_WARNING"). A key a row lacks is an
+	// error for that row, which then does not match. An expression that does not compile, or costs more than the
+	// limit on one row, is INVALID_ARGUMENT. See the README for the fields.
+	Filter        string `protobuf:"bytes,5,opt,name=filter,proto3" json:"filter,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1889,6 +1943,13 @@ func (x *ListManifestsRequest) GetPageSize() int32 {
 func (x *ListManifestsRequest) GetPageToken() string {
 	if x != nil {
 		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListManifestsRequest) GetFilter() string {
+	if x != nil {
+		return x.Filter
 	}
 	return ""
 }
@@ -2044,7 +2105,12 @@ type ListFindingsRequest struct {
 	// The most findings to return; 0 means 100, values above 1000 are lowered to 1000.
 	PageSize int32 `protobuf:"varint,5,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// The next_page_token of a previous response.
-	PageToken     string `protobuf:"bytes,6,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	PageToken string `protobuf:"bytes,6,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// A CEL expression over each finding (variable `finding`); only the rows it is true for are returned. Fields are
+	// named as in the API (snake_case) and enums compare by name ("SEVERITY_WARNING"). A key a row lacks is an
+	// error for that row, which then does not match. An expression that does not compile, or costs more than the
+	// limit on one row, is INVALID_ARGUMENT. See the README for the fields.
+	Filter        string `protobuf:"bytes,7,opt,name=filter,proto3" json:"filter,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2117,6 +2183,13 @@ func (x *ListFindingsRequest) GetPageSize() int32 {
 func (x *ListFindingsRequest) GetPageToken() string {
 	if x != nil {
 		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListFindingsRequest) GetFilter() string {
+	if x != nil {
+		return x.Filter
 	}
 	return ""
 }
@@ -2200,7 +2273,12 @@ type WatchRequest struct {
 	// is another aggregator's) it sends RESYNC, the current state, SYNCED, then changes: the watcher drops what
 	// it holds and rebuilds. 0 starts afresh. An aggregator keeps the newest changes for resuming (32 MiB by
 	// default), so a watcher whose link broke for a moment picks up where it stopped.
-	ResumeIndex   uint64 `protobuf:"varint,7,opt,name=resume_index,json=resumeIndex,proto3" json:"resume_index,omitempty"`
+	ResumeIndex uint64 `protobuf:"varint,7,opt,name=resume_index,json=resumeIndex,proto3" json:"resume_index,omitempty"`
+	// A CEL expression over each event's object: `component` for a component instance, `finding` for a finding,
+	// as in ListComponentsRequest.filter and ListFindingsRequest.filter. The variable of the other kind is an empty
+	// row, so `component.implementation == "flannel"` passes no finding, and `component.x == "a" || finding.y ==
+	// "b"` passes both kinds. The current state, and the changes after it, are filtered alike.
+	Filter        string `protobuf:"bytes,8,opt,name=filter,proto3" json:"filter,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2282,6 +2360,13 @@ func (x *WatchRequest) GetResumeIndex() uint64 {
 		return x.ResumeIndex
 	}
 	return 0
+}
+
+func (x *WatchRequest) GetFilter() string {
+	if x != nil {
+		return x.Filter
+	}
+	return ""
 }
 
 // WatchResponse carries events, in commit order, in one of two forms and never both:
@@ -2480,25 +2565,27 @@ const file_kubeatlas_v1_inventory_service_proto_rawDesc = "" +
 	"\bseverity\x18\x05 \x01(\x0e2\x16.kubeatlas.v1.SeverityR\bseverity\x12\x18\n" +
 	"\asummary\x18\x06 \x01(\tR\asummary\x122\n" +
 	"\bevidence\x18\a \x03(\v2\x16.kubeatlas.v1.EvidenceR\bevidence\x12\x18\n" +
-	"\asubject\x18\b \x01(\tR\asubject\"Q\n" +
+	"\asubject\x18\b \x01(\tR\asubject\"i\n" +
 	"\x13ListClustersRequest\x12\x1b\n" +
 	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\x02 \x01(\tR\tpageToken\"q\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\x12\x16\n" +
+	"\x06filter\x18\x03 \x01(\tR\x06filter\"q\n" +
 	"\x14ListClustersResponse\x121\n" +
 	"\bclusters\x18\x01 \x03(\v2\x15.kubeatlas.v1.ClusterR\bclusters\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\",\n" +
 	"\x11GetClusterRequest\x12\x17\n" +
 	"\x04name\x18\x01 \x01(\tB\x03\xe0A\x02R\x04name\"E\n" +
 	"\x12GetClusterResponse\x12/\n" +
-	"\acluster\x18\x01 \x01(\v2\x15.kubeatlas.v1.ClusterR\acluster\"\xa3\x01\n" +
+	"\acluster\x18\x01 \x01(\v2\x15.kubeatlas.v1.ClusterR\acluster\"\xbb\x01\n" +
 	"\x10ListNodesRequest\x12\x18\n" +
 	"\acluster\x18\x01 \x01(\tR\acluster\x129\n" +
 	"\vagent_state\x18\x02 \x01(\x0e2\x18.kubeatlas.v1.AgentStateR\n" +
 	"agentState\x12\x1b\n" +
 	"\tpage_size\x18\x03 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\x04 \x01(\tR\tpageToken\"e\n" +
+	"page_token\x18\x04 \x01(\tR\tpageToken\x12\x16\n" +
+	"\x06filter\x18\x05 \x01(\tR\x06filter\"e\n" +
 	"\x11ListNodesResponse\x12(\n" +
 	"\x05nodes\x18\x01 \x03(\v2\x12.kubeatlas.v1.NodeR\x05nodes\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"C\n" +
@@ -2509,7 +2596,7 @@ const file_kubeatlas_v1_inventory_service_proto_rawDesc = "" +
 	"\x04node\x18\x01 \x01(\v2\x12.kubeatlas.v1.NodeR\x04node\x12?\n" +
 	"\n" +
 	"components\x18\x02 \x03(\v2\x1f.kubeatlas.v1.ComponentInstanceR\n" +
-	"components\"\xa8\x02\n" +
+	"components\"\xc0\x02\n" +
 	"\x15ListComponentsRequest\x12\x18\n" +
 	"\acluster\x18\x01 \x01(\tR\acluster\x12\x12\n" +
 	"\x04node\x18\x02 \x01(\tR\x04node\x12\x1c\n" +
@@ -2519,12 +2606,13 @@ const file_kubeatlas_v1_inventory_service_proto_rawDesc = "" +
 	"\tpage_size\x18\x06 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
 	"page_token\x18\a \x01(\tR\tpageToken\x12/\n" +
-	"\x04view\x18\b \x01(\x0e2\x1b.kubeatlas.v1.ComponentViewR\x04view\"\x81\x01\n" +
+	"\x04view\x18\b \x01(\x0e2\x1b.kubeatlas.v1.ComponentViewR\x04view\x12\x16\n" +
+	"\x06filter\x18\t \x01(\tR\x06filter\"\x81\x01\n" +
 	"\x16ListComponentsResponse\x12?\n" +
 	"\n" +
 	"components\x18\x01 \x03(\v2\x1f.kubeatlas.v1.ComponentInstanceR\n" +
 	"components\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xc7\x01\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xdf\x01\n" +
 	"\x14ListProcessesRequest\x12\x18\n" +
 	"\acluster\x18\x01 \x01(\tR\acluster\x12\x12\n" +
 	"\x04node\x18\x02 \x01(\tR\x04node\x12\x1c\n" +
@@ -2532,20 +2620,22 @@ const file_kubeatlas_v1_inventory_service_proto_rawDesc = "" +
 	"\x0fcomponents_only\x18\x04 \x01(\bR\x0ecomponentsOnly\x12\x1b\n" +
 	"\tpage_size\x18\x05 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\x06 \x01(\tR\tpageToken\"l\n" +
+	"page_token\x18\x06 \x01(\tR\tpageToken\x12\x16\n" +
+	"\x06filter\x18\a \x01(\tR\x06filter\"l\n" +
 	"\vNodeProcess\x12\x18\n" +
 	"\acluster\x18\x01 \x01(\tR\acluster\x12\x12\n" +
 	"\x04node\x18\x02 \x01(\tR\x04node\x12/\n" +
 	"\aprocess\x18\x03 \x01(\v2\x15.kubeatlas.v1.ProcessR\aprocess\"x\n" +
 	"\x15ListProcessesResponse\x127\n" +
 	"\tprocesses\x18\x01 \x03(\v2\x19.kubeatlas.v1.NodeProcessR\tprocesses\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x80\x01\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x98\x01\n" +
 	"\x14ListManifestsRequest\x12\x18\n" +
 	"\acluster\x18\x01 \x01(\tR\acluster\x12\x12\n" +
 	"\x04node\x18\x02 \x01(\tR\x04node\x12\x1b\n" +
 	"\tpage_size\x18\x03 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\x04 \x01(\tR\tpageToken\"\xac\x01\n" +
+	"page_token\x18\x04 \x01(\tR\tpageToken\x12\x16\n" +
+	"\x06filter\x18\x05 \x01(\tR\x06filter\"\xac\x01\n" +
 	"\fNodeManifest\x12\x18\n" +
 	"\acluster\x18\x01 \x01(\tR\acluster\x12\x12\n" +
 	"\x04node\x18\x02 \x01(\tR\x04node\x12;\n" +
@@ -2555,7 +2645,7 @@ const file_kubeatlas_v1_inventory_service_proto_rawDesc = "" +
 	"\x04pids\x18\x05 \x03(\x05R\x04pids\"y\n" +
 	"\x15ListManifestsResponse\x128\n" +
 	"\tmanifests\x18\x01 \x03(\v2\x1a.kubeatlas.v1.NodeManifestR\tmanifests\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xe9\x01\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x81\x02\n" +
 	"\x13ListFindingsRequest\x12\x18\n" +
 	"\acluster\x18\x01 \x01(\tR\acluster\x12\x12\n" +
 	"\x04node\x18\x02 \x01(\tR\x04node\x12-\n" +
@@ -2563,10 +2653,11 @@ const file_kubeatlas_v1_inventory_service_proto_rawDesc = "" +
 	"\fmin_severity\x18\x04 \x01(\x0e2\x16.kubeatlas.v1.SeverityR\vminSeverity\x12\x1b\n" +
 	"\tpage_size\x18\x05 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\x06 \x01(\tR\tpageToken\"q\n" +
+	"page_token\x18\x06 \x01(\tR\tpageToken\x12\x16\n" +
+	"\x06filter\x18\a \x01(\tR\x06filter\"q\n" +
 	"\x14ListFindingsResponse\x121\n" +
 	"\bfindings\x18\x01 \x03(\v2\x15.kubeatlas.v1.FindingR\bfindings\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x85\x02\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x9d\x02\n" +
 	"\fWatchRequest\x12\x18\n" +
 	"\acluster\x18\x01 \x01(\tR\acluster\x12\x1c\n" +
 	"\tcomponent\x18\x02 \x01(\tR\tcomponent\x12'\n" +
@@ -2574,7 +2665,8 @@ const file_kubeatlas_v1_inventory_service_proto_rawDesc = "" +
 	"\rskip_findings\x18\x04 \x01(\bR\fskipFindings\x12/\n" +
 	"\x04view\x18\x05 \x01(\x0e2\x1b.kubeatlas.v1.ComponentViewR\x04view\x12\x1b\n" +
 	"\tmax_batch\x18\x06 \x01(\x05R\bmaxBatch\x12!\n" +
-	"\fresume_index\x18\a \x01(\x04R\vresumeIndex\"\x88\x02\n" +
+	"\fresume_index\x18\a \x01(\x04R\vresumeIndex\x12\x16\n" +
+	"\x06filter\x18\b \x01(\tR\x06filter\"\x88\x02\n" +
 	"\rWatchResponse\x120\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x1c.kubeatlas.v1.WatchEventTypeR\x04type\x12?\n" +
 	"\tcomponent\x18\x02 \x01(\v2\x1f.kubeatlas.v1.ComponentInstanceH\x00R\tcomponent\x121\n" +
