@@ -29,6 +29,13 @@ func grpcurl(t *testing.T, e *env) {
 	if d := run(a, "describe", "kubeatlas.v1.InventoryService"); !strings.Contains(d, "ListComponents lists component instances") {
 		t.Errorf("describe shows no comments:\n%s", d)
 	}
+	if d := run(a, "describe", "kubeatlas.v1.ListComponentsRequest"); !strings.Contains(d, "A CEL expression over each component") {
+		t.Errorf("describe shows no comment for filter:\n%s", d)
+	}
+	if out, err := grpcurlRun(e.bins.Grpcurl, "-d", `{"filter":"component.nope"}`, a, "kubeatlas.v1.InventoryService/ListComponents"); err == nil ||
+		!strings.Contains(out, "InvalidArgument") || !strings.Contains(out, "undefined field 'nope'") {
+		t.Errorf("a bad filter: %v\n%s", err, out)
+	}
 	if d := run(a, "describe", "kubeatlas.v1.DeploymentKind"); !strings.Contains(d, "DEPLOYMENT_KIND_STATIC_POD") {
 		t.Errorf("describe enum:\n%s", d)
 	}
@@ -46,6 +53,9 @@ func grpcurl(t *testing.T, e *env) {
 		{"ListProcesses", `{"cluster":"seed","components_only":true}`, `"kube-scheduler"`},
 		{"ListManifests", `{"cluster":"seed"}`, `"mirrorPod": "kube-system/etcd-test"`},
 		{"ListFindings", `{"min_severity":"SEVERITY_WARNING"}`, `FINDING_KIND_HIGH_RESTART_COUNT`},
+		// A CEL filter, and the datastore the cluster answers with.
+		{"ListComponents", `{"filter":"component.implementation == \"flannel\" && component.node == \"zzk-3\""}`, `"node": "zzk-3"`},
+		{"ListClusters", `{"filter":"cluster.datastore.implementation == \"etcd\""}`, `"implementation": "etcd"`},
 	}
 	for _, c := range checks {
 		out := run("-d", c.body, a, "kubeatlas.v1.InventoryService/"+c.method)
