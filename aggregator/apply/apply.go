@@ -454,7 +454,8 @@ func (e *Applier) rejoinNode(txn *state.Txn, c *state.Cluster, node string) (boo
 		AgentsSettled:    e.settled.Load(),
 		APIConnected:     c.APIConnected,
 		ClusterHasAgents: c.HasAgents,
-		APIServerVersion: c.APIServerVersion,
+		APIServerVersion: c.APIServerOldest,
+		ServerVersion:    c.APIVersion,
 		Settings:         e.cfg.Settings,
 		Workload: func(uid string) *state.Workload {
 			w, _ := txn.WorkloadByUID(nil, cluster, uid)
@@ -583,19 +584,20 @@ func (e *Applier) recomputeCluster(txn *state.Txn, cluster string) error {
 			}
 			return false
 		}})
-	versionChanged := res.APIServerVersion != c.APIServerVersion
+	versionChanged := res.APIServerOldest != c.APIServerOldest
 	nc := c.Copy()
+	nc.APIServerOldest = res.APIServerOldest
 	nc.Mode, nc.ModeEvidence, nc.ControlPlaneNodes, nc.APIServerVersion = res.Mode, res.Evidence, res.ControlPlaneNodes, res.APIServerVersion
 	nc.Provider, nc.Datastore = res.Provider, res.Datastore
 	if err := txn.PutCluster(nc); err != nil {
 		return err
 	}
 	if versionChanged {
+		// The skew policy measures every node's components against the
+		// oldest kube-apiserver: a rare change, and every node re-joins.
 		var nodes []string
 		for n := range txn.NodesOf(nil, cluster) {
-			if n.API != nil && n.API.KubeletVersion != "" {
-				nodes = append(nodes, n.Name)
-			}
+			nodes = append(nodes, n.Name)
 		}
 		for _, n := range nodes {
 			if _, err := e.rejoinNode(txn, nc, n); err != nil {

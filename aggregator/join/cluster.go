@@ -40,7 +40,9 @@ type ClusterResult struct {
 	Evidence          []*v1.Evidence
 	ControlPlaneNodes []string
 	APIServerVersion  string
-	Datastore         *v1.Datastore
+	// APIServerOldest is the oldest kube-apiserver version seen.
+	APIServerOldest string
+	Datastore       *v1.Datastore
 }
 
 // Cluster decides a cluster's mode from how its kube-apiserver instances run:
@@ -72,6 +74,9 @@ func Cluster(in ClusterInput) ClusterResult {
 		if res.APIServerVersion == "" && inst.Version != "" {
 			res.APIServerVersion = inst.Version
 		}
+		if older(inst.Version, res.APIServerOldest) {
+			res.APIServerOldest = inst.Version
+		}
 		res.Evidence = append(res.Evidence, &v1.Evidence{
 			Kind:       evidenceKindOf(inst),
 			Summary:    fmt.Sprintf("kube-apiserver on %s runs as %s%s", inst.Node, inst.How.Words(), where(inst)),
@@ -85,6 +90,9 @@ func Cluster(in ClusterInput) ClusterResult {
 	sort.Strings(res.ControlPlaneNodes)
 	if res.APIServerVersion == "" {
 		res.APIServerVersion = in.APIVersion
+	}
+	if res.APIServerOldest == "" {
+		res.APIServerOldest = res.APIServerVersion
 	}
 	best, bestN := v1.ClusterMode_CLUSTER_MODE_UNKNOWN, 0
 	for _, m := range []v1.ClusterMode{v1.ClusterMode_CLUSTER_MODE_STATIC_POD, v1.ClusterMode_CLUSTER_MODE_STANDALONE, v1.ClusterMode_CLUSTER_MODE_SELF_HOSTED} {

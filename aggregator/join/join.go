@@ -57,9 +57,12 @@ type NodeInput struct {
 	// AgentsSettled says whether agents had their chance to reconnect since
 	// the aggregator started: until then a node without an agent is no finding.
 	AgentsSettled bool
-	// APIServerVersion is the cluster's kube-apiserver version, if known.
+	// APIServerVersion is the cluster's oldest kube-apiserver version, if
+	// known: what the skew policy measures against.
 	APIServerVersion string
-	Settings         Settings
+	// ServerVersion is the API server's /version gitVersion, if known.
+	ServerVersion string
+	Settings      Settings
 }
 
 // NodeResult is the answer for one node.
@@ -453,9 +456,7 @@ func (j *joiner) leftoverProcesses() {
 					inst.Evidence = append(inst.Evidence, ev(v1.EvidenceKind_EVIDENCE_KIND_CGROUP,
 						fmt.Sprintf("in container %s outside Kubernetes", short(p.ContainerId)), "container_id", p.ContainerId))
 				}
-				if hc.Component == v1.ComponentKubelet && j.in.Node.API != nil {
-					inst.Version = j.in.Node.API.KubeletVersion
-				}
+				inst.Version = j.hostVersion(hc)
 				if hc.Component == v1.ComponentContainerRuntime {
 					inst.Evidence = append(inst.Evidence, j.runtimeUseEv(hc))
 				}
@@ -469,6 +470,47 @@ func (j *joiner) leftoverProcesses() {
 		}
 		j.used[p] = true
 	}
+}
+
+// hostVersion is a host process's version from the best evidence there is
+// without running it: the Node status for the kubelet, kube-proxy and the
+// container runtime the kubelet uses, the server's /version for an
+// apiserver.
+func (j *joiner) hostVersion(hc *v1.HostedComponent) string {
+	api := j.in.Node.API
+	switch hc.Component {
+	case v1.ComponentKubelet:
+		if api != nil {
+			return api.KubeletVersion
+		}
+	case v1.ComponentKubeProxy:
+		if api != nil {
+			return api.KubeProxyVersion
+		}
+	case v1.ComponentContainerRuntime:
+		if api != nil {
+			// "containerd://1.7.22", "cri-o://1.30.1", "docker://27.1.1".
+			name, ver, ok := strings.Cut(api.RuntimeVersion, "://")
+			if ok && runtimeMatchesName(hc.Implementation, name) {
+				return ver
+			}
+		}
+	case v1.ComponentAPIServer:
+		return j.in.ServerVersion
+	}
+	return ""
+}
+
+// runtimeMatchesName reports whether a runtime implementation is the one the
+// Node status names.
+func runtimeMatchesName(impl, name string) bool {
+	switch name {
+	case "docker":
+		return impl == "dockerd" || impl == "cri-dockerd"
+	case "cri-o":
+		return impl == "cri-o"
+	}
+	return impl == name
 }
 
 // runtimeUseEv says whether the kubelet uses this container runtime.
@@ -660,34 +702,115 @@ func (j *joiner) nodeFindings() {
 					"skew", roundDur(skew).String(), "threshold", j.in.Settings.ClockSkew.String()))
 		}
 	}
-	if n.API != nil && n.API.KubeletVersion != "" && j.in.APIServerVersion != "" {
-		if msg := skewPolicy(n.API.KubeletVersion, j.in.APIServerVersion); msg != "" {
-			j.finding(v1.FindingKind_FINDING_KIND_VERSION_SKEW, v1.Severity_SEVERITY_CRITICAL, n.Name,
-				fmt.Sprintf("kubelet %s on %s: %s", n.API.KubeletVersion, n.Name, msg),
-				ev(v1.EvidenceKind_EVIDENCE_KIND_VERSION, fmt.Sprintf("kubelet %s, kube-apiserver %s", n.API.KubeletVersion, j.in.APIServerVersion),
-					"kubelet", n.API.KubeletVersion, "kube-apiserver", j.in.APIServerVersion))
-		}
-	}
+	j.versionSkew()
 }
 
-// skewPolicy applies the Kubernetes version skew policy: a kubelet must not be
-// newer than kube-apiserver, and at most three minor versions older. Versions
-// are read as apimachinery reads them: a leading v, and whatever follows the
-// numbers (-eks-…, +k3s1) ignored.
-func skewPolicy(kubelet, apiserver string) string {
-	kv, err1 := version.ParseGeneric(kubelet)
-	av, err2 := version.ParseGeneric(apiserver)
-	if err1 != nil || err2 != nil || kv.Major() != av.Major() {
+// The Kubernetes version skew policy
+// (kubernetes.io/releases/version-skew-policy), measured against the oldest
+// kube-apiserver of the cluster:
+//   - "In highly-available (HA) clusters, the newest and oldest kube-apiserver
+//     instances must be within one minor version."
+//   - "kubelet must not be newer than kube-apiserver", and "may be up to three
+//     minor versions older" (since 1.28; up to two before);
+//   - kube-proxy: the same as the kubelet;
+//   - "kube-controller-manager, kube-scheduler, and cloud-controller-manager
+//     must not be newer than the kube-apiserver instances they communicate
+//     with ... may be up to one minor version older".
+
+// allowedOlder is how many minors a component may trail the oldest
+// kube-apiserver, apiMinor being that apiserver's minor; false for
+// components the policy does not cover.
+func allowedOlder(component string, apiMinor uint) (int, bool) {
+	switch component {
+	case v1.ComponentKubelet, v1.ComponentKubeProxy:
+		if apiMinor >= 28 {
+			return 3, true
+		}
+		return 2, true
+	case v1.ComponentControllerManager, v1.ComponentScheduler, v1.ComponentCloudControllerManager:
+		return 1, true
+	}
+	return 0, false
+}
+
+// skewPolicy says how a component's version breaks the policy against the
+// cluster's oldest kube-apiserver, or "" when it does not (or a version is
+// unknown). Versions are read as apimachinery reads them: a leading v, and
+// whatever follows the numbers (-eks-…, +k3s1) ignored.
+func skewPolicy(component, compVersion, oldestAPI string) string {
+	cv, err1 := version.ParseGeneric(compVersion)
+	av, err2 := version.ParseGeneric(oldestAPI)
+	if err1 != nil || err2 != nil || cv.Major() != av.Major() {
 		return ""
 	}
-	kubeletMM, apiMM := version.MajorMinor(kv.Major(), kv.Minor()), version.MajorMinor(av.Major(), av.Minor())
+	older, ok := allowedOlder(component, av.Minor())
+	if !ok {
+		return ""
+	}
+	compMM, apiMM := version.MajorMinor(cv.Major(), cv.Minor()), version.MajorMinor(av.Major(), av.Minor())
 	switch {
-	case kubeletMM.GreaterThan(apiMM):
-		return fmt.Sprintf("newer than kube-apiserver %s, which the skew policy forbids", apiserver)
-	case kubeletMM.LessThan(apiMM.SubtractMinor(3)):
-		return fmt.Sprintf("%d minor versions older than kube-apiserver %s; the skew policy allows 3", av.Minor()-kv.Minor(), apiserver)
+	case compMM.GreaterThan(apiMM):
+		return fmt.Sprintf("newer than kube-apiserver %s, which the skew policy forbids", oldestAPI)
+	case compMM.LessThan(apiMM.SubtractMinor(uint(older))):
+		return fmt.Sprintf("%d minor versions older than kube-apiserver %s; the skew policy allows %d", av.Minor()-cv.Minor(), oldestAPI, older)
 	}
 	return ""
+}
+
+// haSkew says how an apiserver's version breaks the HA rule against the
+// oldest, or "".
+func haSkew(apiVersion, oldest string) string {
+	v, err1 := version.ParseGeneric(apiVersion)
+	o, err2 := version.ParseGeneric(oldest)
+	if err1 != nil || err2 != nil || v.Major() != o.Major() || v.Minor() <= o.Minor()+1 {
+		return ""
+	}
+	return fmt.Sprintf("%d minor versions newer than the oldest kube-apiserver %s; HA apiservers may differ by one", v.Minor()-o.Minor(), oldest)
+}
+
+// older reports whether version a is older than b, or b is unknown.
+func older(a, b string) bool {
+	va, err := version.ParseGeneric(a)
+	if err != nil {
+		return false
+	}
+	vb, err := version.ParseGeneric(b)
+	return err != nil || va.LessThan(vb)
+}
+
+// versionSkew raises VERSION_SKEW for this node's components that break the
+// policy: the kubelet (from the Node status), kube-proxy, the controller
+// managers, the scheduler, and kube-apiserver against the HA rule.
+func (j *joiner) versionSkew() {
+	oldest := j.in.APIServerVersion
+	if oldest == "" {
+		return
+	}
+	n := j.in.Node
+	if n.API != nil && n.API.KubeletVersion != "" {
+		if msg := skewPolicy(v1.ComponentKubelet, n.API.KubeletVersion, oldest); msg != "" {
+			j.finding(v1.FindingKind_FINDING_KIND_VERSION_SKEW, v1.Severity_SEVERITY_CRITICAL, n.Name,
+				fmt.Sprintf("kubelet %s on %s: %s", n.API.KubeletVersion, n.Name, msg),
+				ev(v1.EvidenceKind_EVIDENCE_KIND_VERSION, fmt.Sprintf("kubelet %s, kube-apiserver %s", n.API.KubeletVersion, oldest),
+					"kubelet", n.API.KubeletVersion, "kube-apiserver", oldest))
+		}
+	}
+	for _, in := range j.out.Instances {
+		if in.Version == "" || in.Component == v1.ComponentKubelet {
+			continue
+		}
+		msg := skewPolicy(in.Component, in.Version, oldest)
+		if in.Component == v1.ComponentAPIServer {
+			msg = haSkew(in.Version, oldest)
+		}
+		if msg == "" {
+			continue
+		}
+		j.finding(v1.FindingKind_FINDING_KIND_VERSION_SKEW, v1.Severity_SEVERITY_CRITICAL, in.Component+"/"+in.Id,
+			fmt.Sprintf("%s %s on %s: %s", in.Component, in.Version, n.Name, msg),
+			ev(v1.EvidenceKind_EVIDENCE_KIND_VERSION, fmt.Sprintf("%s %s, oldest kube-apiserver %s", in.Component, in.Version, oldest),
+				in.Component, in.Version, "kube-apiserver", oldest, "instance", in.Id))
+	}
 }
 
 func (j *joiner) roles() {

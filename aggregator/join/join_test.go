@@ -198,18 +198,79 @@ func TestDriftDescribesFlags(t *testing.T) {
 	}
 }
 
+// The version skew policy, kubernetes.io/releases/version-skew-policy, each
+// row quoting the rule it checks.
 func TestSkewPolicy(t *testing.T) {
 	for _, tt := range []struct {
-		kubelet, api string
-		bad          bool
+		rule, component, version, api string
+		bad                           bool
 	}{
-		{"v1.27.0", "v1.27.3", false}, {"v1.24.0", "v1.27.0", false}, {"v1.23.9", "v1.27.0", true},
-		{"v1.28.0", "v1.27.0", true}, {"garbage", "v1.27.0", false},
-		{"v1.27.4-eks-8cb36c9", "v1.30.1-eks-1de2ab1", false}, {"v1.26.6+k3s1", "v1.30.0+k3s1", true},
-		{"1.29", "v1.29.0", false}, {"v1.29.0-gke.1", "v2.0.0", false},
+		// "kubelet must not be newer than kube-apiserver, and may be up to
+		// three minor versions older" (from 1.28).
+		{"kubelet same minor", v1.ComponentKubelet, "v1.27.0", "v1.27.3", false},
+		{"kubelet three older at 1.28", v1.ComponentKubelet, "v1.25.9", "v1.28.0", false},
+		{"kubelet four older", v1.ComponentKubelet, "v1.24.0", "v1.28.0", true},
+		{"kubelet newer", v1.ComponentKubelet, "v1.28.0", "v1.27.0", true},
+		// Before 1.28 the kubelet could trail by two.
+		{"kubelet three older at 1.27", v1.ComponentKubelet, "v1.24.0", "v1.27.0", true},
+		{"kubelet two older at 1.27", v1.ComponentKubelet, "v1.25.0", "v1.27.0", false},
+		// "kube-proxy ... must not be newer than kube-apiserver ... may be up
+		// to three minor versions older".
+		{"kube-proxy three older", v1.ComponentKubeProxy, "v1.27.4", "v1.30.1", false},
+		{"kube-proxy newer", v1.ComponentKubeProxy, "v1.31.0", "v1.30.1", true},
+		// "kube-controller-manager, kube-scheduler, and
+		// cloud-controller-manager must not be newer ... may be up to one
+		// minor version older".
+		{"controller-manager one older", v1.ComponentControllerManager, "v1.29.9", "v1.30.0", false},
+		{"controller-manager two older", v1.ComponentControllerManager, "v1.28.0", "v1.30.0", true},
+		{"scheduler newer", v1.ComponentScheduler, "v1.31.0", "v1.30.0", true},
+		{"cloud-controller-manager one older", v1.ComponentCloudControllerManager, "v1.29.0", "v1.30.0", false},
+		// Builds with suffixes read as their numbers.
+		{"eks suffixes", v1.ComponentKubelet, "v1.27.4-eks-8cb36c9", "v1.30.1-eks-1de2ab1", false},
+		{"k3s suffixes", v1.ComponentKubelet, "v1.26.6+k3s1", "v1.30.0+k3s1", true},
+		{"unknown version", v1.ComponentKubelet, "garbage", "v1.27.0", false},
+		{"other majors", v1.ComponentKubelet, "v1.29.0-gke.1", "v2.0.0", false},
+		{"not covered", v1.ComponentEtcd, "3.5.9", "v1.27.0", false},
 	} {
-		if got := skewPolicy(tt.kubelet, tt.api) != ""; got != tt.bad {
-			t.Errorf("kubelet %s, apiserver %s: flagged %v", tt.kubelet, tt.api, got)
+		if got := skewPolicy(tt.component, tt.version, tt.api) != ""; got != tt.bad {
+			t.Errorf("%s: %s %s against kube-apiserver %s: flagged %v", tt.rule, tt.component, tt.version, tt.api, got)
+		}
+	}
+	// "In highly-available (HA) clusters, the newest and oldest
+	// kube-apiserver instances must be within one minor version."
+	if haSkew("v1.30.2", "v1.29.0") != "" || haSkew("v1.31.0", "v1.29.0") == "" {
+		t.Error("HA apiserver rule")
+	}
+}
+
+// VERSION_SKEW for every covered component on a node, from the versions of
+// its instances and the Node status.
+func TestVersionSkewFindings(t *testing.T) {
+	cm := proc(10, "kube-controller-manager --leader-elect=true", "", "", "kube-controller-manager.service")
+	proxy := proc(11, "/usr/local/bin/kube-proxy --config=/x", "", "", "kube-proxy.service")
+	api := proc(12, "kube-apiserver --secure-port=6443", "", "", "kube-apiserver.service")
+	rt := proc(13, "/usr/bin/containerd", "", "", "containerd.service")
+	node := &state.Node{Name: "n1", Agent: reporting(),
+		API: &state.NodeAPI{KubeletVersion: "v1.26.3", KubeProxyVersion: "v1.31.0", RuntimeVersion: "containerd://1.7.22"}}
+	res := Node(NodeInput{Cluster: "c", Node: node, Procs: []*v1.Process{cm, proxy, api, rt}, APIServerVersion: "v1.30.0", ServerVersion: "v1.32.1"})
+	var got []string
+	for _, f := range res.Findings {
+		if f.Kind == v1.FindingKind_FINDING_KIND_VERSION_SKEW {
+			got = append(got, f.Summary)
+		}
+	}
+	sort.Strings(got)
+	want := []string{
+		"kube-apiserver v1.32.1 on n1: 2 minor versions newer than the oldest kube-apiserver v1.30.0; HA apiservers may differ by one",
+		"kube-proxy v1.31.0 on n1: newer than kube-apiserver v1.30.0, which the skew policy forbids",
+		"kubelet v1.26.3 on n1: 4 minor versions older than kube-apiserver v1.30.0; the skew policy allows 3",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("findings:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	for _, in := range res.Instances {
+		if in.Component == v1.ComponentContainerRuntime && in.Version != "1.7.22" {
+			t.Errorf("runtime version %q", in.Version)
 		}
 	}
 }

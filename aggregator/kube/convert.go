@@ -91,6 +91,9 @@ func NodeAPI(n *corev1.Node) *state.NodeAPI {
 	api := &state.NodeAPI{
 		UID:            string(n.UID),
 		KubeletVersion: n.Status.NodeInfo.KubeletVersion,
+		RuntimeVersion: n.Status.NodeInfo.ContainerRuntimeVersion,
+		//lint:ignore SA1019 still set by older kubelets; the skew policy covers kube-proxy.
+		KubeProxyVersion: n.Status.NodeInfo.KubeProxyVersion,
 		Created:        n.CreationTimestamp.Time,
 	}
 	if len(n.Labels) > 0 {

@@ -44,6 +44,9 @@ type Cluster struct {
 	ControlPlaneNodes []string
 	// APIServerVersion is the kube-apiserver version seen in its image or the API.
 	APIServerVersion string
+	// APIServerOldest is the oldest kube-apiserver version of the cluster:
+	// what the version skew policy measures the other components against.
+	APIServerOldest string
 	// Provider names a managed control plane's provider, when evidence does.
 	Provider string
 	// Datastore is what serves the API storage, when something tells.
@@ -58,7 +61,11 @@ type NodeAPI struct {
 	UID            string
 	Labels         map[string]string
 	KubeletVersion string
-	InternalIPs    []string
+	// RuntimeVersion is the Node status's containerRuntimeVersion
+	// ("containerd://1.7.22"), KubeProxyVersion its kubeProxyVersion where
+	// still set.
+	RuntimeVersion, KubeProxyVersion string
+	InternalIPs                      []string
 	Created        time.Time
 }
 

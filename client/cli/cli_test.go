@@ -50,7 +50,7 @@ func golden(t *testing.T, name, got string) {
 
 // TestBundleGolden runs every printer in every format against the reference bundle.
 func TestBundleGolden(t *testing.T) {
-	for _, kind := range []string{"clusters", "nodes", "components", "processes", "manifests", "findings"} {
+	for _, kind := range []string{"clusters", "nodes", "components", "processes", "manifests", "findings", "versions"} {
 		for _, format := range []string{"table", "wide", "json", "yaml"} {
 			args := []string{"--bundle", seedBundle, "get", kind, "-o", format}
 			if kind == "processes" {

@@ -11,15 +11,15 @@ import (
 	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
 )
 
-var getKinds = []string{"clusters", "nodes", "components", "processes", "manifests", "findings"}
+var getKinds = []string{"clusters", "nodes", "components", "processes", "manifests", "findings", "versions"}
 
 func newGetCmd(o *options) *cobra.Command {
 	var node, component, how, impl string
 	var componentsOnly bool
 	var filters []string
 	cmd := &cobra.Command{
-		Use:       "get clusters|nodes|components|processes|manifests|findings",
-		Short:     "List clusters, nodes, component instances, processes, static pod manifests or findings",
+		Use:       "get clusters|nodes|components|processes|manifests|findings|versions",
+		Short:     "List clusters, nodes, component instances, processes, static pod manifests, findings, or each cluster's versions",
 		Args:      cobra.ExactArgs(1),
 		ValidArgs: getKinds,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -72,6 +72,16 @@ func newGetCmd(o *options) *cobra.Command {
 						return err
 					}
 					return printer.Processes(w, f, resp)
+				case "versions":
+					clusters, err := listClusters(ctx, c, o.cluster, "")
+					if err != nil {
+						return err
+					}
+					comps, err := listComponents(ctx, c, &v1.ListComponentsRequest{Cluster: o.cluster, Node: node, Filter: expr})
+					if err != nil {
+						return err
+					}
+					return printer.Versions(w, f, clusters, comps)
 				case "manifests":
 					resp, err := listManifests(ctx, c, &v1.ListManifestsRequest{Cluster: o.cluster, Node: node, Filter: expr})
 					if err != nil {
