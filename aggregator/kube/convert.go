@@ -94,7 +94,7 @@ func NodeAPI(n *corev1.Node) *state.NodeAPI {
 		RuntimeVersion: n.Status.NodeInfo.ContainerRuntimeVersion,
 		//lint:ignore SA1019 still set by older kubelets; the skew policy covers kube-proxy.
 		KubeProxyVersion: n.Status.NodeInfo.KubeProxyVersion,
-		Created:        n.CreationTimestamp.Time,
+		Created:          n.CreationTimestamp.Time,
 	}
 	if len(n.Labels) > 0 {
 		api.Labels = make(map[string]string, len(n.Labels))

@@ -66,7 +66,7 @@ type NodeAPI struct {
 	// still set.
 	RuntimeVersion, KubeProxyVersion string
 	InternalIPs                      []string
-	Created        time.Time
+	Created                          time.Time
 }
 
 // NodeAgent is what a node's agent said of it.
