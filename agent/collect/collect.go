@@ -257,7 +257,9 @@ func (c *Collector) cwd(pid int32) string {
 	if err != nil || n <= 0 || n >= len(buf) || buf[0] != '/' {
 		return ""
 	}
-	return clean(string(buf[:n]))
+	// A directory name is text from the node: it goes where argv goes.
+	dir, _ := redact.Text(clean(string(buf[:n])))
+	return dir
 }
 
 func argvTail(argv []string) []string {

@@ -48,32 +48,35 @@ func (e *Applier) SetAPIEndpoints(cluster string, addrs []string) error {
 	addrs = slices.Clone(addrs)
 	slices.Sort(addrs)
 	addrs = slices.Compact(addrs)
-	txn := e.store.WriteTxn()
-	defer txn.Abort()
-	changed := false
-	e.ensureCluster(txn, cluster, func(c *state.Cluster) bool {
-		changed = !slices.Equal(c.APIEndpoints, addrs)
-		c.APIEndpoints = addrs
-		return changed
-	})
-	if changed {
-		if err := e.recomputeCluster(txn, cluster); err != nil {
-			return err
+	return e.updateCluster(cluster, func(c *state.Cluster) bool {
+		if slices.Equal(c.APIEndpoints, addrs) {
+			return false
 		}
-	}
-	txn.Commit()
-	return nil
+		c.APIEndpoints = addrs
+		return true
+	})
 }
 
 // SetAPIHost records the host of the API server address the aggregator
 // uses: a managed provider's domain names it.
 func (e *Applier) SetAPIHost(cluster, host string) error {
+	return e.updateCluster(cluster, func(c *state.Cluster) bool {
+		if c.APIHost == host {
+			return false
+		}
+		c.APIHost = host
+		return true
+	})
+}
+
+// updateCluster changes a cluster's row and, when change says it changed
+// something, decides the cluster's mode, provider and datastore again.
+func (e *Applier) updateCluster(cluster string, change func(*state.Cluster) bool) error {
 	txn := e.store.WriteTxn()
 	defer txn.Abort()
 	changed := false
 	e.ensureCluster(txn, cluster, func(c *state.Cluster) bool {
-		changed = c.APIHost != host
-		c.APIHost = host
+		changed = change(c)
 		return changed
 	})
 	if changed {
