@@ -35,7 +35,7 @@ tools: ## build the pinned tools (buf, protoc plugins, staticcheck, grpcurl, ben
 
 proto: tools ## regenerate the Go code of the API and its commented descriptor set
 	buf generate
-	buf build -o proto/kubeatlas/v1/kubeatlas.binpb
+	buf build -o proto/kubeatlas/v1/descriptors/kubeatlas.binpb
 
 proto-check: proto ## fail when the committed generated code is not what buf generates
 	@git diff --exit-code -- proto || { echo "generated code differs: run 'make proto' and commit" >&2; exit 1; }

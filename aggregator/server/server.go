@@ -35,6 +35,7 @@ import (
 	"github.com/kubeatlas/kubeatlas/aggregator/query"
 	"github.com/kubeatlas/kubeatlas/aggregator/state"
 	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
+	"github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1/descriptors"
 )
 
 // Config configures the aggregator.
@@ -147,11 +148,11 @@ func New(cfg Config) (*Aggregator, error) {
 	v1.RegisterInventoryServiceServer(gs, qs)
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(gs, hs)
-	files, err := v1.DescriptorsWithComments()
+	files, err := descriptors.WithComments()
 	if err != nil {
 		return nil, err
 	}
-	ropts := reflection.ServerOptions{Services: gs, DescriptorResolver: v1.Resolver{API: files}}
+	ropts := reflection.ServerOptions{Services: gs, DescriptorResolver: descriptors.Resolver{API: files}}
 	reflectionv1.RegisterServerReflectionServer(gs, reflection.NewServerV1(ropts))
 	reflectionv1alpha.RegisterServerReflectionServer(gs, reflection.NewServer(ropts))
 	a := &Aggregator{cfg: cfg, Store: store, Applier: eng, Ingest: ing, grpc: gs, health: hs, query: qs}

@@ -1,4 +1,7 @@
-package kubeatlasv1
+// Package descriptors holds the API's descriptors with their comments, for
+// server reflection. It is a package of its own so that the agent and the CLI,
+// which need no reflection, do not link the descriptor machinery.
+package descriptors
 
 import (
 	_ "embed"
@@ -24,9 +27,9 @@ var (
 	filesErr  error
 )
 
-// DescriptorsWithComments returns the API's file descriptors with their
+// WithComments returns the API's file descriptors with their
 // source comments, for server reflection: `grpcurl describe` then shows them.
-func DescriptorsWithComments() (*protoregistry.Files, error) {
+func WithComments() (*protoregistry.Files, error) {
 	filesOnce.Do(func() {
 		var set descriptorpb.FileDescriptorSet
 		if err := proto.Unmarshal(descriptorSet, &set); err != nil {
