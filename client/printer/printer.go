@@ -104,7 +104,7 @@ func Clusters(w io.Writer, f Format, resp *v1.ListClustersResponse) error {
 	tw := newTab(w)
 	hdr := []string{"NAME", "MODE", "CONTROL-PLANE", "NODES", "REPORTING", "FINDINGS", "VERSION"}
 	if f == Wide {
-		hdr = append(hdr, "API", "UID")
+		hdr = append(hdr, "PROVIDER", "DATASTORE", "API", "UID")
 	}
 	fmt.Fprintln(tw, strings.Join(hdr, "\t"))
 	for _, c := range resp.Clusters {
@@ -114,7 +114,11 @@ func Clusters(w io.Writer, f Format, resp *v1.ListClustersResponse) error {
 			if c.ApiConnected {
 				api = "yes"
 			}
-			cols = append(cols, api, c.Uid)
+			ds := ""
+			if c.Datastore != nil {
+				ds = c.Datastore.Implementation
+			}
+			cols = append(cols, c.Provider, ds, api, c.Uid)
 		}
 		row(tw, cols...)
 	}
