@@ -143,6 +143,7 @@ func TestIngestRedactsAgain(t *testing.T) {
 	p := proc(7, "kube-apiserver", "--token=S3CR3T", "--etcd-servers=https://root:S3CR3T@10.0.0.1:2379")
 	p.Components[0].Flags = append(p.Components[0].Flags, &v1.Flag{Name: "token", Values: []string{"S3CR3T"}})
 	p.Exe = "/opt/bin/app?token=S3CR3T"
+	p.Components[0].ConfigFile = "/srv/config.yaml?token=S3CR3T"
 	msg := snapshotMsg(1, "c1", "n1", p)
 	msg.GetSnapshotChunk().Identity.OsImage = "Debian password=S3CR3T"
 	msg.GetSnapshotChunk().Manifests = []*v1.StaticPodManifest{{Path: "/etc/kubernetes/manifests/x.yaml", ParseError: "line 3: password: S3CR3T",

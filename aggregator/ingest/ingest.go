@@ -752,8 +752,8 @@ func (ss *session) scrubIdentity(id *v1.NodeIdentity) {
 	}
 }
 
-// redactProcess redacts a process's argv and its components' flags in
-// place; it reports whether anything was a secret.
+// redactProcess redacts a process's argv, executable, and its components'
+// flags and config files in place; it reports whether anything was a secret.
 func redactProcess(p *v1.Process) bool {
 	changed := false
 	if argv := redact.Argv(p.Argv); !slices.Equal(argv, p.Argv) {
@@ -763,6 +763,11 @@ func redactProcess(p *v1.Process) bool {
 		p.Exe, changed = exe, true
 	}
 	for _, hc := range p.Components {
+		// A path the agent resolved against the process's working
+		// directory is free text from the node.
+		if cf, ok := redact.Text(hc.ConfigFile); ok {
+			hc.ConfigFile, changed = cf, true
+		}
 		for _, f := range hc.Flags {
 			for i, v := range f.Values {
 				if r, ok := redact.Value(f.Name, v); ok {
