@@ -23,6 +23,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/kubeatlas/kubeatlas/agent/certs"
 	"github.com/kubeatlas/kubeatlas/agent/cgroup"
 	"github.com/kubeatlas/kubeatlas/agent/hostfile"
 	"github.com/kubeatlas/kubeatlas/agent/manifest"
@@ -121,6 +122,7 @@ type Collector struct {
 	procs map[procKey]cached
 	mans  map[string]*v1.StaticPodManifest
 	users *userCache
+	certs *certs.Reader
 	boot  time.Time
 }
 
@@ -145,6 +147,7 @@ func New(cfg Config) (*Collector, error) {
 		procs: map[procKey]cached{},
 		mans:  map[string]*v1.StaticPodManifest{},
 		users: newUserCache(filepath.Join(cfg.EtcDir, "passwd")),
+		certs: certs.New(certs.Config{HostRoot: cfg.HostRoot, ProcDir: cfg.ProcDir}),
 	}
 	bt, err := bootTime(cfg.ProcDir)
 	if err != nil {
@@ -206,11 +209,12 @@ func (c *Collector) Scan(ctx context.Context) (*v1.NodeInventory, error) {
 		safetext.Message(m)
 	}
 	return &v1.NodeInventory{
-		Identity:  id,
-		Kubelet:   kubelet,
-		Processes: procs,
-		Manifests: mans,
-		Stats:     stats,
+		Identity:     id,
+		Kubelet:      kubelet,
+		Processes:    procs,
+		Manifests:    mans,
+		Stats:        stats,
+		Certificates: c.certs.Scan(procs, kubelet, c.cwd),
 	}, nil
 }
 

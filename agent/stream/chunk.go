@@ -13,13 +13,14 @@ import (
 const DefaultChunkBytes = 512 << 10
 
 // Chunks splits an inventory into snapshot chunks of at most about budget
-// bytes each. Identity and kubelet ride on the first chunk, stats on the last.
+// bytes each. Identity, kubelet and certificates ride on the first chunk,
+// stats on the last.
 // There is always at least one chunk.
 func Chunks(inv *v1.NodeInventory, budget int) []*v1.SnapshotChunk {
 	if budget <= 0 {
 		budget = DefaultChunkBytes
 	}
-	first := &v1.SnapshotChunk{Identity: inv.Identity, Kubelet: inv.Kubelet}
+	first := &v1.SnapshotChunk{Identity: inv.Identity, Kubelet: inv.Kubelet, Certificates: inv.Certificates}
 	chunks := []*v1.SnapshotChunk{first}
 	cur, size := first, proto.Size(first)
 	next := func() {

@@ -23,6 +23,7 @@ type State struct {
 	procs   map[procKey]*v1.Process
 	mans    map[string]*v1.StaticPodManifest
 	kubelet *v1.KubeletInfo
+	certs   []*v1.Certificate
 }
 
 // NewState indexes an inventory.
@@ -31,6 +32,7 @@ func NewState(inv *v1.NodeInventory) *State {
 		procs:   make(map[procKey]*v1.Process, len(inv.GetProcesses())),
 		mans:    make(map[string]*v1.StaticPodManifest, len(inv.GetManifests())),
 		kubelet: inv.GetKubelet(),
+		certs:   inv.GetCertificates(),
 	}
 	for _, p := range inv.GetProcesses() {
 		s.procs[keyOf(p)] = p
@@ -71,12 +73,28 @@ func (s *State) Diff(next *State) *v1.Delta {
 	if !proto.Equal(s.kubelet, next.kubelet) {
 		d.Kubelet = next.kubelet
 	}
+	if !sameCertificates(s.certs, next.certs) {
+		// A node holds a few dozen certificates: a change sends them all.
+		d.Certificates = &v1.CertificateSet{Certificates: next.certs}
+	}
 	if len(d.UpsertedProcesses) == 0 && len(d.RemovedProcesses) == 0 && len(d.UpsertedManifests) == 0 &&
-		len(d.RemovedManifestPaths) == 0 && d.Kubelet == nil {
+		len(d.RemovedManifestPaths) == 0 && d.Kubelet == nil && d.Certificates == nil {
 		return nil
 	}
 	sortDelta(d)
 	return d
+}
+
+func sameCertificates(a, b []*v1.Certificate) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] && !proto.Equal(a[i], b[i]) {
+			return false
+		}
+	}
+	return true
 }
 
 func sameProcess(a, b *v1.Process) bool {

@@ -105,7 +105,7 @@ func SplitDelta(d *v1.Delta, budget int) []*v1.Delta {
 		cur.UpsertedManifests = append(cur.UpsertedManifests, m)
 	}
 	last := out[len(out)-1]
-	last.Kubelet, last.Stats, last.WallClock = d.Kubelet, d.Stats, d.WallClock
+	last.Kubelet, last.Stats, last.WallClock, last.Certificates = d.Kubelet, d.Stats, d.WallClock, d.Certificates
 	return out
 }
 

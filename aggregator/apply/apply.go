@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"slices"
 	"sort"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -35,6 +36,8 @@ type Config struct {
 	// Forgotten, if set, is told each time a node's agent rows are
 	// forgotten, with the reason (ReasonNodeDeleted, ReasonForgetAfter).
 	Forgotten func(cluster, node, reason string)
+	// Now is the clock certificates are judged by (time.Now).
+	Now func() time.Time
 }
 
 // Applier is the join engine over a state store. Its methods are safe for
@@ -43,6 +46,9 @@ type Applier struct {
 	store   *state.Store
 	cfg     Config
 	settled atomic.Bool // agents had their chance to reconnect
+	// certNext is the earliest moment (Unix nanoseconds) a live node's
+	// certificate becomes expiring or expired; 0 when none will.
+	certNext atomic.Int64
 }
 
 // New returns an engine over store.
@@ -50,6 +56,9 @@ func New(store *state.Store, cfg Config) *Applier {
 	cfg.Settings = cfg.Settings.WithDefaults()
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
 	}
 	e := &Applier{store: store, cfg: cfg}
 	e.settled.Store(!cfg.AwaitAgents)
@@ -67,15 +76,17 @@ var ErrNoState = errors.New("no snapshot for this node")
 
 // Inventory is a full node report.
 type Inventory struct {
-	Cluster    string
-	Node       string
-	Identity   *v1.NodeIdentity
-	Kubelet    *v1.KubeletInfo
-	Stats      *v1.ScanStats
-	Processes  []*v1.Process
-	Manifests  []*v1.StaticPodManifest
-	State      v1.AgentState
-	Generation uint64
+	Cluster   string
+	Node      string
+	Identity  *v1.NodeIdentity
+	Kubelet   *v1.KubeletInfo
+	Stats     *v1.ScanStats
+	Processes []*v1.Process
+	Manifests []*v1.StaticPodManifest
+	// Certificates are the node's certificates.
+	Certificates []*v1.Certificate
+	State        v1.AgentState
+	Generation   uint64
 	// Bytes is the wire size of Processes and Manifests, when the caller
 	// counted it (0: the engine counts).
 	Bytes int64
@@ -102,13 +113,17 @@ func (e *Applier) ApplyInventory(inv Inventory) error {
 	})
 	n := e.nodeRow(txn, inv.Cluster, inv.Node)
 	n.Agent = &state.NodeAgent{
-		Identity:   inv.Identity,
-		Kubelet:    inv.Kubelet,
-		Stats:      inv.Stats,
-		State:      inv.State,
-		LastSeen:   inv.SeenAt,
-		ClockSkew:  skew(inv.Identity.GetWallClock().AsTime(), inv.Reference, inv.Identity.GetWallClock() != nil),
-		Generation: inv.Generation,
+		Identity:     inv.Identity,
+		Kubelet:      inv.Kubelet,
+		Stats:        inv.Stats,
+		State:        inv.State,
+		LastSeen:     inv.SeenAt,
+		ClockSkew:    skew(inv.Identity.GetWallClock().AsTime(), inv.Reference, inv.Identity.GetWallClock() != nil),
+		Generation:   inv.Generation,
+		Certificates: sortedCertificates(inv.Certificates),
+	}
+	if inv.State == v1.AgentState_AGENT_STATE_OFFLINE {
+		n.Agent.Reference = inv.Reference
 	}
 	procs := append([]*v1.Process(nil), inv.Processes...)
 	sort.Slice(procs, func(i, j int) bool { return procs[i].Pid < procs[j].Pid })
@@ -199,6 +214,9 @@ func (e *Applier) ApplyDelta(cluster, node string, d *v1.Delta, seenAt time.Time
 	}
 	if d.Stats != nil {
 		a.Stats = d.Stats
+	}
+	if d.Certificates != nil {
+		a.Certificates = sortedCertificates(d.Certificates.Certificates)
 	}
 	if d.WallClock != nil {
 		a.ClockSkew = skew(d.WallClock.AsTime(), seenAt, true)
@@ -488,6 +506,12 @@ func (e *Applier) rejoinNode(txn *state.Txn, c *state.Cluster, node string) (boo
 		n = &state.Node{ID: id, Cluster: cluster, Name: node}
 	}
 	in.Node = n
+	in.Now = e.cfg.Now()
+	if a := n.Agent; a != nil && !a.Reference.IsZero() {
+		in.Now = a.Reference
+	} else if a != nil && len(a.Certificates) > 0 {
+		e.noteCertificates(a.Certificates, in.Now)
+	}
 	res = join.Node(in)
 	if !slices.Equal(n.Roles, res.Roles) {
 		n = n.Copy()
@@ -606,4 +630,23 @@ func (e *Applier) recomputeCluster(txn *state.Txn, cluster string) error {
 		}
 	}
 	return nil
+}
+
+// sortedCertificates returns the certificates in the order the API lists
+// them: path, field, index.
+func sortedCertificates(certs []*v1.Certificate) []*v1.Certificate {
+	if len(certs) == 0 {
+		return nil
+	}
+	out := slices.Clone(certs)
+	slices.SortFunc(out, func(a, b *v1.Certificate) int {
+		if a.Path != b.Path {
+			return strings.Compare(a.Path, b.Path)
+		}
+		if a.Field != b.Field {
+			return strings.Compare(a.Field, b.Field)
+		}
+		return int(a.Index) - int(b.Index)
+	})
+	return out
 }

@@ -126,7 +126,7 @@ func LoadFS(e *apply.Applier, fsys fs.FS, name string) (*Summary, error) {
 		}
 		if err := e.ApplyInventory(apply.Inventory{
 			Cluster: cluster, Node: id.GetNodeName(), Identity: id, Kubelet: inv.Kubelet, Stats: inv.Stats,
-			Processes: inv.Processes, Manifests: inv.Manifests, State: v1.AgentState_AGENT_STATE_OFFLINE,
+			Processes: inv.Processes, Manifests: inv.Manifests, Certificates: inv.Certificates, State: v1.AgentState_AGENT_STATE_OFFLINE,
 			SeenAt: id.GetWallClock().AsTime(), Reference: ref,
 		}); err != nil {
 			return nil, fmt.Errorf("loading snapshot of %s: %w", id.GetNodeName(), err)

@@ -41,6 +41,7 @@ func NewRootCmd() *cobra.Command {
 		tlsReload                    time.Duration
 		rate                         float64
 		forgetAfter, agentGrace      time.Duration
+		certWindow                   time.Duration
 		logLevel                     string
 	)
 	cmd := &cobra.Command{
@@ -93,7 +94,7 @@ func NewRootCmd() *cobra.Command {
 			}
 			agg, err := server.New(server.Config{
 				GRPCAddr: listen, MetricsAddr: metricsAddr, Profiling: profiling, Creds: creds, Kube: sources, Logger: log, ShutdownGrace: grace, Auth: policy,
-				Settings: join.Settings{ClockSkew: skew, RestartCount: restarts},
+				Settings: join.Settings{ClockSkew: skew, RestartCount: restarts, CertificateExpiring: certWindow},
 				Ingest: ingest.Config{HeartbeatInterval: hb, StaleAfter: staleAfter, ExpireAfter: expire, ForgetAfter: forgetAfter,
 					MaxProcesses: maxProcs, MaxManifests: maxMans, MaxMessageBytes: maxMsg, MaxNodeBytes: maxNodeBytes,
 					RatePerSecond: rate, Burst: burst},
@@ -119,6 +120,7 @@ func NewRootCmd() *cobra.Command {
 	f.DurationVar(&tlsReload, "tls-reload-interval", tlsfiles.DefaultReload, "how often the TLS files are read again, so that a rotated certificate or CA needs no restart (0: never)")
 	f.StringArrayVar(&kubes, "kube", nil, "a cluster's API server: NAME=KUBECONFIG[:CONTEXT] or NAME=in-cluster (repeatable)")
 	f.DurationVar(&skew, "clock-skew-threshold", 10*time.Second, "report nodes whose clock differs by more than this")
+	f.DurationVar(&certWindow, "certificate-expiring-within", 30*24*time.Hour, "report certificates (CERTIFICATE_EXPIRING) that expire within this long")
 	f.Int32Var(&restarts, "restart-threshold", 5, "report containers restarted at least this many times")
 	f.DurationVar(&hb, "heartbeat-interval", 10*time.Second, "heartbeat interval assumed for agents that do not say")
 	f.IntVar(&staleAfter, "stale-after", 3, "missed heartbeat intervals before a node is marked stale")

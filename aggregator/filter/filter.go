@@ -48,6 +48,7 @@ const (
 	Findings
 	// Events are Watch events: components and findings.
 	Events
+	Certificates
 )
 
 // variables are each kind's variables and their view types.
@@ -55,13 +56,14 @@ var variables = map[Kind][]struct {
 	name string
 	typ  reflect.Type
 }{
-	Clusters:   {{"cluster", reflect.TypeOf(Cluster{})}},
-	Nodes:      {{"node", reflect.TypeOf(Node{})}},
-	Components: {{"component", reflect.TypeOf(Component{})}},
-	Processes:  {{"process", reflect.TypeOf(Process{})}},
-	Manifests:  {{"manifest", reflect.TypeOf(Manifest{})}},
-	Findings:   {{"finding", reflect.TypeOf(Finding{})}},
-	Events:     {{"component", reflect.TypeOf(Component{})}, {"finding", reflect.TypeOf(Finding{})}},
+	Clusters:     {{"cluster", reflect.TypeOf(Cluster{})}},
+	Nodes:        {{"node", reflect.TypeOf(Node{})}},
+	Components:   {{"component", reflect.TypeOf(Component{})}},
+	Processes:    {{"process", reflect.TypeOf(Process{})}},
+	Manifests:    {{"manifest", reflect.TypeOf(Manifest{})}},
+	Findings:     {{"finding", reflect.TypeOf(Finding{})}},
+	Events:       {{"component", reflect.TypeOf(Component{})}, {"finding", reflect.TypeOf(Finding{})}},
+	Certificates: {{"certificate", reflect.TypeOf(Certificate{})}},
 }
 
 // Indexed are the component fields the store serves from an index.
@@ -274,6 +276,14 @@ func (f *Filter) Manifest(cluster, node, mirror string, m *v1.StaticPodManifest)
 		return true, nil
 	}
 	return f.eval(map[string]any{"manifest": ptr(manifestView(cluster, node, mirror, m))})
+}
+
+// Certificate reports whether a node's certificate matches.
+func (f *Filter) Certificate(cluster, node string, c *v1.Certificate) (bool, error) {
+	if f == nil {
+		return true, nil
+	}
+	return f.eval(map[string]any{"certificate": ptr(certificateView(cluster, node, c))})
 }
 
 // Finding reports whether a finding matches.

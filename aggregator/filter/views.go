@@ -195,6 +195,49 @@ func manifestView(cluster, node, mirror string, m *v1.StaticPodManifest) Manifes
 	return out
 }
 
+// Certificate is a certificate of a node.
+type Certificate struct {
+	Cluster      string    `cel:"cluster"`
+	Node         string    `cel:"node"`
+	Path         string    `cel:"path"`
+	Field        string    `cel:"field"`
+	Index        int64     `cel:"index"`
+	Subject      string    `cel:"subject"`
+	Issuer       string    `cel:"issuer"`
+	DNSNames     []string  `cel:"dns_names"`
+	IPAddresses  []string  `cel:"ip_addresses"`
+	Serial       string    `cel:"serial"`
+	NotBefore    time.Time `cel:"not_before"`
+	NotAfter     time.Time `cel:"not_after"`
+	IsCA         bool      `cel:"is_ca"`
+	SelfSigned   bool      `cel:"self_signed"`
+	IssuerOnNode bool      `cel:"issuer_on_node"`
+	SHA256       string    `cel:"sha256"`
+	Error        string    `cel:"error"`
+	// Components are the components that use it; Flags how they name it.
+	Components []string `cel:"components"`
+	Flags      []string `cel:"flags"`
+}
+
+func certificateView(cluster, node string, c *v1.Certificate) Certificate {
+	out := Certificate{Cluster: cluster, Node: node, Path: c.Path, Field: c.Field, Index: int64(c.Index), Subject: c.Subject,
+		Issuer: c.Issuer, DNSNames: c.DnsNames, IPAddresses: c.IpAddresses, Serial: c.Serial, IsCA: c.IsCa,
+		SelfSigned: c.SelfSigned, IssuerOnNode: c.IssuerOnNode, SHA256: c.Sha256, Error: c.Error}
+	if c.NotBefore != nil {
+		out.NotBefore = c.NotBefore.AsTime()
+	}
+	if c.NotAfter != nil {
+		out.NotAfter = c.NotAfter.AsTime()
+	}
+	for _, u := range c.Uses {
+		if u.Component != "" {
+			out.Components = append(out.Components, u.Component)
+		}
+		out.Flags = append(out.Flags, u.Flag)
+	}
+	return out
+}
+
 // Finding is a finding.
 type Finding struct {
 	ID       string `cel:"id"`

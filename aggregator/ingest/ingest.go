@@ -35,6 +35,8 @@ type Config struct {
 	MaxProcesses int
 	// MaxManifests is the most manifests kept for one node (1,000).
 	MaxManifests int
+	// MaxCertificates is the most certificates kept for one node (1,000).
+	MaxCertificates int
 	// MaxNodeBytes bounds one node's stored processes and manifests, and
 	// separately a snapshot in progress, in wire bytes (DefaultMaxNodeBytes).
 	// A node's peak is twice it, while a new snapshot replaces the old one.
@@ -74,6 +76,9 @@ func (c *Config) defaults() {
 	}
 	if c.MaxManifests == 0 {
 		c.MaxManifests = 1000
+	}
+	if c.MaxCertificates == 0 {
+		c.MaxCertificates = 1000
 	}
 	if c.MaxNodeBytes == 0 {
 		c.MaxNodeBytes = DefaultMaxNodeBytes
@@ -411,7 +416,8 @@ func (s *Server) seen(key nodeKey, hb time.Duration) {
 	l.lastSeen, l.heartbeat, l.state = s.cfg.Now(), hb, v1.AgentState_AGENT_STATE_REPORTING
 }
 
-// Run marks silent agents stale, then expired, until ctx ends.
+// Run marks silent agents stale, then expired, and raises findings for
+// certificates that have come to expire, until ctx ends.
 func (s *Server) Run(ctx context.Context) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
@@ -421,6 +427,9 @@ func (s *Server) Run(ctx context.Context) {
 			return
 		case <-t.C:
 			s.CheckLiveness()
+			if err := s.applier.CheckCertificates(); err != nil {
+				s.cfg.Logger.Error("checking certificates", "error", err)
+			}
 		}
 	}
 }
@@ -611,10 +620,16 @@ func (ss *session) handle(msg *v1.ConnectRequest) error {
 			ss.pending = nil
 			return ss.exhausted("manifests", "snapshot has more than %d manifests (--max-manifests)", cfg.MaxManifests)
 		}
+		if len(ss.pending.Certificates)+len(ch.Certificates) > cfg.MaxCertificates {
+			ss.pending = nil
+			return ss.exhausted("certificates", "snapshot has more than %d certificates", cfg.MaxCertificates)
+		}
 		ss.scrub(ch.Processes, ch.Manifests, ch.Kubelet)
+		ss.scrubCertificates(ch.Certificates)
 		ss.scrubIdentity(ch.Identity)
 		ss.pending.Processes = append(ss.pending.Processes, ch.Processes...)
 		ss.pending.Manifests = append(ss.pending.Manifests, ch.Manifests...)
+		ss.pending.Certificates = append(ss.pending.Certificates, ch.Certificates...)
 		if !ch.Last {
 			return nil
 		}
@@ -644,7 +659,11 @@ func (ss *session) handle(msg *v1.ConnectRequest) error {
 			return ss.resync(fmt.Sprintf("generation %d missing", ss.applied+1), ss.applied+1)
 		}
 		d := p.Delta
+		if n := len(d.Certificates.GetCertificates()); n > cfg.MaxCertificates {
+			return ss.exhausted("certificates", "delta refused: the node would hold %d certificates, over its limit of %d", n, cfg.MaxCertificates)
+		}
 		ss.scrub(d.UpsertedProcesses, d.UpsertedManifests, d.Kubelet)
+		ss.scrubCertificates(d.Certificates.GetCertificates())
 		lim := apply.Limits{MaxProcesses: cfg.MaxProcesses, MaxManifests: cfg.MaxManifests, MaxBytes: cfg.MaxNodeBytes}
 		err := ss.apply(func() error { return ss.s.applier.ApplyDelta(ss.key.cluster, ss.key.node, d, now, msg.Generation, lim) })
 		var le *apply.LimitError
@@ -736,6 +755,28 @@ func (ss *session) scrub(procs []*v1.Process, mans []*v1.StaticPodManifest, kube
 		if m := ss.s.cfg.Metrics; m != nil {
 			m.Redacted.Add(float64(n))
 		}
+	}
+}
+
+// scrubCertificates redacts the free text of certificates once more (names
+// and error messages come from the node) and makes it valid UTF-8.
+func (ss *session) scrubCertificates(certs []*v1.Certificate) {
+	n := 0
+	for _, c := range certs {
+		fields := []*string{&c.Path, &c.Field, &c.Subject, &c.Issuer, &c.Error}
+		for _, u := range c.Uses {
+			fields = append(fields, &u.Flag)
+		}
+		for _, f := range fields {
+			if t, ok := redact.Text(*f); ok {
+				*f = t
+				n++
+			}
+		}
+		safetext.Message(c)
+	}
+	if n > 0 {
+		ss.log.Warn("the agent sent secrets in certificate records; redacted them", "fields", n)
 	}
 }
 

@@ -26,6 +26,9 @@ type Settings struct {
 	ClockSkew time.Duration
 	// RestartCount is the smallest container restart count reported (default 5).
 	RestartCount int32
+	// CertificateExpiring is how long before its end a certificate is
+	// reported as expiring (default 30 days).
+	CertificateExpiring time.Duration
 }
 
 // WithDefaults fills zero settings.
@@ -35,6 +38,9 @@ func (s Settings) WithDefaults() Settings {
 	}
 	if s.RestartCount == 0 {
 		s.RestartCount = 5
+	}
+	if s.CertificateExpiring == 0 {
+		s.CertificateExpiring = 30 * 24 * time.Hour
 	}
 	return s
 }
@@ -63,6 +69,9 @@ type NodeInput struct {
 	// ServerVersion is the API server's /version gitVersion, if known.
 	ServerVersion string
 	Settings      Settings
+	// Now is the time certificates are checked against: the aggregator's
+	// clock, or a bundle's collection time. Zero checks none.
+	Now time.Time
 }
 
 // NodeResult is the answer for one node.
@@ -703,6 +712,7 @@ func (j *joiner) nodeFindings() {
 		}
 	}
 	j.versionSkew()
+	j.certificateFindings()
 }
 
 // The Kubernetes version skew policy

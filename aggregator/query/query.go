@@ -34,6 +34,9 @@ type Server struct {
 	// BatchInterval is the least time between two responses to a watcher
 	// that groups events (WatchRequest.max_batch above 1).
 	BatchInterval time.Duration
+	// Now is the clock ListCertificates's expiring_within counts from
+	// (time.Now).
+	Now func() time.Time
 
 	stopping chan struct{}
 	stopOnce sync.Once
@@ -185,6 +188,9 @@ func nodeProto(view *state.View, n *state.Node) *v1.Node {
 	}
 	if ms, _ := view.Manifests(nil, n.Cluster, n.Name); ms != nil {
 		out.ManifestCount = int32(len(ms.Manifests))
+	}
+	if n.Agent != nil {
+		out.CertificateCount = int32(len(n.Agent.Certificates))
 	}
 	return out
 }
@@ -516,6 +522,71 @@ func (s *Server) ListManifests(_ context.Context, req *v1.ListManifestsRequest) 
 		}
 	}
 	return resp, nil
+}
+
+// ListCertificates implements InventoryService.
+func (s *Server) ListCertificates(_ context.Context, req *v1.ListCertificatesRequest) (*v1.ListCertificatesResponse, error) {
+	pg, err := newPager(req)
+	if err != nil {
+		return nil, err
+	}
+	flt, err := compileFilter(filter.Certificates, req.Filter)
+	if err != nil {
+		return nil, err
+	}
+	var deadline time.Time
+	if w := req.ExpiringWithin; w != nil {
+		if err := w.CheckValid(); err != nil || w.AsDuration() < 0 {
+			return nil, status.Error(codes.InvalidArgument, "expiring_within must be a duration of zero or more")
+		}
+		deadline = s.now().Add(w.AsDuration())
+	}
+	afterNode, afterKey, _ := strings.Cut(pg.after, "\x00")
+	prefix := nodePrefix(req.Cluster, req.Node)
+	resp := &v1.ListCertificatesResponse{}
+	for n := range s.store.View().Nodes(nil, max(prefix, afterNode)) {
+		if !strings.HasPrefix(n.ID, prefix) {
+			break
+		}
+		if (req.Node != "" && n.Name != req.Node) || n.Agent == nil {
+			continue
+		}
+		for _, c := range n.Agent.Certificates {
+			key := certificateKey(c)
+			if n.ID == afterNode && key <= afterKey {
+				continue
+			}
+			if !deadline.IsZero() && (c.NotAfter == nil || c.NotAfter.AsTime().After(deadline)) {
+				continue
+			}
+			if ok, err := matched(flt.Certificate(n.Cluster, n.Name, c)); err != nil {
+				return nil, err
+			} else if !ok {
+				continue
+			}
+			nc := &v1.NodeCertificate{Cluster: n.Cluster, Node: n.Name, Certificate: c}
+			if !pg.fits(proto.Size(nc)) {
+				l := resp.Certificates[len(resp.Certificates)-1]
+				resp.NextPageToken = pg.token(state.NodeID(l.Cluster, l.Node) + "\x00" + certificateKey(l.Certificate))
+				return resp, nil
+			}
+			resp.Certificates = append(resp.Certificates, nc)
+		}
+	}
+	return resp, nil
+}
+
+func (s *Server) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
+}
+
+// certificateKey orders a node's certificates as they are stored: path,
+// field, index.
+func certificateKey(c *v1.Certificate) string {
+	return fmt.Sprintf("%s\x00%s\x00%010d", c.Path, c.Field, c.Index)
 }
 
 func findingKey(f *v1.Finding) string {

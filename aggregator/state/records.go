@@ -80,6 +80,12 @@ type NodeAgent struct {
 	ClockSkew time.Duration
 	// Generation is the newest generation applied on the current stream.
 	Generation uint64
+	// Certificates are the certificates the node's components use, sorted
+	// by path, field and index.
+	Certificates []*v1.Certificate
+	// Reference is the clock a bundle's node is judged by (its collection
+	// time); zero for a live agent, judged by the aggregator's clock.
+	Reference time.Time
 }
 
 // Node is one node's row. API or Agent is nil when that source has nothing.

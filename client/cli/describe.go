@@ -44,7 +44,11 @@ func newDescribeCmd(o *options) *cobra.Command {
 					if err != nil {
 						return err
 					}
-					return printer.Node(w, resp, findings.Findings)
+					certs, err := listCertificates(ctx, c, &v1.ListCertificatesRequest{Cluster: resp.Node.Cluster, Node: resp.Node.Name})
+					if err != nil {
+						return err
+					}
+					return printer.Node(w, resp, findings.Findings, certs.Certificates, o.now())
 				case "component", "components":
 					req := &v1.ListComponentsRequest{Cluster: o.cluster}
 					if v1.ComponentRank(args[1]) < len(v1.Components) {

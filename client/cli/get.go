@@ -3,23 +3,27 @@ package cli
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/kubeatlas/kubeatlas/client/printer"
 	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
 )
 
-var getKinds = []string{"clusters", "nodes", "components", "processes", "manifests", "findings", "versions"}
+var getKinds = []string{"clusters", "nodes", "components", "processes", "manifests", "findings", "versions", "certificates"}
 
 func newGetCmd(o *options) *cobra.Command {
 	var node, component, how, impl string
 	var componentsOnly bool
 	var filters []string
+	var expiring string
 	cmd := &cobra.Command{
-		Use:       "get clusters|nodes|components|processes|manifests|findings|versions",
-		Short:     "List clusters, nodes, component instances, processes, static pod manifests, findings, or each cluster's versions",
+		Use:       "get clusters|nodes|components|processes|manifests|findings|versions|certificates",
+		Short:     "List clusters, nodes, component instances, processes, static pod manifests, findings, certificates, or each cluster's versions",
 		Args:      cobra.ExactArgs(1),
 		ValidArgs: getKinds,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -32,6 +36,15 @@ func newGetCmd(o *options) *cobra.Command {
 				return err
 			}
 			expr := orFilters(filters)
+			var within time.Duration
+			if expiring != "" {
+				if kind != "certificates" {
+					return fmt.Errorf("--expiring-within is for certificates, not %s", kind)
+				}
+				if within, err = parseDays(expiring); err != nil {
+					return fmt.Errorf("--expiring-within: %w", err)
+				}
+			}
 			w := cmd.OutOrStdout()
 			return o.run(cmd, func(ctx context.Context, c *conn) error {
 				switch kind {
@@ -82,6 +95,16 @@ func newGetCmd(o *options) *cobra.Command {
 						return err
 					}
 					return printer.Versions(w, f, clusters, comps)
+				case "certificates":
+					req := &v1.ListCertificatesRequest{Cluster: o.cluster, Node: node, Filter: expr}
+					if expiring != "" {
+						req.ExpiringWithin = durationpb.New(within)
+					}
+					resp, err := listCertificates(ctx, c, req)
+					if err != nil {
+						return err
+					}
+					return printer.Certificates(w, f, resp, o.now())
 				case "manifests":
 					resp, err := listManifests(ctx, c, &v1.ListManifestsRequest{Cluster: o.cluster, Node: node, Filter: expr})
 					if err != nil {
@@ -104,6 +127,7 @@ func newGetCmd(o *options) *cobra.Command {
 	fl.StringVar(&how, "how", "", "only instances run this way: host-process, static-pod, daemonset, deployment, statefulset, replicaset, job, bare-pod (components)")
 	fl.StringVar(&impl, "implementation", "", "only this implementation, e.g. flannel (components)")
 	fl.BoolVar(&componentsOnly, "components-only", false, "only processes that host a component (processes)")
+	fl.StringVar(&expiring, "expiring-within", "", "only certificates that expire within this long, or have expired: 30d, 720h (certificates)")
 	fl.StringArrayVar(&filters, "filter", nil, `a CEL expression over each row, named for the kind: cluster, node, component, process, manifest or finding; e.g. 'component.implementation == "flannel"' or 'component.flags["anonymous-auth"] == "true"'. Repeated filters are ORed`)
 	_ = cmd.RegisterFlagCompletionFunc("component", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
 		return v1.Components, cobra.ShellCompDirectiveNoFileComp
@@ -214,6 +238,33 @@ func listManifests(ctx context.Context, c *conn, req *v1.ListManifestsRequest) (
 	return &v1.ListManifestsResponse{Manifests: mans}, err
 }
 
+func listCertificates(ctx context.Context, c *conn, req *v1.ListCertificatesRequest) (*v1.ListCertificatesResponse, error) {
+	req.PageSize = 1000
+	certs, err := pageAll(func(tok string) ([]*v1.NodeCertificate, string, error) {
+		req.PageToken = tok
+		resp, err := c.client.ListCertificates(ctx, req)
+		return resp.GetCertificates(), resp.GetNextPageToken(), err
+	})
+	return &v1.ListCertificatesResponse{Certificates: certs}, err
+}
+
+// parseDays reads a duration that may be given in days ("30d") as well as
+// Go's units ("720h").
+func parseDays(s string) (time.Duration, error) {
+	if n, ok := strings.CutSuffix(s, "d"); ok {
+		days, err := strconv.Atoi(n)
+		if err != nil || days < 0 {
+			return 0, fmt.Errorf("%q: want a number of days such as 30d, or a duration such as 720h", s)
+		}
+		return time.Duration(days) * 24 * time.Hour, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("%q: want a number of days such as 30d, or a duration such as 720h", s)
+	}
+	return d, nil
+}
+
 func listFindings(ctx context.Context, c *conn, req *v1.ListFindingsRequest) (*v1.ListFindingsResponse, error) {
 	req.PageSize = 1000
 	finds, err := pageAll(func(tok string) ([]*v1.Finding, string, error) {
@@ -254,12 +305,13 @@ func completeFilter(cmd *cobra.Command, args []string, _ string) ([]string, cobr
 	}
 	v := strings.TrimSuffix(kind, "s")
 	fields := map[string][]string{
-		"cluster":   {"name", "mode", "provider", "kubernetes_version", "datastore.implementation"},
-		"node":      {"cluster", "name", "roles", "agent_state", "kubelet_version"},
-		"component": {"cluster", "node", "component", "implementation", "how", "flags[\"name\"]", "image", "version"},
-		"process":   {"cluster", "node", "pid", "user", "argv", "exe", "systemd_unit", "container_id"},
-		"manifest":  {"cluster", "node", "path", "pod_name", "images"},
-		"finding":   {"cluster", "node", "kind", "severity", "summary"},
+		"cluster":     {"name", "mode", "provider", "kubernetes_version", "datastore.implementation"},
+		"node":        {"cluster", "name", "roles", "agent_state", "kubelet_version"},
+		"component":   {"cluster", "node", "component", "implementation", "how", "flags[\"name\"]", "image", "version"},
+		"process":     {"cluster", "node", "pid", "user", "argv", "exe", "systemd_unit", "container_id"},
+		"manifest":    {"cluster", "node", "path", "pod_name", "images"},
+		"finding":     {"cluster", "node", "kind", "severity", "summary"},
+		"certificate": {"cluster", "node", "path", "subject", "issuer", "not_after", "is_ca", "issuer_on_node", "components", "flags"},
 	}[v]
 	out := make([]string, len(fields))
 	for i, f := range fields {

@@ -45,6 +45,15 @@ type options struct {
 	timeout                 time.Duration
 	// embedded, when set, is a bundle file system loaded instead of --bundle (the demo).
 	embedded fs.FS
+	// clock, when set, replaces time.Now (tests).
+	clock func() time.Time
+}
+
+func (o *options) now() time.Time {
+	if o.clock != nil {
+		return o.clock()
+	}
+	return time.Now()
 }
 
 func (o *options) format() (printer.Format, error) { return printer.ParseFormat(o.output) }

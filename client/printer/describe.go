@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
 )
@@ -102,7 +103,7 @@ func Datastores(w io.Writer, f Format, resp *v1.ListClustersResponse) error {
 
 // Node describes one node: its identity, agent, kubelet, components and
 // findings.
-func Node(w io.Writer, resp *v1.GetNodeResponse, findings []*v1.Finding) error {
+func Node(w io.Writer, resp *v1.GetNodeResponse, findings []*v1.Finding, certs []*v1.NodeCertificate, now time.Time) error {
 	l := &lines{w: w}
 	n := resp.Node
 	l.printf("Node:           %s\n", n.Name)
@@ -147,6 +148,25 @@ func Node(w io.Writer, resp *v1.GetNodeResponse, findings []*v1.Finding) error {
 			pid = fmt.Sprintf(", pid %d", in.Pid)
 		}
 		l.printf("  %s (%s): %s, %s%s\n", in.Component, in.Implementation, How(in.How), orNone(Detail(in)), pid)
+	}
+	if n.AgentState != v1.AgentState_AGENT_STATE_NO_AGENT {
+		l.printf("Certificates:\n")
+		if len(certs) == 0 {
+			l.printf("  <none>\n")
+		}
+		for _, nc := range certs {
+			c := nc.Certificate
+			if c.Error != "" {
+				l.printf("  %s: error: %s; used by %s\n", c.Name(), c.Error, orNone(c.UsedBy()))
+				continue
+			}
+			ca := ""
+			if c.IsCa {
+				ca = ", CA"
+			}
+			l.printf("  %s: %s%s, expires %s (%s); used by %s\n", c.Name(), c.Subject, ca,
+				c.NotAfter.AsTime().UTC().Format(time.RFC3339), Left(c.NotAfter.AsTime(), now), orNone(c.UsedBy()))
+		}
 	}
 	l.printf("Findings:\n")
 	if len(findings) == 0 {

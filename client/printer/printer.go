@@ -313,6 +313,57 @@ func Manifests(w io.Writer, f Format, resp *v1.ListManifestsResponse) error {
 	return tw.Flush()
 }
 
+// Certificates prints certificates, with how long each has left at now.
+func Certificates(w io.Writer, f Format, resp *v1.ListCertificatesResponse, now time.Time) error {
+	if f.Structured() {
+		return Message(w, f, resp)
+	}
+	tw := newTab(w)
+	hdr := []string{"CLUSTER", "NODE", "CERTIFICATE", "SUBJECT", "NOT-AFTER", "LEFT", "CA", "USED-BY"}
+	if f == Wide {
+		hdr = append(hdr, "ISSUER", "ISSUER-ON-NODE", "SANS", "SERIAL")
+	}
+	fmt.Fprintln(tw, strings.Join(hdr, "\t"))
+	for _, nc := range resp.Certificates {
+		c := nc.Certificate
+		if c.Error != "" {
+			row(tw, nc.Cluster, nc.Node, c.Name(), "error: "+c.Error, "", "", "", c.UsedBy())
+			continue
+		}
+		ca := ""
+		if c.IsCa {
+			ca = "yes"
+		}
+		cols := []string{nc.Cluster, nc.Node, c.Name(), c.Subject, c.NotAfter.AsTime().UTC().Format(time.RFC3339),
+			Left(c.NotAfter.AsTime(), now), ca, c.UsedBy()}
+		if f == Wide {
+			onNode := "no"
+			if c.IssuerOnNode {
+				onNode = "yes"
+			}
+			sans := append(append([]string(nil), c.DnsNames...), c.IpAddresses...)
+			cols = append(cols, c.Issuer, onNode, strings.Join(sans, ","), c.Serial)
+		}
+		row(tw, cols...)
+	}
+	return tw.Flush()
+}
+
+// Left says how long remains until t: "364d", "20h", or "expired 3d ago".
+func Left(t, now time.Time) string {
+	d := t.Sub(now)
+	say := func(d time.Duration) string {
+		if d >= 48*time.Hour {
+			return strconv.Itoa(int(d.Hours()/24)) + "d"
+		}
+		return strconv.Itoa(int(d.Hours())) + "h"
+	}
+	if d < 0 {
+		return "expired " + say(-d) + " ago"
+	}
+	return say(d)
+}
+
 // Severity says a severity in words.
 func Severity(s v1.Severity) string { return s.Word() }
 

@@ -236,7 +236,9 @@ type SnapshotChunk struct {
 	// Some of the node's static pod manifests.
 	Manifests []*StaticPodManifest `protobuf:"bytes,6,rep,name=manifests,proto3" json:"manifests,omitempty"`
 	// The scan's counts (last chunk only).
-	Stats         *ScanStats `protobuf:"bytes,7,opt,name=stats,proto3" json:"stats,omitempty"`
+	Stats *ScanStats `protobuf:"bytes,7,opt,name=stats,proto3" json:"stats,omitempty"`
+	// Some of the node's certificates.
+	Certificates  []*Certificate `protobuf:"bytes,8,rep,name=certificates,proto3" json:"certificates,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -320,6 +322,13 @@ func (x *SnapshotChunk) GetStats() *ScanStats {
 	return nil
 }
 
+func (x *SnapshotChunk) GetCertificates() []*Certificate {
+	if x != nil {
+		return x.Certificates
+	}
+	return nil
+}
+
 // ProcessKey identifies a process across scans.
 type ProcessKey struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -391,7 +400,9 @@ type Delta struct {
 	// The node's wall clock when the delta was made.
 	WallClock *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=wall_clock,json=wallClock,proto3" json:"wall_clock,omitempty"`
 	// The scan's counts.
-	Stats         *ScanStats `protobuf:"bytes,7,opt,name=stats,proto3" json:"stats,omitempty"`
+	Stats *ScanStats `protobuf:"bytes,7,opt,name=stats,proto3" json:"stats,omitempty"`
+	// The node's certificates, all of them, when any changed; absent when none changed.
+	Certificates  *CertificateSet `protobuf:"bytes,8,opt,name=certificates,proto3" json:"certificates,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -475,6 +486,59 @@ func (x *Delta) GetStats() *ScanStats {
 	return nil
 }
 
+func (x *Delta) GetCertificates() *CertificateSet {
+	if x != nil {
+		return x.Certificates
+	}
+	return nil
+}
+
+// CertificateSet is a node's whole set of certificates.
+type CertificateSet struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The certificates, sorted by path, field, index.
+	Certificates  []*Certificate `protobuf:"bytes,1,rep,name=certificates,proto3" json:"certificates,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CertificateSet) Reset() {
+	*x = CertificateSet{}
+	mi := &file_kubeatlas_v1_agent_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CertificateSet) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CertificateSet) ProtoMessage() {}
+
+func (x *CertificateSet) ProtoReflect() protoreflect.Message {
+	mi := &file_kubeatlas_v1_agent_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CertificateSet.ProtoReflect.Descriptor instead.
+func (*CertificateSet) Descriptor() ([]byte, []int) {
+	return file_kubeatlas_v1_agent_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *CertificateSet) GetCertificates() []*Certificate {
+	if x != nil {
+		return x.Certificates
+	}
+	return nil
+}
+
 // Heartbeat says the agent is alive and nothing changed.
 type Heartbeat struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -486,7 +550,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_kubeatlas_v1_agent_proto_msgTypes[5]
+	mi := &file_kubeatlas_v1_agent_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -498,7 +562,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_kubeatlas_v1_agent_proto_msgTypes[5]
+	mi := &file_kubeatlas_v1_agent_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -511,7 +575,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_kubeatlas_v1_agent_proto_rawDescGZIP(), []int{5}
+	return file_kubeatlas_v1_agent_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Heartbeat) GetWallClock() *timestamppb.Timestamp {
@@ -538,7 +602,7 @@ type ConnectResponse struct {
 
 func (x *ConnectResponse) Reset() {
 	*x = ConnectResponse{}
-	mi := &file_kubeatlas_v1_agent_proto_msgTypes[6]
+	mi := &file_kubeatlas_v1_agent_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -550,7 +614,7 @@ func (x *ConnectResponse) String() string {
 func (*ConnectResponse) ProtoMessage() {}
 
 func (x *ConnectResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kubeatlas_v1_agent_proto_msgTypes[6]
+	mi := &file_kubeatlas_v1_agent_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -563,7 +627,7 @@ func (x *ConnectResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConnectResponse.ProtoReflect.Descriptor instead.
 func (*ConnectResponse) Descriptor() ([]byte, []int) {
-	return file_kubeatlas_v1_agent_proto_rawDescGZIP(), []int{6}
+	return file_kubeatlas_v1_agent_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ConnectResponse) GetPayload() isConnectResponse_Payload {
@@ -636,7 +700,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_kubeatlas_v1_agent_proto_msgTypes[7]
+	mi := &file_kubeatlas_v1_agent_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -648,7 +712,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_kubeatlas_v1_agent_proto_msgTypes[7]
+	mi := &file_kubeatlas_v1_agent_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -661,7 +725,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_kubeatlas_v1_agent_proto_rawDescGZIP(), []int{7}
+	return file_kubeatlas_v1_agent_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Ack) GetGeneration() uint64 {
@@ -684,7 +748,7 @@ type ResyncRequest struct {
 
 func (x *ResyncRequest) Reset() {
 	*x = ResyncRequest{}
-	mi := &file_kubeatlas_v1_agent_proto_msgTypes[8]
+	mi := &file_kubeatlas_v1_agent_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -696,7 +760,7 @@ func (x *ResyncRequest) String() string {
 func (*ResyncRequest) ProtoMessage() {}
 
 func (x *ResyncRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kubeatlas_v1_agent_proto_msgTypes[8]
+	mi := &file_kubeatlas_v1_agent_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -709,7 +773,7 @@ func (x *ResyncRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResyncRequest.ProtoReflect.Descriptor instead.
 func (*ResyncRequest) Descriptor() ([]byte, []int) {
-	return file_kubeatlas_v1_agent_proto_rawDescGZIP(), []int{8}
+	return file_kubeatlas_v1_agent_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ResyncRequest) GetReason() string {
@@ -741,7 +805,7 @@ type Settings struct {
 
 func (x *Settings) Reset() {
 	*x = Settings{}
-	mi := &file_kubeatlas_v1_agent_proto_msgTypes[9]
+	mi := &file_kubeatlas_v1_agent_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -753,7 +817,7 @@ func (x *Settings) String() string {
 func (*Settings) ProtoMessage() {}
 
 func (x *Settings) ProtoReflect() protoreflect.Message {
-	mi := &file_kubeatlas_v1_agent_proto_msgTypes[9]
+	mi := &file_kubeatlas_v1_agent_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -766,7 +830,7 @@ func (x *Settings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Settings.ProtoReflect.Descriptor instead.
 func (*Settings) Descriptor() ([]byte, []int) {
-	return file_kubeatlas_v1_agent_proto_rawDescGZIP(), []int{9}
+	return file_kubeatlas_v1_agent_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Settings) GetHeartbeatInterval() *durationpb.Duration {
@@ -807,7 +871,7 @@ const file_kubeatlas_v1_agent_proto_rawDesc = "" +
 	"\x05Hello\x12;\n" +
 	"\bidentity\x18\x01 \x01(\v2\x1a.kubeatlas.v1.NodeIdentityB\x03\xe0A\x02R\bidentity\x12>\n" +
 	"\rscan_interval\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\fscanInterval\x12H\n" +
-	"\x12heartbeat_interval\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x11heartbeatInterval\"\xe4\x02\n" +
+	"\x12heartbeat_interval\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x11heartbeatInterval\"\xa3\x03\n" +
 	"\rSnapshotChunk\x12/\n" +
 	"\x13snapshot_generation\x18\x01 \x01(\x04R\x12snapshotGeneration\x12\x12\n" +
 	"\x04last\x18\x02 \x01(\bR\x04last\x126\n" +
@@ -815,12 +879,13 @@ const file_kubeatlas_v1_agent_proto_rawDesc = "" +
 	"\akubelet\x18\x04 \x01(\v2\x19.kubeatlas.v1.KubeletInfoR\akubelet\x123\n" +
 	"\tprocesses\x18\x05 \x03(\v2\x15.kubeatlas.v1.ProcessR\tprocesses\x12=\n" +
 	"\tmanifests\x18\x06 \x03(\v2\x1f.kubeatlas.v1.StaticPodManifestR\tmanifests\x12-\n" +
-	"\x05stats\x18\a \x01(\v2\x17.kubeatlas.v1.ScanStatsR\x05stats\"Y\n" +
+	"\x05stats\x18\a \x01(\v2\x17.kubeatlas.v1.ScanStatsR\x05stats\x12=\n" +
+	"\fcertificates\x18\b \x03(\v2\x19.kubeatlas.v1.CertificateR\fcertificates\"Y\n" +
 	"\n" +
 	"ProcessKey\x12\x10\n" +
 	"\x03pid\x18\x01 \x01(\x05R\x03pid\x129\n" +
 	"\n" +
-	"start_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\"\xb9\x03\n" +
+	"start_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\"\xfb\x03\n" +
 	"\x05Delta\x12D\n" +
 	"\x12upserted_processes\x18\x01 \x03(\v2\x15.kubeatlas.v1.ProcessR\x11upsertedProcesses\x12E\n" +
 	"\x11removed_processes\x18\x02 \x03(\v2\x18.kubeatlas.v1.ProcessKeyR\x10removedProcesses\x12N\n" +
@@ -829,7 +894,10 @@ const file_kubeatlas_v1_agent_proto_rawDesc = "" +
 	"\akubelet\x18\x05 \x01(\v2\x19.kubeatlas.v1.KubeletInfoR\akubelet\x129\n" +
 	"\n" +
 	"wall_clock\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\twallClock\x12-\n" +
-	"\x05stats\x18\a \x01(\v2\x17.kubeatlas.v1.ScanStatsR\x05stats\"F\n" +
+	"\x05stats\x18\a \x01(\v2\x17.kubeatlas.v1.ScanStatsR\x05stats\x12@\n" +
+	"\fcertificates\x18\b \x01(\v2\x1c.kubeatlas.v1.CertificateSetR\fcertificates\"O\n" +
+	"\x0eCertificateSet\x12=\n" +
+	"\fcertificates\x18\x01 \x03(\v2\x19.kubeatlas.v1.CertificateR\fcertificates\"F\n" +
 	"\tHeartbeat\x129\n" +
 	"\n" +
 	"wall_clock\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\twallClock\"\xb0\x01\n" +
@@ -864,58 +932,63 @@ func file_kubeatlas_v1_agent_proto_rawDescGZIP() []byte {
 	return file_kubeatlas_v1_agent_proto_rawDescData
 }
 
-var file_kubeatlas_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_kubeatlas_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_kubeatlas_v1_agent_proto_goTypes = []any{
 	(*ConnectRequest)(nil),        // 0: kubeatlas.v1.ConnectRequest
 	(*Hello)(nil),                 // 1: kubeatlas.v1.Hello
 	(*SnapshotChunk)(nil),         // 2: kubeatlas.v1.SnapshotChunk
 	(*ProcessKey)(nil),            // 3: kubeatlas.v1.ProcessKey
 	(*Delta)(nil),                 // 4: kubeatlas.v1.Delta
-	(*Heartbeat)(nil),             // 5: kubeatlas.v1.Heartbeat
-	(*ConnectResponse)(nil),       // 6: kubeatlas.v1.ConnectResponse
-	(*Ack)(nil),                   // 7: kubeatlas.v1.Ack
-	(*ResyncRequest)(nil),         // 8: kubeatlas.v1.ResyncRequest
-	(*Settings)(nil),              // 9: kubeatlas.v1.Settings
-	(*NodeIdentity)(nil),          // 10: kubeatlas.v1.NodeIdentity
-	(*durationpb.Duration)(nil),   // 11: google.protobuf.Duration
-	(*KubeletInfo)(nil),           // 12: kubeatlas.v1.KubeletInfo
-	(*Process)(nil),               // 13: kubeatlas.v1.Process
-	(*StaticPodManifest)(nil),     // 14: kubeatlas.v1.StaticPodManifest
-	(*ScanStats)(nil),             // 15: kubeatlas.v1.ScanStats
-	(*timestamppb.Timestamp)(nil), // 16: google.protobuf.Timestamp
+	(*CertificateSet)(nil),        // 5: kubeatlas.v1.CertificateSet
+	(*Heartbeat)(nil),             // 6: kubeatlas.v1.Heartbeat
+	(*ConnectResponse)(nil),       // 7: kubeatlas.v1.ConnectResponse
+	(*Ack)(nil),                   // 8: kubeatlas.v1.Ack
+	(*ResyncRequest)(nil),         // 9: kubeatlas.v1.ResyncRequest
+	(*Settings)(nil),              // 10: kubeatlas.v1.Settings
+	(*NodeIdentity)(nil),          // 11: kubeatlas.v1.NodeIdentity
+	(*durationpb.Duration)(nil),   // 12: google.protobuf.Duration
+	(*KubeletInfo)(nil),           // 13: kubeatlas.v1.KubeletInfo
+	(*Process)(nil),               // 14: kubeatlas.v1.Process
+	(*StaticPodManifest)(nil),     // 15: kubeatlas.v1.StaticPodManifest
+	(*ScanStats)(nil),             // 16: kubeatlas.v1.ScanStats
+	(*Certificate)(nil),           // 17: kubeatlas.v1.Certificate
+	(*timestamppb.Timestamp)(nil), // 18: google.protobuf.Timestamp
 }
 var file_kubeatlas_v1_agent_proto_depIdxs = []int32{
 	1,  // 0: kubeatlas.v1.ConnectRequest.hello:type_name -> kubeatlas.v1.Hello
 	2,  // 1: kubeatlas.v1.ConnectRequest.snapshot_chunk:type_name -> kubeatlas.v1.SnapshotChunk
 	4,  // 2: kubeatlas.v1.ConnectRequest.delta:type_name -> kubeatlas.v1.Delta
-	5,  // 3: kubeatlas.v1.ConnectRequest.heartbeat:type_name -> kubeatlas.v1.Heartbeat
-	10, // 4: kubeatlas.v1.Hello.identity:type_name -> kubeatlas.v1.NodeIdentity
-	11, // 5: kubeatlas.v1.Hello.scan_interval:type_name -> google.protobuf.Duration
-	11, // 6: kubeatlas.v1.Hello.heartbeat_interval:type_name -> google.protobuf.Duration
-	10, // 7: kubeatlas.v1.SnapshotChunk.identity:type_name -> kubeatlas.v1.NodeIdentity
-	12, // 8: kubeatlas.v1.SnapshotChunk.kubelet:type_name -> kubeatlas.v1.KubeletInfo
-	13, // 9: kubeatlas.v1.SnapshotChunk.processes:type_name -> kubeatlas.v1.Process
-	14, // 10: kubeatlas.v1.SnapshotChunk.manifests:type_name -> kubeatlas.v1.StaticPodManifest
-	15, // 11: kubeatlas.v1.SnapshotChunk.stats:type_name -> kubeatlas.v1.ScanStats
-	16, // 12: kubeatlas.v1.ProcessKey.start_time:type_name -> google.protobuf.Timestamp
-	13, // 13: kubeatlas.v1.Delta.upserted_processes:type_name -> kubeatlas.v1.Process
-	3,  // 14: kubeatlas.v1.Delta.removed_processes:type_name -> kubeatlas.v1.ProcessKey
-	14, // 15: kubeatlas.v1.Delta.upserted_manifests:type_name -> kubeatlas.v1.StaticPodManifest
-	12, // 16: kubeatlas.v1.Delta.kubelet:type_name -> kubeatlas.v1.KubeletInfo
-	16, // 17: kubeatlas.v1.Delta.wall_clock:type_name -> google.protobuf.Timestamp
-	15, // 18: kubeatlas.v1.Delta.stats:type_name -> kubeatlas.v1.ScanStats
-	16, // 19: kubeatlas.v1.Heartbeat.wall_clock:type_name -> google.protobuf.Timestamp
-	7,  // 20: kubeatlas.v1.ConnectResponse.ack:type_name -> kubeatlas.v1.Ack
-	8,  // 21: kubeatlas.v1.ConnectResponse.resync:type_name -> kubeatlas.v1.ResyncRequest
-	9,  // 22: kubeatlas.v1.ConnectResponse.settings:type_name -> kubeatlas.v1.Settings
-	11, // 23: kubeatlas.v1.Settings.heartbeat_interval:type_name -> google.protobuf.Duration
-	0,  // 24: kubeatlas.v1.AgentService.Connect:input_type -> kubeatlas.v1.ConnectRequest
-	6,  // 25: kubeatlas.v1.AgentService.Connect:output_type -> kubeatlas.v1.ConnectResponse
-	25, // [25:26] is the sub-list for method output_type
-	24, // [24:25] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	6,  // 3: kubeatlas.v1.ConnectRequest.heartbeat:type_name -> kubeatlas.v1.Heartbeat
+	11, // 4: kubeatlas.v1.Hello.identity:type_name -> kubeatlas.v1.NodeIdentity
+	12, // 5: kubeatlas.v1.Hello.scan_interval:type_name -> google.protobuf.Duration
+	12, // 6: kubeatlas.v1.Hello.heartbeat_interval:type_name -> google.protobuf.Duration
+	11, // 7: kubeatlas.v1.SnapshotChunk.identity:type_name -> kubeatlas.v1.NodeIdentity
+	13, // 8: kubeatlas.v1.SnapshotChunk.kubelet:type_name -> kubeatlas.v1.KubeletInfo
+	14, // 9: kubeatlas.v1.SnapshotChunk.processes:type_name -> kubeatlas.v1.Process
+	15, // 10: kubeatlas.v1.SnapshotChunk.manifests:type_name -> kubeatlas.v1.StaticPodManifest
+	16, // 11: kubeatlas.v1.SnapshotChunk.stats:type_name -> kubeatlas.v1.ScanStats
+	17, // 12: kubeatlas.v1.SnapshotChunk.certificates:type_name -> kubeatlas.v1.Certificate
+	18, // 13: kubeatlas.v1.ProcessKey.start_time:type_name -> google.protobuf.Timestamp
+	14, // 14: kubeatlas.v1.Delta.upserted_processes:type_name -> kubeatlas.v1.Process
+	3,  // 15: kubeatlas.v1.Delta.removed_processes:type_name -> kubeatlas.v1.ProcessKey
+	15, // 16: kubeatlas.v1.Delta.upserted_manifests:type_name -> kubeatlas.v1.StaticPodManifest
+	13, // 17: kubeatlas.v1.Delta.kubelet:type_name -> kubeatlas.v1.KubeletInfo
+	18, // 18: kubeatlas.v1.Delta.wall_clock:type_name -> google.protobuf.Timestamp
+	16, // 19: kubeatlas.v1.Delta.stats:type_name -> kubeatlas.v1.ScanStats
+	5,  // 20: kubeatlas.v1.Delta.certificates:type_name -> kubeatlas.v1.CertificateSet
+	17, // 21: kubeatlas.v1.CertificateSet.certificates:type_name -> kubeatlas.v1.Certificate
+	18, // 22: kubeatlas.v1.Heartbeat.wall_clock:type_name -> google.protobuf.Timestamp
+	8,  // 23: kubeatlas.v1.ConnectResponse.ack:type_name -> kubeatlas.v1.Ack
+	9,  // 24: kubeatlas.v1.ConnectResponse.resync:type_name -> kubeatlas.v1.ResyncRequest
+	10, // 25: kubeatlas.v1.ConnectResponse.settings:type_name -> kubeatlas.v1.Settings
+	12, // 26: kubeatlas.v1.Settings.heartbeat_interval:type_name -> google.protobuf.Duration
+	0,  // 27: kubeatlas.v1.AgentService.Connect:input_type -> kubeatlas.v1.ConnectRequest
+	7,  // 28: kubeatlas.v1.AgentService.Connect:output_type -> kubeatlas.v1.ConnectResponse
+	28, // [28:29] is the sub-list for method output_type
+	27, // [27:28] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_kubeatlas_v1_agent_proto_init() }
@@ -930,7 +1003,7 @@ func file_kubeatlas_v1_agent_proto_init() {
 		(*ConnectRequest_Delta)(nil),
 		(*ConnectRequest_Heartbeat)(nil),
 	}
-	file_kubeatlas_v1_agent_proto_msgTypes[6].OneofWrappers = []any{
+	file_kubeatlas_v1_agent_proto_msgTypes[7].OneofWrappers = []any{
 		(*ConnectResponse_Ack)(nil),
 		(*ConnectResponse_Resync)(nil),
 		(*ConnectResponse_Settings)(nil),
@@ -941,7 +1014,7 @@ func file_kubeatlas_v1_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_kubeatlas_v1_agent_proto_rawDesc), len(file_kubeatlas_v1_agent_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   10,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

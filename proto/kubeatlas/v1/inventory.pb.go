@@ -772,7 +772,9 @@ type NodeInventory struct {
 	// Every file in the static pod directory, sorted by path.
 	Manifests []*StaticPodManifest `protobuf:"bytes,4,rep,name=manifests,proto3" json:"manifests,omitempty"`
 	// Counts from the scan that produced this inventory.
-	Stats         *ScanStats `protobuf:"bytes,5,opt,name=stats,proto3" json:"stats,omitempty"`
+	Stats *ScanStats `protobuf:"bytes,5,opt,name=stats,proto3" json:"stats,omitempty"`
+	// The certificates the node's components use, sorted by path, field, index.
+	Certificates  []*Certificate `protobuf:"bytes,6,rep,name=certificates,proto3" json:"certificates,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -840,6 +842,274 @@ func (x *NodeInventory) GetStats() *ScanStats {
 		return x.Stats
 	}
 	return nil
+}
+
+func (x *NodeInventory) GetCertificates() []*Certificate {
+	if x != nil {
+		return x.Certificates
+	}
+	return nil
+}
+
+// CertificateUse says which component uses a certificate, and how it names it.
+type CertificateUse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The component (role), e.g. "kube-apiserver"; empty when the file was found only where kubeadm keeps
+	// certificates (/etc/kubernetes).
+	Component string `protobuf:"bytes,1,opt,name=component,proto3" json:"component,omitempty"`
+	// The program, e.g. "kube-apiserver", "k3s".
+	Implementation string `protobuf:"bytes,2,opt,name=implementation,proto3" json:"implementation,omitempty"`
+	// The process, when a running process names it.
+	Pid int32 `protobuf:"varint,3,opt,name=pid,proto3" json:"pid,omitempty"`
+	// How it is named: the flag without dashes ("tls-cert-file"), the config field ("tlsCertFile"), the flag of
+	// the kubeconfig that holds or names it ("kubeconfig"), "cert-dir" for the kubelet's rotated certificates,
+	// or "kubeadm" for a file found in /etc/kubernetes.
+	Flag          string `protobuf:"bytes,4,opt,name=flag,proto3" json:"flag,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CertificateUse) Reset() {
+	*x = CertificateUse{}
+	mi := &file_kubeatlas_v1_inventory_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CertificateUse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CertificateUse) ProtoMessage() {}
+
+func (x *CertificateUse) ProtoReflect() protoreflect.Message {
+	mi := &file_kubeatlas_v1_inventory_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CertificateUse.ProtoReflect.Descriptor instead.
+func (*CertificateUse) Descriptor() ([]byte, []int) {
+	return file_kubeatlas_v1_inventory_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *CertificateUse) GetComponent() string {
+	if x != nil {
+		return x.Component
+	}
+	return ""
+}
+
+func (x *CertificateUse) GetImplementation() string {
+	if x != nil {
+		return x.Implementation
+	}
+	return ""
+}
+
+func (x *CertificateUse) GetPid() int32 {
+	if x != nil {
+		return x.Pid
+	}
+	return 0
+}
+
+func (x *CertificateUse) GetFlag() string {
+	if x != nil {
+		return x.Flag
+	}
+	return ""
+}
+
+// Certificate is one X.509 certificate a node holds for its components. The agent reads only CERTIFICATE
+// blocks: a private key in the same file is skipped unread, and no file is opened only for a key.
+type Certificate struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The file on the node (as its process names it): a certificate file, or the kubeconfig that embeds or names
+	// the certificate.
+	Path string `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	// Within a kubeconfig, where the certificate sits, e.g. "users[kubernetes-admin].client-certificate-data" or
+	// "clusters[kubernetes].certificate-authority"; empty for a certificate file.
+	Field string `protobuf:"bytes,2,opt,name=field,proto3" json:"field,omitempty"`
+	// The certificate's position among the certificates of its file or field (0 is the first; CA bundles hold
+	// several).
+	Index int32 `protobuf:"varint,3,opt,name=index,proto3" json:"index,omitempty"`
+	// The subject, as an RFC 2253 distinguished name.
+	Subject string `protobuf:"bytes,4,opt,name=subject,proto3" json:"subject,omitempty"`
+	// The issuer, as an RFC 2253 distinguished name.
+	Issuer string `protobuf:"bytes,5,opt,name=issuer,proto3" json:"issuer,omitempty"`
+	// The DNS names of the subject alternative name extension.
+	DnsNames []string `protobuf:"bytes,6,rep,name=dns_names,json=dnsNames,proto3" json:"dns_names,omitempty"`
+	// The IP addresses of the subject alternative name extension.
+	IpAddresses []string `protobuf:"bytes,7,rep,name=ip_addresses,json=ipAddresses,proto3" json:"ip_addresses,omitempty"`
+	// The serial number in hexadecimal.
+	Serial string `protobuf:"bytes,8,opt,name=serial,proto3" json:"serial,omitempty"`
+	// When it becomes valid.
+	NotBefore *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=not_before,json=notBefore,proto3" json:"not_before,omitempty"`
+	// When it expires.
+	NotAfter *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=not_after,json=notAfter,proto3" json:"not_after,omitempty"`
+	// True when it is a CA certificate (basic constraints CA:TRUE).
+	IsCa bool `protobuf:"varint,11,opt,name=is_ca,json=isCa,proto3" json:"is_ca,omitempty"`
+	// True when it is signed by its own key.
+	SelfSigned bool `protobuf:"varint,12,opt,name=self_signed,json=selfSigned,proto3" json:"self_signed,omitempty"`
+	// True when a CA certificate found on the same node signed it (checked by signature, not by name).
+	IssuerOnNode bool `protobuf:"varint,13,opt,name=issuer_on_node,json=issuerOnNode,proto3" json:"issuer_on_node,omitempty"`
+	// The hex SHA-256 of the certificate's DER bytes.
+	Sha256 string `protobuf:"bytes,14,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	// Who uses it, sorted by component, pid, flag.
+	Uses []*CertificateUse `protobuf:"bytes,15,rep,name=uses,proto3" json:"uses,omitempty"`
+	// Why the file named by a flag could not be read or held no certificate; the other fields are then empty.
+	Error         string `protobuf:"bytes,16,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Certificate) Reset() {
+	*x = Certificate{}
+	mi := &file_kubeatlas_v1_inventory_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Certificate) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Certificate) ProtoMessage() {}
+
+func (x *Certificate) ProtoReflect() protoreflect.Message {
+	mi := &file_kubeatlas_v1_inventory_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Certificate.ProtoReflect.Descriptor instead.
+func (*Certificate) Descriptor() ([]byte, []int) {
+	return file_kubeatlas_v1_inventory_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *Certificate) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *Certificate) GetField() string {
+	if x != nil {
+		return x.Field
+	}
+	return ""
+}
+
+func (x *Certificate) GetIndex() int32 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *Certificate) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+func (x *Certificate) GetIssuer() string {
+	if x != nil {
+		return x.Issuer
+	}
+	return ""
+}
+
+func (x *Certificate) GetDnsNames() []string {
+	if x != nil {
+		return x.DnsNames
+	}
+	return nil
+}
+
+func (x *Certificate) GetIpAddresses() []string {
+	if x != nil {
+		return x.IpAddresses
+	}
+	return nil
+}
+
+func (x *Certificate) GetSerial() string {
+	if x != nil {
+		return x.Serial
+	}
+	return ""
+}
+
+func (x *Certificate) GetNotBefore() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NotBefore
+	}
+	return nil
+}
+
+func (x *Certificate) GetNotAfter() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NotAfter
+	}
+	return nil
+}
+
+func (x *Certificate) GetIsCa() bool {
+	if x != nil {
+		return x.IsCa
+	}
+	return false
+}
+
+func (x *Certificate) GetSelfSigned() bool {
+	if x != nil {
+		return x.SelfSigned
+	}
+	return false
+}
+
+func (x *Certificate) GetIssuerOnNode() bool {
+	if x != nil {
+		return x.IssuerOnNode
+	}
+	return false
+}
+
+func (x *Certificate) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
+func (x *Certificate) GetUses() []*CertificateUse {
+	if x != nil {
+		return x.Uses
+	}
+	return nil
+}
+
+func (x *Certificate) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
 }
 
 var File_kubeatlas_v1_inventory_proto protoreflect.FileDescriptor
@@ -921,13 +1191,39 @@ const file_kubeatlas_v1_inventory_proto_rawDesc = "" +
 	"\tScanStats\x12%\n" +
 	"\x0eprocesses_seen\x18\x01 \x01(\rR\rprocessesSeen\x12+\n" +
 	"\x11processes_skipped\x18\x02 \x01(\rR\x10processesSkipped\x12/\n" +
-	"\x13component_processes\x18\x03 \x01(\rR\x12componentProcesses\"\x9f\x02\n" +
+	"\x13component_processes\x18\x03 \x01(\rR\x12componentProcesses\"\xde\x02\n" +
 	"\rNodeInventory\x126\n" +
 	"\bidentity\x18\x01 \x01(\v2\x1a.kubeatlas.v1.NodeIdentityR\bidentity\x123\n" +
 	"\akubelet\x18\x02 \x01(\v2\x19.kubeatlas.v1.KubeletInfoR\akubelet\x123\n" +
 	"\tprocesses\x18\x03 \x03(\v2\x15.kubeatlas.v1.ProcessR\tprocesses\x12=\n" +
 	"\tmanifests\x18\x04 \x03(\v2\x1f.kubeatlas.v1.StaticPodManifestR\tmanifests\x12-\n" +
-	"\x05stats\x18\x05 \x01(\v2\x17.kubeatlas.v1.ScanStatsR\x05statsB?Z=github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1;kubeatlasv1b\x06proto3"
+	"\x05stats\x18\x05 \x01(\v2\x17.kubeatlas.v1.ScanStatsR\x05stats\x12=\n" +
+	"\fcertificates\x18\x06 \x03(\v2\x19.kubeatlas.v1.CertificateR\fcertificates\"|\n" +
+	"\x0eCertificateUse\x12\x1c\n" +
+	"\tcomponent\x18\x01 \x01(\tR\tcomponent\x12&\n" +
+	"\x0eimplementation\x18\x02 \x01(\tR\x0eimplementation\x12\x10\n" +
+	"\x03pid\x18\x03 \x01(\x05R\x03pid\x12\x12\n" +
+	"\x04flag\x18\x04 \x01(\tR\x04flag\"\x87\x04\n" +
+	"\vCertificate\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12\x14\n" +
+	"\x05field\x18\x02 \x01(\tR\x05field\x12\x14\n" +
+	"\x05index\x18\x03 \x01(\x05R\x05index\x12\x18\n" +
+	"\asubject\x18\x04 \x01(\tR\asubject\x12\x16\n" +
+	"\x06issuer\x18\x05 \x01(\tR\x06issuer\x12\x1b\n" +
+	"\tdns_names\x18\x06 \x03(\tR\bdnsNames\x12!\n" +
+	"\fip_addresses\x18\a \x03(\tR\vipAddresses\x12\x16\n" +
+	"\x06serial\x18\b \x01(\tR\x06serial\x129\n" +
+	"\n" +
+	"not_before\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\tnotBefore\x127\n" +
+	"\tnot_after\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\bnotAfter\x12\x13\n" +
+	"\x05is_ca\x18\v \x01(\bR\x04isCa\x12\x1f\n" +
+	"\vself_signed\x18\f \x01(\bR\n" +
+	"selfSigned\x12$\n" +
+	"\x0eissuer_on_node\x18\r \x01(\bR\fissuerOnNode\x12\x16\n" +
+	"\x06sha256\x18\x0e \x01(\tR\x06sha256\x120\n" +
+	"\x04uses\x18\x0f \x03(\v2\x1c.kubeatlas.v1.CertificateUseR\x04uses\x12\x14\n" +
+	"\x05error\x18\x10 \x01(\tR\x05errorB?Z=github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1;kubeatlasv1b\x06proto3"
 
 var (
 	file_kubeatlas_v1_inventory_proto_rawDescOnce sync.Once
@@ -941,7 +1237,7 @@ func file_kubeatlas_v1_inventory_proto_rawDescGZIP() []byte {
 	return file_kubeatlas_v1_inventory_proto_rawDescData
 }
 
-var file_kubeatlas_v1_inventory_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_kubeatlas_v1_inventory_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_kubeatlas_v1_inventory_proto_goTypes = []any{
 	(*NodeIdentity)(nil),          // 0: kubeatlas.v1.NodeIdentity
 	(*HostedComponent)(nil),       // 1: kubeatlas.v1.HostedComponent
@@ -951,31 +1247,37 @@ var file_kubeatlas_v1_inventory_proto_goTypes = []any{
 	(*KubeletInfo)(nil),           // 5: kubeatlas.v1.KubeletInfo
 	(*ScanStats)(nil),             // 6: kubeatlas.v1.ScanStats
 	(*NodeInventory)(nil),         // 7: kubeatlas.v1.NodeInventory
-	(*timestamppb.Timestamp)(nil), // 8: google.protobuf.Timestamp
-	(*Flag)(nil),                  // 9: kubeatlas.v1.Flag
-	(ContainerRuntime)(0),         // 10: kubeatlas.v1.ContainerRuntime
-	(QOSClass)(0),                 // 11: kubeatlas.v1.QOSClass
+	(*CertificateUse)(nil),        // 8: kubeatlas.v1.CertificateUse
+	(*Certificate)(nil),           // 9: kubeatlas.v1.Certificate
+	(*timestamppb.Timestamp)(nil), // 10: google.protobuf.Timestamp
+	(*Flag)(nil),                  // 11: kubeatlas.v1.Flag
+	(ContainerRuntime)(0),         // 12: kubeatlas.v1.ContainerRuntime
+	(QOSClass)(0),                 // 13: kubeatlas.v1.QOSClass
 }
 var file_kubeatlas_v1_inventory_proto_depIdxs = []int32{
-	8,  // 0: kubeatlas.v1.NodeIdentity.wall_clock:type_name -> google.protobuf.Timestamp
-	8,  // 1: kubeatlas.v1.NodeIdentity.boot_time:type_name -> google.protobuf.Timestamp
-	9,  // 2: kubeatlas.v1.HostedComponent.flags:type_name -> kubeatlas.v1.Flag
-	8,  // 3: kubeatlas.v1.Process.start_time:type_name -> google.protobuf.Timestamp
-	10, // 4: kubeatlas.v1.Process.runtime:type_name -> kubeatlas.v1.ContainerRuntime
-	11, // 5: kubeatlas.v1.Process.qos_class:type_name -> kubeatlas.v1.QOSClass
+	10, // 0: kubeatlas.v1.NodeIdentity.wall_clock:type_name -> google.protobuf.Timestamp
+	10, // 1: kubeatlas.v1.NodeIdentity.boot_time:type_name -> google.protobuf.Timestamp
+	11, // 2: kubeatlas.v1.HostedComponent.flags:type_name -> kubeatlas.v1.Flag
+	10, // 3: kubeatlas.v1.Process.start_time:type_name -> google.protobuf.Timestamp
+	12, // 4: kubeatlas.v1.Process.runtime:type_name -> kubeatlas.v1.ContainerRuntime
+	13, // 5: kubeatlas.v1.Process.qos_class:type_name -> kubeatlas.v1.QOSClass
 	1,  // 6: kubeatlas.v1.Process.components:type_name -> kubeatlas.v1.HostedComponent
-	8,  // 7: kubeatlas.v1.StaticPodManifest.mtime:type_name -> google.protobuf.Timestamp
+	10, // 7: kubeatlas.v1.StaticPodManifest.mtime:type_name -> google.protobuf.Timestamp
 	3,  // 8: kubeatlas.v1.StaticPodManifest.containers:type_name -> kubeatlas.v1.ManifestContainer
 	0,  // 9: kubeatlas.v1.NodeInventory.identity:type_name -> kubeatlas.v1.NodeIdentity
 	5,  // 10: kubeatlas.v1.NodeInventory.kubelet:type_name -> kubeatlas.v1.KubeletInfo
 	2,  // 11: kubeatlas.v1.NodeInventory.processes:type_name -> kubeatlas.v1.Process
 	4,  // 12: kubeatlas.v1.NodeInventory.manifests:type_name -> kubeatlas.v1.StaticPodManifest
 	6,  // 13: kubeatlas.v1.NodeInventory.stats:type_name -> kubeatlas.v1.ScanStats
-	14, // [14:14] is the sub-list for method output_type
-	14, // [14:14] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	9,  // 14: kubeatlas.v1.NodeInventory.certificates:type_name -> kubeatlas.v1.Certificate
+	10, // 15: kubeatlas.v1.Certificate.not_before:type_name -> google.protobuf.Timestamp
+	10, // 16: kubeatlas.v1.Certificate.not_after:type_name -> google.protobuf.Timestamp
+	8,  // 17: kubeatlas.v1.Certificate.uses:type_name -> kubeatlas.v1.CertificateUse
+	18, // [18:18] is the sub-list for method output_type
+	18, // [18:18] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_kubeatlas_v1_inventory_proto_init() }
@@ -990,7 +1292,7 @@ func file_kubeatlas_v1_inventory_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_kubeatlas_v1_inventory_proto_rawDesc), len(file_kubeatlas_v1_inventory_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   8,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

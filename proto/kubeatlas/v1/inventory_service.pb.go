@@ -117,6 +117,10 @@ const (
 	FindingKind_FINDING_KIND_VERSION_SKEW FindingKind = 10
 	// A file in the static pod directory could not be read or parsed as a Pod.
 	FindingKind_FINDING_KIND_MALFORMED_MANIFEST FindingKind = 11
+	// A certificate a component uses expires within the aggregator's threshold (30 days by default).
+	FindingKind_FINDING_KIND_CERTIFICATE_EXPIRING FindingKind = 12
+	// A certificate a component uses has expired, or is not valid yet.
+	FindingKind_FINDING_KIND_CERTIFICATE_EXPIRED FindingKind = 13
 )
 
 // Enum value maps for FindingKind.
@@ -134,6 +138,8 @@ var (
 		9:  "FINDING_KIND_HIGH_RESTART_COUNT",
 		10: "FINDING_KIND_VERSION_SKEW",
 		11: "FINDING_KIND_MALFORMED_MANIFEST",
+		12: "FINDING_KIND_CERTIFICATE_EXPIRING",
+		13: "FINDING_KIND_CERTIFICATE_EXPIRED",
 	}
 	FindingKind_value = map[string]int32{
 		"FINDING_KIND_UNSPECIFIED":                 0,
@@ -148,6 +154,8 @@ var (
 		"FINDING_KIND_HIGH_RESTART_COUNT":          9,
 		"FINDING_KIND_VERSION_SKEW":                10,
 		"FINDING_KIND_MALFORMED_MANIFEST":          11,
+		"FINDING_KIND_CERTIFICATE_EXPIRING":        12,
+		"FINDING_KIND_CERTIFICATE_EXPIRED":         13,
 	}
 )
 
@@ -563,9 +571,11 @@ type Node struct {
 	// Static pod manifests reported.
 	ManifestCount int32 `protobuf:"varint,12,opt,name=manifest_count,json=manifestCount,proto3" json:"manifest_count,omitempty"`
 	// The kubelet information the agent found.
-	Kubelet       *KubeletInfo `protobuf:"bytes,13,opt,name=kubelet,proto3" json:"kubelet,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Kubelet *KubeletInfo `protobuf:"bytes,13,opt,name=kubelet,proto3" json:"kubelet,omitempty"`
+	// Certificates reported.
+	CertificateCount int32 `protobuf:"varint,14,opt,name=certificate_count,json=certificateCount,proto3" json:"certificate_count,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *Node) Reset() {
@@ -687,6 +697,13 @@ func (x *Node) GetKubelet() *KubeletInfo {
 		return x.Kubelet
 	}
 	return nil
+}
+
+func (x *Node) GetCertificateCount() int32 {
+	if x != nil {
+		return x.CertificateCount
+	}
+	return 0
 }
 
 // ComponentInstance is one Kubernetes component running on one node in one way.
@@ -2249,6 +2266,220 @@ func (x *ListFindingsResponse) GetNextPageToken() string {
 	return ""
 }
 
+// ListCertificatesRequest asks for certificates.
+type ListCertificatesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only this cluster.
+	Cluster string `protobuf:"bytes,1,opt,name=cluster,proto3" json:"cluster,omitempty"`
+	// Only this node.
+	Node string `protobuf:"bytes,2,opt,name=node,proto3" json:"node,omitempty"`
+	// Only certificates that expire within this long from now (or have expired); unset means all.
+	ExpiringWithin *durationpb.Duration `protobuf:"bytes,3,opt,name=expiring_within,json=expiringWithin,proto3" json:"expiring_within,omitempty"`
+	// The most certificates to return; 0 means 100, values above 1000 are lowered to 1000.
+	PageSize int32 `protobuf:"varint,4,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// The next_page_token of a previous response.
+	PageToken string `protobuf:"bytes,5,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// A CEL expression over each certificate (variable `certificate`); only the rows it is true for are returned.
+	// Fields are named as in the API (snake_case), with `cluster`, `node`, `components` (the components that use
+	// it) and `flags` (how they name it) added. A key a row lacks is an error for that row, which then does not
+	// match. An expression that does not compile, or costs more than the limit on one row, is INVALID_ARGUMENT.
+	// See the README for the fields.
+	Filter        string `protobuf:"bytes,6,opt,name=filter,proto3" json:"filter,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListCertificatesRequest) Reset() {
+	*x = ListCertificatesRequest{}
+	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListCertificatesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListCertificatesRequest) ProtoMessage() {}
+
+func (x *ListCertificatesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListCertificatesRequest.ProtoReflect.Descriptor instead.
+func (*ListCertificatesRequest) Descriptor() ([]byte, []int) {
+	return file_kubeatlas_v1_inventory_service_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *ListCertificatesRequest) GetCluster() string {
+	if x != nil {
+		return x.Cluster
+	}
+	return ""
+}
+
+func (x *ListCertificatesRequest) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *ListCertificatesRequest) GetExpiringWithin() *durationpb.Duration {
+	if x != nil {
+		return x.ExpiringWithin
+	}
+	return nil
+}
+
+func (x *ListCertificatesRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListCertificatesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListCertificatesRequest) GetFilter() string {
+	if x != nil {
+		return x.Filter
+	}
+	return ""
+}
+
+// NodeCertificate is a certificate with the node it is on.
+type NodeCertificate struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The cluster.
+	Cluster string `protobuf:"bytes,1,opt,name=cluster,proto3" json:"cluster,omitempty"`
+	// The node.
+	Node string `protobuf:"bytes,2,opt,name=node,proto3" json:"node,omitempty"`
+	// The certificate.
+	Certificate   *Certificate `protobuf:"bytes,3,opt,name=certificate,proto3" json:"certificate,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeCertificate) Reset() {
+	*x = NodeCertificate{}
+	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeCertificate) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeCertificate) ProtoMessage() {}
+
+func (x *NodeCertificate) ProtoReflect() protoreflect.Message {
+	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeCertificate.ProtoReflect.Descriptor instead.
+func (*NodeCertificate) Descriptor() ([]byte, []int) {
+	return file_kubeatlas_v1_inventory_service_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *NodeCertificate) GetCluster() string {
+	if x != nil {
+		return x.Cluster
+	}
+	return ""
+}
+
+func (x *NodeCertificate) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *NodeCertificate) GetCertificate() *Certificate {
+	if x != nil {
+		return x.Certificate
+	}
+	return nil
+}
+
+// ListCertificatesResponse is a page of certificates.
+type ListCertificatesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The certificates.
+	Certificates []*NodeCertificate `protobuf:"bytes,1,rep,name=certificates,proto3" json:"certificates,omitempty"`
+	// Pass it as page_token to get the next page; empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListCertificatesResponse) Reset() {
+	*x = ListCertificatesResponse{}
+	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListCertificatesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListCertificatesResponse) ProtoMessage() {}
+
+func (x *ListCertificatesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListCertificatesResponse.ProtoReflect.Descriptor instead.
+func (*ListCertificatesResponse) Descriptor() ([]byte, []int) {
+	return file_kubeatlas_v1_inventory_service_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *ListCertificatesResponse) GetCertificates() []*NodeCertificate {
+	if x != nil {
+		return x.Certificates
+	}
+	return nil
+}
+
+func (x *ListCertificatesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
 // WatchRequest says what to watch.
 type WatchRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2285,7 +2516,7 @@ type WatchRequest struct {
 
 func (x *WatchRequest) Reset() {
 	*x = WatchRequest{}
-	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[23]
+	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2297,7 +2528,7 @@ func (x *WatchRequest) String() string {
 func (*WatchRequest) ProtoMessage() {}
 
 func (x *WatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[23]
+	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2310,7 +2541,7 @@ func (x *WatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
 func (*WatchRequest) Descriptor() ([]byte, []int) {
-	return file_kubeatlas_v1_inventory_service_proto_rawDescGZIP(), []int{23}
+	return file_kubeatlas_v1_inventory_service_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *WatchRequest) GetCluster() string {
@@ -2400,7 +2631,7 @@ type WatchResponse struct {
 
 func (x *WatchResponse) Reset() {
 	*x = WatchResponse{}
-	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[24]
+	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2412,7 +2643,7 @@ func (x *WatchResponse) String() string {
 func (*WatchResponse) ProtoMessage() {}
 
 func (x *WatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[24]
+	mi := &file_kubeatlas_v1_inventory_service_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2425,7 +2656,7 @@ func (x *WatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchResponse.ProtoReflect.Descriptor instead.
 func (*WatchResponse) Descriptor() ([]byte, []int) {
-	return file_kubeatlas_v1_inventory_service_proto_rawDescGZIP(), []int{24}
+	return file_kubeatlas_v1_inventory_service_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *WatchResponse) GetType() WatchEventType {
@@ -2517,7 +2748,7 @@ const file_kubeatlas_v1_inventory_service_proto_rawDesc = "" +
 	"\tendpoints\x18\x02 \x03(\tR\tendpoints\x12\x1c\n" +
 	"\tinstances\x18\x03 \x03(\tR\tinstances\x12\x14\n" +
 	"\x05nodes\x18\x04 \x03(\tR\x05nodes\x122\n" +
-	"\bevidence\x18\x05 \x03(\v2\x16.kubeatlas.v1.EvidenceR\bevidence\"\x94\x04\n" +
+	"\bevidence\x18\x05 \x03(\v2\x16.kubeatlas.v1.EvidenceR\bevidence\"\xc1\x04\n" +
 	"\x04Node\x12\x18\n" +
 	"\acluster\x18\x01 \x01(\tR\acluster\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x14\n" +
@@ -2534,7 +2765,8 @@ const file_kubeatlas_v1_inventory_service_proto_rawDesc = "" +
 	" \x03(\tR\vinternalIps\x12#\n" +
 	"\rprocess_count\x18\v \x01(\x05R\fprocessCount\x12%\n" +
 	"\x0emanifest_count\x18\f \x01(\x05R\rmanifestCount\x123\n" +
-	"\akubelet\x18\r \x01(\v2\x19.kubeatlas.v1.KubeletInfoR\akubelet\"\x90\x05\n" +
+	"\akubelet\x18\r \x01(\v2\x19.kubeatlas.v1.KubeletInfoR\akubelet\x12+\n" +
+	"\x11certificate_count\x18\x0e \x01(\x05R\x10certificateCount\"\x90\x05\n" +
 	"\x11ComponentInstance\x12\x18\n" +
 	"\acluster\x18\x01 \x01(\tR\acluster\x12\x12\n" +
 	"\x04node\x18\x02 \x01(\tR\x04node\x12\x1c\n" +
@@ -2657,6 +2889,21 @@ const file_kubeatlas_v1_inventory_service_proto_rawDesc = "" +
 	"\x06filter\x18\a \x01(\tR\x06filter\"q\n" +
 	"\x14ListFindingsResponse\x121\n" +
 	"\bfindings\x18\x01 \x03(\v2\x15.kubeatlas.v1.FindingR\bfindings\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xdf\x01\n" +
+	"\x17ListCertificatesRequest\x12\x18\n" +
+	"\acluster\x18\x01 \x01(\tR\acluster\x12\x12\n" +
+	"\x04node\x18\x02 \x01(\tR\x04node\x12B\n" +
+	"\x0fexpiring_within\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x0eexpiringWithin\x12\x1b\n" +
+	"\tpage_size\x18\x04 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x05 \x01(\tR\tpageToken\x12\x16\n" +
+	"\x06filter\x18\x06 \x01(\tR\x06filter\"|\n" +
+	"\x0fNodeCertificate\x12\x18\n" +
+	"\acluster\x18\x01 \x01(\tR\acluster\x12\x12\n" +
+	"\x04node\x18\x02 \x01(\tR\x04node\x12;\n" +
+	"\vcertificate\x18\x03 \x01(\v2\x19.kubeatlas.v1.CertificateR\vcertificate\"\x85\x01\n" +
+	"\x18ListCertificatesResponse\x12A\n" +
+	"\fcertificates\x18\x01 \x03(\v2\x1d.kubeatlas.v1.NodeCertificateR\fcertificates\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x9d\x02\n" +
 	"\fWatchRequest\x12\x18\n" +
 	"\acluster\x18\x01 \x01(\tR\acluster\x12\x1c\n" +
@@ -2681,7 +2928,7 @@ const file_kubeatlas_v1_inventory_service_proto_rawDesc = "" +
 	"\x11AGENT_STATE_STALE\x10\x02\x12\x17\n" +
 	"\x13AGENT_STATE_EXPIRED\x10\x03\x12\x18\n" +
 	"\x14AGENT_STATE_NO_AGENT\x10\x04\x12\x17\n" +
-	"\x13AGENT_STATE_OFFLINE\x10\x05*\xbd\x03\n" +
+	"\x13AGENT_STATE_OFFLINE\x10\x05*\x8a\x04\n" +
 	"\vFindingKind\x12\x1c\n" +
 	"\x18FINDING_KIND_UNSPECIFIED\x10\x00\x12,\n" +
 	"(FINDING_KIND_MANIFEST_WITHOUT_MIRROR_POD\x10\x01\x12,\n" +
@@ -2695,7 +2942,9 @@ const file_kubeatlas_v1_inventory_service_proto_rawDesc = "" +
 	"\x1fFINDING_KIND_HIGH_RESTART_COUNT\x10\t\x12\x1d\n" +
 	"\x19FINDING_KIND_VERSION_SKEW\x10\n" +
 	"\x12#\n" +
-	"\x1fFINDING_KIND_MALFORMED_MANIFEST\x10\v*b\n" +
+	"\x1fFINDING_KIND_MALFORMED_MANIFEST\x10\v\x12%\n" +
+	"!FINDING_KIND_CERTIFICATE_EXPIRING\x10\f\x12$\n" +
+	" FINDING_KIND_CERTIFICATE_EXPIRED\x10\r*b\n" +
 	"\rComponentView\x12\x1e\n" +
 	"\x1aCOMPONENT_VIEW_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14COMPONENT_VIEW_BASIC\x10\x01\x12\x17\n" +
@@ -2707,7 +2956,7 @@ const file_kubeatlas_v1_inventory_service_proto_rawDesc = "" +
 	"\x18WATCH_EVENT_TYPE_DELETED\x10\x03\x12\x1b\n" +
 	"\x17WATCH_EVENT_TYPE_SYNCED\x10\x04\x12\x1b\n" +
 	"\x17WATCH_EVENT_TYPE_RESYNC\x10\x05\x12\x1c\n" +
-	"\x18WATCH_EVENT_TYPE_RESUMED\x10\x062\xfc\x05\n" +
+	"\x18WATCH_EVENT_TYPE_RESUMED\x10\x062\xdf\x06\n" +
 	"\x10InventoryService\x12U\n" +
 	"\fListClusters\x12!.kubeatlas.v1.ListClustersRequest\x1a\".kubeatlas.v1.ListClustersResponse\x12O\n" +
 	"\n" +
@@ -2717,7 +2966,8 @@ const file_kubeatlas_v1_inventory_service_proto_rawDesc = "" +
 	"\x0eListComponents\x12#.kubeatlas.v1.ListComponentsRequest\x1a$.kubeatlas.v1.ListComponentsResponse\x12X\n" +
 	"\rListProcesses\x12\".kubeatlas.v1.ListProcessesRequest\x1a#.kubeatlas.v1.ListProcessesResponse\x12X\n" +
 	"\rListManifests\x12\".kubeatlas.v1.ListManifestsRequest\x1a#.kubeatlas.v1.ListManifestsResponse\x12U\n" +
-	"\fListFindings\x12!.kubeatlas.v1.ListFindingsRequest\x1a\".kubeatlas.v1.ListFindingsResponse\x12B\n" +
+	"\fListFindings\x12!.kubeatlas.v1.ListFindingsRequest\x1a\".kubeatlas.v1.ListFindingsResponse\x12a\n" +
+	"\x10ListCertificates\x12%.kubeatlas.v1.ListCertificatesRequest\x1a&.kubeatlas.v1.ListCertificatesResponse\x12B\n" +
 	"\x05Watch\x12\x1a.kubeatlas.v1.WatchRequest\x1a\x1b.kubeatlas.v1.WatchResponse0\x01B?Z=github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1;kubeatlasv1b\x06proto3"
 
 var (
@@ -2733,112 +2983,121 @@ func file_kubeatlas_v1_inventory_service_proto_rawDescGZIP() []byte {
 }
 
 var file_kubeatlas_v1_inventory_service_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_kubeatlas_v1_inventory_service_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_kubeatlas_v1_inventory_service_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_kubeatlas_v1_inventory_service_proto_goTypes = []any{
-	(AgentState)(0),                // 0: kubeatlas.v1.AgentState
-	(FindingKind)(0),               // 1: kubeatlas.v1.FindingKind
-	(ComponentView)(0),             // 2: kubeatlas.v1.ComponentView
-	(WatchEventType)(0),            // 3: kubeatlas.v1.WatchEventType
-	(*Cluster)(nil),                // 4: kubeatlas.v1.Cluster
-	(*Datastore)(nil),              // 5: kubeatlas.v1.Datastore
-	(*Node)(nil),                   // 6: kubeatlas.v1.Node
-	(*ComponentInstance)(nil),      // 7: kubeatlas.v1.ComponentInstance
-	(*Finding)(nil),                // 8: kubeatlas.v1.Finding
-	(*ListClustersRequest)(nil),    // 9: kubeatlas.v1.ListClustersRequest
-	(*ListClustersResponse)(nil),   // 10: kubeatlas.v1.ListClustersResponse
-	(*GetClusterRequest)(nil),      // 11: kubeatlas.v1.GetClusterRequest
-	(*GetClusterResponse)(nil),     // 12: kubeatlas.v1.GetClusterResponse
-	(*ListNodesRequest)(nil),       // 13: kubeatlas.v1.ListNodesRequest
-	(*ListNodesResponse)(nil),      // 14: kubeatlas.v1.ListNodesResponse
-	(*GetNodeRequest)(nil),         // 15: kubeatlas.v1.GetNodeRequest
-	(*GetNodeResponse)(nil),        // 16: kubeatlas.v1.GetNodeResponse
-	(*ListComponentsRequest)(nil),  // 17: kubeatlas.v1.ListComponentsRequest
-	(*ListComponentsResponse)(nil), // 18: kubeatlas.v1.ListComponentsResponse
-	(*ListProcessesRequest)(nil),   // 19: kubeatlas.v1.ListProcessesRequest
-	(*NodeProcess)(nil),            // 20: kubeatlas.v1.NodeProcess
-	(*ListProcessesResponse)(nil),  // 21: kubeatlas.v1.ListProcessesResponse
-	(*ListManifestsRequest)(nil),   // 22: kubeatlas.v1.ListManifestsRequest
-	(*NodeManifest)(nil),           // 23: kubeatlas.v1.NodeManifest
-	(*ListManifestsResponse)(nil),  // 24: kubeatlas.v1.ListManifestsResponse
-	(*ListFindingsRequest)(nil),    // 25: kubeatlas.v1.ListFindingsRequest
-	(*ListFindingsResponse)(nil),   // 26: kubeatlas.v1.ListFindingsResponse
-	(*WatchRequest)(nil),           // 27: kubeatlas.v1.WatchRequest
-	(*WatchResponse)(nil),          // 28: kubeatlas.v1.WatchResponse
-	(ClusterMode)(0),               // 29: kubeatlas.v1.ClusterMode
-	(*Evidence)(nil),               // 30: kubeatlas.v1.Evidence
-	(*NodeIdentity)(nil),           // 31: kubeatlas.v1.NodeIdentity
-	(*timestamppb.Timestamp)(nil),  // 32: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),    // 33: google.protobuf.Duration
-	(*KubeletInfo)(nil),            // 34: kubeatlas.v1.KubeletInfo
-	(DeploymentKind)(0),            // 35: kubeatlas.v1.DeploymentKind
-	(*ObjectRef)(nil),              // 36: kubeatlas.v1.ObjectRef
-	(*Flag)(nil),                   // 37: kubeatlas.v1.Flag
-	(Severity)(0),                  // 38: kubeatlas.v1.Severity
-	(*Process)(nil),                // 39: kubeatlas.v1.Process
-	(*StaticPodManifest)(nil),      // 40: kubeatlas.v1.StaticPodManifest
+	(AgentState)(0),                  // 0: kubeatlas.v1.AgentState
+	(FindingKind)(0),                 // 1: kubeatlas.v1.FindingKind
+	(ComponentView)(0),               // 2: kubeatlas.v1.ComponentView
+	(WatchEventType)(0),              // 3: kubeatlas.v1.WatchEventType
+	(*Cluster)(nil),                  // 4: kubeatlas.v1.Cluster
+	(*Datastore)(nil),                // 5: kubeatlas.v1.Datastore
+	(*Node)(nil),                     // 6: kubeatlas.v1.Node
+	(*ComponentInstance)(nil),        // 7: kubeatlas.v1.ComponentInstance
+	(*Finding)(nil),                  // 8: kubeatlas.v1.Finding
+	(*ListClustersRequest)(nil),      // 9: kubeatlas.v1.ListClustersRequest
+	(*ListClustersResponse)(nil),     // 10: kubeatlas.v1.ListClustersResponse
+	(*GetClusterRequest)(nil),        // 11: kubeatlas.v1.GetClusterRequest
+	(*GetClusterResponse)(nil),       // 12: kubeatlas.v1.GetClusterResponse
+	(*ListNodesRequest)(nil),         // 13: kubeatlas.v1.ListNodesRequest
+	(*ListNodesResponse)(nil),        // 14: kubeatlas.v1.ListNodesResponse
+	(*GetNodeRequest)(nil),           // 15: kubeatlas.v1.GetNodeRequest
+	(*GetNodeResponse)(nil),          // 16: kubeatlas.v1.GetNodeResponse
+	(*ListComponentsRequest)(nil),    // 17: kubeatlas.v1.ListComponentsRequest
+	(*ListComponentsResponse)(nil),   // 18: kubeatlas.v1.ListComponentsResponse
+	(*ListProcessesRequest)(nil),     // 19: kubeatlas.v1.ListProcessesRequest
+	(*NodeProcess)(nil),              // 20: kubeatlas.v1.NodeProcess
+	(*ListProcessesResponse)(nil),    // 21: kubeatlas.v1.ListProcessesResponse
+	(*ListManifestsRequest)(nil),     // 22: kubeatlas.v1.ListManifestsRequest
+	(*NodeManifest)(nil),             // 23: kubeatlas.v1.NodeManifest
+	(*ListManifestsResponse)(nil),    // 24: kubeatlas.v1.ListManifestsResponse
+	(*ListFindingsRequest)(nil),      // 25: kubeatlas.v1.ListFindingsRequest
+	(*ListFindingsResponse)(nil),     // 26: kubeatlas.v1.ListFindingsResponse
+	(*ListCertificatesRequest)(nil),  // 27: kubeatlas.v1.ListCertificatesRequest
+	(*NodeCertificate)(nil),          // 28: kubeatlas.v1.NodeCertificate
+	(*ListCertificatesResponse)(nil), // 29: kubeatlas.v1.ListCertificatesResponse
+	(*WatchRequest)(nil),             // 30: kubeatlas.v1.WatchRequest
+	(*WatchResponse)(nil),            // 31: kubeatlas.v1.WatchResponse
+	(ClusterMode)(0),                 // 32: kubeatlas.v1.ClusterMode
+	(*Evidence)(nil),                 // 33: kubeatlas.v1.Evidence
+	(*NodeIdentity)(nil),             // 34: kubeatlas.v1.NodeIdentity
+	(*timestamppb.Timestamp)(nil),    // 35: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),      // 36: google.protobuf.Duration
+	(*KubeletInfo)(nil),              // 37: kubeatlas.v1.KubeletInfo
+	(DeploymentKind)(0),              // 38: kubeatlas.v1.DeploymentKind
+	(*ObjectRef)(nil),                // 39: kubeatlas.v1.ObjectRef
+	(*Flag)(nil),                     // 40: kubeatlas.v1.Flag
+	(Severity)(0),                    // 41: kubeatlas.v1.Severity
+	(*Process)(nil),                  // 42: kubeatlas.v1.Process
+	(*StaticPodManifest)(nil),        // 43: kubeatlas.v1.StaticPodManifest
+	(*Certificate)(nil),              // 44: kubeatlas.v1.Certificate
 }
 var file_kubeatlas_v1_inventory_service_proto_depIdxs = []int32{
-	29, // 0: kubeatlas.v1.Cluster.mode:type_name -> kubeatlas.v1.ClusterMode
-	30, // 1: kubeatlas.v1.Cluster.mode_evidence:type_name -> kubeatlas.v1.Evidence
+	32, // 0: kubeatlas.v1.Cluster.mode:type_name -> kubeatlas.v1.ClusterMode
+	33, // 1: kubeatlas.v1.Cluster.mode_evidence:type_name -> kubeatlas.v1.Evidence
 	5,  // 2: kubeatlas.v1.Cluster.datastore:type_name -> kubeatlas.v1.Datastore
-	30, // 3: kubeatlas.v1.Datastore.evidence:type_name -> kubeatlas.v1.Evidence
+	33, // 3: kubeatlas.v1.Datastore.evidence:type_name -> kubeatlas.v1.Evidence
 	0,  // 4: kubeatlas.v1.Node.agent_state:type_name -> kubeatlas.v1.AgentState
-	31, // 5: kubeatlas.v1.Node.identity:type_name -> kubeatlas.v1.NodeIdentity
-	32, // 6: kubeatlas.v1.Node.last_seen:type_name -> google.protobuf.Timestamp
-	33, // 7: kubeatlas.v1.Node.clock_skew:type_name -> google.protobuf.Duration
-	34, // 8: kubeatlas.v1.Node.kubelet:type_name -> kubeatlas.v1.KubeletInfo
-	35, // 9: kubeatlas.v1.ComponentInstance.how:type_name -> kubeatlas.v1.DeploymentKind
-	36, // 10: kubeatlas.v1.ComponentInstance.owner:type_name -> kubeatlas.v1.ObjectRef
-	36, // 11: kubeatlas.v1.ComponentInstance.pod:type_name -> kubeatlas.v1.ObjectRef
-	37, // 12: kubeatlas.v1.ComponentInstance.flags:type_name -> kubeatlas.v1.Flag
-	30, // 13: kubeatlas.v1.ComponentInstance.evidence:type_name -> kubeatlas.v1.Evidence
+	34, // 5: kubeatlas.v1.Node.identity:type_name -> kubeatlas.v1.NodeIdentity
+	35, // 6: kubeatlas.v1.Node.last_seen:type_name -> google.protobuf.Timestamp
+	36, // 7: kubeatlas.v1.Node.clock_skew:type_name -> google.protobuf.Duration
+	37, // 8: kubeatlas.v1.Node.kubelet:type_name -> kubeatlas.v1.KubeletInfo
+	38, // 9: kubeatlas.v1.ComponentInstance.how:type_name -> kubeatlas.v1.DeploymentKind
+	39, // 10: kubeatlas.v1.ComponentInstance.owner:type_name -> kubeatlas.v1.ObjectRef
+	39, // 11: kubeatlas.v1.ComponentInstance.pod:type_name -> kubeatlas.v1.ObjectRef
+	40, // 12: kubeatlas.v1.ComponentInstance.flags:type_name -> kubeatlas.v1.Flag
+	33, // 13: kubeatlas.v1.ComponentInstance.evidence:type_name -> kubeatlas.v1.Evidence
 	1,  // 14: kubeatlas.v1.Finding.kind:type_name -> kubeatlas.v1.FindingKind
-	38, // 15: kubeatlas.v1.Finding.severity:type_name -> kubeatlas.v1.Severity
-	30, // 16: kubeatlas.v1.Finding.evidence:type_name -> kubeatlas.v1.Evidence
+	41, // 15: kubeatlas.v1.Finding.severity:type_name -> kubeatlas.v1.Severity
+	33, // 16: kubeatlas.v1.Finding.evidence:type_name -> kubeatlas.v1.Evidence
 	4,  // 17: kubeatlas.v1.ListClustersResponse.clusters:type_name -> kubeatlas.v1.Cluster
 	4,  // 18: kubeatlas.v1.GetClusterResponse.cluster:type_name -> kubeatlas.v1.Cluster
 	0,  // 19: kubeatlas.v1.ListNodesRequest.agent_state:type_name -> kubeatlas.v1.AgentState
 	6,  // 20: kubeatlas.v1.ListNodesResponse.nodes:type_name -> kubeatlas.v1.Node
 	6,  // 21: kubeatlas.v1.GetNodeResponse.node:type_name -> kubeatlas.v1.Node
 	7,  // 22: kubeatlas.v1.GetNodeResponse.components:type_name -> kubeatlas.v1.ComponentInstance
-	35, // 23: kubeatlas.v1.ListComponentsRequest.how:type_name -> kubeatlas.v1.DeploymentKind
+	38, // 23: kubeatlas.v1.ListComponentsRequest.how:type_name -> kubeatlas.v1.DeploymentKind
 	2,  // 24: kubeatlas.v1.ListComponentsRequest.view:type_name -> kubeatlas.v1.ComponentView
 	7,  // 25: kubeatlas.v1.ListComponentsResponse.components:type_name -> kubeatlas.v1.ComponentInstance
-	39, // 26: kubeatlas.v1.NodeProcess.process:type_name -> kubeatlas.v1.Process
+	42, // 26: kubeatlas.v1.NodeProcess.process:type_name -> kubeatlas.v1.Process
 	20, // 27: kubeatlas.v1.ListProcessesResponse.processes:type_name -> kubeatlas.v1.NodeProcess
-	40, // 28: kubeatlas.v1.NodeManifest.manifest:type_name -> kubeatlas.v1.StaticPodManifest
+	43, // 28: kubeatlas.v1.NodeManifest.manifest:type_name -> kubeatlas.v1.StaticPodManifest
 	23, // 29: kubeatlas.v1.ListManifestsResponse.manifests:type_name -> kubeatlas.v1.NodeManifest
 	1,  // 30: kubeatlas.v1.ListFindingsRequest.kind:type_name -> kubeatlas.v1.FindingKind
-	38, // 31: kubeatlas.v1.ListFindingsRequest.min_severity:type_name -> kubeatlas.v1.Severity
+	41, // 31: kubeatlas.v1.ListFindingsRequest.min_severity:type_name -> kubeatlas.v1.Severity
 	8,  // 32: kubeatlas.v1.ListFindingsResponse.findings:type_name -> kubeatlas.v1.Finding
-	2,  // 33: kubeatlas.v1.WatchRequest.view:type_name -> kubeatlas.v1.ComponentView
-	3,  // 34: kubeatlas.v1.WatchResponse.type:type_name -> kubeatlas.v1.WatchEventType
-	7,  // 35: kubeatlas.v1.WatchResponse.component:type_name -> kubeatlas.v1.ComponentInstance
-	8,  // 36: kubeatlas.v1.WatchResponse.finding:type_name -> kubeatlas.v1.Finding
-	28, // 37: kubeatlas.v1.WatchResponse.batch:type_name -> kubeatlas.v1.WatchResponse
-	9,  // 38: kubeatlas.v1.InventoryService.ListClusters:input_type -> kubeatlas.v1.ListClustersRequest
-	11, // 39: kubeatlas.v1.InventoryService.GetCluster:input_type -> kubeatlas.v1.GetClusterRequest
-	13, // 40: kubeatlas.v1.InventoryService.ListNodes:input_type -> kubeatlas.v1.ListNodesRequest
-	15, // 41: kubeatlas.v1.InventoryService.GetNode:input_type -> kubeatlas.v1.GetNodeRequest
-	17, // 42: kubeatlas.v1.InventoryService.ListComponents:input_type -> kubeatlas.v1.ListComponentsRequest
-	19, // 43: kubeatlas.v1.InventoryService.ListProcesses:input_type -> kubeatlas.v1.ListProcessesRequest
-	22, // 44: kubeatlas.v1.InventoryService.ListManifests:input_type -> kubeatlas.v1.ListManifestsRequest
-	25, // 45: kubeatlas.v1.InventoryService.ListFindings:input_type -> kubeatlas.v1.ListFindingsRequest
-	27, // 46: kubeatlas.v1.InventoryService.Watch:input_type -> kubeatlas.v1.WatchRequest
-	10, // 47: kubeatlas.v1.InventoryService.ListClusters:output_type -> kubeatlas.v1.ListClustersResponse
-	12, // 48: kubeatlas.v1.InventoryService.GetCluster:output_type -> kubeatlas.v1.GetClusterResponse
-	14, // 49: kubeatlas.v1.InventoryService.ListNodes:output_type -> kubeatlas.v1.ListNodesResponse
-	16, // 50: kubeatlas.v1.InventoryService.GetNode:output_type -> kubeatlas.v1.GetNodeResponse
-	18, // 51: kubeatlas.v1.InventoryService.ListComponents:output_type -> kubeatlas.v1.ListComponentsResponse
-	21, // 52: kubeatlas.v1.InventoryService.ListProcesses:output_type -> kubeatlas.v1.ListProcessesResponse
-	24, // 53: kubeatlas.v1.InventoryService.ListManifests:output_type -> kubeatlas.v1.ListManifestsResponse
-	26, // 54: kubeatlas.v1.InventoryService.ListFindings:output_type -> kubeatlas.v1.ListFindingsResponse
-	28, // 55: kubeatlas.v1.InventoryService.Watch:output_type -> kubeatlas.v1.WatchResponse
-	47, // [47:56] is the sub-list for method output_type
-	38, // [38:47] is the sub-list for method input_type
-	38, // [38:38] is the sub-list for extension type_name
-	38, // [38:38] is the sub-list for extension extendee
-	0,  // [0:38] is the sub-list for field type_name
+	36, // 33: kubeatlas.v1.ListCertificatesRequest.expiring_within:type_name -> google.protobuf.Duration
+	44, // 34: kubeatlas.v1.NodeCertificate.certificate:type_name -> kubeatlas.v1.Certificate
+	28, // 35: kubeatlas.v1.ListCertificatesResponse.certificates:type_name -> kubeatlas.v1.NodeCertificate
+	2,  // 36: kubeatlas.v1.WatchRequest.view:type_name -> kubeatlas.v1.ComponentView
+	3,  // 37: kubeatlas.v1.WatchResponse.type:type_name -> kubeatlas.v1.WatchEventType
+	7,  // 38: kubeatlas.v1.WatchResponse.component:type_name -> kubeatlas.v1.ComponentInstance
+	8,  // 39: kubeatlas.v1.WatchResponse.finding:type_name -> kubeatlas.v1.Finding
+	31, // 40: kubeatlas.v1.WatchResponse.batch:type_name -> kubeatlas.v1.WatchResponse
+	9,  // 41: kubeatlas.v1.InventoryService.ListClusters:input_type -> kubeatlas.v1.ListClustersRequest
+	11, // 42: kubeatlas.v1.InventoryService.GetCluster:input_type -> kubeatlas.v1.GetClusterRequest
+	13, // 43: kubeatlas.v1.InventoryService.ListNodes:input_type -> kubeatlas.v1.ListNodesRequest
+	15, // 44: kubeatlas.v1.InventoryService.GetNode:input_type -> kubeatlas.v1.GetNodeRequest
+	17, // 45: kubeatlas.v1.InventoryService.ListComponents:input_type -> kubeatlas.v1.ListComponentsRequest
+	19, // 46: kubeatlas.v1.InventoryService.ListProcesses:input_type -> kubeatlas.v1.ListProcessesRequest
+	22, // 47: kubeatlas.v1.InventoryService.ListManifests:input_type -> kubeatlas.v1.ListManifestsRequest
+	25, // 48: kubeatlas.v1.InventoryService.ListFindings:input_type -> kubeatlas.v1.ListFindingsRequest
+	27, // 49: kubeatlas.v1.InventoryService.ListCertificates:input_type -> kubeatlas.v1.ListCertificatesRequest
+	30, // 50: kubeatlas.v1.InventoryService.Watch:input_type -> kubeatlas.v1.WatchRequest
+	10, // 51: kubeatlas.v1.InventoryService.ListClusters:output_type -> kubeatlas.v1.ListClustersResponse
+	12, // 52: kubeatlas.v1.InventoryService.GetCluster:output_type -> kubeatlas.v1.GetClusterResponse
+	14, // 53: kubeatlas.v1.InventoryService.ListNodes:output_type -> kubeatlas.v1.ListNodesResponse
+	16, // 54: kubeatlas.v1.InventoryService.GetNode:output_type -> kubeatlas.v1.GetNodeResponse
+	18, // 55: kubeatlas.v1.InventoryService.ListComponents:output_type -> kubeatlas.v1.ListComponentsResponse
+	21, // 56: kubeatlas.v1.InventoryService.ListProcesses:output_type -> kubeatlas.v1.ListProcessesResponse
+	24, // 57: kubeatlas.v1.InventoryService.ListManifests:output_type -> kubeatlas.v1.ListManifestsResponse
+	26, // 58: kubeatlas.v1.InventoryService.ListFindings:output_type -> kubeatlas.v1.ListFindingsResponse
+	29, // 59: kubeatlas.v1.InventoryService.ListCertificates:output_type -> kubeatlas.v1.ListCertificatesResponse
+	31, // 60: kubeatlas.v1.InventoryService.Watch:output_type -> kubeatlas.v1.WatchResponse
+	51, // [51:61] is the sub-list for method output_type
+	41, // [41:51] is the sub-list for method input_type
+	41, // [41:41] is the sub-list for extension type_name
+	41, // [41:41] is the sub-list for extension extendee
+	0,  // [0:41] is the sub-list for field type_name
 }
 
 func init() { file_kubeatlas_v1_inventory_service_proto_init() }
@@ -2848,7 +3107,7 @@ func file_kubeatlas_v1_inventory_service_proto_init() {
 	}
 	file_kubeatlas_v1_inventory_proto_init()
 	file_kubeatlas_v1_types_proto_init()
-	file_kubeatlas_v1_inventory_service_proto_msgTypes[24].OneofWrappers = []any{
+	file_kubeatlas_v1_inventory_service_proto_msgTypes[27].OneofWrappers = []any{
 		(*WatchResponse_Component)(nil),
 		(*WatchResponse_Finding)(nil),
 	}
@@ -2858,7 +3117,7 @@ func file_kubeatlas_v1_inventory_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_kubeatlas_v1_inventory_service_proto_rawDesc), len(file_kubeatlas_v1_inventory_service_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   25,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

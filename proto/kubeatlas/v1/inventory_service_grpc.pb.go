@@ -19,15 +19,16 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	InventoryService_ListClusters_FullMethodName   = "/kubeatlas.v1.InventoryService/ListClusters"
-	InventoryService_GetCluster_FullMethodName     = "/kubeatlas.v1.InventoryService/GetCluster"
-	InventoryService_ListNodes_FullMethodName      = "/kubeatlas.v1.InventoryService/ListNodes"
-	InventoryService_GetNode_FullMethodName        = "/kubeatlas.v1.InventoryService/GetNode"
-	InventoryService_ListComponents_FullMethodName = "/kubeatlas.v1.InventoryService/ListComponents"
-	InventoryService_ListProcesses_FullMethodName  = "/kubeatlas.v1.InventoryService/ListProcesses"
-	InventoryService_ListManifests_FullMethodName  = "/kubeatlas.v1.InventoryService/ListManifests"
-	InventoryService_ListFindings_FullMethodName   = "/kubeatlas.v1.InventoryService/ListFindings"
-	InventoryService_Watch_FullMethodName          = "/kubeatlas.v1.InventoryService/Watch"
+	InventoryService_ListClusters_FullMethodName     = "/kubeatlas.v1.InventoryService/ListClusters"
+	InventoryService_GetCluster_FullMethodName       = "/kubeatlas.v1.InventoryService/GetCluster"
+	InventoryService_ListNodes_FullMethodName        = "/kubeatlas.v1.InventoryService/ListNodes"
+	InventoryService_GetNode_FullMethodName          = "/kubeatlas.v1.InventoryService/GetNode"
+	InventoryService_ListComponents_FullMethodName   = "/kubeatlas.v1.InventoryService/ListComponents"
+	InventoryService_ListProcesses_FullMethodName    = "/kubeatlas.v1.InventoryService/ListProcesses"
+	InventoryService_ListManifests_FullMethodName    = "/kubeatlas.v1.InventoryService/ListManifests"
+	InventoryService_ListFindings_FullMethodName     = "/kubeatlas.v1.InventoryService/ListFindings"
+	InventoryService_ListCertificates_FullMethodName = "/kubeatlas.v1.InventoryService/ListCertificates"
+	InventoryService_Watch_FullMethodName            = "/kubeatlas.v1.InventoryService/Watch"
 )
 
 // InventoryServiceClient is the client API for InventoryService service.
@@ -53,6 +54,8 @@ type InventoryServiceClient interface {
 	ListManifests(ctx context.Context, in *ListManifestsRequest, opts ...grpc.CallOption) (*ListManifestsResponse, error)
 	// ListFindings lists findings, sorted by severity (highest first), cluster, node, kind.
 	ListFindings(ctx context.Context, in *ListFindingsRequest, opts ...grpc.CallOption) (*ListFindingsResponse, error)
+	// ListCertificates lists the certificates agents found, sorted by cluster, node, path, field, index.
+	ListCertificates(ctx context.Context, in *ListCertificatesRequest, opts ...grpc.CallOption) (*ListCertificatesResponse, error)
 	// Watch sends the current components and findings, a SYNCED marker, then every change as it happens. With a
 	// resume_index it sends only the changes after that point when it still holds them (RESUMED first), and
 	// otherwise RESYNC and the current state as above.
@@ -148,6 +151,16 @@ func (c *inventoryServiceClient) ListFindings(ctx context.Context, in *ListFindi
 	return out, nil
 }
 
+func (c *inventoryServiceClient) ListCertificates(ctx context.Context, in *ListCertificatesRequest, opts ...grpc.CallOption) (*ListCertificatesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListCertificatesResponse)
+	err := c.cc.Invoke(ctx, InventoryService_ListCertificates_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *inventoryServiceClient) Watch(ctx context.Context, in *WatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	stream, err := c.cc.NewStream(ctx, &InventoryService_ServiceDesc.Streams[0], InventoryService_Watch_FullMethodName, cOpts...)
@@ -190,6 +203,8 @@ type InventoryServiceServer interface {
 	ListManifests(context.Context, *ListManifestsRequest) (*ListManifestsResponse, error)
 	// ListFindings lists findings, sorted by severity (highest first), cluster, node, kind.
 	ListFindings(context.Context, *ListFindingsRequest) (*ListFindingsResponse, error)
+	// ListCertificates lists the certificates agents found, sorted by cluster, node, path, field, index.
+	ListCertificates(context.Context, *ListCertificatesRequest) (*ListCertificatesResponse, error)
 	// Watch sends the current components and findings, a SYNCED marker, then every change as it happens. With a
 	// resume_index it sends only the changes after that point when it still holds them (RESUMED first), and
 	// otherwise RESYNC and the current state as above.
@@ -228,6 +243,9 @@ func (UnimplementedInventoryServiceServer) ListManifests(context.Context, *ListM
 }
 func (UnimplementedInventoryServiceServer) ListFindings(context.Context, *ListFindingsRequest) (*ListFindingsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListFindings not implemented")
+}
+func (UnimplementedInventoryServiceServer) ListCertificates(context.Context, *ListCertificatesRequest) (*ListCertificatesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListCertificates not implemented")
 }
 func (UnimplementedInventoryServiceServer) Watch(*WatchRequest, grpc.ServerStreamingServer[WatchResponse]) error {
 	return status.Error(codes.Unimplemented, "method Watch not implemented")
@@ -397,6 +415,24 @@ func _InventoryService_ListFindings_Handler(srv interface{}, ctx context.Context
 	return interceptor(ctx, in, info, handler)
 }
 
+func _InventoryService_ListCertificates_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListCertificatesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(InventoryServiceServer).ListCertificates(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: InventoryService_ListCertificates_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(InventoryServiceServer).ListCertificates(ctx, req.(*ListCertificatesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _InventoryService_Watch_Handler(srv interface{}, stream grpc.ServerStream) error {
 	m := new(WatchRequest)
 	if err := stream.RecvMsg(m); err != nil {
@@ -446,6 +482,10 @@ var InventoryService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListFindings",
 			Handler:    _InventoryService_ListFindings_Handler,
+		},
+		{
+			MethodName: "ListCertificates",
+			Handler:    _InventoryService_ListCertificates_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -376,6 +376,8 @@ const (
 	EvidenceKind_EVIDENCE_KIND_FLAG EvidenceKind = 12
 	// The state of an agent's connection.
 	EvidenceKind_EVIDENCE_KIND_AGENT EvidenceKind = 13
+	// An X.509 certificate on a node.
+	EvidenceKind_EVIDENCE_KIND_CERTIFICATE EvidenceKind = 14
 )
 
 // Enum value maps for EvidenceKind.
@@ -395,6 +397,7 @@ var (
 		11: "EVIDENCE_KIND_RESTART_COUNT",
 		12: "EVIDENCE_KIND_FLAG",
 		13: "EVIDENCE_KIND_AGENT",
+		14: "EVIDENCE_KIND_CERTIFICATE",
 	}
 	EvidenceKind_value = map[string]int32{
 		"EVIDENCE_KIND_UNSPECIFIED":       0,
@@ -411,6 +414,7 @@ var (
 		"EVIDENCE_KIND_RESTART_COUNT":     11,
 		"EVIDENCE_KIND_FLAG":              12,
 		"EVIDENCE_KIND_AGENT":             13,
+		"EVIDENCE_KIND_CERTIFICATE":       14,
 	}
 )
 
@@ -697,7 +701,7 @@ const file_kubeatlas_v1_types_proto_rawDesc = "" +
 	"\x14SEVERITY_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rSEVERITY_INFO\x10\x01\x12\x14\n" +
 	"\x10SEVERITY_WARNING\x10\x02\x12\x15\n" +
-	"\x11SEVERITY_CRITICAL\x10\x03*\x97\x03\n" +
+	"\x11SEVERITY_CRITICAL\x10\x03*\xb6\x03\n" +
 	"\fEvidenceKind\x12\x1d\n" +
 	"\x19EVIDENCE_KIND_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15EVIDENCE_KIND_PROCESS\x10\x01\x12\x18\n" +
@@ -713,7 +717,8 @@ const file_kubeatlas_v1_types_proto_rawDesc = "" +
 	"\x12\x1f\n" +
 	"\x1bEVIDENCE_KIND_RESTART_COUNT\x10\v\x12\x16\n" +
 	"\x12EVIDENCE_KIND_FLAG\x10\f\x12\x17\n" +
-	"\x13EVIDENCE_KIND_AGENT\x10\rB?Z=github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1;kubeatlasv1b\x06proto3"
+	"\x13EVIDENCE_KIND_AGENT\x10\r\x12\x1d\n" +
+	"\x19EVIDENCE_KIND_CERTIFICATE\x10\x0eB?Z=github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1;kubeatlasv1b\x06proto3"
 
 var (
 	file_kubeatlas_v1_types_proto_rawDescOnce sync.Once

@@ -1,6 +1,9 @@
 package kubeatlasv1
 
-import "strings"
+import (
+	"strconv"
+	"strings"
+)
 
 // Words for the API's enums as answers print them. This file is the one
 // place where an enum value becomes words.
@@ -80,4 +83,42 @@ func (t WatchEventType) Word() string { return strings.TrimPrefix(t.String(), "W
 // between its words.
 func word(name, prefix, sep string) string {
 	return strings.ToLower(strings.ReplaceAll(strings.TrimPrefix(name, prefix), "_", sep))
+}
+
+// Name names a certificate in findings and tables:
+// "<path>", "<path>#<index>" for the later certificates of a bundle, and
+// "<path> <field>" for one inside a kubeconfig.
+func (c *Certificate) Name() string {
+	s := c.Path
+	if c.Field != "" {
+		s += " " + c.Field
+	}
+	if c.Index > 0 {
+		s += "#" + strconv.Itoa(int(c.Index))
+	}
+	return s
+}
+
+// UsedBy says in words who uses a certificate:
+// "kube-apiserver --tls-cert-file, kubelet tlsCertFile".
+func (c *Certificate) UsedBy() string {
+	var parts []string
+	seen := map[string]bool{}
+	for _, u := range c.Uses {
+		var w string
+		switch {
+		case u.Component == "" && u.Flag == "kubeadm":
+			w = "kept by kubeadm"
+		case strings.ContainsAny(u.Flag, ".ABCDEFGHIJKLMNOPQRSTUVWXYZ"):
+			// A config file's field, e.g. tlsCertFile.
+			w = strings.TrimSpace(u.Component + " " + u.Flag)
+		default:
+			w = strings.TrimSpace(u.Component + " --" + u.Flag)
+		}
+		if !seen[w] {
+			seen[w] = true
+			parts = append(parts, w)
+		}
+	}
+	return strings.Join(parts, ", ")
 }
