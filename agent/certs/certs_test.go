@@ -328,7 +328,7 @@ func TestFlagKind(t *testing.T) {
 		"requestheader-client-ca-file": flagCert, "cluster-signing-cert-file": flagCert, "root-ca-file": flagCert,
 		"proxy-client-cert-file": flagCert, "oidc-ca-file": flagCert, "datastore-cafile": flagCert, "datastore-certfile": flagCert,
 		"kubeconfig": flagKubeconfig, "authentication-kubeconfig": flagKubeconfig, "bootstrap-kubeconfig": flagKubeconfig,
-		"cert-dir": flagCertDir,
+		"cert-dir":             flagCertDir,
 		"tls-private-key-file": flagOther, "key-file": flagOther, "peer-key-file": flagOther, "etcd-keyfile": flagOther,
 		"service-account-key-file": flagOther, "kubelet-client-key": flagOther, "datastore-keyfile": flagOther,
 		"cluster-signing-key-file": flagOther, "config": flagOther, "v": flagOther,

@@ -215,8 +215,9 @@ func (c *conn) friendly(err error) error {
 }
 
 // NewRootCmd returns the kubeatlas command.
-func NewRootCmd() *cobra.Command {
-	o := &options{}
+func NewRootCmd() *cobra.Command { return newRootCmd(&options{}) }
+
+func newRootCmd(o *options) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "kubeatlas",
 		Short: "Which Kubernetes components run where, and how, across a fleet of clusters",

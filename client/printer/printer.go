@@ -330,7 +330,7 @@ func Certificates(w io.Writer, f Format, resp *v1.ListCertificatesResponse, now 
 			row(tw, nc.Cluster, nc.Node, c.Name(), "error: "+c.Error, "", "", "", c.UsedBy())
 			continue
 		}
-		ca := ""
+		ca := "no"
 		if c.IsCa {
 			ca = "yes"
 		}

@@ -231,6 +231,7 @@ func TestReferenceCluster(t *testing.T) {
 		checkStandalone(t, e)
 	})
 	t.Run("grpcurl", func(t *testing.T) { grpcurl(t, e) })
+	t.Run("certificates", func(t *testing.T) { certificates(t, e) })
 	t.Run("aggregator-killed", func(t *testing.T) {
 		e.agg.Proc.Kill()
 		start := time.Now()

@@ -100,15 +100,18 @@ func (c *Certificate) Name() string {
 }
 
 // UsedBy says in words who uses a certificate:
-// "kube-apiserver --tls-cert-file, kubelet tlsCertFile".
+// "kube-apiserver --tls-cert-file, kubelet tlsCertFile", or "no component
+// (kept by kubeadm)" for a file found only where kubeadm keeps them.
 func (c *Certificate) UsedBy() string {
 	var parts []string
 	seen := map[string]bool{}
+	kubeadm := false
 	for _, u := range c.Uses {
 		var w string
 		switch {
 		case u.Component == "" && u.Flag == "kubeadm":
-			w = "kept by kubeadm"
+			kubeadm = true
+			continue
 		case strings.ContainsAny(u.Flag, ".ABCDEFGHIJKLMNOPQRSTUVWXYZ"):
 			// A config file's field, e.g. tlsCertFile.
 			w = strings.TrimSpace(u.Component + " " + u.Flag)
@@ -119,6 +122,9 @@ func (c *Certificate) UsedBy() string {
 			seen[w] = true
 			parts = append(parts, w)
 		}
+	}
+	if len(parts) == 0 && kubeadm {
+		return "no component (kept by kubeadm)"
 	}
 	return strings.Join(parts, ", ")
 }
