@@ -128,7 +128,7 @@ func newGetCmd(o *options) *cobra.Command {
 	fl.StringVar(&impl, "implementation", "", "only this implementation, e.g. flannel (components)")
 	fl.BoolVar(&componentsOnly, "components-only", false, "only processes that host a component (processes)")
 	fl.StringVar(&expiring, "expiring-within", "", "only certificates that expire within this long, or have expired: 30d, 720h (certificates)")
-	fl.StringArrayVar(&filters, "filter", nil, `a CEL expression over each row, named for the kind: cluster, node, component, process, manifest or finding; e.g. 'component.implementation == "flannel"' or 'component.flags["anonymous-auth"] == "true"'. Repeated filters are ORed`)
+	fl.StringArrayVar(&filters, "filter", nil, `a CEL expression over each row, named for the kind: cluster, node, component, process, manifest, finding or certificate; e.g. 'component.implementation == "flannel"' or 'component.flags["anonymous-auth"] == "true"'. Repeated filters are ORed`)
 	_ = cmd.RegisterFlagCompletionFunc("component", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
 		return v1.Components, cobra.ShellCompDirectiveNoFileComp
 	})
