@@ -383,3 +383,39 @@ func TestScanCachesUnchangedFiles(t *testing.T) {
 		t.Errorf("after a change: %d reads, %v", len(*read), third)
 	}
 }
+
+// FuzzKubeconfig feeds arbitrary bytes to the kubeconfig reader: it never
+// panics, and what it keeps never holds a client key's value.
+func FuzzKubeconfig(f *testing.F) {
+	f.Add([]byte("users:\n- name: a\n  user:\n    client-key-data: S3CR3TKEY\n    client-certificate-data: AAAA\n"))
+	f.Add([]byte("{\"kind\":\"Config\",\"users\":[{\"name\":\"a\",\"user\":{\"client-key-data\":\"S3CR3TKEY\"}}]}"))
+	f.Add([]byte("clusters:\n- cluster:\n    certificate-authority: /x\n  name: \"\\xff\"\n"))
+	f.Add([]byte("- client-key: |\n    S3CR3TKEY\n  name: b\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		refs, err := parseKubeconfig(data)
+		if err != nil {
+			return
+		}
+		for _, e := range refs.entries {
+			if strings.Contains(e.file, "S3CR3TKEY") && !bytes.Contains(data, []byte("client-certificate")) && !bytes.Contains(data, []byte("certificate-authority")) {
+				t.Errorf("a key's value became a certificate reference: %q", e.file)
+			}
+		}
+		if out := withoutSecrets(data); bytes.Contains(data, []byte("client-key-data: S3CR3TKEY\n")) && bytes.Contains(out, []byte("S3CR3TKEY")) &&
+			bytes.Count(data, []byte("S3CR3TKEY")) == 1 {
+			t.Errorf("the key line survived:\n%s", out)
+		}
+	})
+}
+
+// FuzzParsePEM: arbitrary bytes never panic the PEM reader.
+func FuzzParsePEM(f *testing.F) {
+	f.Add([]byte(garbageKey))
+	f.Add([]byte("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n-----BEGIN CERTIFICATE-----"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		certs, err := ParsePEM(data)
+		if err == nil && len(certs) == 0 {
+			t.Error("no error and no certificate")
+		}
+	})
+}

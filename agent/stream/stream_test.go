@@ -41,6 +41,29 @@ func TestDiff(t *testing.T) {
 	}
 }
 
+// A change in any certificate sends the node's whole set; an unchanged set,
+// even as new records from a new scan, sends nothing; an emptied set is sent
+// as an empty set, not left out.
+func TestDiffCertificates(t *testing.T) {
+	c := func(path, sum string) *v1.Certificate { return &v1.Certificate{Path: path, Sha256: sum} }
+	inv := func(certs ...*v1.Certificate) *State { return NewState(&v1.NodeInventory{Certificates: certs}) }
+	base := inv(c("/a.crt", "1"), c("/b.crt", "2"))
+	if d := base.Diff(inv(c("/a.crt", "1"), c("/b.crt", "2"))); d != nil {
+		t.Errorf("an unchanged set gave %v", d)
+	}
+	d := base.Diff(inv(c("/a.crt", "1"), c("/b.crt", "3")))
+	if d == nil || len(d.Certificates.GetCertificates()) != 2 {
+		t.Errorf("a renewed certificate gave %v", d)
+	}
+	d = base.Diff(inv())
+	if d == nil || d.Certificates == nil || len(d.Certificates.Certificates) != 0 {
+		t.Errorf("removing every certificate gave %v", d)
+	}
+	if chunks := Chunks(&v1.NodeInventory{Certificates: []*v1.Certificate{c("/a.crt", "1")}}, 0); len(chunks[0].Certificates) != 1 {
+		t.Errorf("the snapshot's first chunk carries no certificates: %v", chunks)
+	}
+}
+
 func TestChunksStayUnderBudget(t *testing.T) {
 	inv := &v1.NodeInventory{Identity: &v1.NodeIdentity{NodeName: "n"}, Stats: &v1.ScanStats{ProcessesSeen: 3000}}
 	for i := 0; i < 3000; i++ {

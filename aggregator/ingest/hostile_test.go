@@ -137,6 +137,47 @@ func TestProcessLimitHoldsAcrossDeltas(t *testing.T) {
 	}
 }
 
+// Certificates are bounded per node, in snapshots and deltas, and their free
+// text is redacted again.
+func TestCertificateLimitAndRedaction(t *testing.T) {
+	h := start(t, Config{MaxCertificates: 2})
+	certs := func(n int) []*v1.Certificate {
+		var out []*v1.Certificate
+		for i := range n {
+			out = append(out, &v1.Certificate{Path: fmt.Sprintf("/pki/%d.crt?token=S3CR3T", i), Error: "Authorization: Bearer S3CR3T"})
+		}
+		return out
+	}
+	st := rawStream(t, h, "c1", "n1")
+	msg := snapshotMsg(1, "c1", "n1", proc(1))
+	msg.GetSnapshotChunk().Certificates = certs(2)
+	if err := st.Send(msg); err != nil {
+		t.Fatal(err)
+	}
+	if m, _ := st.Recv(); m.GetAck() == nil {
+		t.Fatal("no ack")
+	}
+	stored := h.node("c1", "n1").Agent.Certificates
+	b, _ := proto.Marshal(&v1.CertificateSet{Certificates: stored})
+	if len(stored) != 2 || bytes.Contains(b, []byte("S3CR3T")) {
+		t.Fatalf("stored %v", stored)
+	}
+	_ = st.Send(&v1.ConnectRequest{Generation: 2, Payload: &v1.ConnectRequest_Delta{Delta: &v1.Delta{Certificates: &v1.CertificateSet{Certificates: certs(3)}}}})
+	if code, msg := endsWith(t, st); code != codes.ResourceExhausted || !strings.Contains(msg, "certificates") {
+		t.Fatalf("got %v %q", code, msg)
+	}
+	if n := len(h.node("c1", "n1").Agent.Certificates); n != 2 {
+		t.Fatalf("%d certificates stored after a refused delta", n)
+	}
+	st = rawStream(t, h, "c1", "n2")
+	msg = snapshotMsg(1, "c1", "n2", proc(1))
+	msg.GetSnapshotChunk().Certificates = certs(3)
+	_ = st.Send(msg)
+	if code, msg := endsWith(t, st); code != codes.ResourceExhausted || !strings.Contains(msg, "certificates") {
+		t.Fatalf("a snapshot over the limit: %v %q", code, msg)
+	}
+}
+
 func TestIngestRedactsAgain(t *testing.T) {
 	h := start(t, Config{})
 	st := rawStream(t, h, "c1", "n1")
