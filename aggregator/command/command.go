@@ -5,14 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"os/signal"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"google.golang.org/grpc/credentials"
 
 	"github.com/kubeatlas/kubeatlas/aggregator/auth"
+	"github.com/kubeatlas/kubeatlas/aggregator/fleet"
 	"github.com/kubeatlas/kubeatlas/aggregator/ingest"
 	"github.com/kubeatlas/kubeatlas/aggregator/join"
 	"github.com/kubeatlas/kubeatlas/aggregator/kube"
@@ -42,6 +45,8 @@ func NewRootCmd() *cobra.Command {
 		rate                         float64
 		forgetAfter, agentGrace      time.Duration
 		certWindow                   time.Duration
+		bundles                      []string
+		fl                           fleetFlags
 		logLevel                     string
 	)
 	cmd := &cobra.Command{
@@ -92,7 +97,12 @@ func NewRootCmd() *cobra.Command {
 				seen[src.Name] = true
 				sources = append(sources, src)
 			}
+			pub, view, err := fl.build(log)
+			if err != nil {
+				return err
+			}
 			agg, err := server.New(server.Config{
+				Bundles: bundles, FleetPublish: pub, FleetView: view,
 				GRPCAddr: listen, MetricsAddr: metricsAddr, Profiling: profiling, Creds: creds, Kube: sources, Logger: log, ShutdownGrace: grace, Auth: policy,
 				Settings: join.Settings{ClockSkew: skew, RestartCount: restarts, CertificateExpiring: certWindow},
 				Ingest: ingest.Config{HeartbeatInterval: hb, StaleAfter: staleAfter, ExpireAfter: expire, ForgetAfter: forgetAfter,
@@ -137,7 +147,59 @@ func NewRootCmd() *cobra.Command {
 	f.Int64Var(&resumeBytes, "watch-resume-bytes", state.DefaultRetainBytes, "bytes of the newest changes kept, read or not, so that a watcher whose link broke resumes where it stopped (0: none)")
 	f.DurationVar(&grace, "shutdown-grace", 10*time.Second, "how long shutdown waits for streams to end")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	f.StringArrayVar(&bundles, "bundle", nil, "an offline bundle directory to serve as a cluster of its own (repeatable)")
+	fl.register(f)
 	return cmd
+}
+
+// fleetFlags configure the fleet tier: publishing this aggregator's
+// clusters into a NATS JetStream bucket, or serving the fleet view of it.
+type fleetFlags struct {
+	publish, from, name, bucket        string
+	seed, ca, cert, key                string
+	heartbeat, staleAfter, unreachable time.Duration
+	createBucket                       bool
+	replicas                           int
+}
+
+func (f *fleetFlags) register(fs *pflag.FlagSet) {
+	fs.StringVar(&f.publish, "fleet-publish", "", "publish this aggregator's clusters to the fleet bucket on these NATS servers: nats://a:4222[,nats://b:4222]")
+	fs.StringVar(&f.from, "fleet-from", "", "be a fleet view: serve what the fleet bucket on these NATS servers holds (no agents, --kube or --bundle)")
+	fs.StringVar(&f.name, "fleet-name", "", "this aggregator's name in the fleet view (default: the host name)")
+	fs.StringVar(&f.bucket, "fleet-bucket", fleet.DefaultBucket, "the fleet's JetStream key-value bucket")
+	fs.StringVar(&f.seed, "fleet-nkey-seed", "", "an nkey seed file that authenticates to NATS")
+	fs.StringVar(&f.ca, "fleet-ca-file", "", "CA that signs the NATS servers' certificates (TLS to NATS)")
+	fs.StringVar(&f.cert, "fleet-cert-file", "", "client certificate for NATS servers that ask for one")
+	fs.StringVar(&f.key, "fleet-key-file", "", "the client certificate's key")
+	fs.DurationVar(&f.heartbeat, "fleet-heartbeat", 5*time.Second, "how often a publisher puts its clusters' keys again, to show it is alive")
+	fs.DurationVar(&f.staleAfter, "fleet-stale-after", 15*time.Second, "in a fleet view: a cluster whose record is older than this is STALE")
+	fs.DurationVar(&f.unreachable, "fleet-unreachable-after", 5*time.Minute, "in a fleet view: a cluster whose record is older than this is UNREACHABLE")
+	fs.BoolVar(&f.createBucket, "fleet-create-bucket", false, "create the fleet bucket if it is missing (development; in production make it once with the NATS tools)")
+	fs.IntVar(&f.replicas, "fleet-replicas", 1, "copies of the bucket when --fleet-create-bucket creates it (3 on a NATS cluster)")
+}
+
+func (f *fleetFlags) build(log *slog.Logger) (*fleet.Publisher, *fleet.View, error) {
+	if f.publish != "" && f.from != "" {
+		return nil, nil, errors.New("--fleet-publish and --fleet-from exclude each other: an aggregator publishes its clusters, a fleet view serves everyone's")
+	}
+	if f.heartbeat >= f.staleAfter {
+		return nil, nil, fmt.Errorf("--fleet-heartbeat (%s) must be shorter than --fleet-stale-after (%s)", f.heartbeat, f.staleAfter)
+	}
+	name := f.name
+	if name == "" {
+		name, _ = os.Hostname()
+	}
+	conn := func(url string) fleet.Conn {
+		return fleet.Conn{URL: url, Name: name, Bucket: f.bucket, NkeySeedFile: f.seed, CAFile: f.ca, CertFile: f.cert, KeyFile: f.key,
+			Logger: log.With("part", "fleet")}
+	}
+	switch {
+	case f.publish != "":
+		return &fleet.Publisher{Conn: conn(f.publish), Heartbeat: f.heartbeat, CreateBucket: f.createBucket, Replicas: f.replicas}, nil, nil
+	case f.from != "":
+		return nil, &fleet.View{Conn: conn(f.from), StaleAfter: f.staleAfter, UnreachableAfter: f.unreachable}, nil
+	}
+	return nil, nil, nil
 }
 
 // serverCreds returns the aggregator's transport credentials (nil in

@@ -37,6 +37,9 @@ type Server struct {
 	// Now is the clock ListCertificates's expiring_within counts from
 	// (time.Now).
 	Now func() time.Time
+	// FleetView is set on a fleet view: it holds no processes, manifests
+	// or certificates, and says which aggregator does.
+	FleetView bool
 
 	stopping chan struct{}
 	stopOnce sync.Once
@@ -109,7 +112,7 @@ func (s *Server) ListClusters(_ context.Context, req *v1.ListClustersRequest) (*
 		if pg.after != "" && c.Name <= pg.after {
 			continue
 		}
-		cp := clusterProto(view, c)
+		cp := ClusterProto(view, c)
 		if ok, err := matched(flt.Cluster(cp)); err != nil {
 			return nil, err
 		} else if !ok {
@@ -138,10 +141,21 @@ func (s *Server) GetCluster(_ context.Context, req *v1.GetClusterRequest) (*v1.G
 	if c == nil {
 		return nil, status.Errorf(codes.NotFound, "cluster %q not found", echo(req.Name))
 	}
-	return &v1.GetClusterResponse{Cluster: clusterProto(view, c)}, nil
+	return &v1.GetClusterResponse{Cluster: ClusterProto(view, c)}, nil
 }
 
-func clusterProto(view *state.View, c *state.Cluster) *v1.Cluster {
+// ClusterProto is a cluster as the API answers it.
+func ClusterProto(view *state.View, c *state.Cluster) *v1.Cluster {
+	if c.Published != nil {
+		// A fleet view answers as the owning aggregator did, with how
+		// fresh that answer is.
+		out := proto.CloneOf(c.Published)
+		out.Publisher, out.Freshness = c.Publisher, c.Freshness
+		if !c.UpdatedAt.IsZero() {
+			out.UpdatedAt = timestamppb.New(c.UpdatedAt)
+		}
+		return out
+	}
 	out := &v1.Cluster{
 		Name: c.Name, Uid: c.UID, Mode: c.Mode, ModeEvidence: c.ModeEvidence,
 		ControlPlaneNodes: c.ControlPlaneNodes, KubernetesVersion: c.APIServerVersion, ApiConnected: c.APIConnected,
@@ -163,13 +177,20 @@ func clusterProto(view *state.View, c *state.Cluster) *v1.Cluster {
 }
 
 func agentState(n *state.Node) v1.AgentState {
+	if n.Published != nil {
+		return n.Published.AgentState
+	}
 	if n.Agent == nil {
 		return v1.AgentState_AGENT_STATE_NO_AGENT
 	}
 	return n.Agent.State
 }
 
-func nodeProto(view *state.View, n *state.Node) *v1.Node {
+// NodeProto is a node as the API answers it.
+func NodeProto(view *state.View, n *state.Node) *v1.Node {
+	if n.Published != nil {
+		return n.Published
+	}
 	out := &v1.Node{Cluster: n.Cluster, Name: n.Name, Roles: n.Roles, InApi: n.API != nil, AgentState: agentState(n)}
 	if n.API != nil {
 		out.KubeletVersion = n.API.KubeletVersion
@@ -225,7 +246,7 @@ func (s *Server) ListNodes(_ context.Context, req *v1.ListNodesRequest) (*v1.Lis
 		if req.AgentState != v1.AgentState_AGENT_STATE_UNSPECIFIED && agentState(n) != req.AgentState {
 			continue
 		}
-		np := nodeProto(view, n)
+		np := NodeProto(view, n)
 		if ok, err := matched(flt.Node(np)); err != nil {
 			return nil, err
 		} else if !ok {
@@ -274,7 +295,7 @@ func (s *Server) GetNode(_ context.Context, req *v1.GetNodeRequest) (*v1.GetNode
 		return nil, status.Errorf(codes.InvalidArgument, "node %q exists in clusters %s; name the cluster", req.Name, strings.Join(cs, ", "))
 	}
 	n := found[0]
-	resp := &v1.GetNodeResponse{Node: nodeProto(view, n)}
+	resp := &v1.GetNodeResponse{Node: NodeProto(view, n)}
 	for c := range view.ComponentsOn(nil, n.Cluster, n.Name) {
 		resp.Components = append(resp.Components, c.Instance)
 	}
@@ -389,6 +410,9 @@ func (s *Server) ListComponents(_ context.Context, req *v1.ListComponentsRequest
 
 // ListProcesses implements InventoryService.
 func (s *Server) ListProcesses(_ context.Context, req *v1.ListProcessesRequest) (*v1.ListProcessesResponse, error) {
+	if err := s.heldElsewhere("processes", req.Cluster); err != nil {
+		return nil, err
+	}
 	pg, err := newPager(req)
 	if err != nil {
 		return nil, err
@@ -469,6 +493,9 @@ func hosts(p *v1.Process, component string) bool {
 
 // ListManifests implements InventoryService.
 func (s *Server) ListManifests(_ context.Context, req *v1.ListManifestsRequest) (*v1.ListManifestsResponse, error) {
+	if err := s.heldElsewhere("static pod manifests", req.Cluster); err != nil {
+		return nil, err
+	}
 	pg, err := newPager(req)
 	if err != nil {
 		return nil, err
@@ -526,6 +553,9 @@ func (s *Server) ListManifests(_ context.Context, req *v1.ListManifestsRequest) 
 
 // ListCertificates implements InventoryService.
 func (s *Server) ListCertificates(_ context.Context, req *v1.ListCertificatesRequest) (*v1.ListCertificatesResponse, error) {
+	if err := s.heldElsewhere("certificates", req.Cluster); err != nil {
+		return nil, err
+	}
 	pg, err := newPager(req)
 	if err != nil {
 		return nil, err
@@ -574,6 +604,26 @@ func (s *Server) ListCertificates(_ context.Context, req *v1.ListCertificatesReq
 		}
 	}
 	return resp, nil
+}
+
+// heldElsewhere refuses, on a fleet view, what only a cluster's own
+// aggregator holds, naming that aggregator.
+func (s *Server) heldElsewhere(what, cluster string) error {
+	if !s.FleetView {
+		return nil
+	}
+	view := s.store.View()
+	var owners []string
+	for c := range view.Clusters(nil, "") {
+		if (cluster == "" || c.Name == cluster) && c.Publisher != "" {
+			owners = append(owners, c.Name+" by "+c.Publisher)
+		}
+	}
+	if cluster != "" && len(owners) == 0 {
+		return status.Errorf(codes.NotFound, "cluster %q not found in the fleet view", echo(cluster))
+	}
+	return status.Errorf(codes.FailedPrecondition,
+		"this is a fleet view: %s stay with the aggregator that owns each cluster; ask it (clusters held: %s)", what, strings.Join(owners, ", "))
 }
 
 func (s *Server) now() time.Time {

@@ -28,6 +28,8 @@ import (
 	reflectionv1alpha "google.golang.org/grpc/reflection/grpc_reflection_v1alpha"
 
 	"github.com/kubeatlas/kubeatlas/aggregator/apply"
+	"github.com/kubeatlas/kubeatlas/aggregator/bundle"
+	"github.com/kubeatlas/kubeatlas/aggregator/fleet"
 	"github.com/kubeatlas/kubeatlas/aggregator/auth"
 	"github.com/kubeatlas/kubeatlas/aggregator/ingest"
 	"github.com/kubeatlas/kubeatlas/aggregator/join"
@@ -69,7 +71,15 @@ type Config struct {
 	// watchers that resume (WatchRequest.resume_index): 0 means
 	// state.DefaultRetainBytes, a negative value keeps none.
 	WatchResumeBytes int64
-	Logger           *slog.Logger
+	// Bundles are offline bundles loaded at start, as clusters of their own.
+	Bundles []string
+	// FleetPublish, when its URL is set, publishes this aggregator's
+	// clusters into the fleet bucket.
+	FleetPublish *fleet.Publisher
+	// FleetView, when set, makes this a fleet view: it follows the fleet
+	// bucket and serves it, with no agents, API servers or bundles of its own.
+	FleetView *fleet.View
+	Logger    *slog.Logger
 }
 
 // Aggregator is a running aggregator.
@@ -115,6 +125,9 @@ func New(cfg Config) (*Aggregator, error) {
 	if err := cfg.Ingest.Validate(); err != nil {
 		return nil, err
 	}
+	if cfg.FleetView != nil && (len(cfg.Kube) > 0 || len(cfg.Bundles) > 0 || cfg.FleetPublish != nil) {
+		return nil, errors.New("a fleet view (--fleet-from) serves what the fleet bucket holds: it takes no --kube, --bundle or --fleet-publish")
+	}
 	var ing *ingest.Server
 	eng := apply.New(store, apply.Config{Settings: cfg.Settings, Logger: cfg.Logger, AwaitAgents: cfg.AgentGrace > 0,
 		ObserveJoin: func(d time.Duration) { joinHist.Observe(d.Seconds()) },
@@ -143,8 +156,24 @@ func New(cfg Config) (*Aggregator, error) {
 		opts = append(opts, grpc.Creds(cfg.Creds))
 	}
 	gs := grpc.NewServer(opts...)
-	v1.RegisterAgentServiceServer(gs, ing)
+	if cfg.FleetView == nil {
+		// A fleet view takes no agents: its rows come from the bucket.
+		v1.RegisterAgentServiceServer(gs, ing)
+	} else {
+		cfg.FleetView.Applier = eng
+	}
+	if cfg.FleetPublish != nil {
+		cfg.FleetPublish.Store = store
+	}
+	for _, dir := range cfg.Bundles {
+		sum, err := bundle.Load(eng, dir)
+		if err != nil {
+			return nil, fmt.Errorf("loading bundle %s: %w", dir, err)
+		}
+		cfg.Logger.Info("bundle loaded", "dir", dir, "cluster", sum.Cluster, "nodes", sum.Nodes, "snapshots", sum.Snapshots)
+	}
 	qs := query.NewServer(store)
+	qs.FleetView = cfg.FleetView != nil
 	v1.RegisterInventoryServiceServer(gs, qs)
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(gs, hs)
@@ -200,7 +229,7 @@ func (a *Aggregator) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	errCh := make(chan error, 2+len(a.cfg.Kube))
+	errCh := make(chan error, 4+len(a.cfg.Kube))
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -249,6 +278,24 @@ func (a *Aggregator) Run(ctx context.Context) error {
 			}
 		}()
 	}
+	if p := a.cfg.FleetPublish; p != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := p.Run(ctx); err != nil {
+				errCh <- fmt.Errorf("fleet publisher: %w", err)
+			}
+		}()
+	}
+	if v := a.cfg.FleetView; v != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := v.Run(ctx); err != nil {
+				errCh <- fmt.Errorf("fleet view: %w", err)
+			}
+		}()
+	}
 	a.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	log.Info("kubeatlas-aggregator serving", "grpc", a.Addr(), "metrics", a.MetricsAddr(), "clusters", len(a.cfg.Kube))
 	var runErr error
@@ -286,9 +333,19 @@ func (a *Aggregator) Run(ctx context.Context) error {
 }
 
 // Ready reports whether every API source has synced its informers.
-func (a *Aggregator) Ready() bool { return int(a.synced.Load()) >= len(a.cfg.Kube) }
+func (a *Aggregator) Ready() bool {
+	if v := a.cfg.FleetView; v != nil {
+		return v.Synced.Load()
+	}
+	return int(a.synced.Load()) >= len(a.cfg.Kube)
+}
 
 func (a *Aggregator) readyz(w http.ResponseWriter, _ *http.Request) {
+	if v := a.cfg.FleetView; v != nil && !v.Synced.Load() {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = fmt.Fprintln(w, "waiting for the fleet bucket")
+		return
+	}
 	if n := int(a.synced.Load()); n < len(a.cfg.Kube) {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		_, _ = fmt.Fprintf(w, "waiting for API sources to sync: %d of %d\n", n, len(a.cfg.Kube))

@@ -51,6 +51,14 @@ type Cluster struct {
 	Provider string
 	// Datastore is what serves the API storage, when something tells.
 	Datastore *v1.Datastore
+
+	// Set in a fleet view only. Published is the cluster as its
+	// aggregator answers it; UpdatedAt is when that aggregator last
+	// published it, and Freshness what that age means.
+	Published *v1.Cluster
+	Publisher string
+	UpdatedAt time.Time
+	Freshness v1.Freshness
 }
 
 // Copy returns a shallow copy safe to change and re-insert.
@@ -97,6 +105,9 @@ type Node struct {
 	Agent   *NodeAgent
 	// Roles are computed by the join.
 	Roles []string
+	// Published is, in a fleet view only, the node as its aggregator
+	// answers it.
+	Published *v1.Node
 }
 
 // Copy returns a shallow copy safe to change and re-insert.

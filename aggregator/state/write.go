@@ -22,6 +22,9 @@ func (t *Txn) del(table string, row any) error {
 // PutCluster writes a cluster's row.
 func (t *Txn) PutCluster(c *Cluster) error { return t.put(tableClusters, c) }
 
+// DeleteCluster removes a cluster's row.
+func (t *Txn) DeleteCluster(c *Cluster) error { return t.del(tableClusters, c) }
+
 // PutNode writes a node's row.
 func (t *Txn) PutNode(n *Node) error { return t.put(tableNodes, n) }
 

@@ -24,6 +24,63 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// Freshness says how current a fleet view's copy of a cluster is.
+type Freshness int32
+
+const (
+	// Not in a fleet view: the answering aggregator owns the cluster.
+	Freshness_FRESHNESS_UNSPECIFIED Freshness = 0
+	// Its aggregator published within the stale bound.
+	Freshness_FRESHNESS_LIVE Freshness = 1
+	// Its aggregator has not published within the stale bound (--fleet-stale-after); the rows are its last known.
+	Freshness_FRESHNESS_STALE Freshness = 2
+	// Its aggregator has not published for --fleet-unreachable-after; the rows are its last known.
+	Freshness_FRESHNESS_UNREACHABLE Freshness = 3
+)
+
+// Enum value maps for Freshness.
+var (
+	Freshness_name = map[int32]string{
+		0: "FRESHNESS_UNSPECIFIED",
+		1: "FRESHNESS_LIVE",
+		2: "FRESHNESS_STALE",
+		3: "FRESHNESS_UNREACHABLE",
+	}
+	Freshness_value = map[string]int32{
+		"FRESHNESS_UNSPECIFIED": 0,
+		"FRESHNESS_LIVE":        1,
+		"FRESHNESS_STALE":       2,
+		"FRESHNESS_UNREACHABLE": 3,
+	}
+)
+
+func (x Freshness) Enum() *Freshness {
+	p := new(Freshness)
+	*p = x
+	return p
+}
+
+func (x Freshness) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Freshness) Descriptor() protoreflect.EnumDescriptor {
+	return file_kubeatlas_v1_inventory_service_proto_enumTypes[0].Descriptor()
+}
+
+func (Freshness) Type() protoreflect.EnumType {
+	return &file_kubeatlas_v1_inventory_service_proto_enumTypes[0]
+}
+
+func (x Freshness) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Freshness.Descriptor instead.
+func (Freshness) EnumDescriptor() ([]byte, []int) {
+	return file_kubeatlas_v1_inventory_service_proto_rawDescGZIP(), []int{0}
+}
+
 // AgentState is the state of a node's agent.
 type AgentState int32
 
@@ -73,11 +130,11 @@ func (x AgentState) String() string {
 }
 
 func (AgentState) Descriptor() protoreflect.EnumDescriptor {
-	return file_kubeatlas_v1_inventory_service_proto_enumTypes[0].Descriptor()
+	return file_kubeatlas_v1_inventory_service_proto_enumTypes[1].Descriptor()
 }
 
 func (AgentState) Type() protoreflect.EnumType {
-	return &file_kubeatlas_v1_inventory_service_proto_enumTypes[0]
+	return &file_kubeatlas_v1_inventory_service_proto_enumTypes[1]
 }
 
 func (x AgentState) Number() protoreflect.EnumNumber {
@@ -86,7 +143,7 @@ func (x AgentState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use AgentState.Descriptor instead.
 func (AgentState) EnumDescriptor() ([]byte, []int) {
-	return file_kubeatlas_v1_inventory_service_proto_rawDescGZIP(), []int{0}
+	return file_kubeatlas_v1_inventory_service_proto_rawDescGZIP(), []int{1}
 }
 
 // FindingKind names what a finding is about.
@@ -170,11 +227,11 @@ func (x FindingKind) String() string {
 }
 
 func (FindingKind) Descriptor() protoreflect.EnumDescriptor {
-	return file_kubeatlas_v1_inventory_service_proto_enumTypes[1].Descriptor()
+	return file_kubeatlas_v1_inventory_service_proto_enumTypes[2].Descriptor()
 }
 
 func (FindingKind) Type() protoreflect.EnumType {
-	return &file_kubeatlas_v1_inventory_service_proto_enumTypes[1]
+	return &file_kubeatlas_v1_inventory_service_proto_enumTypes[2]
 }
 
 func (x FindingKind) Number() protoreflect.EnumNumber {
@@ -183,7 +240,7 @@ func (x FindingKind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use FindingKind.Descriptor instead.
 func (FindingKind) EnumDescriptor() ([]byte, []int) {
-	return file_kubeatlas_v1_inventory_service_proto_rawDescGZIP(), []int{1}
+	return file_kubeatlas_v1_inventory_service_proto_rawDescGZIP(), []int{2}
 }
 
 // ComponentView says how much of a component instance an answer carries.
@@ -223,11 +280,11 @@ func (x ComponentView) String() string {
 }
 
 func (ComponentView) Descriptor() protoreflect.EnumDescriptor {
-	return file_kubeatlas_v1_inventory_service_proto_enumTypes[2].Descriptor()
+	return file_kubeatlas_v1_inventory_service_proto_enumTypes[3].Descriptor()
 }
 
 func (ComponentView) Type() protoreflect.EnumType {
-	return &file_kubeatlas_v1_inventory_service_proto_enumTypes[2]
+	return &file_kubeatlas_v1_inventory_service_proto_enumTypes[3]
 }
 
 func (x ComponentView) Number() protoreflect.EnumNumber {
@@ -236,7 +293,7 @@ func (x ComponentView) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ComponentView.Descriptor instead.
 func (ComponentView) EnumDescriptor() ([]byte, []int) {
-	return file_kubeatlas_v1_inventory_service_proto_rawDescGZIP(), []int{2}
+	return file_kubeatlas_v1_inventory_service_proto_rawDescGZIP(), []int{3}
 }
 
 // WatchEventType says what happened.
@@ -294,11 +351,11 @@ func (x WatchEventType) String() string {
 }
 
 func (WatchEventType) Descriptor() protoreflect.EnumDescriptor {
-	return file_kubeatlas_v1_inventory_service_proto_enumTypes[3].Descriptor()
+	return file_kubeatlas_v1_inventory_service_proto_enumTypes[4].Descriptor()
 }
 
 func (WatchEventType) Type() protoreflect.EnumType {
-	return &file_kubeatlas_v1_inventory_service_proto_enumTypes[3]
+	return &file_kubeatlas_v1_inventory_service_proto_enumTypes[4]
 }
 
 func (x WatchEventType) Number() protoreflect.EnumNumber {
@@ -307,7 +364,7 @@ func (x WatchEventType) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use WatchEventType.Descriptor instead.
 func (WatchEventType) EnumDescriptor() ([]byte, []int) {
-	return file_kubeatlas_v1_inventory_service_proto_rawDescGZIP(), []int{3}
+	return file_kubeatlas_v1_inventory_service_proto_rawDescGZIP(), []int{4}
 }
 
 // Cluster is one Kubernetes cluster.
@@ -337,7 +394,14 @@ type Cluster struct {
 	// otherwise. Its evidence is in mode_evidence.
 	Provider string `protobuf:"bytes,11,opt,name=provider,proto3" json:"provider,omitempty"`
 	// What serves the API server's storage; unset when nothing tells.
-	Datastore     *Datastore `protobuf:"bytes,12,opt,name=datastore,proto3" json:"datastore,omitempty"`
+	Datastore *Datastore `protobuf:"bytes,12,opt,name=datastore,proto3" json:"datastore,omitempty"`
+	// In a fleet view: the aggregator that publishes the cluster (its --fleet-name). Empty on that aggregator itself.
+	Publisher string `protobuf:"bytes,13,opt,name=publisher,proto3" json:"publisher,omitempty"`
+	// In a fleet view: when the publishing aggregator last published the cluster (the NATS server's clock).
+	UpdatedAt *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	// In a fleet view: how fresh the cluster's rows are. A cluster whose aggregator stops publishing keeps its last
+	// known rows, marked STALE, then UNREACHABLE. Unset on the aggregator that owns the cluster.
+	Freshness     Freshness `protobuf:"varint,15,opt,name=freshness,proto3,enum=kubeatlas.v1.Freshness" json:"freshness,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -454,6 +518,27 @@ func (x *Cluster) GetDatastore() *Datastore {
 		return x.Datastore
 	}
 	return nil
+}
+
+func (x *Cluster) GetPublisher() string {
+	if x != nil {
+		return x.Publisher
+	}
+	return ""
+}
+
+func (x *Cluster) GetUpdatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdatedAt
+	}
+	return nil
+}
+
+func (x *Cluster) GetFreshness() Freshness {
+	if x != nil {
+		return x.Freshness
+	}
+	return Freshness_FRESHNESS_UNSPECIFIED
 }
 
 // Datastore is what serves a cluster's API storage: the etcd (or etcd-compatible) endpoint kube-apiserver
@@ -2727,7 +2812,7 @@ var File_kubeatlas_v1_inventory_service_proto protoreflect.FileDescriptor
 
 const file_kubeatlas_v1_inventory_service_proto_rawDesc = "" +
 	"\n" +
-	"$kubeatlas/v1/inventory_service.proto\x12\fkubeatlas.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1ckubeatlas/v1/inventory.proto\x1a\x18kubeatlas/v1/types.proto\"\xe8\x03\n" +
+	"$kubeatlas/v1/inventory_service.proto\x12\fkubeatlas.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1ckubeatlas/v1/inventory.proto\x1a\x18kubeatlas/v1/types.proto\"\xf8\x04\n" +
 	"\aCluster\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
 	"\x03uid\x18\x02 \x01(\tR\x03uid\x12-\n" +
@@ -2742,7 +2827,11 @@ const file_kubeatlas_v1_inventory_service_proto_rawDesc = "" +
 	"\rfinding_count\x18\n" +
 	" \x01(\x05R\ffindingCount\x12\x1a\n" +
 	"\bprovider\x18\v \x01(\tR\bprovider\x125\n" +
-	"\tdatastore\x18\f \x01(\v2\x17.kubeatlas.v1.DatastoreR\tdatastore\"\xb9\x01\n" +
+	"\tdatastore\x18\f \x01(\v2\x17.kubeatlas.v1.DatastoreR\tdatastore\x12\x1c\n" +
+	"\tpublisher\x18\r \x01(\tR\tpublisher\x129\n" +
+	"\n" +
+	"updated_at\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x125\n" +
+	"\tfreshness\x18\x0f \x01(\x0e2\x17.kubeatlas.v1.FreshnessR\tfreshness\"\xb9\x01\n" +
 	"\tDatastore\x12&\n" +
 	"\x0eimplementation\x18\x01 \x01(\tR\x0eimplementation\x12\x1c\n" +
 	"\tendpoints\x18\x02 \x03(\tR\tendpoints\x12\x1c\n" +
@@ -2920,7 +3009,12 @@ const file_kubeatlas_v1_inventory_service_proto_rawDesc = "" +
 	"\afinding\x18\x03 \x01(\v2\x15.kubeatlas.v1.FindingH\x00R\afinding\x121\n" +
 	"\x05batch\x18\x04 \x03(\v2\x1b.kubeatlas.v1.WatchResponseR\x05batch\x12\x14\n" +
 	"\x05index\x18\x05 \x01(\x04R\x05indexB\b\n" +
-	"\x06object*\xa7\x01\n" +
+	"\x06object*j\n" +
+	"\tFreshness\x12\x19\n" +
+	"\x15FRESHNESS_UNSPECIFIED\x10\x00\x12\x12\n" +
+	"\x0eFRESHNESS_LIVE\x10\x01\x12\x13\n" +
+	"\x0fFRESHNESS_STALE\x10\x02\x12\x19\n" +
+	"\x15FRESHNESS_UNREACHABLE\x10\x03*\xa7\x01\n" +
 	"\n" +
 	"AgentState\x12\x1b\n" +
 	"\x17AGENT_STATE_UNSPECIFIED\x10\x00\x12\x19\n" +
@@ -2982,122 +3076,125 @@ func file_kubeatlas_v1_inventory_service_proto_rawDescGZIP() []byte {
 	return file_kubeatlas_v1_inventory_service_proto_rawDescData
 }
 
-var file_kubeatlas_v1_inventory_service_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_kubeatlas_v1_inventory_service_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
 var file_kubeatlas_v1_inventory_service_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_kubeatlas_v1_inventory_service_proto_goTypes = []any{
-	(AgentState)(0),                  // 0: kubeatlas.v1.AgentState
-	(FindingKind)(0),                 // 1: kubeatlas.v1.FindingKind
-	(ComponentView)(0),               // 2: kubeatlas.v1.ComponentView
-	(WatchEventType)(0),              // 3: kubeatlas.v1.WatchEventType
-	(*Cluster)(nil),                  // 4: kubeatlas.v1.Cluster
-	(*Datastore)(nil),                // 5: kubeatlas.v1.Datastore
-	(*Node)(nil),                     // 6: kubeatlas.v1.Node
-	(*ComponentInstance)(nil),        // 7: kubeatlas.v1.ComponentInstance
-	(*Finding)(nil),                  // 8: kubeatlas.v1.Finding
-	(*ListClustersRequest)(nil),      // 9: kubeatlas.v1.ListClustersRequest
-	(*ListClustersResponse)(nil),     // 10: kubeatlas.v1.ListClustersResponse
-	(*GetClusterRequest)(nil),        // 11: kubeatlas.v1.GetClusterRequest
-	(*GetClusterResponse)(nil),       // 12: kubeatlas.v1.GetClusterResponse
-	(*ListNodesRequest)(nil),         // 13: kubeatlas.v1.ListNodesRequest
-	(*ListNodesResponse)(nil),        // 14: kubeatlas.v1.ListNodesResponse
-	(*GetNodeRequest)(nil),           // 15: kubeatlas.v1.GetNodeRequest
-	(*GetNodeResponse)(nil),          // 16: kubeatlas.v1.GetNodeResponse
-	(*ListComponentsRequest)(nil),    // 17: kubeatlas.v1.ListComponentsRequest
-	(*ListComponentsResponse)(nil),   // 18: kubeatlas.v1.ListComponentsResponse
-	(*ListProcessesRequest)(nil),     // 19: kubeatlas.v1.ListProcessesRequest
-	(*NodeProcess)(nil),              // 20: kubeatlas.v1.NodeProcess
-	(*ListProcessesResponse)(nil),    // 21: kubeatlas.v1.ListProcessesResponse
-	(*ListManifestsRequest)(nil),     // 22: kubeatlas.v1.ListManifestsRequest
-	(*NodeManifest)(nil),             // 23: kubeatlas.v1.NodeManifest
-	(*ListManifestsResponse)(nil),    // 24: kubeatlas.v1.ListManifestsResponse
-	(*ListFindingsRequest)(nil),      // 25: kubeatlas.v1.ListFindingsRequest
-	(*ListFindingsResponse)(nil),     // 26: kubeatlas.v1.ListFindingsResponse
-	(*ListCertificatesRequest)(nil),  // 27: kubeatlas.v1.ListCertificatesRequest
-	(*NodeCertificate)(nil),          // 28: kubeatlas.v1.NodeCertificate
-	(*ListCertificatesResponse)(nil), // 29: kubeatlas.v1.ListCertificatesResponse
-	(*WatchRequest)(nil),             // 30: kubeatlas.v1.WatchRequest
-	(*WatchResponse)(nil),            // 31: kubeatlas.v1.WatchResponse
-	(ClusterMode)(0),                 // 32: kubeatlas.v1.ClusterMode
-	(*Evidence)(nil),                 // 33: kubeatlas.v1.Evidence
-	(*NodeIdentity)(nil),             // 34: kubeatlas.v1.NodeIdentity
+	(Freshness)(0),                   // 0: kubeatlas.v1.Freshness
+	(AgentState)(0),                  // 1: kubeatlas.v1.AgentState
+	(FindingKind)(0),                 // 2: kubeatlas.v1.FindingKind
+	(ComponentView)(0),               // 3: kubeatlas.v1.ComponentView
+	(WatchEventType)(0),              // 4: kubeatlas.v1.WatchEventType
+	(*Cluster)(nil),                  // 5: kubeatlas.v1.Cluster
+	(*Datastore)(nil),                // 6: kubeatlas.v1.Datastore
+	(*Node)(nil),                     // 7: kubeatlas.v1.Node
+	(*ComponentInstance)(nil),        // 8: kubeatlas.v1.ComponentInstance
+	(*Finding)(nil),                  // 9: kubeatlas.v1.Finding
+	(*ListClustersRequest)(nil),      // 10: kubeatlas.v1.ListClustersRequest
+	(*ListClustersResponse)(nil),     // 11: kubeatlas.v1.ListClustersResponse
+	(*GetClusterRequest)(nil),        // 12: kubeatlas.v1.GetClusterRequest
+	(*GetClusterResponse)(nil),       // 13: kubeatlas.v1.GetClusterResponse
+	(*ListNodesRequest)(nil),         // 14: kubeatlas.v1.ListNodesRequest
+	(*ListNodesResponse)(nil),        // 15: kubeatlas.v1.ListNodesResponse
+	(*GetNodeRequest)(nil),           // 16: kubeatlas.v1.GetNodeRequest
+	(*GetNodeResponse)(nil),          // 17: kubeatlas.v1.GetNodeResponse
+	(*ListComponentsRequest)(nil),    // 18: kubeatlas.v1.ListComponentsRequest
+	(*ListComponentsResponse)(nil),   // 19: kubeatlas.v1.ListComponentsResponse
+	(*ListProcessesRequest)(nil),     // 20: kubeatlas.v1.ListProcessesRequest
+	(*NodeProcess)(nil),              // 21: kubeatlas.v1.NodeProcess
+	(*ListProcessesResponse)(nil),    // 22: kubeatlas.v1.ListProcessesResponse
+	(*ListManifestsRequest)(nil),     // 23: kubeatlas.v1.ListManifestsRequest
+	(*NodeManifest)(nil),             // 24: kubeatlas.v1.NodeManifest
+	(*ListManifestsResponse)(nil),    // 25: kubeatlas.v1.ListManifestsResponse
+	(*ListFindingsRequest)(nil),      // 26: kubeatlas.v1.ListFindingsRequest
+	(*ListFindingsResponse)(nil),     // 27: kubeatlas.v1.ListFindingsResponse
+	(*ListCertificatesRequest)(nil),  // 28: kubeatlas.v1.ListCertificatesRequest
+	(*NodeCertificate)(nil),          // 29: kubeatlas.v1.NodeCertificate
+	(*ListCertificatesResponse)(nil), // 30: kubeatlas.v1.ListCertificatesResponse
+	(*WatchRequest)(nil),             // 31: kubeatlas.v1.WatchRequest
+	(*WatchResponse)(nil),            // 32: kubeatlas.v1.WatchResponse
+	(ClusterMode)(0),                 // 33: kubeatlas.v1.ClusterMode
+	(*Evidence)(nil),                 // 34: kubeatlas.v1.Evidence
 	(*timestamppb.Timestamp)(nil),    // 35: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),      // 36: google.protobuf.Duration
-	(*KubeletInfo)(nil),              // 37: kubeatlas.v1.KubeletInfo
-	(DeploymentKind)(0),              // 38: kubeatlas.v1.DeploymentKind
-	(*ObjectRef)(nil),                // 39: kubeatlas.v1.ObjectRef
-	(*Flag)(nil),                     // 40: kubeatlas.v1.Flag
-	(Severity)(0),                    // 41: kubeatlas.v1.Severity
-	(*Process)(nil),                  // 42: kubeatlas.v1.Process
-	(*StaticPodManifest)(nil),        // 43: kubeatlas.v1.StaticPodManifest
-	(*Certificate)(nil),              // 44: kubeatlas.v1.Certificate
+	(*NodeIdentity)(nil),             // 36: kubeatlas.v1.NodeIdentity
+	(*durationpb.Duration)(nil),      // 37: google.protobuf.Duration
+	(*KubeletInfo)(nil),              // 38: kubeatlas.v1.KubeletInfo
+	(DeploymentKind)(0),              // 39: kubeatlas.v1.DeploymentKind
+	(*ObjectRef)(nil),                // 40: kubeatlas.v1.ObjectRef
+	(*Flag)(nil),                     // 41: kubeatlas.v1.Flag
+	(Severity)(0),                    // 42: kubeatlas.v1.Severity
+	(*Process)(nil),                  // 43: kubeatlas.v1.Process
+	(*StaticPodManifest)(nil),        // 44: kubeatlas.v1.StaticPodManifest
+	(*Certificate)(nil),              // 45: kubeatlas.v1.Certificate
 }
 var file_kubeatlas_v1_inventory_service_proto_depIdxs = []int32{
-	32, // 0: kubeatlas.v1.Cluster.mode:type_name -> kubeatlas.v1.ClusterMode
-	33, // 1: kubeatlas.v1.Cluster.mode_evidence:type_name -> kubeatlas.v1.Evidence
-	5,  // 2: kubeatlas.v1.Cluster.datastore:type_name -> kubeatlas.v1.Datastore
-	33, // 3: kubeatlas.v1.Datastore.evidence:type_name -> kubeatlas.v1.Evidence
-	0,  // 4: kubeatlas.v1.Node.agent_state:type_name -> kubeatlas.v1.AgentState
-	34, // 5: kubeatlas.v1.Node.identity:type_name -> kubeatlas.v1.NodeIdentity
-	35, // 6: kubeatlas.v1.Node.last_seen:type_name -> google.protobuf.Timestamp
-	36, // 7: kubeatlas.v1.Node.clock_skew:type_name -> google.protobuf.Duration
-	37, // 8: kubeatlas.v1.Node.kubelet:type_name -> kubeatlas.v1.KubeletInfo
-	38, // 9: kubeatlas.v1.ComponentInstance.how:type_name -> kubeatlas.v1.DeploymentKind
-	39, // 10: kubeatlas.v1.ComponentInstance.owner:type_name -> kubeatlas.v1.ObjectRef
-	39, // 11: kubeatlas.v1.ComponentInstance.pod:type_name -> kubeatlas.v1.ObjectRef
-	40, // 12: kubeatlas.v1.ComponentInstance.flags:type_name -> kubeatlas.v1.Flag
-	33, // 13: kubeatlas.v1.ComponentInstance.evidence:type_name -> kubeatlas.v1.Evidence
-	1,  // 14: kubeatlas.v1.Finding.kind:type_name -> kubeatlas.v1.FindingKind
-	41, // 15: kubeatlas.v1.Finding.severity:type_name -> kubeatlas.v1.Severity
-	33, // 16: kubeatlas.v1.Finding.evidence:type_name -> kubeatlas.v1.Evidence
-	4,  // 17: kubeatlas.v1.ListClustersResponse.clusters:type_name -> kubeatlas.v1.Cluster
-	4,  // 18: kubeatlas.v1.GetClusterResponse.cluster:type_name -> kubeatlas.v1.Cluster
-	0,  // 19: kubeatlas.v1.ListNodesRequest.agent_state:type_name -> kubeatlas.v1.AgentState
-	6,  // 20: kubeatlas.v1.ListNodesResponse.nodes:type_name -> kubeatlas.v1.Node
-	6,  // 21: kubeatlas.v1.GetNodeResponse.node:type_name -> kubeatlas.v1.Node
-	7,  // 22: kubeatlas.v1.GetNodeResponse.components:type_name -> kubeatlas.v1.ComponentInstance
-	38, // 23: kubeatlas.v1.ListComponentsRequest.how:type_name -> kubeatlas.v1.DeploymentKind
-	2,  // 24: kubeatlas.v1.ListComponentsRequest.view:type_name -> kubeatlas.v1.ComponentView
-	7,  // 25: kubeatlas.v1.ListComponentsResponse.components:type_name -> kubeatlas.v1.ComponentInstance
-	42, // 26: kubeatlas.v1.NodeProcess.process:type_name -> kubeatlas.v1.Process
-	20, // 27: kubeatlas.v1.ListProcessesResponse.processes:type_name -> kubeatlas.v1.NodeProcess
-	43, // 28: kubeatlas.v1.NodeManifest.manifest:type_name -> kubeatlas.v1.StaticPodManifest
-	23, // 29: kubeatlas.v1.ListManifestsResponse.manifests:type_name -> kubeatlas.v1.NodeManifest
-	1,  // 30: kubeatlas.v1.ListFindingsRequest.kind:type_name -> kubeatlas.v1.FindingKind
-	41, // 31: kubeatlas.v1.ListFindingsRequest.min_severity:type_name -> kubeatlas.v1.Severity
-	8,  // 32: kubeatlas.v1.ListFindingsResponse.findings:type_name -> kubeatlas.v1.Finding
-	36, // 33: kubeatlas.v1.ListCertificatesRequest.expiring_within:type_name -> google.protobuf.Duration
-	44, // 34: kubeatlas.v1.NodeCertificate.certificate:type_name -> kubeatlas.v1.Certificate
-	28, // 35: kubeatlas.v1.ListCertificatesResponse.certificates:type_name -> kubeatlas.v1.NodeCertificate
-	2,  // 36: kubeatlas.v1.WatchRequest.view:type_name -> kubeatlas.v1.ComponentView
-	3,  // 37: kubeatlas.v1.WatchResponse.type:type_name -> kubeatlas.v1.WatchEventType
-	7,  // 38: kubeatlas.v1.WatchResponse.component:type_name -> kubeatlas.v1.ComponentInstance
-	8,  // 39: kubeatlas.v1.WatchResponse.finding:type_name -> kubeatlas.v1.Finding
-	31, // 40: kubeatlas.v1.WatchResponse.batch:type_name -> kubeatlas.v1.WatchResponse
-	9,  // 41: kubeatlas.v1.InventoryService.ListClusters:input_type -> kubeatlas.v1.ListClustersRequest
-	11, // 42: kubeatlas.v1.InventoryService.GetCluster:input_type -> kubeatlas.v1.GetClusterRequest
-	13, // 43: kubeatlas.v1.InventoryService.ListNodes:input_type -> kubeatlas.v1.ListNodesRequest
-	15, // 44: kubeatlas.v1.InventoryService.GetNode:input_type -> kubeatlas.v1.GetNodeRequest
-	17, // 45: kubeatlas.v1.InventoryService.ListComponents:input_type -> kubeatlas.v1.ListComponentsRequest
-	19, // 46: kubeatlas.v1.InventoryService.ListProcesses:input_type -> kubeatlas.v1.ListProcessesRequest
-	22, // 47: kubeatlas.v1.InventoryService.ListManifests:input_type -> kubeatlas.v1.ListManifestsRequest
-	25, // 48: kubeatlas.v1.InventoryService.ListFindings:input_type -> kubeatlas.v1.ListFindingsRequest
-	27, // 49: kubeatlas.v1.InventoryService.ListCertificates:input_type -> kubeatlas.v1.ListCertificatesRequest
-	30, // 50: kubeatlas.v1.InventoryService.Watch:input_type -> kubeatlas.v1.WatchRequest
-	10, // 51: kubeatlas.v1.InventoryService.ListClusters:output_type -> kubeatlas.v1.ListClustersResponse
-	12, // 52: kubeatlas.v1.InventoryService.GetCluster:output_type -> kubeatlas.v1.GetClusterResponse
-	14, // 53: kubeatlas.v1.InventoryService.ListNodes:output_type -> kubeatlas.v1.ListNodesResponse
-	16, // 54: kubeatlas.v1.InventoryService.GetNode:output_type -> kubeatlas.v1.GetNodeResponse
-	18, // 55: kubeatlas.v1.InventoryService.ListComponents:output_type -> kubeatlas.v1.ListComponentsResponse
-	21, // 56: kubeatlas.v1.InventoryService.ListProcesses:output_type -> kubeatlas.v1.ListProcessesResponse
-	24, // 57: kubeatlas.v1.InventoryService.ListManifests:output_type -> kubeatlas.v1.ListManifestsResponse
-	26, // 58: kubeatlas.v1.InventoryService.ListFindings:output_type -> kubeatlas.v1.ListFindingsResponse
-	29, // 59: kubeatlas.v1.InventoryService.ListCertificates:output_type -> kubeatlas.v1.ListCertificatesResponse
-	31, // 60: kubeatlas.v1.InventoryService.Watch:output_type -> kubeatlas.v1.WatchResponse
-	51, // [51:61] is the sub-list for method output_type
-	41, // [41:51] is the sub-list for method input_type
-	41, // [41:41] is the sub-list for extension type_name
-	41, // [41:41] is the sub-list for extension extendee
-	0,  // [0:41] is the sub-list for field type_name
+	33, // 0: kubeatlas.v1.Cluster.mode:type_name -> kubeatlas.v1.ClusterMode
+	34, // 1: kubeatlas.v1.Cluster.mode_evidence:type_name -> kubeatlas.v1.Evidence
+	6,  // 2: kubeatlas.v1.Cluster.datastore:type_name -> kubeatlas.v1.Datastore
+	35, // 3: kubeatlas.v1.Cluster.updated_at:type_name -> google.protobuf.Timestamp
+	0,  // 4: kubeatlas.v1.Cluster.freshness:type_name -> kubeatlas.v1.Freshness
+	34, // 5: kubeatlas.v1.Datastore.evidence:type_name -> kubeatlas.v1.Evidence
+	1,  // 6: kubeatlas.v1.Node.agent_state:type_name -> kubeatlas.v1.AgentState
+	36, // 7: kubeatlas.v1.Node.identity:type_name -> kubeatlas.v1.NodeIdentity
+	35, // 8: kubeatlas.v1.Node.last_seen:type_name -> google.protobuf.Timestamp
+	37, // 9: kubeatlas.v1.Node.clock_skew:type_name -> google.protobuf.Duration
+	38, // 10: kubeatlas.v1.Node.kubelet:type_name -> kubeatlas.v1.KubeletInfo
+	39, // 11: kubeatlas.v1.ComponentInstance.how:type_name -> kubeatlas.v1.DeploymentKind
+	40, // 12: kubeatlas.v1.ComponentInstance.owner:type_name -> kubeatlas.v1.ObjectRef
+	40, // 13: kubeatlas.v1.ComponentInstance.pod:type_name -> kubeatlas.v1.ObjectRef
+	41, // 14: kubeatlas.v1.ComponentInstance.flags:type_name -> kubeatlas.v1.Flag
+	34, // 15: kubeatlas.v1.ComponentInstance.evidence:type_name -> kubeatlas.v1.Evidence
+	2,  // 16: kubeatlas.v1.Finding.kind:type_name -> kubeatlas.v1.FindingKind
+	42, // 17: kubeatlas.v1.Finding.severity:type_name -> kubeatlas.v1.Severity
+	34, // 18: kubeatlas.v1.Finding.evidence:type_name -> kubeatlas.v1.Evidence
+	5,  // 19: kubeatlas.v1.ListClustersResponse.clusters:type_name -> kubeatlas.v1.Cluster
+	5,  // 20: kubeatlas.v1.GetClusterResponse.cluster:type_name -> kubeatlas.v1.Cluster
+	1,  // 21: kubeatlas.v1.ListNodesRequest.agent_state:type_name -> kubeatlas.v1.AgentState
+	7,  // 22: kubeatlas.v1.ListNodesResponse.nodes:type_name -> kubeatlas.v1.Node
+	7,  // 23: kubeatlas.v1.GetNodeResponse.node:type_name -> kubeatlas.v1.Node
+	8,  // 24: kubeatlas.v1.GetNodeResponse.components:type_name -> kubeatlas.v1.ComponentInstance
+	39, // 25: kubeatlas.v1.ListComponentsRequest.how:type_name -> kubeatlas.v1.DeploymentKind
+	3,  // 26: kubeatlas.v1.ListComponentsRequest.view:type_name -> kubeatlas.v1.ComponentView
+	8,  // 27: kubeatlas.v1.ListComponentsResponse.components:type_name -> kubeatlas.v1.ComponentInstance
+	43, // 28: kubeatlas.v1.NodeProcess.process:type_name -> kubeatlas.v1.Process
+	21, // 29: kubeatlas.v1.ListProcessesResponse.processes:type_name -> kubeatlas.v1.NodeProcess
+	44, // 30: kubeatlas.v1.NodeManifest.manifest:type_name -> kubeatlas.v1.StaticPodManifest
+	24, // 31: kubeatlas.v1.ListManifestsResponse.manifests:type_name -> kubeatlas.v1.NodeManifest
+	2,  // 32: kubeatlas.v1.ListFindingsRequest.kind:type_name -> kubeatlas.v1.FindingKind
+	42, // 33: kubeatlas.v1.ListFindingsRequest.min_severity:type_name -> kubeatlas.v1.Severity
+	9,  // 34: kubeatlas.v1.ListFindingsResponse.findings:type_name -> kubeatlas.v1.Finding
+	37, // 35: kubeatlas.v1.ListCertificatesRequest.expiring_within:type_name -> google.protobuf.Duration
+	45, // 36: kubeatlas.v1.NodeCertificate.certificate:type_name -> kubeatlas.v1.Certificate
+	29, // 37: kubeatlas.v1.ListCertificatesResponse.certificates:type_name -> kubeatlas.v1.NodeCertificate
+	3,  // 38: kubeatlas.v1.WatchRequest.view:type_name -> kubeatlas.v1.ComponentView
+	4,  // 39: kubeatlas.v1.WatchResponse.type:type_name -> kubeatlas.v1.WatchEventType
+	8,  // 40: kubeatlas.v1.WatchResponse.component:type_name -> kubeatlas.v1.ComponentInstance
+	9,  // 41: kubeatlas.v1.WatchResponse.finding:type_name -> kubeatlas.v1.Finding
+	32, // 42: kubeatlas.v1.WatchResponse.batch:type_name -> kubeatlas.v1.WatchResponse
+	10, // 43: kubeatlas.v1.InventoryService.ListClusters:input_type -> kubeatlas.v1.ListClustersRequest
+	12, // 44: kubeatlas.v1.InventoryService.GetCluster:input_type -> kubeatlas.v1.GetClusterRequest
+	14, // 45: kubeatlas.v1.InventoryService.ListNodes:input_type -> kubeatlas.v1.ListNodesRequest
+	16, // 46: kubeatlas.v1.InventoryService.GetNode:input_type -> kubeatlas.v1.GetNodeRequest
+	18, // 47: kubeatlas.v1.InventoryService.ListComponents:input_type -> kubeatlas.v1.ListComponentsRequest
+	20, // 48: kubeatlas.v1.InventoryService.ListProcesses:input_type -> kubeatlas.v1.ListProcessesRequest
+	23, // 49: kubeatlas.v1.InventoryService.ListManifests:input_type -> kubeatlas.v1.ListManifestsRequest
+	26, // 50: kubeatlas.v1.InventoryService.ListFindings:input_type -> kubeatlas.v1.ListFindingsRequest
+	28, // 51: kubeatlas.v1.InventoryService.ListCertificates:input_type -> kubeatlas.v1.ListCertificatesRequest
+	31, // 52: kubeatlas.v1.InventoryService.Watch:input_type -> kubeatlas.v1.WatchRequest
+	11, // 53: kubeatlas.v1.InventoryService.ListClusters:output_type -> kubeatlas.v1.ListClustersResponse
+	13, // 54: kubeatlas.v1.InventoryService.GetCluster:output_type -> kubeatlas.v1.GetClusterResponse
+	15, // 55: kubeatlas.v1.InventoryService.ListNodes:output_type -> kubeatlas.v1.ListNodesResponse
+	17, // 56: kubeatlas.v1.InventoryService.GetNode:output_type -> kubeatlas.v1.GetNodeResponse
+	19, // 57: kubeatlas.v1.InventoryService.ListComponents:output_type -> kubeatlas.v1.ListComponentsResponse
+	22, // 58: kubeatlas.v1.InventoryService.ListProcesses:output_type -> kubeatlas.v1.ListProcessesResponse
+	25, // 59: kubeatlas.v1.InventoryService.ListManifests:output_type -> kubeatlas.v1.ListManifestsResponse
+	27, // 60: kubeatlas.v1.InventoryService.ListFindings:output_type -> kubeatlas.v1.ListFindingsResponse
+	30, // 61: kubeatlas.v1.InventoryService.ListCertificates:output_type -> kubeatlas.v1.ListCertificatesResponse
+	32, // 62: kubeatlas.v1.InventoryService.Watch:output_type -> kubeatlas.v1.WatchResponse
+	53, // [53:63] is the sub-list for method output_type
+	43, // [43:53] is the sub-list for method input_type
+	43, // [43:43] is the sub-list for extension type_name
+	43, // [43:43] is the sub-list for extension extendee
+	0,  // [0:43] is the sub-list for field type_name
 }
 
 func init() { file_kubeatlas_v1_inventory_service_proto_init() }
@@ -3116,7 +3213,7 @@ func file_kubeatlas_v1_inventory_service_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_kubeatlas_v1_inventory_service_proto_rawDesc), len(file_kubeatlas_v1_inventory_service_proto_rawDesc)),
-			NumEnums:      4,
+			NumEnums:      5,
 			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   1,

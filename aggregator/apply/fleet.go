@@ -1,0 +1,131 @@
+package apply
+
+import (
+	"time"
+
+	"github.com/kubeatlas/kubeatlas/aggregator/state"
+	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
+)
+
+// A fleet view holds what cluster aggregators published, as they answered
+// it: nothing is joined here. These writes replace a cluster's or a node's
+// rows with a published record, touching only rows that changed, so
+// watchers see exactly the changes.
+
+// PutFleetCluster writes a published cluster and its cluster-wide findings.
+// updated is when it was published (the NATS server's clock), freshness
+// what that age means now.
+func (e *Applier) PutFleetCluster(rec *v1.FleetCluster, updated time.Time, freshness v1.Freshness) error {
+	name := rec.GetCluster().GetName()
+	txn := e.store.WriteTxn()
+	defer txn.Abort()
+	c := &state.Cluster{Name: name, Mode: rec.Cluster.Mode, Published: rec.Cluster, Publisher: rec.Publisher,
+		UpdatedAt: updated, Freshness: freshness}
+	if err := txn.PutCluster(c); err != nil {
+		return err
+	}
+	if _, err := e.replaceNodeAnswers(txn, name, "", nil, rec.Findings); err != nil {
+		return err
+	}
+	txn.Commit()
+	return nil
+}
+
+// PutFleetNode writes a published node with its instances and findings.
+func (e *Applier) PutFleetNode(cluster string, rec *v1.FleetNode) error {
+	node := rec.GetNode().GetName()
+	txn := e.store.WriteTxn()
+	defer txn.Abort()
+	if row, _ := txn.Cluster(nil, cluster); row == nil {
+		// The node's key came before its cluster's: a placeholder until
+		// the cluster's own record arrives.
+		if err := txn.PutCluster(&state.Cluster{Name: cluster, Mode: v1.ClusterMode_CLUSTER_MODE_UNKNOWN,
+			Published: &v1.Cluster{Name: cluster}}); err != nil {
+			return err
+		}
+	}
+	n := &state.Node{ID: state.NodeID(cluster, node), Cluster: cluster, Name: node, Roles: rec.Node.Roles, Published: rec.Node}
+	if err := txn.PutNode(n); err != nil {
+		return err
+	}
+	if _, err := e.replaceNodeAnswers(txn, cluster, node, rec.Components, rec.Findings); err != nil {
+		return err
+	}
+	txn.Commit()
+	return nil
+}
+
+// DeleteFleetNode removes a node that its aggregator no longer publishes.
+func (e *Applier) DeleteFleetNode(cluster, node string) error {
+	txn := e.store.WriteTxn()
+	defer txn.Abort()
+	if row, _ := txn.Node(nil, cluster, node); row != nil {
+		if err := txn.DeleteNode(row); err != nil {
+			return err
+		}
+	}
+	if _, err := e.replaceNodeAnswers(txn, cluster, node, nil, nil); err != nil {
+		return err
+	}
+	txn.Commit()
+	return nil
+}
+
+// DeleteFleetCluster removes a cluster that its aggregator no longer
+// publishes, with its cluster-wide findings. Its nodes' keys are deleted
+// one by one.
+func (e *Applier) DeleteFleetCluster(cluster string) error {
+	txn := e.store.WriteTxn()
+	defer txn.Abort()
+	if row, _ := txn.Cluster(nil, cluster); row != nil {
+		if err := txn.DeleteCluster(row); err != nil {
+			return err
+		}
+	}
+	if _, err := e.replaceNodeAnswers(txn, cluster, "", nil, nil); err != nil {
+		return err
+	}
+	txn.Commit()
+	return nil
+}
+
+// SetFleetFreshness marks each published cluster live, stale or
+// unreachable by the age of its last record at now. It writes only the
+// clusters whose freshness changed and returns their names.
+func (e *Applier) SetFleetFreshness(now time.Time, staleAfter, unreachableAfter time.Duration) ([]string, error) {
+	txn := e.store.WriteTxn()
+	defer txn.Abort()
+	var changed []string
+	var rows []*state.Cluster
+	for c := range txn.Clusters(nil, "") {
+		rows = append(rows, c)
+	}
+	for _, c := range rows {
+		if c.UpdatedAt.IsZero() {
+			continue
+		}
+		f := FreshnessAt(now.Sub(c.UpdatedAt), staleAfter, unreachableAfter)
+		if f == c.Freshness {
+			continue
+		}
+		n := c.Copy()
+		n.Freshness = f
+		if err := txn.PutCluster(n); err != nil {
+			return nil, err
+		}
+		changed = append(changed, c.Name)
+	}
+	txn.Commit()
+	return changed, nil
+}
+
+// FreshnessAt says what a record's age means.
+func FreshnessAt(age, staleAfter, unreachableAfter time.Duration) v1.Freshness {
+	switch {
+	case age > unreachableAfter:
+		return v1.Freshness_FRESHNESS_UNREACHABLE
+	case age > staleAfter:
+		return v1.Freshness_FRESHNESS_STALE
+	}
+	return v1.Freshness_FRESHNESS_LIVE
+}

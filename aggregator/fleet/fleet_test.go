@@ -1,0 +1,329 @@
+package fleet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/kubeatlas/kubeatlas/aggregator/apply"
+	"github.com/kubeatlas/kubeatlas/aggregator/bundle"
+	"github.com/kubeatlas/kubeatlas/aggregator/query"
+	"github.com/kubeatlas/kubeatlas/aggregator/state"
+	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
+)
+
+// startNATS runs an embedded NATS server with JetStream on a loopback port.
+func startNATS(t *testing.T, opts *server.Options) string {
+	t.Helper()
+	if opts == nil {
+		opts = &server.Options{}
+	}
+	opts.Host, opts.Port = "127.0.0.1", -1
+	opts.JetStream, opts.StoreDir = true, t.TempDir()
+	opts.NoLog, opts.NoSigs = true, true
+	s, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("NATS did not start")
+	}
+	t.Cleanup(s.Shutdown)
+	return s.ClientURL()
+}
+
+func newStore(t *testing.T) (*state.Store, *apply.Applier) {
+	t.Helper()
+	st, err := state.NewStore()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st, apply.New(st, apply.Config{})
+}
+
+func run(t *testing.T, f func(ctx context.Context) error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- f(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+}
+
+func eventually(t *testing.T, timeout time.Duration, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// answers is what a query server says of every cluster: clusters without
+// their fleet fields, nodes without last_seen, every instance and finding.
+func answers(t *testing.T, s *query.Server) string {
+	t.Helper()
+	ctx := context.Background()
+	cl, err := s.ListClusters(ctx, &v1.ListClustersRequest{PageSize: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := ""
+	for _, c := range cl.Clusters {
+		c = proto.CloneOf(c)
+		c.Publisher, c.UpdatedAt, c.Freshness = "", nil, 0
+		out += fmt.Sprintf("cluster %v\n", c)
+	}
+	nodes, err := s.ListNodes(ctx, &v1.ListNodesRequest{PageSize: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range nodes.Nodes {
+		n = proto.CloneOf(n)
+		n.LastSeen = nil
+		if n.Identity != nil {
+			n.Identity.WallClock = nil
+		}
+		out += fmt.Sprintf("node %s/%s %v %v %d %d\n", n.Cluster, n.Name, n.Roles, n.AgentState, n.ProcessCount, n.ManifestCount)
+	}
+	comps, err := s.ListComponents(ctx, &v1.ListComponentsRequest{PageSize: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range comps.Components {
+		b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(c)
+		out += fmt.Sprintf("component %s %x\n", c.Id, b)
+	}
+	finds, err := s.ListFindings(ctx, &v1.ListFindingsRequest{PageSize: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range finds.Findings {
+		b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(f)
+		out += fmt.Sprintf("finding %s %x\n", f.Id, b)
+	}
+	return out
+}
+
+// The fleet view answers as the cluster's own aggregator does, follows its
+// changes, and marks the cluster stale when its aggregator stops.
+func TestFleetViewEqualsTheAggregator(t *testing.T) {
+	url := startNATS(t, nil)
+	src, srcApply := newStore(t)
+	if _, err := bundle.Load(srcApply, "../../examples/seed-cluster"); err != nil {
+		t.Fatal(err)
+	}
+	pub := &Publisher{Conn: Conn{URL: url, Name: "region-a"}, Store: src, CreateBucket: true, Heartbeat: 200 * time.Millisecond, Sweep: 300 * time.Millisecond}
+	pctx, stopPub := context.WithCancel(context.Background())
+	pubDone := make(chan error, 1)
+	go func() { pubDone <- pub.Run(pctx) }()
+	t.Cleanup(func() { stopPub(); <-pubDone })
+	eventually(t, 10*time.Second, func() error {
+		if !pub.Synced.Load() {
+			return errors.New("the publisher has not synced")
+		}
+		return nil
+	})
+
+	dst, dstApply := newStore(t)
+	view := &View{Conn: Conn{URL: url, Name: "fleet"}, Applier: dstApply, StaleAfter: time.Second, UnreachableAfter: 3 * time.Second}
+	run(t, view.Run)
+	want := answers(t, query.NewServer(src))
+	fv := query.NewServer(dst)
+	fv.FleetView = true
+	eventually(t, 10*time.Second, func() error {
+		if got := answers(t, fv); got != want {
+			return fmt.Errorf("the fleet view differs:\n%s\nwant:\n%s", got, want)
+		}
+		return nil
+	})
+	c, err := fv.GetCluster(context.Background(), &v1.GetClusterRequest{Name: "seed"})
+	if err != nil || c.Cluster.Publisher != "region-a" || c.Cluster.Freshness != v1.Freshness_FRESHNESS_LIVE || c.Cluster.UpdatedAt == nil {
+		t.Fatalf("the fleet view's cluster: %v, %v", c, err)
+	}
+	if _, err := fv.ListProcesses(context.Background(), &v1.ListProcessesRequest{Cluster: "seed"}); err == nil ||
+		!contains(err.Error(), "seed by region-a") {
+		t.Errorf("ListProcesses on a fleet view: %v", err)
+	}
+
+	// A change on the aggregator reaches the view.
+	if err := srcApply.DeletePod("seed", "kube-system", "kube-proxy-xgvz8"); err != nil {
+		t.Fatal(err)
+	}
+	want = answers(t, query.NewServer(src))
+	eventually(t, 10*time.Second, func() error {
+		if got := answers(t, fv); got != want {
+			return fmt.Errorf("the fleet view did not follow the change")
+		}
+		return nil
+	})
+
+	// The aggregator stops: its cluster turns stale, then unreachable,
+	// and keeps its rows.
+	stopPub()
+	<-pubDone
+	pubDone <- nil
+	for _, f := range []v1.Freshness{v1.Freshness_FRESHNESS_STALE, v1.Freshness_FRESHNESS_UNREACHABLE} {
+		eventually(t, 10*time.Second, func() error {
+			c, err := fv.GetCluster(context.Background(), &v1.GetClusterRequest{Name: "seed"})
+			if err != nil {
+				return err
+			}
+			if c.Cluster.Freshness != f {
+				return fmt.Errorf("freshness %v, want %v", c.Cluster.Freshness, f)
+			}
+			return nil
+		})
+	}
+	comps, _ := fv.ListComponents(context.Background(), &v1.ListComponentsRequest{Cluster: "seed"})
+	if len(comps.GetComponents()) == 0 {
+		t.Error("an unreachable cluster lost its rows")
+	}
+
+	// A restarted view catches up from the bucket.
+	dst2, dstApply2 := newStore(t)
+	synced := make(chan time.Duration, 1)
+	view2 := &View{Conn: Conn{URL: url, Name: "fleet-2"}, Applier: dstApply2, OnSynced: func(d time.Duration) { synced <- d }}
+	run(t, view2.Run)
+	select {
+	case d := <-synced:
+		t.Logf("a new fleet view caught up in %v", d)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the second view never caught up")
+	}
+	if got, want := answers(t, query.NewServer(dst2)), answers(t, fv); got != want {
+		t.Errorf("the second view differs from the first")
+	}
+}
+
+func contains(s, sub string) bool { return len(s) >= len(sub) && (s == sub || len(sub) == 0 || indexOf(s, sub) >= 0) }
+
+func indexOf(s, sub string) int {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if s[i:i+len(sub)] == sub {
+			return i
+		}
+	}
+	return -1
+}
+
+func perms(pub, sub []string) *server.Permissions {
+	return &server.Permissions{Publish: &server.SubjectPermission{Allow: pub}, Subscribe: &server.SubjectPermission{Allow: sub}}
+}
+
+func writeFile(path string, data []byte) error { return os.WriteFile(path, data, 0o600) }
+
+// An aggregator's credentials let it write its own clusters' keys only;
+// the fleet view's let it read and write nothing.
+func TestPermissions(t *testing.T) {
+	kp := func() (nkeys.KeyPair, string, string) {
+		k, err := nkeys.CreateUser()
+		if err != nil {
+			t.Fatal(err)
+		}
+		pub, _ := k.PublicKey()
+		seed, _ := k.Seed()
+		path := t.TempDir() + "/seed.nk"
+		if err := writeFile(path, seed); err != nil {
+			t.Fatal(err)
+		}
+		return k, pub, path
+	}
+	_, adminPub, adminSeed := kp()
+	_, aPub, aSeed := kp()
+	_, viewPub, viewSeed := kp()
+	opts := &server.Options{Nkeys: []*server.NkeyUser{
+		{Nkey: adminPub},
+		{Nkey: aPub, Permissions: perms(PublisherSubjects(DefaultBucket, "alpha"))},
+		{Nkey: viewPub, Permissions: perms(ViewSubjects(DefaultBucket))},
+	}}
+	url := startNATS(t, opts)
+	// The operator makes the bucket.
+	admin, err := (&Conn{URL: url, NkeySeedFile: adminSeed}).connect(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	js, _ := jetstream.New(admin)
+	if _, err := js.CreateKeyValue(context.Background(), jetstream.KeyValueConfig{Bucket: DefaultBucket}); err != nil {
+		t.Fatal(err)
+	}
+
+	src, srcApply := newStore(t)
+	if err := srcApply.UpsertNodeAPI("alpha", "n1", &state.NodeAPI{KubeletVersion: "v1.30.0"}); err != nil {
+		t.Fatal(err)
+	}
+	pub := &Publisher{Conn: Conn{URL: url, Name: "a", NkeySeedFile: aSeed}, Store: src, Heartbeat: 100 * time.Millisecond}
+	run(t, pub.Run)
+	eventually(t, 10*time.Second, func() error {
+		if !pub.Synced.Load() {
+			return errors.New("not synced")
+		}
+		return nil
+	})
+	// The same credentials, writing another cluster's key: refused.
+	nc, err := (&Conn{URL: url, NkeySeedFile: aSeed}).connect(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	ajs, _ := jetstream.New(nc)
+	kv, err := ajs.KeyValue(context.Background(), DefaultBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	put := func(kv jetstream.KeyValue, key string) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_, err := kv.Put(ctx, key, []byte("x"))
+		return err
+	}
+	if err := put(kv, nodeKey("beta", "n1")); err == nil {
+		t.Error("a publisher wrote another cluster's key")
+	}
+	if err := put(kv, nodeKey("alpha", "n9")); err != nil {
+		t.Errorf("a publisher could not write its own cluster's key: %v", err)
+	}
+	// The view reads, and cannot write.
+	dst, dstApply := newStore(t)
+	view := &View{Conn: Conn{URL: url, Name: "fleet", NkeySeedFile: viewSeed}, Applier: dstApply}
+	run(t, view.Run)
+	eventually(t, 10*time.Second, func() error {
+		if n, _ := dst.View().Node(nil, "alpha", "n1"); n == nil {
+			return errors.New("the view has not read alpha/n1")
+		}
+		return nil
+	})
+	vc, err := (&Conn{URL: url, NkeySeedFile: viewSeed}).connect(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer vc.Close()
+	vjs, _ := jetstream.New(vc)
+	vkv, err := vjs.KeyValue(context.Background(), DefaultBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := put(vkv, nodeKey("alpha", "n1")); err == nil {
+		t.Error("the fleet view wrote a key")
+	}
+}

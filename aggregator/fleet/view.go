@@ -1,0 +1,247 @@
+package fleet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
+	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/kubeatlas/kubeatlas/aggregator/apply"
+	"github.com/kubeatlas/kubeatlas/aggregator/state"
+	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
+)
+
+// View materialises the fleet bucket into a state store.
+type View struct {
+	Conn    Conn
+	Applier *apply.Applier
+	// StaleAfter and UnreachableAfter are how old a cluster's record may
+	// grow before the cluster is marked STALE (15s) and UNREACHABLE (5m).
+	StaleAfter, UnreachableAfter time.Duration
+	// Now is the clock (time.Now).
+	Now func() time.Time
+	// OnSynced, if set, is called each time the bucket's current contents
+	// have been applied, with how long that took.
+	OnSynced func(time.Duration)
+
+	// Synced is set while the view holds the bucket's contents and
+	// follows its changes.
+	Synced atomic.Bool
+	// Applied counts the records applied, Refused those refused.
+	Applied, Refused atomic.Int64
+}
+
+func (v *View) defaults() {
+	v.Conn.defaults()
+	if v.StaleAfter <= 0 {
+		v.StaleAfter = 15 * time.Second
+	}
+	if v.UnreachableAfter <= 0 {
+		v.UnreachableAfter = 5 * time.Minute
+	}
+	if v.Now == nil {
+		v.Now = time.Now
+	}
+}
+
+// Run follows the bucket until ctx ends.
+func (v *View) Run(ctx context.Context) error {
+	v.defaults()
+	log := v.Conn.Logger
+	nc, err := v.Conn.connect(nil)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	go v.freshness(ctx)
+	backoff := wait.Backoff{Duration: 250 * time.Millisecond, Factor: 2, Jitter: 0.2, Steps: 1 << 30, Cap: 10 * time.Second}
+	for ctx.Err() == nil {
+		err := v.follow(ctx, js)
+		v.Synced.Store(false)
+		if ctx.Err() != nil {
+			return nil
+		}
+		d := backoff.Step()
+		log.Warn("fleet view: following the bucket failed; starting again", "error", err, "retry_in", d.Round(time.Millisecond))
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(d):
+		}
+	}
+	return nil
+}
+
+// freshness marks clusters stale and unreachable as their records age.
+func (v *View) freshness(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			changed, err := v.Applier.SetFleetFreshness(v.Now(), v.StaleAfter, v.UnreachableAfter)
+			if err != nil {
+				v.Conn.Logger.Error("fleet view: marking freshness", "error", err)
+			}
+			for _, c := range changed {
+				row, _ := v.Applier.Store().View().Cluster(nil, c)
+				if row != nil {
+					v.Conn.Logger.Info("fleet view: cluster freshness changed", "cluster", c, "freshness", row.Freshness.String(),
+						"publisher", row.Publisher, "updated", row.UpdatedAt)
+				}
+			}
+		}
+	}
+}
+
+// follow applies the bucket's current contents, drops what the store holds
+// beyond them, then applies changes until the watch ends.
+func (v *View) follow(ctx context.Context, js jetstream.JetStream) error {
+	start := time.Now()
+	kv, err := js.KeyValue(ctx, v.Conn.Bucket)
+	if err != nil {
+		return fmt.Errorf("opening bucket %q: %w", v.Conn.Bucket, err)
+	}
+	w, err := kv.WatchAll(ctx)
+	if err != nil {
+		return fmt.Errorf("watching bucket %q: %w", v.Conn.Bucket, err)
+	}
+	defer func() { _ = w.Stop() }()
+	seen := map[string]bool{}
+	initial := true
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case e, ok := <-w.Updates():
+			if !ok {
+				return errors.New("the watch ended")
+			}
+			if e == nil {
+				// The current contents are in: anything else held is gone.
+				if initial {
+					initial = false
+					if err := v.dropUnseen(seen); err != nil {
+						return err
+					}
+					v.Synced.Store(true)
+					took := time.Since(start)
+					v.Conn.Logger.Info("fleet view: caught up with the bucket", "keys", len(seen), "took", took.Round(time.Millisecond))
+					if v.OnSynced != nil {
+						v.OnSynced(took)
+					}
+				}
+				continue
+			}
+			if initial {
+				seen[e.Key()] = true
+			}
+			if err := v.apply(e); err != nil {
+				v.Refused.Add(1)
+				v.Conn.Logger.Warn("fleet view: refused a record", "key", e.Key(), "error", err)
+				continue
+			}
+			v.Applied.Add(1)
+		}
+	}
+}
+
+// apply writes one entry into the store. A record must name what its key
+// names: a publisher allowed to write one cluster's keys cannot put rows of
+// another cluster into the view.
+func (v *View) apply(e jetstream.KeyValueEntry) error {
+	cluster, node, ok := parseKey(e.Key())
+	if !ok {
+		return errors.New("not a kubeatlas key")
+	}
+	if !state.ValidName(cluster) || (node != "" && !state.ValidName(node)) {
+		return errors.New("the key names an invalid cluster or node")
+	}
+	if e.Operation() != jetstream.KeyValuePut {
+		if node == "" {
+			return v.Applier.DeleteFleetCluster(cluster)
+		}
+		return v.Applier.DeleteFleetNode(cluster, node)
+	}
+	if node == "" {
+		var rec v1.FleetCluster
+		if err := proto.Unmarshal(e.Value(), &rec); err != nil {
+			return fmt.Errorf("decoding: %w", err)
+		}
+		if rec.GetCluster().GetName() != cluster {
+			return fmt.Errorf("the record is for cluster %q", rec.GetCluster().GetName())
+		}
+		for _, f := range rec.Findings {
+			if f.Cluster != cluster || f.Node != "" {
+				return fmt.Errorf("a finding of %s/%s under cluster %s's key", f.Cluster, f.Node, cluster)
+			}
+		}
+		updated := e.Created()
+		return v.Applier.PutFleetCluster(&rec, updated, apply.FreshnessAt(v.Now().Sub(updated), v.StaleAfter, v.UnreachableAfter))
+	}
+	var rec v1.FleetNode
+	if err := proto.Unmarshal(e.Value(), &rec); err != nil {
+		return fmt.Errorf("decoding: %w", err)
+	}
+	if rec.GetNode().GetCluster() != cluster || rec.GetNode().GetName() != node {
+		return fmt.Errorf("the record is for node %s/%s", rec.GetNode().GetCluster(), rec.GetNode().GetName())
+	}
+	for _, c := range rec.Components {
+		if c.Cluster != cluster || c.Node != node {
+			return fmt.Errorf("an instance of %s/%s under node %s/%s's key", c.Cluster, c.Node, cluster, node)
+		}
+	}
+	for _, f := range rec.Findings {
+		if f.Cluster != cluster || f.Node != node {
+			return fmt.Errorf("a finding of %s/%s under node %s/%s's key", f.Cluster, f.Node, cluster, node)
+		}
+	}
+	return v.Applier.PutFleetNode(cluster, &rec)
+}
+
+// dropUnseen removes clusters and nodes whose keys were not in the bucket
+// when the watch began: they were deleted while this view was away.
+func (v *View) dropUnseen(seen map[string]bool) error {
+	view := v.Applier.Store().View()
+	var nodes [][2]string
+	var clusters []string
+	for c := range view.Clusters(nil, "") {
+		if !seen[clusterKey(c.Name)] {
+			clusters = append(clusters, c.Name)
+		}
+		for n := range view.NodesOf(nil, c.Name) {
+			if !seen[nodeKey(c.Name, n.Name)] {
+				nodes = append(nodes, [2]string{c.Name, n.Name})
+			}
+		}
+	}
+	for _, n := range nodes {
+		if err := v.Applier.DeleteFleetNode(n[0], n[1]); err != nil {
+			return err
+		}
+	}
+	for _, c := range clusters {
+		stillHasNodes := false
+		for range view.NodesOf(nil, c) {
+			stillHasNodes = true
+			break
+		}
+		if !stillHasNodes {
+			if err := v.Applier.DeleteFleetCluster(c); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
