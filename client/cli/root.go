@@ -242,7 +242,7 @@ through the same engine. Try it without anything else: kubeatlas demo`,
 	pf.BoolVar(&o.plaintext, "insecure", false, "connect without TLS")
 	pf.StringVar(&o.token, "token", "", "bearer token for the aggregator (default $KUBEATLAS_TOKEN)")
 	pf.DurationVar(&o.timeout, "timeout", 30*time.Second, "how long to wait for an answer")
-	root.AddCommand(newGetCmd(o), newWhereCmd(o), newDescribeCmd(o), newWatchCmd(o), newDemoCmd(o), newCertsCmd())
+	root.AddCommand(newGetCmd(o), newWhereCmd(o), newDescribeCmd(o), newWatchCmd(o), newDemoCmd(o), newCertsCmd(), newFleetCmd())
 	return root
 }
 

@@ -103,12 +103,27 @@ func Clusters(w io.Writer, f Format, resp *v1.ListClustersResponse) error {
 	}
 	tw := newTab(w)
 	hdr := []string{"NAME", "MODE", "CONTROL-PLANE", "NODES", "REPORTING", "FINDINGS", "VERSION"}
+	// A fleet view says who publishes each cluster and how fresh it is.
+	fleet := false
+	for _, c := range resp.Clusters {
+		fleet = fleet || c.Publisher != ""
+	}
+	if fleet {
+		hdr = append(hdr, "FRESHNESS", "PUBLISHER", "UPDATED")
+	}
 	if f == Wide {
 		hdr = append(hdr, "PROVIDER", "DATASTORE", "API", "UID")
 	}
 	fmt.Fprintln(tw, strings.Join(hdr, "\t"))
 	for _, c := range resp.Clusters {
 		cols := []string{c.Name, Mode(c.Mode), strings.Join(c.ControlPlaneNodes, ","), itoa(c.NodeCount), itoa(c.ReportingNodeCount), itoa(c.FindingCount), c.KubernetesVersion}
+		if fleet {
+			updated := ""
+			if c.UpdatedAt != nil {
+				updated = c.UpdatedAt.AsTime().UTC().Format(time.RFC3339)
+			}
+			cols = append(cols, c.Freshness.Word(), c.Publisher, updated)
+		}
 		if f == Wide {
 			api := "no"
 			if c.ApiConnected {

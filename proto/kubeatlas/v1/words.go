@@ -76,6 +76,10 @@ func (k FindingKind) Slug() string { return word(k.String(), "FINDING_KIND_", "_
 // Words names an evidence kind: "mirror annotation", …
 func (k EvidenceKind) Words() string { return word(k.String(), "EVIDENCE_KIND_", " ") }
 
+// Word names a cluster's freshness in a fleet view: "live", "stale",
+// "unreachable".
+func (f Freshness) Word() string { return word(f.String(), "FRESHNESS_", "-") }
+
 // Word names a watch event type as the CLI prints it: "ADDED", "SYNCED", …
 func (t WatchEventType) Word() string { return strings.TrimPrefix(t.String(), "WATCH_EVENT_TYPE_") }
 
