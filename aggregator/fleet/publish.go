@@ -320,4 +320,3 @@ func (p *Publisher) delete(ctx context.Context, kv jetstream.KeyValue, key strin
 	delete(p.published, key)
 	return nil
 }
-

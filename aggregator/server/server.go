@@ -28,9 +28,9 @@ import (
 	reflectionv1alpha "google.golang.org/grpc/reflection/grpc_reflection_v1alpha"
 
 	"github.com/kubeatlas/kubeatlas/aggregator/apply"
+	"github.com/kubeatlas/kubeatlas/aggregator/auth"
 	"github.com/kubeatlas/kubeatlas/aggregator/bundle"
 	"github.com/kubeatlas/kubeatlas/aggregator/fleet"
-	"github.com/kubeatlas/kubeatlas/aggregator/auth"
 	"github.com/kubeatlas/kubeatlas/aggregator/ingest"
 	"github.com/kubeatlas/kubeatlas/aggregator/join"
 	"github.com/kubeatlas/kubeatlas/aggregator/kube"
