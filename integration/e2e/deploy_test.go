@@ -102,6 +102,17 @@ func TestDeploy(t *testing.T) {
 	}
 	apply(base, false)
 	apply(kustomize(t, filepath.Join(deployDir, "overlays", "insecure")), true)
+	fleet := kustomize(t, filepath.Join(deployDir, "overlays", "fleet"))
+	fleetKinds := map[string]bool{}
+	for _, o := range fleet {
+		fleetKinds[o.GetKind()+"/"+o.GetName()] = o.GetNamespace() == "kubeatlas"
+	}
+	for _, k := range []string{"StatefulSet/nats", "Deployment/kubeatlas-fleet-view", "Deployment/kubeatlas-aggregator", "ConfigMap/nats-config"} {
+		if !fleetKinds[k] {
+			t.Errorf("deploy/overlays/fleet has no %s in namespace kubeatlas", k)
+		}
+	}
+	apply(fleet, true)
 	if t.Failed() {
 		t.FailNow()
 	}
