@@ -9,7 +9,7 @@ LDFLAGS := -X github.com/kubeatlas/kubeatlas/agent/command.Version=$(VERSION) \
            -X github.com/kubeatlas/kubeatlas/client/cli.Version=$(VERSION)
 export PATH := $(TOOLS):$(PATH)
 
-.PHONY: help build demo test unit integration proto proto-check lint breaking baseline bench load tools clean
+.PHONY: help build demo demo-fleet fleet-load test unit integration proto proto-check lint breaking baseline bench load tools clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -19,6 +19,9 @@ build: ## build the three binaries into bin/
 
 demo: ## the main job: explain the bundled reference cluster
 	$(GO) run -ldflags "$(LDFLAGS)" ./client/cmd/kubeatlas demo
+
+demo-fleet: ## the fleet tier on this machine: embedded NATS, three aggregators publishing bundles, a fleet view, the CLI
+	cd integration && $(GO) run ./cmd/kubeatlas-demo-fleet
 
 test: unit integration ## the whole suite: unit tests, then integration tests
 
