@@ -61,6 +61,10 @@ baseline: tools ## record the API as released: run once per release, then commit
 bench: ## benchmarks (see BENCHMARKS.md)
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
+FLEET_NODES ?= 100000
+fleet-load: build ## the fleet tier at scale: 100 publishers, $(FLEET_NODES) nodes in JetStream, a fleet view (see BENCHMARKS.md)
+	cd integration && $(GO) run ./cmd/kubeatlas-fleet-load -aggregator $(BIN)/kubeatlas-aggregator -nodes $(FLEET_NODES) $(FLEETFLAGS)
+
 NODES ?= 10000
 load: build ## drive a real aggregator with $(NODES) simulated agents (see BENCHMARKS.md)
 	cd integration && $(GO) run ./cmd/kubeatlas-load -aggregator $(BIN)/kubeatlas-aggregator -nodes $(NODES) $(LOADFLAGS)

@@ -484,6 +484,10 @@ func (e *Applier) rejoinNode(txn *state.Txn, c *state.Cluster, node string) (boo
 	if err != nil {
 		return false, err
 	}
+	if row != nil && row.Published != nil {
+		// A fleet view's node is as its aggregator published it.
+		return false, nil
+	}
 	n := row
 	if ps, _ := txn.Processes(nil, cluster, node); ps != nil {
 		in.Procs = ps.Procs

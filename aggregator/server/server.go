@@ -246,12 +246,15 @@ func (a *Aggregator) Run(ctx context.Context) error {
 			}
 		}()
 	}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		a.Ingest.Run(ctx)
-	}()
-	if a.cfg.AgentGrace > 0 {
+	if a.cfg.FleetView == nil {
+		// A fleet view has no agents to watch over, and joins nothing.
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			a.Ingest.Run(ctx)
+		}()
+	}
+	if a.cfg.AgentGrace > 0 && a.cfg.FleetView == nil {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

@@ -1,0 +1,473 @@
+// kubeatlas-fleet-load measures the fleet tier at scale on one machine: the
+// publishers of many clusters put their nodes into a JetStream key-value
+// bucket of an embedded NATS server, and a real fleet view process
+// (kubeatlas-aggregator --fleet-from) follows it. It prints, exactly so
+// named:
+//
+//	fleet: catch-up <d>                      an empty fleet view reaching the full state
+//	fleet: where etcd p50 <d>, p99 <d>       while 1% of nodes change every interval
+//	fleet: heap peak <n> MiB                 the fleet view's heap, and per instance
+//	fleet: publish lag p99 <d>               from a put to the fleet view's Watch event
+//	fleet: watchers 100, ingest slowdown <p>%  applying a burst with and without watchers
+//
+// `make fleet-load` runs it; BENCHMARKS.md records its figures.
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/kubeatlas/kubeatlas/aggregator/fleet"
+	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
+)
+
+var (
+	clusters  = flag.Int("clusters", 100, "clusters, one publisher each")
+	nodes     = flag.Int("nodes", 100_000, "nodes in all")
+	instances = flag.Int("instances", 12, "component instances a node")
+	interval  = flag.Duration("interval", 10*time.Second, "how often 1% of nodes change")
+	steady    = flag.Duration("steady", 30*time.Second, "how long the steady state is measured")
+	watchers  = flag.Int("watchers", 100, "fleet-wide watchers for the slowdown figure")
+	burst     = flag.Int("burst", 10_000, "node updates in the burst that measures ingest")
+	aggBin    = flag.String("aggregator", "", "the kubeatlas-aggregator binary (required)")
+)
+
+func main() {
+	flag.Parse()
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "fleet-load:", err)
+		os.Exit(1)
+	}
+}
+
+func clusterName(c int) string { return fmt.Sprintf("cluster-%03d", c) }
+func nodeName(n int) string    { return fmt.Sprintf("node-%06d", n) }
+
+// nodeRecord is a node as an aggregator would publish it: a worker with
+// the reference cluster's shape, version bumped by gen.
+func nodeRecord(cluster string, node, gen int) *v1.FleetNode {
+	name := nodeName(node)
+	rec := &v1.FleetNode{Node: &v1.Node{Cluster: cluster, Name: name, Roles: []string{"worker"}, InApi: true,
+		AgentState: v1.AgentState_AGENT_STATE_REPORTING, KubeletVersion: "v1.30.4", InternalIps: []string{fmt.Sprintf("10.%d.%d.%d", node>>16&255, node>>8&255, node&255)},
+		ProcessCount: 300, ClockSkew: durationpb.New(0)}}
+	kinds := []struct{ component, impl, image string }{
+		{"kubelet", "kubelet", ""}, {"container-runtime", "containerd", ""}, {"kube-proxy", "kube-proxy", "registry.k8s.io/kube-proxy:v1.30.4"},
+		{"cni", "flannel", "docker.io/flannel/flannel:v0.25.1"}, {"cluster-dns", "coredns", "registry.k8s.io/coredns/coredns:v1.11.1"},
+		{"csi", "ebs.csi.aws.com", "public.ecr.aws/ebs-csi-driver/aws-ebs-csi-driver:v1.30.0"},
+	}
+	for i := 0; i < *instances; i++ {
+		k := kinds[i%len(kinds)]
+		how, owner := v1.DeploymentKind_DEPLOYMENT_KIND_DAEMONSET, &v1.ObjectRef{Kind: "DaemonSet", Namespace: "kube-system", Name: k.impl}
+		if k.image == "" {
+			how, owner = v1.DeploymentKind_DEPLOYMENT_KIND_HOST_PROCESS, nil
+		}
+		// One node in a hundred runs the control plane's etcd.
+		if i == 0 && node%100 == 0 {
+			k = struct{ component, impl, image string }{"etcd", "etcd", "registry.k8s.io/etcd:3.5.12-0"}
+			how, owner = v1.DeploymentKind_DEPLOYMENT_KIND_STATIC_POD, &v1.ObjectRef{Kind: "Node", Name: name}
+		}
+		id := fmt.Sprintf("%s/%s/%d", name, k.component, i)
+		in := &v1.ComponentInstance{Cluster: cluster, Node: name, Component: k.component, Implementation: k.impl, How: how, Owner: owner,
+			Pid: int32(1000 + i), Image: k.image, Version: "v1.30.4", HasProcess: true, RestartCount: int32(gen), Id: id,
+			ContainerId: fmt.Sprintf("%064x", node*100+i),
+			Flags: []*v1.Flag{{Name: "v", Values: []string{"2"}}, {Name: "kubeconfig", Values: []string{"/etc/kubernetes/" + k.impl + ".conf"}}},
+			Evidence: []*v1.Evidence{{Kind: v1.EvidenceKind_EVIDENCE_KIND_PROCESS, Summary: fmt.Sprintf("pid %d: /usr/bin/%s --v=2", 1000+i, k.impl)},
+				{Kind: v1.EvidenceKind_EVIDENCE_KIND_CGROUP, Summary: "cgroup /kubepods.slice/kubepods-burstable.slice/cri-containerd-" + id + ".scope"}}}
+		if owner != nil {
+			in.Pod = &v1.ObjectRef{Kind: "Pod", Namespace: "kube-system", Name: k.impl + "-" + name}
+			in.Container = k.impl
+		}
+		rec.Components = append(rec.Components, in)
+	}
+	return rec
+}
+
+func clusterRecord(c int) *v1.FleetCluster {
+	return &v1.FleetCluster{Cluster: &v1.Cluster{Name: clusterName(c), Mode: v1.ClusterMode_CLUSTER_MODE_STATIC_POD, NodeCount: int32(*nodes / *clusters),
+		KubernetesVersion: "v1.30.4", ApiConnected: true}, Publisher: fmt.Sprintf("aggregator-%03d", c), PublishedAt: timestamppb.Now()}
+}
+
+func key(c, n int) string { return clusterName(c) + ".node." + nodeName(n) }
+
+type loadRun struct {
+	kv      jetstream.KeyValue
+	mu      sync.Mutex
+	putAt   map[string]time.Time // instance id → when its changed node was put
+	lags    []time.Duration
+	gen     atomic.Int64
+	perNode int
+}
+
+func run() error {
+	if *aggBin == "" {
+		return errors.New("-aggregator is required")
+	}
+	tmp, err := os.MkdirTemp("", "kubeatlas-fleet-load-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: filepath.Join(tmp, "nats"),
+		JetStreamMaxMemory: 16 << 30, NoSigs: true, NoLog: true, MaxPayload: 8 << 20})
+	if err != nil {
+		return err
+	}
+	go ns.Start()
+	defer ns.Shutdown()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		return errors.New("NATS did not start")
+	}
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx := context.Background()
+	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: fleet.DefaultBucket, History: 1, Storage: jetstream.MemoryStorage})
+	if err != nil {
+		return err
+	}
+	r := &loadRun{kv: kv, putAt: map[string]time.Time{}, perNode: *nodes / *clusters}
+
+	// The publishers of every cluster put their nodes.
+	start := time.Now()
+	var wg sync.WaitGroup
+	errs := make(chan error, *clusters)
+	for c := 0; c < *clusters; c++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := r.put(ctx, clusterName(c)+".cluster", clusterRecord(c)); err != nil {
+				errs <- err
+				return
+			}
+			for n := c * r.perNode; n < (c+1)*r.perNode; n++ {
+				if err := r.put(ctx, key(c, n), nodeRecord(clusterName(c), n, 0)); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		return err
+	}
+	total := r.perNode * *clusters
+	fmt.Printf("published %d clusters, %d nodes, %d instances in %v\n", *clusters, total, total**instances, time.Since(start).Round(time.Millisecond))
+	// Clusters keep heartbeating, as their aggregators do.
+	hctx, hcancel := context.WithCancel(ctx)
+	defer hcancel()
+	go func() {
+		t := time.NewTicker(5 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-hctx.Done():
+				return
+			case <-t.C:
+				for c := 0; c < *clusters; c++ {
+					_ = r.put(hctx, clusterName(c)+".cluster", clusterRecord(c))
+				}
+			}
+		}
+	}()
+
+	// An empty fleet view catches up.
+	addr, metrics := "127.0.0.1:"+strconv.Itoa(freePort()), "127.0.0.1:"+strconv.Itoa(freePort())
+	cmd := exec.Command(*aggBin, "--insecure", "--listen", addr, "--metrics-addr", metrics, "--fleet-from", ns.ClientURL(),
+		"--fleet-name", "fleet-view", "--log-level", "warn")
+	cmd.Stderr = os.Stderr
+	began := time.Now()
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	var peak atomic.Uint64
+	sctx, scancel := context.WithCancel(ctx)
+	defer scancel()
+	go sampleHeap(sctx, "http://"+metrics, &peak)
+	if err := waitReady("http://"+metrics+"/readyz", 10*time.Minute); err != nil {
+		return err
+	}
+	catchUp := time.Since(began)
+	fmt.Printf("fleet: catch-up %v\n", catchUp.Round(time.Millisecond))
+
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	inv := v1.NewInventoryServiceClient(conn)
+
+	// Steady state: 1% of nodes change every interval, spread over it; a
+	// watcher times each change, and `where etcd` is asked meanwhile.
+	wctx, wcancel := context.WithCancel(ctx)
+	defer wcancel()
+	if err := r.watchLag(wctx, inv); err != nil {
+		return err
+	}
+	var whereLat []time.Duration
+	stop := time.Now().Add(*steady)
+	churnDone := make(chan struct{})
+	go func() { defer close(churnDone); r.churn(ctx, stop) }()
+	for time.Now().Before(stop) {
+		t0 := time.Now()
+		resp, err := inv.ListComponents(ctx, &v1.ListComponentsRequest{Component: "etcd", PageSize: 1000, View: v1.ComponentView_COMPONENT_VIEW_BASIC})
+		if err != nil {
+			return err
+		}
+		whereLat = append(whereLat, time.Since(t0))
+		if len(resp.Components) == 0 {
+			return errors.New("where etcd: nothing")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	<-churnDone
+	time.Sleep(2 * time.Second)
+	slices.Sort(whereLat)
+	fmt.Printf("fleet: where etcd p50 %v, p99 %v\n", pct(whereLat, 50).Round(10*time.Microsecond), pct(whereLat, 99).Round(10*time.Microsecond))
+	r.mu.Lock()
+	lags := slices.Clone(r.lags)
+	r.mu.Unlock()
+	slices.Sort(lags)
+	fmt.Printf("fleet: heap peak %.0f MiB (%.0f bytes per component instance)\n", float64(peak.Load())/(1<<20), float64(peak.Load())/float64(total**instances))
+	fmt.Printf("fleet: publish lag p99 %v (p50 %v, %d changes)\n", pct(lags, 99).Round(time.Millisecond), pct(lags, 50).Round(time.Millisecond), len(lags))
+	wcancel()
+
+	// Ingest with and without fleet-wide watchers: a burst of node updates
+	// until the last is in the view.
+	without, err := r.burstTime(ctx, inv)
+	if err != nil {
+		return err
+	}
+	wctx2, wcancel2 := context.WithCancel(ctx)
+	var received atomic.Int64
+	for range *watchers {
+		st, err := inv.Watch(wctx2, &v1.WatchRequest{MaxBatch: 1000, View: v1.ComponentView_COMPONENT_VIEW_BASIC})
+		if err != nil {
+			wcancel2()
+			return err
+		}
+		go func() {
+			for {
+				m, err := st.Recv()
+				if err != nil {
+					return
+				}
+				received.Add(int64(max(len(m.Batch), 1)))
+			}
+		}()
+	}
+	time.Sleep(5 * time.Second) // the watchers take in the current state first
+	with, err := r.burstTime(ctx, inv)
+	wcancel2()
+	if err != nil {
+		return err
+	}
+	fmt.Printf("fleet: watchers %d, ingest slowdown %.0f%% (burst of %d nodes: %v without, %v with; %d events delivered)\n", *watchers,
+		100*(with.Seconds()-without.Seconds())/without.Seconds(), *burst, without.Round(time.Millisecond), with.Round(time.Millisecond), received.Load())
+	return nil
+}
+
+func (r *loadRun) put(ctx context.Context, k string, rec proto.Message) error {
+	data, err := proto.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	for attempt := 0; ; attempt++ {
+		pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		_, err = r.kv.Put(pctx, k, data)
+		cancel()
+		if err == nil || attempt == 5 || ctx.Err() != nil {
+			return err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// churn changes 1% of the nodes every interval until stop, recording when
+// each changed node was put.
+func (r *loadRun) churn(ctx context.Context, stop time.Time) {
+	total := r.perNode * *clusters
+	per := max(total/100, 1)
+	next := 0
+	for time.Now().Before(stop) {
+		gen := int(r.gen.Add(1))
+		gap := *interval / time.Duration(per)
+		for i := 0; i < per && time.Now().Before(stop); i++ {
+			n := (next * 7919) % total
+			next++
+			c := n / r.perNode
+			rec := nodeRecord(clusterName(c), n, gen)
+			r.mu.Lock()
+			r.putAt[clusterName(c)+"/"+rec.Components[len(rec.Components)-1].Id] = time.Now()
+			r.mu.Unlock()
+			_ = r.put(ctx, key(c, n), rec)
+			time.Sleep(gap)
+		}
+	}
+}
+
+// watchLag follows component changes on the fleet view and times each from
+// its put.
+func (r *loadRun) watchLag(ctx context.Context, inv v1.InventoryServiceClient) error {
+	st, err := inv.Watch(ctx, &v1.WatchRequest{SkipFindings: true, View: v1.ComponentView_COMPONENT_VIEW_BASIC, MaxBatch: 1000})
+	if err != nil {
+		return err
+	}
+	synced := make(chan struct{})
+	go func() {
+		once := sync.Once{}
+		for {
+			m, err := st.Recv()
+			if err != nil {
+				return
+			}
+			evs := m.Batch
+			if len(evs) == 0 {
+				evs = []*v1.WatchResponse{m}
+			}
+			now := time.Now()
+			for _, e := range evs {
+				if e.Type == v1.WatchEventType_WATCH_EVENT_TYPE_SYNCED {
+					once.Do(func() { close(synced) })
+				}
+				c := e.GetComponent()
+				if e.Type != v1.WatchEventType_WATCH_EVENT_TYPE_MODIFIED || c == nil {
+					continue
+				}
+				k := c.Cluster + "/" + c.Id
+				r.mu.Lock()
+				if at, ok := r.putAt[k]; ok {
+					r.lags = append(r.lags, now.Sub(at))
+					delete(r.putAt, k)
+				}
+				r.mu.Unlock()
+			}
+		}
+	}()
+	select {
+	case <-synced:
+		return nil
+	case <-time.After(5 * time.Minute):
+		return errors.New("the lag watcher never synced")
+	}
+}
+
+// burstTime puts *burst node updates as fast as the publishers can and
+// returns how long until the view shows the last of them.
+func (r *loadRun) burstTime(ctx context.Context, inv v1.InventoryServiceClient) (time.Duration, error) {
+	gen := int(r.gen.Add(1))
+	total := r.perNode * *clusters
+	start := time.Now()
+	var wg sync.WaitGroup
+	workers := min(*clusters, 32)
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < *burst; i += workers {
+				n := (i * 104729) % total
+				c := n / r.perNode
+				rec := nodeRecord(clusterName(c), n, gen)
+				_ = r.put(ctx, key(c, n), rec)
+			}
+		}()
+	}
+	wg.Wait()
+	// A marker node last: when it shows, the view has applied the burst
+	// (a bucket is applied in order).
+	c, n := 0, 0
+	marker := nodeRecord(clusterName(c), n, gen+1_000_000)
+	if err := r.put(ctx, key(c, n), marker); err != nil {
+		return 0, err
+	}
+	want := marker.Components[1].RestartCount
+	deadline := time.Now().Add(5 * time.Minute)
+	for time.Now().Before(deadline) {
+		resp, err := inv.GetNode(ctx, &v1.GetNodeRequest{Cluster: clusterName(c), Name: nodeName(n)})
+		if err == nil && len(resp.Components) > 1 && slices.ContainsFunc(resp.Components, func(in *v1.ComponentInstance) bool { return in.RestartCount == want }) {
+			return time.Since(start), nil
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return 0, errors.New("the burst never reached the view")
+}
+
+func pct(d []time.Duration, p int) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	return d[min(len(d)-1, len(d)*p/100)]
+}
+
+func freePort() int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func waitReady(url string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return nil
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return errors.New("the fleet view never became ready")
+}
+
+// sampleHeap keeps the peak of the fleet view's go_memstats_heap_inuse_bytes.
+func sampleHeap(ctx context.Context, base string, peak *atomic.Uint64) {
+	for ctx.Err() == nil {
+		resp, err := http.Get(base + "/metrics")
+		if err == nil {
+			sc := bufio.NewScanner(resp.Body)
+			sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+			for sc.Scan() {
+				if v, ok := strings.CutPrefix(sc.Text(), "go_memstats_heap_inuse_bytes "); ok {
+					f, _ := strconv.ParseFloat(v, 64)
+					if u := uint64(f); u > peak.Load() {
+						peak.Store(u)
+					}
+				}
+			}
+			resp.Body.Close()
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
