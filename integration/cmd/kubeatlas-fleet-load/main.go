@@ -93,7 +93,7 @@ func nodeRecord(cluster string, node, gen int) *v1.FleetNode {
 		in := &v1.ComponentInstance{Cluster: cluster, Node: name, Component: k.component, Implementation: k.impl, How: how, Owner: owner,
 			Pid: int32(1000 + i), Image: k.image, Version: "v1.30.4", HasProcess: true, RestartCount: int32(gen), Id: id,
 			ContainerId: fmt.Sprintf("%064x", node*100+i),
-			Flags: []*v1.Flag{{Name: "v", Values: []string{"2"}}, {Name: "kubeconfig", Values: []string{"/etc/kubernetes/" + k.impl + ".conf"}}},
+			Flags:       []*v1.Flag{{Name: "v", Values: []string{"2"}}, {Name: "kubeconfig", Values: []string{"/etc/kubernetes/" + k.impl + ".conf"}}},
 			Evidence: []*v1.Evidence{{Kind: v1.EvidenceKind_EVIDENCE_KIND_PROCESS, Summary: fmt.Sprintf("pid %d: /usr/bin/%s --v=2", 1000+i, k.impl)},
 				{Kind: v1.EvidenceKind_EVIDENCE_KIND_CGROUP, Summary: "cgroup /kubepods.slice/kubepods-burstable.slice/cri-containerd-" + id + ".scope"}}}
 		if owner != nil {
