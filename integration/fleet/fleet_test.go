@@ -295,6 +295,18 @@ func TestFleet(t *testing.T) {
 		}
 	})
 	t.Run("aggregator-cut-off", func(t *testing.T) {
+		// After the server kill the view's watch may have moved to another
+		// server; every cluster is live again before the cut.
+		if err := harness.Eventually(30*time.Second, 100*time.Millisecond, func() error {
+			for _, c := range clusters {
+				if f, _, err := freshness(ctx, fv.Client, c); err != nil || f != v1.Freshness_FRESHNESS_LIVE {
+					return fmt.Errorf("%s is %v (%v)", c, f, err)
+				}
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
 		proxy.Cut()
 		start := time.Now()
 		if err := harness.Eventually(20*time.Second, 100*time.Millisecond, func() error {

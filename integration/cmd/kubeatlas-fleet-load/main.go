@@ -267,7 +267,7 @@ func run() error {
 		return err
 	}
 	wctx2, wcancel2 := context.WithCancel(ctx)
-	var received atomic.Int64
+	var received, synced atomic.Int64
 	for range *watchers {
 		st, err := inv.Watch(wctx2, &v1.WatchRequest{MaxBatch: 1000, View: v1.ComponentView_COMPONENT_VIEW_BASIC})
 		if err != nil {
@@ -280,11 +280,22 @@ func run() error {
 				if err != nil {
 					return
 				}
+				if m.Type == v1.WatchEventType_WATCH_EVENT_TYPE_SYNCED {
+					synced.Add(1)
+				}
 				received.Add(int64(max(len(m.Batch), 1)))
 			}
 		}()
 	}
-	time.Sleep(5 * time.Second) // the watchers take in the current state first
+	// The watchers take in the current state first; the burst measures
+	// what following changes costs.
+	for deadline := time.Now().Add(10 * time.Minute); synced.Load() < int64(*watchers); time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			wcancel2()
+			return fmt.Errorf("only %d of %d watchers synced", synced.Load(), *watchers)
+		}
+	}
+	received.Store(0)
 	with, err := r.burstTime(ctx, inv)
 	wcancel2()
 	if err != nil {
