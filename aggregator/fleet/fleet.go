@@ -19,6 +19,7 @@
 package fleet
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -27,6 +28,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/kubeatlas/kubeatlas/tlsfiles"
 )
@@ -170,4 +172,31 @@ func PublisherSubjects(bucket string, clusters ...string) (publish, subscribe []
 // subscribe to: it reads the bucket and writes nothing.
 func ViewSubjects(bucket string) (publish, subscribe []string) {
 	return jsRead(bucket), []string{"_INBOX.>"}
+}
+
+// repeat runs session until ctx ends. After each failure it waits a
+// growing, jittered while (250 ms up to 10 s); a session that lasted a
+// minute starts the wait over.
+func repeat(ctx context.Context, log *slog.Logger, msg string, session func(context.Context) error) {
+	newBackoff := func() wait.Backoff {
+		return wait.Backoff{Duration: 250 * time.Millisecond, Factor: 2, Jitter: 0.2, Steps: 1 << 30, Cap: 10 * time.Second}
+	}
+	backoff := newBackoff()
+	for ctx.Err() == nil {
+		began := time.Now()
+		err := session(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if time.Since(began) > time.Minute {
+			backoff = newBackoff()
+		}
+		d := backoff.Step()
+		log.Warn(msg, "error", err, "retry_in", d.Round(time.Millisecond))
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(d):
+		}
+	}
 }

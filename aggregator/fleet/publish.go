@@ -12,7 +12,6 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
-	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/kubeatlas/kubeatlas/aggregator/query"
 	"github.com/kubeatlas/kubeatlas/aggregator/state"
@@ -83,21 +82,10 @@ func (p *Publisher) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	backoff := wait.Backoff{Duration: 250 * time.Millisecond, Factor: 2, Jitter: 0.2, Steps: 1 << 30, Cap: 10 * time.Second}
-	for ctx.Err() == nil {
-		err := p.session(ctx, js)
-		p.Synced.Store(false)
-		if ctx.Err() != nil {
-			return nil
-		}
-		d := backoff.Step()
-		log.Warn("fleet publishing interrupted; resyncing", "error", err, "retry_in", d.Round(time.Millisecond))
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(d):
-		}
-	}
+	repeat(ctx, log, "fleet publishing interrupted; resyncing", func(ctx context.Context) error {
+		defer p.Synced.Store(false)
+		return p.session(ctx, js)
+	})
 	return nil
 }
 

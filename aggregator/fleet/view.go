@@ -9,7 +9,6 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
-	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/kubeatlas/kubeatlas/aggregator/apply"
 	"github.com/kubeatlas/kubeatlas/aggregator/state"
@@ -63,21 +62,10 @@ func (v *View) Run(ctx context.Context) error {
 		return err
 	}
 	go v.freshness(ctx)
-	backoff := wait.Backoff{Duration: 250 * time.Millisecond, Factor: 2, Jitter: 0.2, Steps: 1 << 30, Cap: 10 * time.Second}
-	for ctx.Err() == nil {
-		err := v.follow(ctx, js)
-		v.Synced.Store(false)
-		if ctx.Err() != nil {
-			return nil
-		}
-		d := backoff.Step()
-		log.Warn("fleet view: following the bucket failed; starting again", "error", err, "retry_in", d.Round(time.Millisecond))
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(d):
-		}
-	}
+	repeat(ctx, log, "fleet view: following the bucket failed; starting again", func(ctx context.Context) error {
+		defer v.Synced.Store(false)
+		return v.follow(ctx, js)
+	})
 	return nil
 }
 
