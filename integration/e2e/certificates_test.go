@@ -76,7 +76,7 @@ func certificates(t *testing.T, e *env) {
 	if !strings.Contains(out, `"path": "/etc/kubernetes/pki/ca.crt"`) || strings.Contains(out, "apiserver.crt") {
 		t.Errorf("grpcurl ListCertificates with a filter:\n%s", out)
 	}
-	if d := run2(t, e, e.agg.Addr, "describe", "kubeatlas.v1.Certificate"); !strings.Contains(d, "CERTIFICATE blocks") {
+	if d := run2(t, e, e.agg.Addr, "describe", "kubeatlas.v1.Certificate"); !strings.Contains(d, "The agent reads only CERTIFICATE") {
 		t.Errorf("describe shows no comment for Certificate:\n%s", d)
 	}
 	body := strings.Join(strings.Split(strings.TrimSpace(string(leafKey)), "\n")[1:3], "")

@@ -21,6 +21,8 @@ const KubernetesVersion = "v1.37.2"
 // Binaries are the programs the harness runs.
 type Binaries struct {
 	Etcd, APIServer, Grpcurl, Kubectl string
+	// Kubeadm is kubeadm of the same release, for its own certificates.
+	Kubeadm string
 	Agent, Aggregator, CLI            string
 	// Hostile is the adversarial agent (integration/cmd/kubeatlas-hostile).
 	Hostile string
@@ -97,8 +99,9 @@ func build() (Binaries, error) {
 		APIServer: filepath.Join(third, "kube-apiserver"),
 		Grpcurl:   filepath.Join(third, "grpcurl"),
 		Kubectl:   filepath.Join(third, "kubectl"),
+		Kubeadm:   filepath.Join(third, "kubeadm"),
 	}
-	if !allExist(b.Etcd, b.APIServer, b.Grpcurl, b.Kubectl) {
+	if !allExist(b.Etcd, b.APIServer, b.Grpcurl, b.Kubectl, b.Kubeadm) {
 		if err := os.MkdirAll(third, 0o755); err != nil {
 			return b, err
 		}
@@ -109,7 +112,7 @@ func build() (Binaries, error) {
 		defer os.RemoveAll(tmp)
 		v := "k8s.io/component-base/version"
 		ld := fmt.Sprintf("-X %s.gitVersion=%s -X %s.gitMajor=1 -X %s.gitMinor=37 -X %s.gitTreeState=clean", v, KubernetesVersion, v, v, v)
-		if err := goBuild(root, tmp, ld, "k8s.io/kubernetes/cmd/kube-apiserver", "k8s.io/kubernetes/cmd/kubectl"); err != nil {
+		if err := goBuild(root, tmp, ld, "k8s.io/kubernetes/cmd/kube-apiserver", "k8s.io/kubernetes/cmd/kubectl", "k8s.io/kubernetes/cmd/kubeadm"); err != nil {
 			return b, err
 		}
 		if err := goBuild(root, filepath.Join(tmp, "etcd"), "", "go.etcd.io/etcd/server/v3"); err != nil {
@@ -118,7 +121,7 @@ func build() (Binaries, error) {
 		if err := goBuild(root, tmp, "", "github.com/fullstorydev/grpcurl/cmd/grpcurl"); err != nil {
 			return b, err
 		}
-		for _, name := range []string{"etcd", "grpcurl", "kube-apiserver", "kubectl"} {
+		for _, name := range []string{"etcd", "grpcurl", "kube-apiserver", "kubectl", "kubeadm"} {
 			if err := os.Rename(filepath.Join(tmp, name), filepath.Join(third, name)); err != nil {
 				return b, err
 			}
