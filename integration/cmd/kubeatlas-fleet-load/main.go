@@ -201,7 +201,7 @@ func run() error {
 	// An empty fleet view catches up.
 	addr, metrics := "127.0.0.1:"+strconv.Itoa(freePort()), "127.0.0.1:"+strconv.Itoa(freePort())
 	cmd := exec.Command(*aggBin, "--insecure", "--listen", addr, "--metrics-addr", metrics, "--fleet-from", ns.ClientURL(),
-		"--fleet-name", "fleet-view", "--log-level", "warn")
+		"--fleet-name", "fleet-view", "--log-level", "warn", "--profiling")
 	cmd.Stderr = os.Stderr
 	began := time.Now()
 	if err := cmd.Start(); err != nil {
@@ -256,7 +256,9 @@ func run() error {
 	lags := slices.Clone(r.lags)
 	r.mu.Unlock()
 	slices.Sort(lags)
-	fmt.Printf("fleet: heap peak %.0f MiB (%.0f bytes per component instance)\n", float64(peak.Load())/(1<<20), float64(peak.Load())/float64(total**instances))
+	live := liveHeap("http://" + metrics)
+	fmt.Printf("fleet: heap peak %.0f MiB (%.0f bytes per component instance; live after a collection %.0f MiB, %.0f bytes)\n",
+		float64(peak.Load())/(1<<20), float64(peak.Load())/float64(total**instances), float64(live)/(1<<20), float64(live)/float64(total**instances))
 	fmt.Printf("fleet: publish lag p99 %v (p50 %v, %d changes)\n", pct(lags, 99).Round(time.Millisecond), pct(lags, 50).Round(time.Millisecond), len(lags))
 	wcancel()
 
@@ -462,23 +464,40 @@ func waitReady(url string, timeout time.Duration) error {
 	return errors.New("the fleet view never became ready")
 }
 
+// liveHeap forces a collection in the fleet view (its heap profile with
+// gc=1) and reads the heap in use after it.
+func liveHeap(base string) uint64 {
+	if resp, err := http.Get(base + "/debug/pprof/heap?gc=1"); err == nil {
+		resp.Body.Close()
+	}
+	var v atomic.Uint64
+	sampleOnce(base, &v)
+	return v.Load()
+}
+
 // sampleHeap keeps the peak of the fleet view's go_memstats_heap_inuse_bytes.
 func sampleHeap(ctx context.Context, base string, peak *atomic.Uint64) {
 	for ctx.Err() == nil {
-		resp, err := http.Get(base + "/metrics")
-		if err == nil {
-			sc := bufio.NewScanner(resp.Body)
-			sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-			for sc.Scan() {
-				if v, ok := strings.CutPrefix(sc.Text(), "go_memstats_heap_inuse_bytes "); ok {
-					f, _ := strconv.ParseFloat(v, 64)
-					if u := uint64(f); u > peak.Load() {
-						peak.Store(u)
-					}
-				}
-			}
-			resp.Body.Close()
-		}
+		sampleOnce(base, peak)
 		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// sampleOnce reads go_memstats_heap_inuse_bytes once and raises peak to it.
+func sampleOnce(base string, peak *atomic.Uint64) {
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		return
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "go_memstats_heap_inuse_bytes "); ok {
+			f, _ := strconv.ParseFloat(v, 64)
+			if u := uint64(f); u > peak.Load() {
+				peak.Store(u)
+			}
+		}
 	}
 }
