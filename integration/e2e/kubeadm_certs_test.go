@@ -42,7 +42,9 @@ func TestKubeadmCertificates(t *testing.T) {
 			t.Fatalf("kubeadm %s: %v\n%s", strings.Join(args, " "), err, out)
 		}
 	}
-	common := []string{"--kubernetes-version", harness.KubernetesVersion, "--apiserver-advertise-address", "127.0.0.1", "--cert-dir", pki}
+	// kubeadm refuses a loopback address; it only writes the address into
+	// certificates and kubeconfigs (a documentation address, never dialled).
+	common := []string{"--kubernetes-version", harness.KubernetesVersion, "--apiserver-advertise-address", "192.0.2.10", "--cert-dir", pki}
 	kubeadm(append([]string{"init", "phase", "certs", "all"}, common...)...)
 	kubeadm(append([]string{"init", "phase", "kubeconfig", "all", "--kubeconfig-dir", filepath.Join(host, "etc", "kubernetes"), "--node-name", "cp-1"}, common...)...)
 
