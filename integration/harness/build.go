@@ -22,8 +22,8 @@ const KubernetesVersion = "v1.37.2"
 type Binaries struct {
 	Etcd, APIServer, Grpcurl, Kubectl string
 	// Kubeadm is kubeadm of the same release, for its own certificates.
-	Kubeadm string
-	Agent, Aggregator, CLI            string
+	Kubeadm                string
+	Agent, Aggregator, CLI string
 	// Hostile is the adversarial agent (integration/cmd/kubeatlas-hostile).
 	Hostile string
 }
