@@ -19,6 +19,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -53,6 +54,7 @@ var (
 	watchers  = flag.Int("watchers", 100, "fleet-wide watchers for the slowdown figure")
 	burst     = flag.Int("burst", 10_000, "node updates in the burst that measures ingest")
 	aggBin    = flag.String("aggregator", "", "the kubeatlas-aggregator binary (required)")
+	heapProf  = flag.String("heap-profile", "", "write the fleet view's heap profile here once it has caught up")
 )
 
 func main() {
@@ -217,6 +219,11 @@ func run() error {
 	}
 	catchUp := time.Since(began)
 	fmt.Printf("fleet: catch-up %v\n", catchUp.Round(time.Millisecond))
+	if *heapProf != "" {
+		if err := saveHeap("http://"+metrics, *heapProf); err != nil {
+			return err
+		}
+	}
 
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)))
 	if err != nil {
@@ -462,6 +469,22 @@ func waitReady(url string, timeout time.Duration) error {
 		time.Sleep(50 * time.Millisecond)
 	}
 	return errors.New("the fleet view never became ready")
+}
+
+// saveHeap writes the fleet view's heap profile (after a collection).
+func saveHeap(base, path string) error {
+	resp, err := http.Get(base + "/debug/pprof/heap?gc=1")
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = io.Copy(f, resp.Body)
+	return err
 }
 
 // liveHeap forces a collection in the fleet view (its heap profile with
