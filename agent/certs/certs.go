@@ -48,6 +48,7 @@ import (
 
 	"github.com/kubeatlas/kubeatlas/agent/hostfile"
 	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
+	"github.com/kubeatlas/kubeatlas/redact"
 	"github.com/kubeatlas/kubeatlas/safetext"
 )
 
@@ -370,6 +371,14 @@ func (r *Reader) readAll(refs []ref) []*v1.Certificate {
 			}
 			return strings.Compare(a.Flag, b.Flag)
 		})
+		// Names in a certificate and error texts are free text from the
+		// node: they go where argv goes.
+		for _, f := range []*string{&c.Path, &c.Field, &c.Subject, &c.Issuer, &c.Error} {
+			*f, _ = redact.Text(*f)
+		}
+		for i := range c.DnsNames {
+			c.DnsNames[i], _ = redact.Text(c.DnsNames[i])
+		}
 		safetext.Message(c)
 		out = append(out, c)
 	}

@@ -419,3 +419,18 @@ func FuzzParsePEM(f *testing.F) {
 		}
 	})
 }
+
+// Names inside a certificate are free text from the node: a credential in
+// them is redacted as in argv.
+func TestCertificateTextIsRedacted(t *testing.T) {
+	root := t.TempDir()
+	now := time.Now()
+	c := issue(t, "https://admin:S3CR3T@example.com", false, now, now.Add(time.Hour), nil)
+	write(t, root, "/pki/odd.crt", c.pem)
+	procs := []*v1.Process{proc(1, "etcd", "etcd", map[string]string{"cert-file": "/pki/odd.crt"})}
+	certs := New(Config{HostRoot: root}).Scan(procs, &v1.KubeletInfo{}, func(int32) string { return "" })
+	out, _ := protojson.Marshal(&v1.NodeInventory{Certificates: certs})
+	if len(certs) != 1 || bytes.Contains(out, []byte("S3CR3T")) {
+		t.Errorf("a credential in a certificate's names left the node: %s", out)
+	}
+}

@@ -764,6 +764,9 @@ func (ss *session) scrubCertificates(certs []*v1.Certificate) {
 	n := 0
 	for _, c := range certs {
 		fields := []*string{&c.Path, &c.Field, &c.Subject, &c.Issuer, &c.Error}
+		for i := range c.DnsNames {
+			fields = append(fields, &c.DnsNames[i])
+		}
 		for _, u := range c.Uses {
 			fields = append(fields, &u.Flag)
 		}

@@ -253,7 +253,7 @@ func listCertificates(ctx context.Context, c *conn, req *v1.ListCertificatesRequ
 func parseDays(s string) (time.Duration, error) {
 	if n, ok := strings.CutSuffix(s, "d"); ok {
 		days, err := strconv.Atoi(n)
-		if err != nil || days < 0 {
+		if err != nil || days < 0 || days > 100_000 {
 			return 0, fmt.Errorf("%q: want a number of days such as 30d, or a duration such as 720h", s)
 		}
 		return time.Duration(days) * 24 * time.Hour, nil
