@@ -162,8 +162,20 @@ func New(cfg Config) (*Aggregator, error) {
 	} else {
 		cfg.FleetView.Applier = eng
 	}
-	if cfg.FleetPublish != nil {
-		cfg.FleetPublish.Store = store
+	if p := cfg.FleetPublish; p != nil {
+		p.Store = store
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "kubeatlas_fleet_puts_total",
+			Help: "Keys this aggregator put into the fleet bucket."}, func() float64 { return float64(p.Puts.Load()) }))
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "kubeatlas_fleet_synced",
+			Help: "1 while everything this aggregator holds is published to the fleet bucket."}, func() float64 { return b2f(p.Synced.Load()) }))
+	}
+	if v := cfg.FleetView; v != nil {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "kubeatlas_fleet_records_applied_total",
+			Help: "Fleet bucket records this fleet view applied."}, func() float64 { return float64(v.Applied.Load()) }))
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "kubeatlas_fleet_records_refused_total",
+			Help: "Fleet bucket records this fleet view refused (undecodable, or naming another key's cluster or node)."}, func() float64 { return float64(v.Refused.Load()) }))
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "kubeatlas_fleet_synced",
+			Help: "1 while this fleet view holds the bucket's contents and follows its changes."}, func() float64 { return b2f(v.Synced.Load()) }))
 	}
 	for _, dir := range cfg.Bundles {
 		sum, err := bundle.Load(eng, dir)
@@ -373,4 +385,11 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 	for table, n := range c.store.Counts() {
 		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(n), table)
 	}
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -5,8 +5,10 @@
 package fleet
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -390,10 +392,45 @@ func TestFleet(t *testing.T) {
 		} else {
 			t.Logf("refused: %v", err)
 		}
+		// A record under its own cluster's key that names another cluster
+		// is refused by the view, and counted.
+		east, _ := proto.Marshal(&v1.FleetNode{Node: &v1.Node{Cluster: "west", Name: "node-0"}})
+		if _, err := kv.Put(ctx, "east_prod.node.node-9", east); err != nil {
+			t.Fatal(err)
+		}
+		if err := harness.Eventually(10*time.Second, 100*time.Millisecond, func() error {
+			if n := metric(t, fv.MetricsAddr, "kubeatlas_fleet_records_refused_total"); n < 1 {
+				return fmt.Errorf("refused %v", n)
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if n := metric(t, fv.MetricsAddr, "kubeatlas_fleet_records_applied_total"); n < 6 {
+			t.Errorf("the view applied %v records", n)
+		}
 		if err := exact(10 * time.Second); err != nil {
 			t.Fatal(err)
 		}
 	})
+}
+
+// metric reads one value from a process's /metrics.
+func metric(t *testing.T, addr, name string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
+			f, _ := strconv.ParseFloat(v, 64)
+			return f
+		}
+	}
+	return -1
 }
 
 // cutFor is how long the aggregator stays cut off: 60 s as the fleet
