@@ -101,7 +101,9 @@ func Parse(data []byte) Info {
 	}
 	var unified, systemd, other string
 	var best Info
-	for _, line := range strings.Split(string(data), "\n") {
+	parsed := false // whether ParsePath has seen last
+	var last string
+	for line := range strings.Lines(string(data)) {
 		line = strings.TrimSpace(line)
 		if line == "" {
 			continue
@@ -120,7 +122,10 @@ func Parse(data []byte) Info {
 		if !strings.HasPrefix(path, "/") {
 			continue
 		}
-		if !best.InPod() {
+		// Under cgroup v1 most hierarchies repeat one path: each distinct
+		// path is parsed once.
+		if !best.InPod() && (!parsed || path != last) {
+			parsed, last = true, path
 			if info := ParsePath(path); info.InPod() || (best.ContainerID == "" && info.ContainerID != "") {
 				best = info
 			}
@@ -148,7 +153,14 @@ func Parse(data []byte) Info {
 	return Info{}
 }
 
-func hasController(list, name string) bool { return slices.Contains(strings.Split(list, ","), name) }
+func hasController(list, name string) bool {
+	for c := range strings.SplitSeq(list, ",") {
+		if c == name {
+			return true
+		}
+	}
+	return false
+}
 
 // ParsePath tells what one cgroup path says.
 func ParsePath(path string) Info {

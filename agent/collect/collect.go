@@ -338,8 +338,9 @@ func (c *Collector) scanProcesses(ctx context.Context) ([]*v1.Process, *v1.ScanS
 // error; fields that cannot be read (exe of a kernel thread, say) stay empty.
 //
 // The stat fields (ppid, CPU times, RSS) come from the scan's own read of
-// /proc/<pid>/stat; gopsutil reads the command line and executable. The user
-// is the owner of /proc/<pid>, the process's effective UID, as ps shows it.
+// /proc/<pid>/stat, the command line from /proc/<pid>/cmdline; gopsutil reads
+// the executable. The user is the owner of /proc/<pid>/cmdline, which is the
+// owner of /proc/<pid>: the process's effective UID, as ps shows it.
 func (c *Collector) readProcess(p *process.Process, dir string, st procStat, start int64) (*v1.Process, error) {
 	rec := &v1.Process{
 		Pid:        p.Pid,
@@ -348,12 +349,12 @@ func (c *Collector) readProcess(p *process.Process, dir string, st procStat, sta
 		RssBytes:   st.rssPages * pageSize,
 		CpuSeconds: float64(st.utime+st.stime) / userHZ,
 	}
-	var fi syscall.Stat_t
-	if err := syscall.Stat(dir, &fi); err != nil {
-		return nil, fmt.Errorf("reading pid %d: %w", p.Pid, err)
+	raw, uid, err := hostfile.ReadProcOwner(dir+"/cmdline", maxCmdline)
+	if pe := (*os.PathError)(nil); err != nil && (!errors.As(err, &pe) || pe.Op != "read") {
+		return nil, fmt.Errorf("reading pid %d: %w", p.Pid, err) // it has gone
 	}
-	rec.User = c.users.name(fi.Uid)
-	argv, _ := p.CmdlineSliceWithContext(c.ctx)
+	rec.User = c.users.name(uid)
+	argv := splitCmdline(raw)
 	// Redact first, then bound: a cut must never ship the first part of a
 	// secret. Both work on valid UTF-8, and the bound cuts on rune boundaries.
 	for i, a := range argv {
@@ -379,9 +380,6 @@ func (c *Collector) readProcess(p *process.Process, dir string, st procStat, sta
 			rec.Infrastructure = true
 		}
 	}
-	// Whatever else came from the node (a user name from /etc/passwd, a
-	// cgroup path) is made valid too.
-	safetext.Message(rec)
 	r := recognize.Recognize(rec.Argv)
 	rec.Infrastructure = rec.Infrastructure || r.Infrastructure
 	cwd, cwdRead := "", false
@@ -398,7 +396,33 @@ func (c *Collector) readProcess(p *process.Process, dir string, st procStat, sta
 		}
 		rec.Components = append(rec.Components, hc)
 	}
+	// Whatever else came from the node (a user name from /etc/passwd, a
+	// cgroup path, a working directory) is made valid too.
+	validText(rec)
 	return rec, nil
+}
+
+// validText makes every string of a process record valid UTF-8, as
+// safetext.Message does, written out for this one message: the scan runs it
+// for every new process, where the reflective walk cost 2.5 µs a process.
+// TestValidTextCoversProcess fails when a string field is added and not here.
+func validText(p *v1.Process) {
+	p.User, p.Exe, p.CgroupPath = clean(p.User), clean(p.Exe), clean(p.CgroupPath)
+	p.ContainerId, p.PodUid, p.SystemdUnit = clean(p.ContainerId), clean(p.PodUid), clean(p.SystemdUnit)
+	validWords(p.Argv)
+	for _, hc := range p.Components {
+		hc.Component, hc.Implementation, hc.ConfigFile = clean(hc.Component), clean(hc.Implementation), clean(hc.ConfigFile)
+		for _, f := range hc.Flags {
+			f.Name = clean(f.Name)
+			validWords(f.Values)
+		}
+	}
+}
+
+func validWords(words []string) {
+	for i, w := range words {
+		words[i] = clean(w)
+	}
 }
 
 // bound makes every word of argv valid UTF-8 and keeps argv within max
@@ -534,6 +558,29 @@ func parseStat(data []byte) (procStat, error) {
 	}
 	st.ppid, st.utime, st.stime, st.start, st.rssPages = int32(ppid), utime, stime, start, rss
 	return st, nil
+}
+
+// maxCmdline bounds one read of /proc/<pid>/cmdline. The kernel keeps argv
+// within ARG_MAX (a quarter of the stack limit, 2 MiB by default), so this
+// reads any real command line whole; redaction then sees every word before
+// bound cuts it.
+const maxCmdline = 8 << 20
+
+// splitCmdline splits /proc/<pid>/cmdline as gopsutil's CmdlineSlice does
+// (trailing NULs dropped, split on NUL). The file is read by hand, with raw
+// system calls and an fstat on it for the user: gopsutil's os.ReadFile adds
+// an fstat, two fcntl calls and a poller registration, and the user would
+// take a second path lookup, for every process of every scan (BENCHMARKS.md).
+func splitCmdline(data []byte) []string {
+	if len(data) == 0 {
+		return nil
+	}
+	data = bytes.TrimRight(data, "\x00")
+	argv := make([]string, 0, bytes.Count(data, []byte{0})+1)
+	for word := range bytes.SplitSeq(data, []byte{0}) {
+		argv = append(argv, string(word))
+	}
+	return argv
 }
 
 func readLimited(path string, max int64) ([]byte, error) { return hostfile.Read(path, max) }

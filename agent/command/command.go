@@ -2,9 +2,7 @@
 package command
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -23,10 +21,10 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
-	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/kubeatlas/kubeatlas/agent/collect"
 	"github.com/kubeatlas/kubeatlas/agent/stream"
+	"github.com/kubeatlas/kubeatlas/internal/stablejson"
 	"github.com/kubeatlas/kubeatlas/tlsfiles"
 )
 
@@ -95,18 +93,12 @@ func newSnapshotCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			raw, err := protojson.Marshal(inv)
+			out, err := stablejson.Marshal(inv)
 			if err != nil {
 				return fmt.Errorf("encoding inventory: %w", err)
 			}
-			// Indented the same way every time: protojson's own spacing
-			// varies on purpose.
-			out := bytes.NewBuffer(make([]byte, 0, len(raw)*2))
-			if err := json.Indent(out, raw, "", "  "); err != nil {
-				return fmt.Errorf("encoding inventory: %w", err)
-			}
-			out.WriteByte('\n')
-			_, err = cmd.OutOrStdout().Write(out.Bytes())
+			out = append(out, '\n')
+			_, err = cmd.OutOrStdout().Write(out)
 			return err
 		},
 	}

@@ -95,3 +95,24 @@ func TestReadProc(t *testing.T) {
 		t.Fatal("no error for a missing file")
 	}
 }
+
+func TestReadProcOwner(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cmdline")
+	if err := os.WriteFile(path, []byte("a\x00b\x00"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	want := uint32(os.Geteuid())
+	if os.Geteuid() == 0 {
+		want = 4242
+		if err := os.Chown(path, int(want), int(want)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	data, uid, err := ReadProcOwner(path, 1<<10)
+	if err != nil || string(data) != "a\x00b\x00" || uid != want {
+		t.Fatalf("ReadProcOwner = %q, %d, %v; want the data and uid %d", data, uid, err, want)
+	}
+	if _, _, err := ReadProcOwner(filepath.Join(t.TempDir(), "gone"), 1<<10); err == nil {
+		t.Fatal("a missing file read without error")
+	}
+}

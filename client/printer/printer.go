@@ -3,8 +3,6 @@
 package printer
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
 	"io"
 	"sort"
@@ -13,10 +11,10 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"sigs.k8s.io/yaml"
 
+	"github.com/kubeatlas/kubeatlas/internal/stablejson"
 	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
 	"github.com/kubeatlas/kubeatlas/safetext"
 )
@@ -58,15 +56,10 @@ func (f Format) Structured() bool { return f == JSON || f == YAML }
 // Message prints a response as JSON or YAML: the protojson of the message,
 // indented the same way every time (protojson's own spacing varies on purpose).
 func Message(w io.Writer, f Format, m proto.Message) error {
-	raw, err := protojson.Marshal(m)
+	data, err := stablejson.Marshal(m)
 	if err != nil {
 		return fmt.Errorf("encoding output: %w", err)
 	}
-	var buf bytes.Buffer
-	if err := json.Indent(&buf, raw, "", "  "); err != nil {
-		return fmt.Errorf("encoding output: %w", err)
-	}
-	data := buf.Bytes()
 	if f == YAML {
 		if data, err = yaml.JSONToYAML(data); err != nil {
 			return fmt.Errorf("encoding output: %w", err)

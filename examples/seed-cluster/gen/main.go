@@ -8,11 +8,9 @@
 package main
 
 import (
-	"bytes"
 	"crypto/md5"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"log"
@@ -21,11 +19,11 @@ import (
 	"strings"
 	"time"
 
-	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/kubeatlas/kubeatlas/agent/cgroup"
 	"github.com/kubeatlas/kubeatlas/agent/manifest"
+	"github.com/kubeatlas/kubeatlas/internal/stablejson"
 	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
 	"github.com/kubeatlas/kubeatlas/recognize"
 	"github.com/kubeatlas/kubeatlas/redact"
@@ -160,16 +158,11 @@ func run(out string) error {
 		if err != nil {
 			return err
 		}
-		raw, err := protojson.Marshal(inv)
+		data, err := stablejson.Marshal(inv)
 		if err != nil {
 			return err
 		}
-		// protojson varies its spacing on purpose; indent it the same way every time.
-		var data bytes.Buffer
-		if err := json.Indent(&data, raw, "", "  "); err != nil {
-			return err
-		}
-		if err := write(filepath.Join(out, "nodes", n.name+".json"), data.String()+"\n"); err != nil {
+		if err := write(filepath.Join(out, "nodes", n.name+".json"), string(data)+"\n"); err != nil {
 			return err
 		}
 	}
