@@ -1,0 +1,122 @@
+// Package realcluster runs a real single-node kubeadm cluster on this
+// machine: containerd and a kubelet as host daemons, the control plane as
+// static pods from images built here, all inside network and mount
+// namespaces the test makes, so that nothing of it touches the host.
+package realcluster
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/kubeatlas/kubeatlas/integration/harness"
+)
+
+// Binaries are the node's programs, besides those of harness.Binaries.
+type Binaries struct {
+	harness.Binaries
+	Kubelet, ControllerManager, Scheduler, Proxy, Crictl, Pause string
+	// Images is where image archives are cached, beside the binaries.
+	Images string
+}
+
+var (
+	buildOnce sync.Once
+	built     Binaries
+	buildErr  error
+)
+
+// Build builds the node's binaries once per go.sum, in the cache the harness
+// keeps its own in, and the harness's binaries.
+func Build(t testing.TB) Binaries {
+	t.Helper()
+	hb := harness.Build(t)
+	buildOnce.Do(func() { built, buildErr = build(hb) })
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return built
+}
+
+func build(hb harness.Binaries) (Binaries, error) {
+	root, err := harness.ModuleRoot()
+	if err != nil {
+		return Binaries{}, err
+	}
+	sum, err := os.ReadFile(filepath.Join(root, "go.sum"))
+	if err != nil {
+		return Binaries{}, err
+	}
+	h := sha256.Sum256(sum)
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		cache = os.TempDir()
+	}
+	dir := filepath.Join(cache, "kubeatlas-integration", hex.EncodeToString(h[:8]), "node")
+	b := Binaries{
+		Binaries:          hb,
+		Kubelet:           filepath.Join(dir, "kubelet"),
+		ControllerManager: filepath.Join(dir, "kube-controller-manager"),
+		Scheduler:         filepath.Join(dir, "kube-scheduler"),
+		Proxy:             filepath.Join(dir, "kube-proxy"),
+		Crictl:            filepath.Join(dir, "crictl"),
+		Pause:             filepath.Join(dir, "kubeatlas-pause"),
+		Images:            filepath.Join(dir, "images"),
+	}
+	all := []string{b.Kubelet, b.ControllerManager, b.Scheduler, b.Proxy, b.Crictl, b.Pause}
+	if slices.ContainsFunc(all, func(p string) bool { _, err := os.Stat(p); return err != nil }) {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return b, err
+		}
+		tmp, err := os.MkdirTemp(dir, "build-")
+		if err != nil {
+			return b, err
+		}
+		defer os.RemoveAll(tmp)
+		v := "k8s.io/component-base/version"
+		ld := fmt.Sprintf("-X %s.gitVersion=%s -X %s.gitMajor=1 -X %s.gitMinor=37 -X %s.gitTreeState=clean", v, harness.KubernetesVersion, v, v, v)
+		if err := goBuild(root, tmp, ld, "k8s.io/kubernetes/cmd/kubelet", "k8s.io/kubernetes/cmd/kube-controller-manager",
+			"k8s.io/kubernetes/cmd/kube-scheduler", "k8s.io/kubernetes/cmd/kube-proxy"); err != nil {
+			return b, err
+		}
+		if err := goBuild(root, tmp, "", "sigs.k8s.io/cri-tools/cmd/crictl", "./cmd/kubeatlas-pause"); err != nil {
+			return b, err
+		}
+		for _, p := range all {
+			if err := os.Rename(filepath.Join(tmp, filepath.Base(p)), p); err != nil {
+				return b, err
+			}
+		}
+	}
+	return b, nil
+}
+
+func goBuild(dir, out, ldflags string, pkgs ...string) error {
+	args := []string{"build", "-o", out}
+	if ldflags != "" {
+		args = append(args, "-ldflags", ldflags)
+	}
+	cmd := exec.Command("go", append(args, pkgs...)...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build %s: %v\n%s", strings.Join(pkgs, " "), err, b)
+	}
+	return nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}

@@ -1,0 +1,712 @@
+package realcluster
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The node's addresses. They live only in the network namespace the test
+// makes, and collide with nothing on the host (checked in Start).
+const (
+	NodeIP        = "10.254.0.10"
+	nodeCIDR      = NodeIP + "/24"
+	PodSubnet     = "10.254.64.0/18"
+	ServiceSubnet = "10.254.128.0/20"
+	NodeName      = "kubeatlas-rc"
+	ClusterName   = "kubeatlas-rc"
+	PauseImage    = "registry.k8s.io/pause:3.10.2"
+	EtcdImage     = "registry.k8s.io/etcd:3.7.0-0"
+)
+
+// Node is a single-node kubeadm cluster: containerd and a kubelet as host
+// daemons in their own unit cgroups, the control plane as static pods. Every
+// process runs in one network namespace and one mount namespace that the
+// test makes; in the mount namespace the directories kubeadm, the kubelet
+// and containerd write to are bind mounts of the node's own directory, so
+// removing the namespaces and that directory removes everything.
+type Node struct {
+	t    testing.TB
+	Bins Binaries
+	Dir  string
+	// NetNS is the network namespace's name under /run/netns.
+	NetNS string
+	// Cgroup is the node's cgroup path, the same in every hierarchy, beneath
+	// this process's own.
+	Cgroup string
+	Socket string
+
+	holder              *exec.Cmd
+	containerd, kubelet *exec.Cmd
+	hierarchies         []string
+	madeDirs            []string
+	madeCgroups         []string
+	cleanups            []func()
+}
+
+// binds are the directories the node writes to, each a bind mount of a
+// directory of its own inside the mount namespace.
+var binds = []string{
+	"/etc/kubernetes", "/var/lib/kubelet", "/var/lib/etcd", "/etc/cni/net.d", "/var/lib/cni",
+	"/var/log/pods", "/var/log/containers", "/run/containerd", "/run/netns", "/opt/cni/bin",
+}
+
+// Start brings the node up: packages, namespaces, cgroups, containerd, the
+// images, then `kubeadm init` with the kubelet started as its unit would be.
+// Everything is undone by t.Cleanup, in reverse.
+func Start(t testing.TB, bins Binaries) *Node {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Fatal("the real cluster needs root: namespaces, cgroups, containerd and a kubelet")
+	}
+	ensurePackages(t)
+	dir, err := os.MkdirTemp("", "kubeatlas-rc-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := &Node{t: t, Bins: bins, Dir: dir, NetNS: filepath.Base(dir), Socket: filepath.Join(dir, "containerd.sock")}
+	t.Cleanup(n.stop)
+	n.step("namespaces", n.namespaces)
+	n.step("cgroups", n.makeCgroups)
+	n.step("containerd", n.startContainerd)
+	n.step("images", n.importImages)
+	n.step("kubeadm init", n.kubeadmInit)
+	return n
+}
+
+func (n *Node) step(name string, f func() error) {
+	n.t.Helper()
+	start := time.Now()
+	if err := f(); err != nil {
+		n.t.Fatalf("real cluster: %s: %v", name, err)
+	}
+	n.t.Logf("real cluster: %s in %s", name, time.Since(start).Round(time.Millisecond))
+}
+
+// ensurePackages installs containerd, runc and the CNI plugins when one is
+// missing.
+func ensurePackages(t testing.TB) {
+	t.Helper()
+	var missing []string
+	for bin, pkg := range map[string]string{"containerd": "containerd", "runc": "runc", "/usr/lib/cni/bridge": "containernetworking-plugins", "ip": "iproute2", "nsenter": "util-linux", "iptables": "iptables"} {
+		if strings.HasPrefix(bin, "/") {
+			if _, err := os.Stat(bin); err == nil {
+				continue
+			}
+		} else if _, err := exec.LookPath(bin); err == nil {
+			continue
+		}
+		missing = append(missing, pkg)
+	}
+	if len(missing) == 0 {
+		return
+	}
+	t.Logf("installing %s", strings.Join(missing, " "))
+	cmd := exec.Command("apt-get", append([]string{"install", "-y", "--no-install-recommends"}, missing...)...)
+	cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("apt-get install %s: %v\n%s", strings.Join(missing, " "), err, out)
+	}
+}
+
+// Command runs argv inside the node's network and mount namespaces.
+func (n *Node) Command(ctx context.Context, argv ...string) *exec.Cmd {
+	args := append([]string{"--target", strconv.Itoa(n.holder.Process.Pid), "--mount", "--net", "--"}, argv...)
+	cmd := exec.CommandContext(ctx, "nsenter", args...)
+	cmd.Env = append(os.Environ(), "KUBECONFIG=/etc/kubernetes/admin.conf")
+	return cmd
+}
+
+// Run runs argv in the node and returns its standard output.
+func (n *Node) Run(argv ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := n.Command(ctx, argv...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return string(out), fmt.Errorf("%s: %v: %s", strings.Join(argv, " "), err, strings.TrimSpace(stderr.String()))
+	}
+	return string(out), nil
+}
+
+// Kubectl runs kubectl as the cluster's admin.
+func (n *Node) Kubectl(args ...string) (string, error) {
+	return n.Run(append([]string{n.Bins.Kubectl}, args...)...)
+}
+
+// Crictl runs crictl against the node's containerd.
+func (n *Node) Crictl(args ...string) (string, error) {
+	return n.Run(append([]string{n.Bins.Crictl, "--runtime-endpoint", "unix://" + n.Socket, "--timeout", "20s"}, args...)...)
+}
+
+func run(argv ...string) error {
+	out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s: %v: %s", strings.Join(argv, " "), err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+func (n *Node) namespaces() error {
+	out, err := exec.Command("ip", "-o", "addr").Output()
+	if err != nil {
+		return err
+	}
+	if strings.Contains(string(out), " 10.254.") {
+		return errors.New("10.254.0.0/16 is in use on this host; the node's addresses would collide")
+	}
+	if err := run("ip", "netns", "add", n.NetNS); err != nil {
+		return err
+	}
+	n.cleanups = append(n.cleanups, func() { _ = run("ip", "netns", "del", n.NetNS) })
+	for _, argv := range [][]string{
+		{"link", "set", "lo", "up"},
+		// A veth pair (this kernel has no dummy links): the node's address
+		// sits on one end, and both ends stay inside the namespace.
+		{"link", "add", "ka0", "type", "veth", "peer", "name", "ka1"},
+		{"addr", "add", nodeCIDR, "dev", "ka0"},
+		{"link", "set", "ka0", "up"},
+		{"link", "set", "ka1", "up"},
+		{"route", "add", "default", "dev", "ka0"},
+	} {
+		if err := run(append([]string{"ip", "-n", n.NetNS}, argv...)...); err != nil {
+			return err
+		}
+	}
+	// The mount namespace: a holder process keeps it (and its mounts)
+	// alive; everything else joins it with nsenter.
+	var script strings.Builder
+	script.WriteString("set -e\n")
+	for _, b := range binds {
+		own := filepath.Join(n.Dir, "fs", strings.ReplaceAll(strings.Trim(b, "/"), "/", "-"))
+		if err := os.MkdirAll(own, 0o755); err != nil {
+			return err
+		}
+		if _, err := os.Stat(b); errors.Is(err, os.ErrNotExist) {
+			if err := os.MkdirAll(b, 0o755); err != nil {
+				return err
+			}
+			n.madeDirs = append(n.madeDirs, b)
+		}
+		fmt.Fprintf(&script, "mount --bind %s %s\n", own, b)
+	}
+	script.WriteString("mount --make-rshared /var/lib/kubelet\necho ready\nexec sleep 1000000\n")
+	n.holder = exec.Command("nsenter", "--net=/run/netns/"+n.NetNS, "--", "unshare", "--mount", "--propagation", "private", "--", "sh", "-c", script.String())
+	stdout, err := n.holder.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	n.holder.Stderr = os.Stderr
+	if err := n.holder.Start(); err != nil {
+		return err
+	}
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil || line != "ready\n" {
+		return fmt.Errorf("the mount namespace did not come up: %q %v", line, err)
+	}
+	// Debian's CNI plugins, where the kubelet and containerd look.
+	return run("nsenter", "--target", strconv.Itoa(n.holder.Process.Pid), "--mount", "--", "sh", "-c", "cp -a /usr/lib/cni/. /opt/cni/bin/")
+}
+
+// makeCgroups makes the node's cgroup in every v1 hierarchy (or the unified
+// one), beneath this process's own, with the two unit cgroups a systemd host
+// would have.
+func (n *Node) makeCgroups() error {
+	own, err := ownCgroups()
+	if err != nil {
+		return err
+	}
+	// One path must lie beneath this process's cgroup in every hierarchy:
+	// the deepest of them, when the others are its prefixes.
+	deepest := "/"
+	for _, p := range own {
+		if len(p) > len(deepest) {
+			deepest = p
+		}
+	}
+	for mnt, p := range own {
+		if !strings.HasPrefix(deepest, p) {
+			return fmt.Errorf("this process's cgroups differ between hierarchies (%s in %s); no one path lies beneath all", p, mnt)
+		}
+		n.hierarchies = append(n.hierarchies, mnt)
+	}
+	n.Cgroup = filepath.Join(deepest, n.NetNS)
+	for _, mnt := range n.hierarchies {
+		for _, unit := range []string{"containerd.service", "kubelet.service"} {
+			if err := n.mkCgroup(mnt, filepath.Join(n.Cgroup, "system.slice", unit)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// mkCgroup makes a cgroup level by level, remembering each level it made
+// (stop removes them, deepest first). A new cpuset cgroup takes no task
+// until it has cpus and memory nodes, so it gets its parent's.
+func (n *Node) mkCgroup(mnt, path string) error {
+	dir := mnt
+	for _, part := range strings.Split(strings.Trim(path, "/"), "/") {
+		parent := dir
+		dir = filepath.Join(dir, part)
+		if err := os.Mkdir(dir, 0o755); errors.Is(err, os.ErrExist) {
+			continue
+		} else if err != nil {
+			return err
+		}
+		n.madeCgroups = append(n.madeCgroups, dir)
+		if filepath.Base(mnt) == "cpuset" || strings.Contains(filepath.Base(mnt), "cpuset") {
+			for _, f := range []string{"cpuset.cpus", "cpuset.mems"} {
+				v, err := os.ReadFile(filepath.Join(parent, f))
+				if err != nil {
+					return err
+				}
+				if err := os.WriteFile(filepath.Join(dir, f), v, 0o644); err != nil {
+					return fmt.Errorf("%s: %w", filepath.Join(dir, f), err)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// ownCgroups maps each cgroup mount point to this process's path in it.
+func ownCgroups() (map[string]string, error) {
+	mounts, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	self, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		return nil, err
+	}
+	paths := map[string]string{} // controllers (or "" for v2) → path
+	for _, line := range strings.Split(strings.TrimSpace(string(self)), "\n") {
+		parts := strings.SplitN(line, ":", 3)
+		if len(parts) == 3 {
+			paths[parts[1]] = parts[2]
+		}
+	}
+	out := map[string]string{}
+	for _, line := range strings.Split(string(mounts), "\n") {
+		fields := strings.Fields(line)
+		sep := -1
+		for i, f := range fields {
+			if f == "-" {
+				sep = i
+				break
+			}
+		}
+		if sep < 0 || sep+3 >= len(fields) || fields[3] != "/" {
+			continue
+		}
+		mnt, fstype, opts := fields[4], fields[sep+1], fields[sep+3]
+		switch fstype {
+		case "cgroup2":
+			// The unified hierarchy, alone or beside v1 ones (hybrid).
+			if p, ok := paths[""]; ok {
+				out[mnt] = p
+			}
+		case "cgroup":
+			for ctrl, p := range paths {
+				if ctrl == "" {
+					continue
+				}
+				if hasAll(opts, ctrl) {
+					out[mnt] = p
+				}
+			}
+		}
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no cgroup hierarchy found")
+	}
+	return out, nil
+}
+
+func hasAll(opts, ctrls string) bool {
+	have := map[string]bool{}
+	for _, o := range strings.Split(opts, ",") {
+		have[o] = true
+	}
+	for _, c := range strings.Split(ctrls, ",") {
+		if !have[c] {
+			return false
+		}
+	}
+	return true
+}
+
+// place moves a process into a unit cgroup of the node in every hierarchy.
+func (n *Node) place(pid int, unit string) error {
+	for _, mnt := range n.hierarchies {
+		procs := filepath.Join(mnt, n.Cgroup, "system.slice", unit, "cgroup.procs")
+		if err := os.WriteFile(procs, []byte(strconv.Itoa(pid)), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (n *Node) startContainerd() error {
+	conf := filepath.Join(n.Dir, "containerd.toml")
+	cfg := fmt.Sprintf(`version = 2
+root = %q
+state = %q
+[grpc]
+  address = %q
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = %q
+  restrict_oom_score_adj = true
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/opt/cni/bin"
+    conf_dir = "/etc/cni/net.d"
+  [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+    runtime_type = "io.containerd.runc.v2"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+      SystemdCgroup = false
+`, filepath.Join(n.Dir, "containerd", "root"), filepath.Join(n.Dir, "containerd", "state"), n.Socket, PauseImage)
+	if err := os.WriteFile(conf, []byte(cfg), 0o644); err != nil {
+		return err
+	}
+	log, err := os.Create(filepath.Join(n.Dir, "containerd.log"))
+	if err != nil {
+		return err
+	}
+	n.containerd = n.Command(context.Background(), "containerd", "--config", conf)
+	n.containerd.Stdout, n.containerd.Stderr = log, log
+	if err := n.containerd.Start(); err != nil {
+		return err
+	}
+	if err := n.place(n.containerd.Process.Pid, "containerd.service"); err != nil {
+		return err
+	}
+	return waitFor(60*time.Second, func() error {
+		_, err := n.Run("ctr", "--address", n.Socket, "version")
+		return err
+	})
+}
+
+// images are the node's images: the control plane under kubeadm's names,
+// and the sandbox.
+func (n *Node) images() []Image {
+	bin := func(ref, path string) Image {
+		return Image{Ref: ref, Files: map[string]string{"usr/local/bin/" + filepath.Base(path): path}}
+	}
+	v := "v1.37.2"
+	etcd := bin(EtcdImage, n.Bins.Etcd)
+	return []Image{
+		bin("registry.k8s.io/kube-apiserver:"+v, n.Bins.APIServer),
+		bin("registry.k8s.io/kube-controller-manager:"+v, n.Bins.ControllerManager),
+		bin("registry.k8s.io/kube-scheduler:"+v, n.Bins.Scheduler),
+		etcd,
+		{Ref: PauseImage, Files: map[string]string{"pause": n.Bins.Pause}, Entrypoint: []string{"/pause"}},
+	}
+}
+
+func (n *Node) importImages() error {
+	for _, img := range n.images() {
+		archive, err := img.Archive(n.Bins.Images)
+		if err != nil {
+			return err
+		}
+		if _, err := n.Run("ctr", "--address", n.Socket, "-n", "k8s.io", "images", "import", "--no-unpack=false", archive); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (n *Node) kubeadmInit() error {
+	conf := filepath.Join(n.Dir, "kubeadm.yaml")
+	cfg := fmt.Sprintf(`apiVersion: kubeadm.k8s.io/v1beta4
+kind: InitConfiguration
+localAPIEndpoint:
+  advertiseAddress: %[1]s
+  bindPort: 6443
+nodeRegistration:
+  name: %[2]s
+  criSocket: unix://%[3]s
+  imagePullPolicy: Never
+  ignorePreflightErrors: [all]
+  kubeletExtraArgs:
+  - name: node-ip
+    value: %[1]s
+---
+apiVersion: kubeadm.k8s.io/v1beta4
+kind: ClusterConfiguration
+kubernetesVersion: v1.37.2
+clusterName: %[4]s
+networking:
+  podSubnet: %[5]s
+  serviceSubnet: %[6]s
+---
+apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+cgroupDriver: cgroupfs
+cgroupRoot: %[7]s
+failCgroupV1: false
+failSwapOn: false
+containerRuntimeEndpoint: unix://%[3]s
+`, NodeIP, NodeName, n.Socket, ClusterName, PodSubnet, ServiceSubnet, n.Cgroup)
+	if err := os.WriteFile(conf, []byte(cfg), 0o644); err != nil {
+		return err
+	}
+	log, err := os.Create(filepath.Join(n.Dir, "kubeadm.log"))
+	if err != nil {
+		return err
+	}
+	defer log.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	init := n.Command(ctx, n.Bins.Kubeadm, "init", "--config", conf, "--skip-phases", "addon/kube-proxy,addon/coredns", "-v", "1")
+	init.Stdout, init.Stderr = log, log
+	if err := init.Start(); err != nil {
+		return err
+	}
+	done := make(chan error, 1)
+	go func() { done <- init.Wait() }()
+	// kubeadm writes the kubelet's configuration and asks systemd to start
+	// it; there is no systemd here, so the node starts it as its unit would.
+	flags := filepath.Join(n.Dir, "fs", "var-lib-kubelet", "kubeadm-flags.env")
+	for {
+		if _, err := os.Stat(flags); err == nil {
+			break
+		}
+		select {
+		case err := <-done:
+			return fmt.Errorf("kubeadm init ended before the kubelet could start (%v):\n%s", err, tail(log.Name(), 40))
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	if err := n.startKubelet(flags); err != nil {
+		return err
+	}
+	if err := <-done; err != nil {
+		return fmt.Errorf("kubeadm init: %v\n%s\nkubelet:\n%s", err, tail(log.Name(), 40), tail(filepath.Join(n.Dir, "kubelet.log"), 40))
+	}
+	return nil
+}
+
+func (n *Node) startKubelet(flagsFile string) error {
+	var env []byte
+	// The file is written in one go; wait until it holds its line.
+	err := waitFor(10*time.Second, func() error {
+		var err error
+		env, err = os.ReadFile(flagsFile)
+		if err == nil && !strings.Contains(string(env), "KUBELET_KUBEADM_ARGS=") {
+			err = errors.New("empty")
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	line := strings.TrimSpace(string(env))
+	line = strings.TrimPrefix(line, "KUBELET_KUBEADM_ARGS=")
+	line = strings.Trim(line, `"`)
+	argv := append([]string{n.Bins.Kubelet,
+		"--bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf",
+		"--kubeconfig=/etc/kubernetes/kubelet.conf",
+		"--config=/var/lib/kubelet/config.yaml"}, strings.Fields(line)...)
+	log, err := os.Create(filepath.Join(n.Dir, "kubelet.log"))
+	if err != nil {
+		return err
+	}
+	n.kubelet = n.Command(context.Background(), argv...)
+	n.kubelet.Stdout, n.kubelet.Stderr = log, log
+	if err := n.kubelet.Start(); err != nil {
+		return err
+	}
+	return n.place(n.kubelet.Process.Pid, "kubelet.service")
+}
+
+// stop undoes Start, in the order the kubelet and containerd need: the
+// kubelet first (else it restarts what is stopped), every pod, containerd,
+// whatever is left in the node's cgroups, the namespaces, the cgroups, the
+// directories.
+func (n *Node) stop() {
+	if n.t.Failed() {
+		n.keepLogs()
+	}
+	if n.kubelet != nil {
+		kill(n.kubelet)
+	}
+	if n.containerd != nil && n.containerd.ProcessState == nil {
+		if _, err := n.Crictl("rmp", "--all", "--force"); err != nil {
+			n.t.Logf("removing pods: %v", err)
+		}
+		kill(n.containerd)
+	}
+	// Shims and containers that outlived containerd.
+	for range 50 {
+		if n.killCgroupProcs() == 0 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if n.holder != nil && n.holder.Process != nil {
+		kill(n.holder)
+	}
+	for i := len(n.cleanups) - 1; i >= 0; i-- {
+		n.cleanups[i]()
+	}
+	for _, mnt := range n.hierarchies {
+		removeTree(filepath.Join(mnt, n.Cgroup))
+	}
+	for i := len(n.madeCgroups) - 1; i >= 0; i-- {
+		_ = syscall.Rmdir(n.madeCgroups[i])
+	}
+	for _, d := range n.madeDirs {
+		_ = os.Remove(d)
+		// Parents made for it, such as /etc/cni, go when empty too.
+		for p := filepath.Dir(d); p != "/" && p != "."; p = filepath.Dir(p) {
+			if os.Remove(p) != nil {
+				break
+			}
+		}
+	}
+	if err := os.RemoveAll(n.Dir); err != nil {
+		n.t.Logf("removing %s: %v", n.Dir, err)
+	}
+}
+
+func kill(cmd *exec.Cmd) {
+	if cmd.Process == nil || cmd.ProcessState != nil {
+		return
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		_ = cmd.Process.Kill()
+		<-done
+	}
+}
+
+// killCgroupProcs kills every process in the node's cgroups and returns how
+// many it found.
+func (n *Node) killCgroupProcs() int {
+	found := 0
+	for _, mnt := range n.hierarchies {
+		_ = filepath.WalkDir(filepath.Join(mnt, n.Cgroup), func(path string, d os.DirEntry, err error) error {
+			if err != nil || d.IsDir() || d.Name() != "cgroup.procs" {
+				return nil
+			}
+			data, _ := os.ReadFile(path)
+			for _, f := range strings.Fields(string(data)) {
+				if pid, err := strconv.Atoi(f); err == nil && pid > 1 {
+					found++
+					_ = syscall.Kill(pid, syscall.SIGKILL)
+				}
+			}
+			return nil
+		})
+	}
+	return found
+}
+
+// removeTree removes a cgroup and everything beneath it, deepest first.
+func removeTree(root string) {
+	var dirs []string
+	_ = filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			dirs = append(dirs, path)
+		}
+		return nil
+	})
+	for i := len(dirs) - 1; i >= 0; i-- {
+		_ = syscall.Rmdir(dirs[i])
+	}
+}
+
+func waitFor(timeout time.Duration, f func() error) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		err := f()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+func tail(path string, lines int) string {
+	data, _ := os.ReadFile(path)
+	all := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+	if len(all) > lines {
+		all = all[len(all)-lines:]
+	}
+	return strings.Join(all, "\n")
+}
+
+// HostRoot is the node's file system as its processes see it: the mount
+// namespace's root, through the holder process.
+func (n *Node) HostRoot() string { return fmt.Sprintf("/proc/%d/root", n.holder.Process.Pid) }
+
+// LocalKubeconfig writes the admin kubeconfig with its server replaced by
+// addr (a Forward of the API server), keeping the certificate's name.
+func (n *Node) LocalKubeconfig(t testing.TB, addr string) string {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(n.Dir, "fs", "etc-kubernetes", "admin.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	server := "https://" + NodeIP + ":6443"
+	if !strings.Contains(string(data), "server: "+server) {
+		t.Fatalf("admin.conf does not name %s", server)
+	}
+	out := strings.Replace(string(data), "server: "+server, "server: https://"+addr+"\n    tls-server-name: kubernetes", 1)
+	path := filepath.Join(t.TempDir(), "admin.conf")
+	if err := os.WriteFile(path, []byte(out), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// runHost runs a program on this host (not in the node) and returns its
+// standard output.
+func (n *Node) runHost(name string, args ...string) (string, error) {
+	cmd := exec.Command(name, args...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("%s %s: %v: %s", filepath.Base(name), strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+	}
+	return string(out), nil
+}
+
+// keepLogs copies the node's logs out of its directory, which stop removes,
+// so that a failed run can be read afterwards.
+func (n *Node) keepLogs() {
+	dst := filepath.Join(os.TempDir(), n.NetNS+"-logs")
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		return
+	}
+	logs, _ := filepath.Glob(filepath.Join(n.Dir, "*.log"))
+	pods, _ := filepath.Glob(filepath.Join(n.Dir, "fs", "var-log-pods", "*", "*", "*.log"))
+	for _, l := range append(logs, pods...) {
+		if data, err := os.ReadFile(l); err == nil {
+			name := strings.TrimPrefix(strings.ReplaceAll(strings.TrimPrefix(l, n.Dir), "/", "_"), "_")
+			_ = os.WriteFile(filepath.Join(dst, name), data, 0o644)
+		}
+	}
+	n.t.Logf("the node's logs are kept in %s", dst)
+}
