@@ -9,7 +9,7 @@ LDFLAGS := -X github.com/kubeatlas/kubeatlas/agent/command.Version=$(VERSION) \
            -X github.com/kubeatlas/kubeatlas/client/cli.Version=$(VERSION)
 export PATH := $(TOOLS):$(PATH)
 
-.PHONY: help build demo demo-fleet fleet-load test unit integration proto proto-check lint breaking baseline bench load tools clean
+.PHONY: help build demo demo-fleet fleet-load cluster cluster-down test unit integration proto proto-check lint breaking baseline bench load tools clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -22,6 +22,12 @@ demo: ## the main job: explain the bundled reference cluster
 
 demo-fleet: ## the fleet tier on this machine: embedded NATS, three aggregators publishing bundles, a fleet view, the CLI
 	cd integration && $(GO) run ./cmd/kubeatlas-demo-fleet
+
+cluster: ## a real single-node kubeadm cluster on this machine, kubeatlas deployed in it from deploy/, left running (root)
+	cd integration && $(GO) run ./cmd/kubeatlas-cluster up
+
+cluster-down: ## remove what `make cluster` left running
+	cd integration && $(GO) run ./cmd/kubeatlas-cluster down
 
 test: unit integration ## the whole suite: unit tests, then integration tests
 

@@ -72,11 +72,17 @@ func goBuild(dir, out string, ldflags string, pkgs ...string) error {
 // binaries are rebuilt, which the Go build cache makes quick.
 func Build(t testing.TB) Binaries {
 	t.Helper()
-	buildOnce.Do(func() { built, buildErr = build() })
-	if buildErr != nil {
-		t.Fatal(buildErr)
+	b, err := BuildBinaries()
+	if err != nil {
+		t.Fatal(err)
 	}
-	return built
+	return b
+}
+
+// BuildBinaries is Build for programs that are not tests.
+func BuildBinaries() (Binaries, error) {
+	buildOnce.Do(func() { built, buildErr = build() })
+	return built, buildErr
 }
 
 func build() (Binaries, error) {

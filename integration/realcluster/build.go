@@ -23,6 +23,9 @@ import (
 type Binaries struct {
 	harness.Binaries
 	Kubelet, ControllerManager, Scheduler, Proxy, Crictl, Pause string
+	// CoreDNS and Flanneld build from their own modules; InstallCNI is
+	// integration/cmd/kubeatlas-install-cni.
+	CoreDNS, Flanneld, InstallCNI string
 	// Images is where image archives are cached, beside the binaries.
 	Images string
 }
@@ -37,12 +40,21 @@ var (
 // keeps its own in, and the harness's binaries.
 func Build(t testing.TB) Binaries {
 	t.Helper()
-	hb := harness.Build(t)
-	buildOnce.Do(func() { built, buildErr = build(hb) })
-	if buildErr != nil {
-		t.Fatal(buildErr)
+	b, err := BuildAll()
+	if err != nil {
+		t.Fatal(err)
 	}
-	return built
+	return b
+}
+
+// BuildAll is Build for programs that are not tests.
+func BuildAll() (Binaries, error) {
+	hb, err := harness.BuildBinaries()
+	if err != nil {
+		return Binaries{}, err
+	}
+	buildOnce.Do(func() { built, buildErr = build(hb) })
+	return built, buildErr
 }
 
 func build(hb harness.Binaries) (Binaries, error) {
@@ -68,9 +80,12 @@ func build(hb harness.Binaries) (Binaries, error) {
 		Proxy:             filepath.Join(dir, "kube-proxy"),
 		Crictl:            filepath.Join(dir, "crictl"),
 		Pause:             filepath.Join(dir, "kubeatlas-pause"),
+		CoreDNS:           filepath.Join(dir, "coredns"),
+		Flanneld:          filepath.Join(dir, "flanneld"),
+		InstallCNI:        filepath.Join(dir, "kubeatlas-install-cni"),
 		Images:            filepath.Join(dir, "images"),
 	}
-	all := []string{b.Kubelet, b.ControllerManager, b.Scheduler, b.Proxy, b.Crictl, b.Pause}
+	all := []string{b.Kubelet, b.ControllerManager, b.Scheduler, b.Proxy, b.Crictl, b.Pause, b.InstallCNI}
 	if slices.ContainsFunc(all, func(p string) bool { _, err := os.Stat(p); return err != nil }) {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return b, err
@@ -86,7 +101,7 @@ func build(hb harness.Binaries) (Binaries, error) {
 			"k8s.io/kubernetes/cmd/kube-scheduler", "k8s.io/kubernetes/cmd/kube-proxy"); err != nil {
 			return b, err
 		}
-		if err := goBuild(root, tmp, "", "sigs.k8s.io/cri-tools/cmd/crictl", "./cmd/kubeatlas-pause"); err != nil {
+		if err := goBuild(root, tmp, "", "sigs.k8s.io/cri-tools/cmd/crictl", "./cmd/kubeatlas-pause", "./cmd/kubeatlas-install-cni"); err != nil {
 			return b, err
 		}
 		for _, p := range all {
@@ -95,8 +110,57 @@ func build(hb harness.Binaries) (Binaries, error) {
 			}
 		}
 	}
+	// CoreDNS builds in module mode from its own go.mod, so its dependencies
+	// never meet the integration module's.
+	if _, err := os.Stat(b.CoreDNS); err != nil {
+		tmp, err := os.MkdirTemp(dir, "install-")
+		if err != nil {
+			return b, err
+		}
+		defer os.RemoveAll(tmp)
+		cmd := exec.Command("go", "install", "github.com/coredns/coredns@"+CoreDNSVersion)
+		cmd.Dir = tmp
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOBIN="+tmp, "GOFLAGS=-mod=mod", "GOWORK=off")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return b, fmt.Errorf("go install coredns: %v\n%s", err, out)
+		}
+		if err := os.Rename(filepath.Join(tmp, "coredns"), b.CoreDNS); err != nil {
+			return b, err
+		}
+	}
+	// flannel needs a module of its own: one of its cloud backends imports a
+	// Tencent Cloud client the module proxy does not serve, which
+	// flannelbuild/vpc stands in for (every call of it fails). Its UDP
+	// backend needs cgo, so flanneld links libc; its image carries it.
+	if _, err := os.Stat(b.Flanneld); err != nil {
+		tmp, err := os.MkdirTemp(dir, "flannel-")
+		if err != nil {
+			return b, err
+		}
+		defer os.RemoveAll(tmp)
+		mod := fmt.Sprintf("module kubeatlas.test/flanneld\n\ngo 1.26\n\nrequire github.com/flannel-io/flannel %s\n\n"+
+			"replace github.com/tencentcloud/tencentcloud-sdk-go/tencentcloud/vpc => %s\n\ntool github.com/flannel-io/flannel\n",
+			FlannelVersion, filepath.Join(root, "realcluster", "flannelbuild", "vpc"))
+		if err := os.WriteFile(filepath.Join(tmp, "go.mod"), []byte(mod), 0o644); err != nil {
+			return b, err
+		}
+		for _, argv := range [][]string{{"mod", "tidy"}, {"build", "-o", b.Flanneld, "github.com/flannel-io/flannel"}} {
+			cmd := exec.Command("go", argv...)
+			cmd.Dir = tmp
+			cmd.Env = append(os.Environ(), "CGO_ENABLED=1", "GOWORK=off")
+			if out, err := cmd.CombinedOutput(); err != nil {
+				return b, fmt.Errorf("building flanneld: go %s: %v\n%s", strings.Join(argv, " "), err, out)
+			}
+		}
+	}
 	return b, nil
 }
+
+// The versions of the two node programs that build outside the module.
+const (
+	CoreDNSVersion = "v1.14.6"
+	FlannelVersion = "v0.28.10"
+)
 
 func goBuild(dir, out, ldflags string, pkgs ...string) error {
 	args := []string{"build", "-o", out}

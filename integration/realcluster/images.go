@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -24,9 +26,18 @@ import (
 type Image struct {
 	Ref string // registry.k8s.io/kube-apiserver:v1.37.2
 	// Files maps a path in the image to a file on this machine.
-	Files      map[string]string
+	Files map[string]string
+	// Links maps a path in the image to a symbolic link's target.
+	Links      map[string]string
 	Entrypoint []string
 }
+
+// imageFormat changes whenever Archive writes images differently, so that no
+// archive cached by an older harness is used.
+const imageFormat = "2"
+
+// imageEnv is every image's environment.
+var imageEnv = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
 
 // baseFiles are what every image holds besides its binaries.
 var baseFiles = map[string]string{
@@ -40,7 +51,10 @@ var baseFiles = map[string]string{
 // every file, so an unchanged image is not written again.
 func (img Image) Archive(dir string) (string, error) {
 	h := sha256.New()
-	fmt.Fprintf(h, "%s\x00%q\x00", img.Ref, img.Entrypoint)
+	fmt.Fprintf(h, "%s\x00%s\x00%q\x00%q\x00", imageFormat, img.Ref, img.Entrypoint, imageEnv)
+	for _, p := range sortedKeys(img.Links) {
+		fmt.Fprintf(h, "%s->%s\x00", p, img.Links[p])
+	}
 	paths := sortedKeys(img.Files)
 	for _, p := range paths {
 		f, err := os.Open(img.Files[p])
@@ -107,6 +121,14 @@ func (img Image) Archive(dir string) (string, error) {
 			return "", err
 		}
 	}
+	for _, p := range sortedKeys(img.Links) {
+		if err := addDirs(p); err != nil {
+			return "", err
+		}
+		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeSymlink, Name: p, Linkname: img.Links[p], Mode: 0o777, ModTime: mod}); err != nil {
+			return "", err
+		}
+	}
 	if err := tw.Close(); err != nil {
 		return "", err
 	}
@@ -125,7 +147,7 @@ func (img Image) Archive(dir string) (string, error) {
 	}
 	cf = cf.DeepCopy()
 	cf.OS, cf.Architecture = "linux", "amd64"
-	cf.Config = cr.Config{Entrypoint: img.Entrypoint, Env: []string{"PATH=/usr/local/bin:/usr/bin:/bin"}}
+	cf.Config = cr.Config{Entrypoint: img.Entrypoint, Env: imageEnv}
 	if image, err = mutate.ConfigFile(image, cf); err != nil {
 		return "", err
 	}
@@ -141,4 +163,75 @@ func (img Image) Archive(dir string) (string, error) {
 		return "", fmt.Errorf("writing image %s: %w", img.Ref, err)
 	}
 	return out, os.Rename(tmp, out)
+}
+
+// AddHostPrograms copies programs of this machine into the image with every
+// shared library they load (as ldd lists them), under the same paths, so a
+// dynamically linked tool such as iptables runs in an image that has no
+// distribution. names are looked up in PATH; each is also linked under
+// /usr/sbin by the name it was asked for, since multi-call programs such as
+// xtables-nft-multi act on the name they are started by. dirs are copied
+// whole, with the libraries of every file in them (iptables's extensions).
+func (img *Image) AddHostPrograms(names []string, dirs ...string) error {
+	if img.Files == nil {
+		img.Files = map[string]string{}
+	}
+	if img.Links == nil {
+		img.Links = map[string]string{}
+	}
+	var objects []string
+	for _, n := range names {
+		path, err := exec.LookPath(n)
+		if err != nil {
+			return err
+		}
+		real, err := filepath.EvalSymlinks(path)
+		if err != nil {
+			return err
+		}
+		img.Files[strings.TrimPrefix(real, "/")] = real
+		if link := "usr/sbin/" + n; "/"+link != real {
+			img.Links[link] = real
+		}
+		objects = append(objects, real)
+	}
+	for _, d := range dirs {
+		entries, err := os.ReadDir(d)
+		if err != nil {
+			return err
+		}
+		for _, e := range entries {
+			p := filepath.Join(d, e.Name())
+			real, err := filepath.EvalSymlinks(p)
+			if err != nil {
+				return err
+			}
+			img.Files[strings.TrimPrefix(p, "/")] = real
+			objects = append(objects, real)
+		}
+	}
+	for _, o := range objects {
+		out, err := exec.Command("ldd", o).Output()
+		if err != nil {
+			continue // not dynamically linked
+		}
+		for _, line := range strings.Split(string(out), "\n") {
+			fields := strings.Fields(line)
+			var lib string
+			switch {
+			case len(fields) >= 3 && fields[1] == "=>" && strings.HasPrefix(fields[2], "/"):
+				lib = fields[2]
+			case len(fields) >= 1 && strings.HasPrefix(fields[0], "/"):
+				lib = fields[0] // the dynamic loader
+			default:
+				continue
+			}
+			real, err := filepath.EvalSymlinks(lib)
+			if err != nil {
+				return err
+			}
+			img.Files[strings.TrimPrefix(lib, "/")] = real
+		}
+	}
+	return nil
 }

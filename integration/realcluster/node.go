@@ -3,6 +3,8 @@ package realcluster
 import (
 	"bufio"
 	"context"
+	_ "embed"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -11,7 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"testing"
+	"text/template"
 	"time"
 )
 
@@ -25,7 +27,6 @@ const (
 	NodeName      = "kubeatlas-rc"
 	ClusterName   = "kubeatlas-rc"
 	PauseImage    = "registry.k8s.io/pause:3.10.2"
-	EtcdImage     = "registry.k8s.io/etcd:3.7.0-0"
 )
 
 // Node is a single-node kubeadm cluster: containerd and a kubelet as host
@@ -35,7 +36,7 @@ const (
 // and containerd write to are bind mounts of the node's own directory, so
 // removing the namespaces and that directory removes everything.
 type Node struct {
-	t    testing.TB
+	t    T
 	Bins Binaries
 	Dir  string
 	// NetNS is the network namespace's name under /run/netns.
@@ -50,6 +51,7 @@ type Node struct {
 	hierarchies         []string
 	madeDirs            []string
 	madeCgroups         []string
+	kept                bool
 	cleanups            []func()
 }
 
@@ -58,12 +60,13 @@ type Node struct {
 var binds = []string{
 	"/etc/kubernetes", "/var/lib/kubelet", "/var/lib/etcd", "/etc/cni/net.d", "/var/lib/cni",
 	"/var/log/pods", "/var/log/containers", "/run/containerd", "/run/netns", "/opt/cni/bin",
+	"/run/flannel", "/lib/modules", "/etc/kubeatlas",
 }
 
 // Start brings the node up: packages, namespaces, cgroups, containerd, the
 // images, then `kubeadm init` with the kubelet started as its unit would be.
 // Everything is undone by t.Cleanup, in reverse.
-func Start(t testing.TB, bins Binaries) *Node {
+func Start(t T, bins Binaries) *Node {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Fatal("the real cluster needs root: namespaces, cgroups, containerd and a kubelet")
@@ -75,11 +78,15 @@ func Start(t testing.TB, bins Binaries) *Node {
 	}
 	n := &Node{t: t, Bins: bins, Dir: dir, NetNS: filepath.Base(dir), Socket: filepath.Join(dir, "containerd.sock")}
 	t.Cleanup(n.stop)
+	n.step("sweep", func() error { SweepStale(t.Logf, false); return nil })
 	n.step("namespaces", n.namespaces)
 	n.step("cgroups", n.makeCgroups)
+	n.step("holder", func() error { return n.place(n.holder.Process.Pid, "holder") })
 	n.step("containerd", n.startContainerd)
 	n.step("images", n.importImages)
 	n.step("kubeadm init", n.kubeadmInit)
+	n.step("flannel", n.applyFlannel)
+	n.step("pods ready", n.waitPodsReady)
 	return n
 }
 
@@ -94,7 +101,7 @@ func (n *Node) step(name string, f func() error) {
 
 // ensurePackages installs containerd, runc and the CNI plugins when one is
 // missing.
-func ensurePackages(t testing.TB) {
+func ensurePackages(t T) {
 	t.Helper()
 	var missing []string
 	for bin, pkg := range map[string]string{"containerd": "containerd", "runc": "runc", "/usr/lib/cni/bridge": "containernetworking-plugins", "ip": "iproute2", "nsenter": "util-linux", "iptables": "iptables"} {
@@ -193,15 +200,25 @@ func (n *Node) namespaces() error {
 		if err := os.MkdirAll(own, 0o755); err != nil {
 			return err
 		}
-		if _, err := os.Stat(b); errors.Is(err, os.ErrNotExist) {
-			if err := os.MkdirAll(b, 0o755); err != nil {
-				return err
+		// Mount points missing on the host are made, and every level made
+		// is remembered, outermost first, for stop to remove.
+		var missing []string
+		for d := b; d != "/"; d = filepath.Dir(d) {
+			if _, err := os.Lstat(d); err == nil {
+				break
 			}
-			n.madeDirs = append(n.madeDirs, b)
+			missing = append([]string{d}, missing...)
 		}
+		if err := os.MkdirAll(b, 0o755); err != nil {
+			return err
+		}
+		n.madeDirs = append(n.madeDirs, missing...)
 		fmt.Fprintf(&script, "mount --bind %s %s\n", own, b)
 	}
 	script.WriteString("mount --make-rshared /var/lib/kubelet\necho ready\nexec sleep 1000000\n")
+	if err := n.save(); err != nil {
+		return err
+	}
 	n.holder = exec.Command("nsenter", "--net=/run/netns/"+n.NetNS, "--", "unshare", "--mount", "--propagation", "private", "--", "sh", "-c", script.String())
 	stdout, err := n.holder.StdoutPipe()
 	if err != nil {
@@ -243,13 +260,13 @@ func (n *Node) makeCgroups() error {
 	}
 	n.Cgroup = filepath.Join(deepest, n.NetNS)
 	for _, mnt := range n.hierarchies {
-		for _, unit := range []string{"containerd.service", "kubelet.service"} {
+		for _, unit := range []string{"containerd.service", "kubelet.service", "holder"} {
 			if err := n.mkCgroup(mnt, filepath.Join(n.Cgroup, "system.slice", unit)); err != nil {
 				return err
 			}
 		}
 	}
-	return nil
+	return n.save()
 }
 
 // mkCgroup makes a cgroup level by level, remembering each level it made
@@ -398,30 +415,67 @@ state = %q
 	})
 }
 
-// images are the node's images: the control plane under kubeadm's names,
-// and the sandbox.
-func (n *Node) images() []Image {
-	bin := func(ref, path string) Image {
-		return Image{Ref: ref, Files: map[string]string{"usr/local/bin/" + filepath.Base(path): path}}
+// images are the node's images, under the names kubeadm asks for (as
+// `kubeadm config images list` gives them), and flannel's.
+func (n *Node) images() ([]Image, error) {
+	out, err := exec.Command(n.Bins.Kubeadm, "config", "images", "list", "--kubernetes-version", "v1.37.2").Output()
+	if err != nil {
+		return nil, fmt.Errorf("kubeadm config images list: %w", err)
 	}
-	v := "v1.37.2"
-	etcd := bin(EtcdImage, n.Bins.Etcd)
+	refs := map[string]string{} // kube-apiserver → registry.k8s.io/kube-apiserver:v1.37.2
+	for _, ref := range strings.Fields(string(out)) {
+		repo, _, _ := strings.Cut(ref, ":")
+		refs[filepath.Base(repo)] = ref
+	}
+	bin := func(name, path string) Image {
+		return Image{Ref: refs[name], Files: map[string]string{"usr/local/bin/" + filepath.Base(path): path}}
+	}
+	for _, name := range []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy", "etcd", "coredns", "pause"} {
+		if refs[name] == "" {
+			return nil, fmt.Errorf("kubeadm lists no %s image:\n%s", name, out)
+		}
+	}
+	if refs["pause"] != PauseImage {
+		return nil, fmt.Errorf("kubeadm asks for %s, but containerd's sandbox image is %s", refs["pause"], PauseImage)
+	}
+	iptables := []string{"iptables", "iptables-save", "iptables-restore", "ip6tables", "ip6tables-save", "ip6tables-restore"}
+	proxy := bin("kube-proxy", n.Bins.Proxy)
+	if err := proxy.AddHostPrograms(iptables, "/usr/lib/x86_64-linux-gnu/xtables"); err != nil {
+		return nil, err
+	}
+	flannel := Image{Ref: FlannelImage, Files: map[string]string{
+		"usr/local/bin/flanneld":              n.Bins.Flanneld,
+		"usr/local/bin/kubeatlas-install-cni": n.Bins.InstallCNI,
+	}}
+	if err := flannel.AddHostPrograms(iptables, "/usr/lib/x86_64-linux-gnu/xtables"); err != nil {
+		return nil, err
+	}
 	return []Image{
-		bin("registry.k8s.io/kube-apiserver:"+v, n.Bins.APIServer),
-		bin("registry.k8s.io/kube-controller-manager:"+v, n.Bins.ControllerManager),
-		bin("registry.k8s.io/kube-scheduler:"+v, n.Bins.Scheduler),
-		etcd,
-		{Ref: PauseImage, Files: map[string]string{"pause": n.Bins.Pause}, Entrypoint: []string{"/pause"}},
-	}
+		bin("kube-apiserver", n.Bins.APIServer),
+		bin("kube-controller-manager", n.Bins.ControllerManager),
+		bin("kube-scheduler", n.Bins.Scheduler),
+		bin("etcd", n.Bins.Etcd),
+		proxy,
+		flannel,
+		{Ref: refs["coredns"], Files: map[string]string{"coredns": n.Bins.CoreDNS}, Entrypoint: []string{"/coredns"}},
+		{Ref: refs["pause"], Files: map[string]string{"pause": n.Bins.Pause}, Entrypoint: []string{"/pause"}},
+	}, nil
 }
 
+// FlannelImage is the CNI DaemonSet's image, built here.
+const FlannelImage = "kubeatlas.test/flannel:" + FlannelVersion
+
 func (n *Node) importImages() error {
-	for _, img := range n.images() {
+	images, err := n.images()
+	if err != nil {
+		return err
+	}
+	for _, img := range images {
 		archive, err := img.Archive(n.Bins.Images)
 		if err != nil {
 			return err
 		}
-		if _, err := n.Run("ctr", "--address", n.Socket, "-n", "k8s.io", "images", "import", "--no-unpack=false", archive); err != nil {
+		if _, err := n.Run("ctr", "--address", n.Socket, "-n", "k8s.io", "images", "import", archive); err != nil {
 			return err
 		}
 	}
@@ -458,6 +512,16 @@ cgroupDriver: cgroupfs
 cgroupRoot: %[7]s
 failCgroupV1: false
 failSwapOn: false
+# The test shares this machine's disk: the default thresholds (imagefs under
+# 15 percent free) would taint the node with disk pressure on a busy disk, and
+# image garbage collection would delete images that cannot be pulled again.
+evictionHard:
+  memory.available: 100Mi
+  nodefs.available: "1%%"
+  imagefs.available: "1%%"
+  nodefs.inodesFree: "1%%"
+imageGCHighThresholdPercent: 100
+imageGCLowThresholdPercent: 99
 containerRuntimeEndpoint: unix://%[3]s
 `, NodeIP, NodeName, n.Socket, ClusterName, PodSubnet, ServiceSubnet, n.Cgroup)
 	if err := os.WriteFile(conf, []byte(cfg), 0o644); err != nil {
@@ -470,7 +534,7 @@ containerRuntimeEndpoint: unix://%[3]s
 	defer log.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
-	init := n.Command(ctx, n.Bins.Kubeadm, "init", "--config", conf, "--skip-phases", "addon/kube-proxy,addon/coredns", "-v", "1")
+	init := n.Command(ctx, n.Bins.Kubeadm, "init", "--config", conf, "-v", "1")
 	init.Stdout, init.Stderr = log, log
 	if err := init.Start(); err != nil {
 		return err
@@ -562,21 +626,7 @@ func (n *Node) stop() {
 	for i := len(n.cleanups) - 1; i >= 0; i-- {
 		n.cleanups[i]()
 	}
-	for _, mnt := range n.hierarchies {
-		removeTree(filepath.Join(mnt, n.Cgroup))
-	}
-	for i := len(n.madeCgroups) - 1; i >= 0; i-- {
-		_ = syscall.Rmdir(n.madeCgroups[i])
-	}
-	for _, d := range n.madeDirs {
-		_ = os.Remove(d)
-		// Parents made for it, such as /etc/cni, go when empty too.
-		for p := filepath.Dir(d); p != "/" && p != "."; p = filepath.Dir(p) {
-			if os.Remove(p) != nil {
-				break
-			}
-		}
-	}
+	n.removeMade()
 	if err := os.RemoveAll(n.Dir); err != nil {
 		n.t.Logf("removing %s: %v", n.Dir, err)
 	}
@@ -662,7 +712,7 @@ func (n *Node) HostRoot() string { return fmt.Sprintf("/proc/%d/root", n.holder.
 
 // LocalKubeconfig writes the admin kubeconfig with its server replaced by
 // addr (a Forward of the API server), keeping the certificate's name.
-func (n *Node) LocalKubeconfig(t testing.TB, addr string) string {
+func (n *Node) LocalKubeconfig(t T, addr string) string {
 	t.Helper()
 	data, err := os.ReadFile(filepath.Join(n.Dir, "fs", "etc-kubernetes", "admin.conf"))
 	if err != nil {
@@ -709,4 +759,278 @@ func (n *Node) keepLogs() {
 		}
 	}
 	n.t.Logf("the node's logs are kept in %s", dst)
+}
+
+//go:embed flannel.yaml
+var flannelYAML string
+
+// applyFlannel installs the CNI DaemonSet once the controller manager has
+// given the node its pod CIDR.
+func (n *Node) applyFlannel() error {
+	var cidr string
+	err := waitFor(2*time.Minute, func() error {
+		out, err := n.Kubectl("get", "node", NodeName, "-o", "jsonpath={.spec.podCIDR}")
+		if err == nil && out == "" {
+			err = errors.New("the node has no pod CIDR yet")
+		}
+		cidr = out
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	tmpl, err := template.New("flannel").Parse(flannelYAML)
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(n.Dir, "flannel.yaml")
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	err = tmpl.Execute(f, map[string]string{"PodCIDR": cidr, "PodSubnet": PodSubnet, "Image": FlannelImage})
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	_, err = n.Kubectl("apply", "-f", path)
+	return err
+}
+
+// waitPodsReady waits until the cluster's pods are all Ready: the control
+// plane, kube-proxy, flannel and CoreDNS, each there at least once.
+func (n *Node) waitPodsReady() error {
+	var last string
+	err := waitFor(4*time.Minute, func() error {
+		out, err := n.Kubectl("get", "pods", "-A", "-o", `jsonpath={range .items[*]}{.metadata.name}{" "}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}`)
+		if err != nil {
+			return err
+		}
+		last = out
+		var notReady []string
+		for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+			if name, status, _ := strings.Cut(line, " "); status != "True" {
+				notReady = append(notReady, name)
+			}
+		}
+		for _, want := range []string{"kube-proxy-", "kube-flannel-ds-", "coredns-", "kube-apiserver-", "etcd-"} {
+			if !strings.Contains(out, want) {
+				notReady = append(notReady, want+"…")
+			}
+		}
+		if len(notReady) > 0 {
+			return fmt.Errorf("not ready: %s", strings.Join(notReady, ", "))
+		}
+		return nil
+	})
+	if err != nil {
+		wide, _ := n.Kubectl("get", "pods", "-A", "-o", "wide")
+		return fmt.Errorf("%v\n%s%s", err, wide, last)
+	}
+	return nil
+}
+
+// The tags kubeatlas's own images get here: not "latest", so the kubelet
+// uses the imported image instead of trying to pull it.
+const (
+	AgentImage      = "kubeatlas.test/kubeatlas-agent:test"
+	AggregatorImage = "kubeatlas.test/kubeatlas-aggregator:test"
+)
+
+// DeployKubeatlas builds and imports kubeatlas's two images, then applies
+// the repository's overlay with real kustomize (`kubectl apply -k`), through
+// a kustomization of the node's own that only names the images and the
+// cluster. It waits for the agent DaemonSet and the aggregator Deployment.
+func (n *Node) DeployKubeatlas(overlay string) error {
+	for _, img := range []Image{
+		{Ref: AgentImage, Files: map[string]string{"kubeatlas-agent": n.Bins.Agent}, Entrypoint: []string{"/kubeatlas-agent"}},
+		{Ref: AggregatorImage, Files: map[string]string{"kubeatlas-aggregator": n.Bins.Aggregator}, Entrypoint: []string{"/kubeatlas-aggregator"}},
+	} {
+		archive, err := img.Archive(filepath.Join(n.Dir, "images"))
+		if err != nil {
+			return err
+		}
+		if _, err := n.Run("ctr", "--address", n.Socket, "-n", "k8s.io", "images", "import", archive); err != nil {
+			return err
+		}
+	}
+	// A single node is also the control plane: let the aggregator on it.
+	if _, err := n.Kubectl("taint", "nodes", NodeName, "node-role.kubernetes.io/control-plane:NoSchedule-"); err != nil {
+		return err
+	}
+	dir := filepath.Join(n.Dir, "kubeatlas")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	rel, err := filepath.Rel(dir, overlay)
+	if err != nil {
+		return err
+	}
+	cluster := func(kind, name string) string {
+		return fmt.Sprintf(`- target: {kind: %s, name: %s}
+  patch: |-
+    - op: replace
+      path: /spec/template/spec/containers/0/env/0
+      value: {name: CLUSTER_NAME, value: %s}
+`, kind, name, ClusterName)
+	}
+	k := fmt.Sprintf(`apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources:
+- %s
+images:
+- {name: kubeatlas/kubeatlas-agent, newName: %s, newTag: %s}
+- {name: kubeatlas/kubeatlas-aggregator, newName: %s, newTag: %s}
+patches:
+%s%s`, rel, strings.Split(AgentImage, ":")[0], "test", strings.Split(AggregatorImage, ":")[0], "test",
+		cluster("DaemonSet", "kubeatlas-agent"), cluster("Deployment", "kubeatlas-aggregator"))
+	if err := os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(k), 0o644); err != nil {
+		return err
+	}
+	if _, err := n.Kubectl("apply", "-k", dir); err != nil {
+		return err
+	}
+	for _, w := range []string{"daemonset/kubeatlas-agent", "deployment/kubeatlas-aggregator"} {
+		if _, err := n.Kubectl("-n", "kubeatlas", "rollout", "status", w, "--timeout=180s"); err != nil {
+			pods, _ := n.Kubectl("get", "pods", "-A", "-o", "wide")
+			desc, _ := n.Kubectl("-n", "kubeatlas", "describe", "pods")
+			return fmt.Errorf("%v\n%s\n%s", err, pods, desc)
+		}
+	}
+	return nil
+}
+
+// T is what Start needs of its caller: testing.TB has it, and so does the
+// kubeatlas-cluster command. Cleanup functions undo Start.
+type T interface {
+	Helper()
+	Fatal(args ...any)
+	Fatalf(format string, args ...any)
+	Logf(format string, args ...any)
+	Cleanup(func())
+	Failed() bool
+	TempDir() string
+}
+
+// state is what a later process needs to remove a node whose test died
+// before its cleanup ran.
+type state struct {
+	Owner       int
+	NetNS       string
+	Cgroup      string
+	Hierarchies []string
+	MadeDirs    []string
+	MadeCgroups []string
+	// Kept is set by Keep: the node outlives its owner on purpose, and only
+	// SweepStale with kept set removes it.
+	Kept bool
+	// Holder is the PID of the mount namespace's holder.
+	Holder int
+}
+
+func (n *Node) save() error {
+	holder := 0
+	if n.holder != nil && n.holder.Process != nil {
+		holder = n.holder.Process.Pid
+	}
+	data, err := json.Marshal(state{os.Getpid(), n.NetNS, n.Cgroup, n.hierarchies, n.madeDirs, n.madeCgroups, n.kept, holder})
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(n.Dir, "state.json"), data, 0o644)
+}
+
+// SweepStale removes what nodes of dead test processes left behind: the
+// processes in their cgroups (the holder of the mount namespace among them),
+// their network namespaces, cgroups, the directories they made on the host,
+// and their own directories. A node whose owner still runs is left alone.
+func SweepStale(logf func(string, ...any), kept bool) {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "kubeatlas-rc-*", "state.json"))
+	for _, f := range dirs {
+		data, err := os.ReadFile(f)
+		var st state
+		if err != nil || json.Unmarshal(data, &st) != nil || st.NetNS == "" {
+			continue
+		}
+		if st.Kept && !kept {
+			continue
+		}
+		if !st.Kept && st.Owner > 0 && syscall.Kill(st.Owner, 0) == nil {
+			if comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", st.Owner)); strings.Contains(string(comm), "realcluster") || strings.Contains(string(comm), "kubeatlas") {
+				continue // still running
+			}
+		}
+		logf("removing the node %s left by process %d", st.NetNS, st.Owner)
+		n := &Node{Dir: filepath.Dir(f), NetNS: st.NetNS, Cgroup: st.Cgroup, hierarchies: st.Hierarchies, madeDirs: st.MadeDirs, madeCgroups: st.MadeCgroups}
+		for range 50 {
+			if n.killCgroupProcs() == 0 {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if st.NetNS != "" {
+			_ = run("ip", "netns", "del", st.NetNS)
+		}
+		n.removeMade()
+		_ = os.RemoveAll(n.Dir)
+	}
+}
+
+// removeMade removes the node's cgroups, deepest first, and the directories
+// it had to make on the host for its mount points.
+func (n *Node) removeMade() {
+	for _, mnt := range n.hierarchies {
+		if n.Cgroup != "" {
+			removeTree(filepath.Join(mnt, n.Cgroup))
+		}
+	}
+	for i := len(n.madeCgroups) - 1; i >= 0; i-- {
+		_ = syscall.Rmdir(n.madeCgroups[i])
+	}
+	for i := len(n.madeDirs) - 1; i >= 0; i-- {
+		_ = syscall.Rmdir(n.madeDirs[i]) // only when empty
+	}
+}
+
+// Keep leaves the node running after its owner exits (make cluster): its
+// state is marked kept, so that only SweepStale(…, true) (make
+// cluster-down) removes it.
+func (n *Node) Keep() error {
+	n.kept = true
+	return n.save()
+}
+
+// Holder is the PID whose namespaces are the node's.
+func (n *Node) Holder() int { return n.holder.Process.Pid }
+
+// PortForward runs `kubectl port-forward` inside the node, from local (a
+// port on the node's loopback) to a Service's port, as a user reaches a
+// cluster's Service. It returns once the port answers, and a function that
+// stops it.
+func (n *Node) PortForward(namespace, service string, local, remote int) (func(), error) {
+	pf := n.Command(context.Background(), n.Bins.Kubectl, "-n", namespace, "port-forward", "svc/"+service, fmt.Sprintf("%d:%d", local, remote))
+	log, err := os.Create(filepath.Join(n.Dir, "port-forward-"+service+".log"))
+	if err != nil {
+		return nil, err
+	}
+	pf.Stdout, pf.Stderr = log, log
+	if err := pf.Start(); err != nil {
+		log.Close()
+		return nil, err
+	}
+	stop := func() { _ = pf.Process.Kill(); _ = pf.Wait(); log.Close() }
+	err = waitFor(30*time.Second, func() error {
+		data, _ := os.ReadFile(log.Name())
+		if !strings.Contains(string(data), "Forwarding from") {
+			return fmt.Errorf("port-forward to %s/%s has not started: %s", namespace, service, data)
+		}
+		return nil
+	})
+	if err != nil {
+		stop()
+		return nil, err
+	}
+	return stop, nil
 }

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -117,6 +118,121 @@ func TestRealCluster(t *testing.T) {
 		})
 		if err != nil {
 			t.Fatal(err)
+		}
+	})
+
+	t.Run("kube-proxy, flannel and CoreDNS as their controllers run them", func(t *testing.T) {
+		var resp v1.ListComponentsResponse
+		err := harness.Eventually(3*time.Minute, time.Second, func() error {
+			truth, err := n.workloads()
+			if err != nil {
+				return err
+			}
+			resp.Reset()
+			if err := cli(&resp, "get", "components", "--cluster", ClusterName); err != nil {
+				return err
+			}
+			return compareWorkloads(truth, resp.Components)
+		})
+		if err != nil {
+			t.Fatalf("%v\ncomponents:\n%s", err, describe(resp.Components))
+		}
+	})
+
+	t.Run("scaled CoreDNS and a killed container", func(t *testing.T) {
+		if _, err := n.Kubectl("-n", "kube-system", "scale", "deployment", "coredns", "--replicas", "3"); err != nil {
+			t.Fatal(err)
+		}
+		// Kill kube-proxy's process: the kubelet restarts its container and
+		// counts the restart.
+		truth, err := n.workloads()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var proxy workload
+		for _, w := range truth {
+			if w.component == v1.ComponentKubeProxy {
+				proxy = w
+			}
+		}
+		if proxy.pid == 0 {
+			t.Fatal("no kube-proxy process found")
+		}
+		if err := syscall.Kill(proxy.pid, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		var resp v1.ListComponentsResponse
+		err = harness.Eventually(3*time.Minute, time.Second, func() error {
+			truth, err := n.workloads()
+			if err != nil {
+				return err
+			}
+			dns := 0
+			for _, w := range truth {
+				if w.component == v1.ComponentClusterDNS {
+					dns++
+				}
+				if w.component == v1.ComponentKubeProxy && w.restarts < 1 {
+					return fmt.Errorf("kube-proxy has not restarted yet")
+				}
+			}
+			if dns != 3 {
+				return fmt.Errorf("%d CoreDNS pods ready, want 3", dns)
+			}
+			resp.Reset()
+			if err := cli(&resp, "get", "components", "--cluster", ClusterName); err != nil {
+				return err
+			}
+			return compareWorkloads(truth, resp.Components)
+		})
+		if err != nil {
+			t.Fatalf("%v\ncomponents:\n%s", err, describe(resp.Components))
+		}
+	})
+
+	t.Run("deployed by its own manifests", func(t *testing.T) {
+		root, err := harness.ModuleRoot()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := n.DeployKubeatlas(filepath.Join(filepath.Dir(root), "deploy", "overlays", "insecure")); err != nil {
+			t.Fatal(err)
+		}
+		// The CLI reaches the aggregator through its Service, as a user
+		// would: kubectl port-forward, inside the node.
+		stop, err := n.PortForward("kubeatlas", "kubeatlas-aggregator", 17443, 7443)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer stop()
+		inCluster := func(into proto.Message, args ...string) error {
+			out, err := n.Run(append([]string{bins.CLI, "--server", "127.0.0.1:17443", "--insecure", "-o", "json"}, args...)...)
+			if err != nil {
+				return err
+			}
+			return protojson.Unmarshal([]byte(out), into)
+		}
+		var resp v1.ListComponentsResponse
+		err = harness.Eventually(3*time.Minute, 2*time.Second, func() error {
+			truth, err := n.groundTruth()
+			if err != nil {
+				return err
+			}
+			work, err := n.workloads()
+			if err != nil {
+				return err
+			}
+			resp.Reset()
+			if err := inCluster(&resp, "get", "components", "--cluster", ClusterName); err != nil {
+				return err
+			}
+			if err := compareStatic(truth, resp.Components); err != nil {
+				return err
+			}
+			return compareWorkloads(work, resp.Components)
+		})
+		if err != nil {
+			t.Fatalf("the deployed kubeatlas's answer: %v\ncomponents:\n%s", err, describe(resp.Components))
 		}
 	})
 
@@ -289,4 +405,143 @@ func describe(insts []*v1.ComponentInstance) string {
 	}
 	sort.Strings(rows)
 	return strings.Join(slices.Compact(rows), "\n")
+}
+
+// workload is what the node says about one container of a DaemonSet or
+// Deployment: its pod, its top controller, its container and PID, restarts.
+type workload struct {
+	component   string // what the test expects kubeatlas to call it
+	how         v1.DeploymentKind
+	pod         string
+	owner       string // Kind namespace/name
+	containerID string
+	pid         int
+	restarts    int
+}
+
+// workloadPods are the pods the test knows the components of, by their
+// container's name.
+var workloadPods = map[string]struct {
+	component string
+	how       v1.DeploymentKind
+}{
+	"kube-proxy":   {v1.ComponentKubeProxy, v1.DeploymentKind_DEPLOYMENT_KIND_DAEMONSET},
+	"kube-flannel": {v1.ComponentCNI, v1.DeploymentKind_DEPLOYMENT_KIND_DAEMONSET},
+	"coredns":      {v1.ComponentClusterDNS, v1.DeploymentKind_DEPLOYMENT_KIND_DEPLOYMENT},
+}
+
+// workloads gathers, from kubectl and crictl alone, the running containers
+// of kube-proxy, flannel and CoreDNS, keyed by container ID. Only Ready
+// pods count.
+func (n *Node) workloads() (map[string]workload, error) {
+	podsJSON, err := n.Kubectl("get", "pods", "-A", "-o", "json")
+	if err != nil {
+		return nil, err
+	}
+	var pods struct {
+		Items []struct {
+			Metadata struct {
+				Name, Namespace string
+				OwnerReferences []struct{ Kind, Name string }
+			}
+			Status struct {
+				Conditions        []struct{ Type, Status string }
+				ContainerStatuses []struct {
+					Name, ContainerID string
+					RestartCount      int
+					Ready             bool
+				}
+			}
+		}
+	}
+	if err := json.Unmarshal([]byte(podsJSON), &pods); err != nil {
+		return nil, err
+	}
+	out := map[string]workload{}
+	for _, p := range pods.Items {
+		for _, cs := range p.Status.ContainerStatuses {
+			kind, ok := workloadPods[cs.Name]
+			if !ok || !cs.Ready || len(p.Metadata.OwnerReferences) == 0 {
+				continue
+			}
+			ref := p.Metadata.OwnerReferences[0]
+			owner := ref.Kind + " " + p.Metadata.Namespace + "/" + ref.Name
+			if ref.Kind == "ReplicaSet" {
+				// The Deployment's name is the ReplicaSet's less its hash.
+				owner = "Deployment " + p.Metadata.Namespace + "/" + ref.Name[:strings.LastIndexByte(ref.Name, '-')]
+			}
+			id := strings.TrimPrefix(cs.ContainerID, "containerd://")
+			inspect, err := n.Crictl("inspect", "-o", "json", id)
+			if err != nil {
+				return nil, err
+			}
+			var info struct {
+				Info   struct{ Pid int }
+				Status struct{ State string }
+			}
+			if err := json.Unmarshal([]byte(inspect), &info); err != nil {
+				return nil, err
+			}
+			if info.Status.State != "CONTAINER_RUNNING" || info.Info.Pid == 0 {
+				continue
+			}
+			out[id] = workload{component: kind.component, how: kind.how, pod: p.Metadata.Namespace + "/" + p.Metadata.Name,
+				owner: owner, containerID: id, pid: info.Info.Pid, restarts: cs.RestartCount}
+		}
+	}
+	for name, kind := range workloadPods {
+		found := false
+		for _, w := range out {
+			found = found || w.component == kind.component
+		}
+		if !found {
+			return nil, fmt.Errorf("no ready %s container yet", name)
+		}
+	}
+	return out, nil
+}
+
+// compareWorkloads checks that kubeatlas's instances of kube-proxy, the CNI
+// and cluster DNS are exactly the node's running containers of them.
+func compareWorkloads(truth map[string]workload, got []*v1.ComponentInstance) error {
+	seen := map[string]bool{}
+	for _, in := range got {
+		if in.Component != v1.ComponentKubeProxy && in.Component != v1.ComponentCNI && in.Component != v1.ComponentClusterDNS {
+			continue
+		}
+		id := strings.TrimPrefix(in.ContainerId, "containerd://")
+		want, ok := truth[id]
+		if !ok {
+			return fmt.Errorf("%s in container %q (pod %s/%s) is not a running container of the node", in.Component, in.ContainerId, in.GetPod().GetNamespace(), in.GetPod().GetName())
+		}
+		seen[id] = true
+		var problems []string
+		if in.Component != want.component {
+			problems = append(problems, fmt.Sprintf("component %s, want %s", in.Component, want.component))
+		}
+		if in.How != want.how {
+			problems = append(problems, fmt.Sprintf("how %s, want %s", in.How, want.how))
+		}
+		if owner := in.GetOwner().GetKind() + " " + in.GetOwner().GetNamespace() + "/" + in.GetOwner().GetName(); owner != want.owner {
+			problems = append(problems, fmt.Sprintf("owner %q, want %q", owner, want.owner))
+		}
+		if pod := in.GetPod().GetNamespace() + "/" + in.GetPod().GetName(); pod != want.pod {
+			problems = append(problems, fmt.Sprintf("pod %s, want %s", pod, want.pod))
+		}
+		if int(in.Pid) != want.pid {
+			problems = append(problems, fmt.Sprintf("pid %d, want %d", in.Pid, want.pid))
+		}
+		if int(in.RestartCount) != want.restarts {
+			problems = append(problems, fmt.Sprintf("restarts %d, want %d", in.RestartCount, want.restarts))
+		}
+		if len(problems) > 0 {
+			return fmt.Errorf("%s %.12s: %s", want.component, id, strings.Join(problems, "; "))
+		}
+	}
+	for id, w := range truth {
+		if !seen[id] {
+			return fmt.Errorf("%s in container %.12s (pod %s) is missing from the answer", w.component, id, w.pod)
+		}
+	}
+	return nil
 }
