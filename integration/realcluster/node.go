@@ -52,6 +52,7 @@ type Node struct {
 	madeDirs            []string
 	madeCgroups         []string
 	kept                bool
+	tls                 bool
 	cleanups            []func()
 }
 
@@ -840,10 +841,15 @@ const (
 )
 
 // DeployKubeatlas builds and imports kubeatlas's two images, then applies
-// the repository's overlay with real kustomize (`kubectl apply -k`), through
-// a kustomization of the node's own that only names the images and the
-// cluster. It waits for the agent DaemonSet and the aggregator Deployment.
-func (n *Node) DeployKubeatlas(overlay string) error {
+// a directory of deploy/ (the TLS base or an overlay) with real kustomize
+// (`kubectl apply -k`), through a kustomization of the node's own that only
+// names the images and the cluster. With tls, the certificates come from
+// `kubeatlas certs`, as the README tells a user to make them: the node's
+// agent certificate under /etc/kubeatlas/pki on the node, the aggregator's
+// in the kubeatlas-aggregator-tls Secret, and a query client's for the CLI
+// (ClientFlags). It waits for the agent DaemonSet and the aggregator
+// Deployment.
+func (n *Node) DeployKubeatlas(overlay string, tls bool) error {
 	for _, img := range []Image{
 		{Ref: AgentImage, Files: map[string]string{"kubeatlas-agent": n.Bins.Agent}, Entrypoint: []string{"/kubeatlas-agent"}},
 		{Ref: AggregatorImage, Files: map[string]string{"kubeatlas-aggregator": n.Bins.Aggregator}, Entrypoint: []string{"/kubeatlas-aggregator"}},
@@ -889,8 +895,22 @@ patches:
 	if err := os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(k), 0o644); err != nil {
 		return err
 	}
+	if tls {
+		if err := n.makeCerts(); err != nil {
+			return err
+		}
+	}
 	if _, err := n.Kubectl("apply", "-k", dir); err != nil {
 		return err
+	}
+	if tls {
+		pki := filepath.Join(n.Dir, "pki")
+		if _, err := n.Kubectl("-n", "kubeatlas", "create", "secret", "generic", "kubeatlas-aggregator-tls",
+			"--from-file=tls.crt="+filepath.Join(pki, "server.crt"), "--from-file=tls.key="+filepath.Join(pki, "server.key"),
+			"--from-file=ca.crt="+filepath.Join(pki, "ca.crt")); err != nil {
+			return err
+		}
+		n.tls = true
 	}
 	for _, w := range []string{"daemonset/kubeatlas-agent", "deployment/kubeatlas-aggregator"} {
 		if _, err := n.Kubectl("-n", "kubeatlas", "rollout", "status", w, "--timeout=180s"); err != nil {
@@ -1033,4 +1053,44 @@ func (n *Node) PortForward(namespace, service string, local, remote int) (func()
 		return nil, err
 	}
 	return stop, nil
+}
+
+// aggregatorName is the name the aggregator's certificate is for: its
+// Service's, which agents dial.
+const aggregatorName = "kubeatlas-aggregator.kubeatlas.svc"
+
+// makeCerts runs `kubeatlas certs` for the aggregator, this node's agent and
+// a query client, and installs the agent's where deploy/base expects it on
+// the node.
+func (n *Node) makeCerts() error {
+	pki := filepath.Join(n.Dir, "pki")
+	if _, err := n.runHost(n.Bins.CLI, "certs", "--dir", pki, "--host", aggregatorName, "--cluster", ClusterName,
+		"--node", NodeName, "--client", "ops"); err != nil {
+		return err
+	}
+	onNode := filepath.Join(n.Dir, "fs", "etc-kubeatlas", "pki")
+	if err := os.MkdirAll(onNode, 0o755); err != nil {
+		return err
+	}
+	for src, dst := range map[string]string{"ca.crt": "ca.crt", "agent-" + NodeName + ".crt": "agent.crt", "agent-" + NodeName + ".key": "agent.key"} {
+		data, err := os.ReadFile(filepath.Join(pki, src))
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(onNode, dst), data, 0o600); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ClientFlags are the CLI's flags for the deployed aggregator: its query
+// client certificate when it was deployed with TLS.
+func (n *Node) ClientFlags() []string {
+	if !n.tls {
+		return []string{"--insecure"}
+	}
+	pki := filepath.Join(n.Dir, "pki")
+	return []string{"--ca-file", filepath.Join(pki, "ca.crt"), "--cert-file", filepath.Join(pki, "client-ops.crt"),
+		"--key-file", filepath.Join(pki, "client-ops.key"), "--server-name", aggregatorName}
 }

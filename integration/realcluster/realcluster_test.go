@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -121,6 +122,100 @@ func TestRealCluster(t *testing.T) {
 		}
 	})
 
+	findings := func() ([]*v1.Finding, error) {
+		var resp v1.ListFindingsResponse
+		if err := cli(&resp, "get", "findings", "--cluster", ClusterName); err != nil {
+			return nil, err
+		}
+		return resp.Findings, nil
+	}
+
+	t.Run("no false findings", func(t *testing.T) {
+		// The cluster is healthy: nothing kubeatlas finds is true. Findings
+		// that a cluster starting up shows for a moment (a pod whose process
+		// the agent has not reported yet) must be gone once it has settled.
+		var last []*v1.Finding
+		err := harness.Eventually(time.Minute, time.Second, func() error {
+			var err error
+			if last, err = findings(); err != nil {
+				return err
+			}
+			if len(last) > 0 {
+				return fmt.Errorf("%d findings", len(last))
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("%v:\n%s", err, describeFindings(last))
+		}
+	})
+
+	t.Run("an edited manifest: drift until the kubelet restarts the pod", func(t *testing.T) {
+		path := filepath.Join(n.HostRoot(), "/etc/kubernetes/manifests/kube-scheduler.yaml")
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		const flag = "- --leader-elect=true"
+		if !strings.Contains(string(data), flag) {
+			t.Fatalf("kubeadm's scheduler manifest has no %q:\n%s", flag, data)
+		}
+		// The drift lasts from the agent's next scan until the kubelet has
+		// replaced the pod, often a second or two: a Watch sees it whole.
+		watchLog, err := os.Create(filepath.Join(t.TempDir(), "watch.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		watch := exec.Command(bins.CLI, "--server", agg.Addr, "--insecure", "-o", "json", "watch", "--no-components", "--cluster", ClusterName)
+		watch.Stdout, watch.Stderr = watchLog, watchLog
+		if err := watch.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = watch.Process.Kill(); _ = watch.Wait() }()
+		edited := strings.Replace(string(data), flag, flag+"\n    - --v=2", 1)
+		// Written beside, then renamed, as an editor or a config tool would.
+		tmp := path + ".tmp"
+		if err := os.WriteFile(tmp, []byte(edited), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, path); err != nil {
+			t.Fatal(err)
+		}
+		var last []*v1.Finding
+		err = harness.Eventually(3*time.Minute, time.Second, func() error {
+			truth, err := n.groundTruth()
+			if err != nil {
+				return err
+			}
+			if !slices.Contains(truth["kube-scheduler"].argv, "--v=2") {
+				return fmt.Errorf("the kubelet has not restarted the scheduler with the new flag yet")
+			}
+			var resp v1.ListComponentsResponse
+			if err := cli(&resp, "get", "components", "--cluster", ClusterName); err != nil {
+				return err
+			}
+			if err := compareStatic(truth, resp.Components); err != nil {
+				return err
+			}
+			if last, err = findings(); err != nil {
+				return err
+			}
+			for _, f := range last {
+				if f.Kind == v1.FindingKind_FINDING_KIND_MANIFEST_DRIFT {
+					return fmt.Errorf("drift still reported: %s", f.Summary)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("%v\nfindings:\n%s", err, describeFindings(last))
+		}
+		seen, _ := os.ReadFile(watchLog.Name())
+		if !strings.Contains(string(seen), "FINDING_KIND_MANIFEST_DRIFT") {
+			t.Fatalf("the Watch never showed the drift between the edit and the restart:\n%s", seen)
+		}
+	})
+
 	t.Run("kube-proxy, flannel and CoreDNS as their controllers run them", func(t *testing.T) {
 		var resp v1.ListComponentsResponse
 		err := harness.Eventually(3*time.Minute, time.Second, func() error {
@@ -195,7 +290,8 @@ func TestRealCluster(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := n.DeployKubeatlas(filepath.Join(filepath.Dir(root), "deploy", "overlays", "insecure")); err != nil {
+		// The TLS base, with certificates from `kubeatlas certs`.
+		if err := n.DeployKubeatlas(filepath.Join(filepath.Dir(root), "deploy", "base"), true); err != nil {
 			t.Fatal(err)
 		}
 		// The CLI reaches the aggregator through its Service, as a user
@@ -206,7 +302,8 @@ func TestRealCluster(t *testing.T) {
 		}
 		defer stop()
 		inCluster := func(into proto.Message, args ...string) error {
-			out, err := n.Run(append([]string{bins.CLI, "--server", "127.0.0.1:17443", "--insecure", "-o", "json"}, args...)...)
+			argv := append(append([]string{bins.CLI, "--server", "127.0.0.1:17443", "-o", "json"}, n.ClientFlags()...), args...)
+			out, err := n.Run(argv...)
 			if err != nil {
 				return err
 			}
@@ -544,4 +641,12 @@ func compareWorkloads(truth map[string]workload, got []*v1.ComponentInstance) er
 		}
 	}
 	return nil
+}
+
+func describeFindings(fs []*v1.Finding) string {
+	var rows []string
+	for _, f := range fs {
+		rows = append(rows, fmt.Sprintf("  %s %s %s: %s", f.Node, f.Kind, f.Subject, f.Summary))
+	}
+	return strings.Join(rows, "\n")
 }

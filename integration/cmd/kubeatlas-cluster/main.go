@@ -95,7 +95,7 @@ func up() (code int) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := n.DeployKubeatlas(filepath.Join(filepath.Dir(root), "deploy", "overlays", "insecure")); err != nil {
+	if err := n.DeployKubeatlas(filepath.Join(filepath.Dir(root), "deploy", "base"), true); err != nil {
 		t.Fatal(err)
 	}
 	stop, err := n.PortForward("kubeatlas", "kubeatlas-aggregator", 17443, 7443)
@@ -106,7 +106,7 @@ func up() (code int) {
 		var out string
 		err := harness.Eventually(time.Minute, 2*time.Second, func() error {
 			var err error
-			out, err = n.Run(append([]string{bins.CLI, "--server", "127.0.0.1:17443", "--insecure"}, args...)...)
+			out, err = n.Run(append(append([]string{bins.CLI, "--server", "127.0.0.1:17443"}, n.ClientFlags()...), args...)...)
 			return err
 		})
 		if err != nil {
@@ -123,8 +123,8 @@ func up() (code int) {
 	fmt.Printf(`The cluster keeps running, in its own network and mount namespaces.
   kubectl:   sudo %s env KUBECONFIG=/etc/kubernetes/admin.conf %s get pods -A
   kubeatlas: sudo %s %s -n kubeatlas port-forward svc/kubeatlas-aggregator 17443:7443 &
-             sudo %s %s --server 127.0.0.1:17443 --insecure get components
+             sudo %s %s --server 127.0.0.1:17443 %s get components
 Remove it with: make cluster-down
-`, enter, bins.Kubectl, enter, bins.Kubectl, enter, bins.CLI)
+`, enter, bins.Kubectl, enter, bins.Kubectl, enter, bins.CLI, strings.Join(n.ClientFlags(), " "))
 	return 0
 }
