@@ -585,7 +585,7 @@ func (n *Node) startKubelet(flagsFile string) error {
 		"--bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf",
 		"--kubeconfig=/etc/kubernetes/kubelet.conf",
 		"--config=/var/lib/kubelet/config.yaml"}, strings.Fields(line)...)
-	log, err := os.Create(filepath.Join(n.Dir, "kubelet.log"))
+	log, err := os.OpenFile(filepath.Join(n.Dir, "kubelet.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
 	}
@@ -1093,4 +1093,15 @@ func (n *Node) ClientFlags() []string {
 	pki := filepath.Join(n.Dir, "pki")
 	return []string{"--ca-file", filepath.Join(pki, "ca.crt"), "--cert-file", filepath.Join(pki, "client-ops.crt"),
 		"--key-file", filepath.Join(pki, "client-ops.key"), "--server-name", aggregatorName}
+}
+
+// StopKubelet stops the kubelet as `systemctl stop kubelet` would; the pods
+// it started keep running in containerd.
+func (n *Node) StopKubelet() {
+	kill(n.kubelet)
+}
+
+// StartKubelet starts the kubelet again, as kubeadm's flags file says.
+func (n *Node) StartKubelet() error {
+	return n.startKubelet(filepath.Join(n.Dir, "fs", "var-lib-kubelet", "kubeadm-flags.env"))
 }
