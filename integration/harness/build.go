@@ -10,8 +10,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 )
 
@@ -133,8 +135,12 @@ func build() (Binaries, error) {
 			}
 		}
 	}
-	own, err := os.MkdirTemp("", "kubeatlas-integration-bin-")
-	if err != nil {
+	// The kubeatlas binaries go to a directory named after this process;
+	// the directories of processes that are gone are removed first, so that
+	// test runs do not pile up copies of them.
+	removeDeadOwn()
+	own := filepath.Join(os.TempDir(), fmt.Sprintf("kubeatlas-integration-bin-%d", os.Getpid()))
+	if err := os.MkdirAll(own, 0o755); err != nil {
 		return b, err
 	}
 	// The kubeatlas binaries build in their own module, with its go.sum.
@@ -158,4 +164,20 @@ func allExist(paths ...string) bool {
 		}
 	}
 	return true
+}
+
+// removeDeadOwn removes the binaries directories of test processes that
+// have exited.
+func removeDeadOwn() {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "kubeatlas-integration-bin-*"))
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(strings.TrimPrefix(filepath.Base(d), "kubeatlas-integration-bin-"))
+		if err != nil {
+			continue // not one of ours, or an older random name
+		}
+		if pid == os.Getpid() || syscall.Kill(pid, 0) == nil {
+			continue
+		}
+		_ = os.RemoveAll(d)
+	}
 }

@@ -123,8 +123,8 @@ func up() (code int) {
 	fmt.Printf(`The cluster keeps running, in its own network and mount namespaces.
   kubectl:   sudo %s env KUBECONFIG=/etc/kubernetes/admin.conf %s get pods -A
   kubeatlas: sudo %s %s -n kubeatlas port-forward svc/kubeatlas-aggregator 17443:7443 &
-             sudo %s %s --server 127.0.0.1:17443 %s get components
+             sudo %s bin/kubeatlas --server 127.0.0.1:17443 %s get components    (bin/kubeatlas: make build)
 Remove it with: make cluster-down
-`, enter, bins.Kubectl, enter, bins.Kubectl, enter, bins.CLI, strings.Join(n.ClientFlags(), " "))
+`, enter, bins.Kubectl, enter, bins.Kubectl, enter, strings.Join(n.ClientFlags(), " "))
 	return 0
 }
