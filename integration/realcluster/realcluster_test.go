@@ -73,27 +73,12 @@ func TestRealCluster(t *testing.T) {
 	})
 
 	t.Run("host daemons in their units", func(t *testing.T) {
-		want := map[string]int{"kubelet": n.kubelet.Process.Pid, "containerd": n.containerd.Process.Pid}
 		err := harness.Eventually(time.Minute, time.Second, func() error {
 			var resp v1.ListComponentsResponse
 			if err := cli(&resp, "get", "components", "--cluster", ClusterName); err != nil {
 				return err
 			}
-			for comp, pid := range want {
-				var got *v1.ComponentInstance
-				for _, in := range resp.Components {
-					if in.Pid == int32(pid) {
-						got = in
-					}
-				}
-				if got == nil {
-					return fmt.Errorf("%s (pid %d) is not in the answer:\n%s", comp, pid, describe(resp.Components))
-				}
-				if got.How != v1.DeploymentKind_DEPLOYMENT_KIND_HOST_PROCESS || got.SystemdUnit != comp+".service" {
-					return fmt.Errorf("%s (pid %d) is %s in unit %q; want HOST_PROCESS in %s.service", comp, pid, got.How, got.SystemdUnit, comp)
-				}
-			}
-			return nil
+			return compareDaemons(n, resp.Components)
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -334,6 +319,9 @@ func TestRealCluster(t *testing.T) {
 				return err
 			}
 			if err := compareStatic(truth, resp.Components); err != nil {
+				return err
+			}
+			if err := compareDaemons(n, resp.Components); err != nil {
 				return err
 			}
 			return compareWorkloads(work, resp.Components)
@@ -659,4 +647,25 @@ func describeFindings(fs []*v1.Finding) string {
 		rows = append(rows, fmt.Sprintf("  %s %s %s: %s", f.Node, f.Kind, f.Subject, f.Summary))
 	}
 	return strings.Join(rows, "\n")
+}
+
+// compareDaemons checks that the kubelet and containerd are in the answer as
+// host processes with their own PIDs, in their systemd units.
+func compareDaemons(n *Node, got []*v1.ComponentInstance) error {
+	want := map[string]int{"kubelet": n.kubelet.Process.Pid, "containerd": n.containerd.Process.Pid}
+	for comp, pid := range want {
+		var in *v1.ComponentInstance
+		for _, g := range got {
+			if g.Pid == int32(pid) {
+				in = g
+			}
+		}
+		if in == nil {
+			return fmt.Errorf("%s (pid %d) is not in the answer", comp, pid)
+		}
+		if in.How != v1.DeploymentKind_DEPLOYMENT_KIND_HOST_PROCESS || in.SystemdUnit != comp+".service" {
+			return fmt.Errorf("%s (pid %d) is %s in unit %q; want HOST_PROCESS in %s.service", comp, pid, in.How, in.SystemdUnit, comp)
+		}
+	}
+	return nil
 }

@@ -14,11 +14,15 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
+	"google.golang.org/protobuf/encoding/protojson"
+
 	"github.com/kubeatlas/kubeatlas/integration/harness"
 	"github.com/kubeatlas/kubeatlas/integration/realcluster"
+	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
 )
 
 func main() {
@@ -102,11 +106,41 @@ func up() (code int) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The answer is printed once the agent has reported the control plane's
+	// processes, not while the cluster is only known from the API.
+	cli := append([]string{bins.CLI, "--server", "127.0.0.1:17443"}, n.ClientFlags()...)
+	err = harness.Eventually(2*time.Minute, 2*time.Second, func() error {
+		out, err := n.Run(append(append([]string(nil), cli...), "-o", "json", "get", "components")...)
+		if err != nil {
+			return err
+		}
+		var resp v1.ListComponentsResponse
+		if err := protojson.Unmarshal([]byte(out), &resp); err != nil {
+			return err
+		}
+		for _, in := range resp.Components {
+			if in.How == v1.DeploymentKind_DEPLOYMENT_KIND_STATIC_POD && in.Pid == 0 {
+				return fmt.Errorf("%s has no process reported yet", in.Component)
+			}
+		}
+		for _, daemon := range []string{v1.ComponentKubelet, v1.ComponentContainerRuntime} {
+			if !slices.ContainsFunc(resp.Components, func(in *v1.ComponentInstance) bool {
+				return in.Component == daemon && in.How == v1.DeploymentKind_DEPLOYMENT_KIND_HOST_PROCESS
+			}) {
+				return fmt.Errorf("no %s reported yet", daemon)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		stop()
+		t.Fatal(err)
+	}
 	for _, args := range [][]string{{"get", "clusters"}, {"get", "components"}} {
 		var out string
 		err := harness.Eventually(time.Minute, 2*time.Second, func() error {
 			var err error
-			out, err = n.Run(append(append([]string{bins.CLI, "--server", "127.0.0.1:17443"}, n.ClientFlags()...), args...)...)
+			out, err = n.Run(append(append([]string(nil), cli...), args...)...)
 			return err
 		})
 		if err != nil {
