@@ -55,7 +55,9 @@ func ModuleRoot() (string, error) {
 	}
 }
 
-func goBuild(dir, out string, ldflags string, pkgs ...string) error {
+// GoBuild builds pkgs in dir (a module) into out, statically
+// (CGO_ENABLED=0).
+func GoBuild(dir, out, ldflags string, pkgs ...string) error {
 	args := []string{"build", "-o", out}
 	if ldflags != "" {
 		args = append(args, "-ldflags", ldflags)
@@ -87,21 +89,35 @@ func BuildBinaries() (Binaries, error) {
 	return built, buildErr
 }
 
-func build() (Binaries, error) {
+// CacheDir is where third-party binaries built from the integration module
+// are kept across runs: beneath the user's cache directory, keyed by the
+// module's go.sum, so that a change of any dependency builds them again.
+func CacheDir() (string, error) {
 	root, err := ModuleRoot()
 	if err != nil {
-		return Binaries{}, err
+		return "", err
 	}
 	sum, err := os.ReadFile(filepath.Join(root, "go.sum"))
 	if err != nil {
-		return Binaries{}, err
+		return "", err
 	}
 	h := sha256.Sum256(sum)
 	cache, err := os.UserCacheDir()
 	if err != nil {
 		cache = os.TempDir()
 	}
-	third := filepath.Join(cache, "kubeatlas-integration", hex.EncodeToString(h[:8]))
+	return filepath.Join(cache, "kubeatlas-integration", hex.EncodeToString(h[:8])), nil
+}
+
+func build() (Binaries, error) {
+	root, err := ModuleRoot()
+	if err != nil {
+		return Binaries{}, err
+	}
+	third, err := CacheDir()
+	if err != nil {
+		return Binaries{}, err
+	}
 	b := Binaries{
 		Etcd:      filepath.Join(third, "etcd"),
 		APIServer: filepath.Join(third, "kube-apiserver"),
@@ -120,13 +136,13 @@ func build() (Binaries, error) {
 		defer os.RemoveAll(tmp)
 		v := "k8s.io/component-base/version"
 		ld := fmt.Sprintf("-X %s.gitVersion=%s -X %s.gitMajor=1 -X %s.gitMinor=37 -X %s.gitTreeState=clean", v, KubernetesVersion, v, v, v)
-		if err := goBuild(root, tmp, ld, "k8s.io/kubernetes/cmd/kube-apiserver", "k8s.io/kubernetes/cmd/kubectl", "k8s.io/kubernetes/cmd/kubeadm"); err != nil {
+		if err := GoBuild(root, tmp, ld, "k8s.io/kubernetes/cmd/kube-apiserver", "k8s.io/kubernetes/cmd/kubectl", "k8s.io/kubernetes/cmd/kubeadm"); err != nil {
 			return b, err
 		}
-		if err := goBuild(root, filepath.Join(tmp, "etcd"), "", "go.etcd.io/etcd/server/v3"); err != nil {
+		if err := GoBuild(root, filepath.Join(tmp, "etcd"), "", "go.etcd.io/etcd/server/v3"); err != nil {
 			return b, err
 		}
-		if err := goBuild(root, tmp, "", "github.com/fullstorydev/grpcurl/cmd/grpcurl"); err != nil {
+		if err := GoBuild(root, tmp, "", "github.com/fullstorydev/grpcurl/cmd/grpcurl"); err != nil {
 			return b, err
 		}
 		for _, name := range []string{"etcd", "grpcurl", "kube-apiserver", "kubectl", "kubeadm"} {
@@ -144,10 +160,10 @@ func build() (Binaries, error) {
 		return b, err
 	}
 	// The kubeatlas binaries build in their own module, with its go.sum.
-	if err := goBuild(filepath.Dir(root), own, "", "./agent/cmd/kubeatlas-agent", "./aggregator/cmd/kubeatlas-aggregator", "./client/cmd/kubeatlas"); err != nil {
+	if err := GoBuild(filepath.Dir(root), own, "", "./agent/cmd/kubeatlas-agent", "./aggregator/cmd/kubeatlas-aggregator", "./client/cmd/kubeatlas"); err != nil {
 		return b, err
 	}
-	if err := goBuild(root, own, "", "./cmd/kubeatlas-hostile"); err != nil {
+	if err := GoBuild(root, own, "", "./cmd/kubeatlas-hostile"); err != nil {
 		return b, err
 	}
 	b.Hostile = filepath.Join(own, "kubeatlas-hostile")

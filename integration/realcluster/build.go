@@ -5,8 +5,6 @@
 package realcluster
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"os"
 	"os/exec"
@@ -62,16 +60,11 @@ func build(hb harness.Binaries) (Binaries, error) {
 	if err != nil {
 		return Binaries{}, err
 	}
-	sum, err := os.ReadFile(filepath.Join(root, "go.sum"))
+	cache, err := harness.CacheDir()
 	if err != nil {
 		return Binaries{}, err
 	}
-	h := sha256.Sum256(sum)
-	cache, err := os.UserCacheDir()
-	if err != nil {
-		cache = os.TempDir()
-	}
-	dir := filepath.Join(cache, "kubeatlas-integration", hex.EncodeToString(h[:8]), "node")
+	dir := filepath.Join(cache, "node")
 	b := Binaries{
 		Binaries:          hb,
 		Kubelet:           filepath.Join(dir, "kubelet"),
@@ -97,11 +90,11 @@ func build(hb harness.Binaries) (Binaries, error) {
 		defer os.RemoveAll(tmp)
 		v := "k8s.io/component-base/version"
 		ld := fmt.Sprintf("-X %s.gitVersion=%s -X %s.gitMajor=1 -X %s.gitMinor=37 -X %s.gitTreeState=clean", v, harness.KubernetesVersion, v, v, v)
-		if err := goBuild(root, tmp, ld, "k8s.io/kubernetes/cmd/kubelet", "k8s.io/kubernetes/cmd/kube-controller-manager",
+		if err := harness.GoBuild(root, tmp, ld, "k8s.io/kubernetes/cmd/kubelet", "k8s.io/kubernetes/cmd/kube-controller-manager",
 			"k8s.io/kubernetes/cmd/kube-scheduler", "k8s.io/kubernetes/cmd/kube-proxy"); err != nil {
 			return b, err
 		}
-		if err := goBuild(root, tmp, "", "sigs.k8s.io/cri-tools/cmd/crictl", "./cmd/kubeatlas-pause", "./cmd/kubeatlas-install-cni"); err != nil {
+		if err := harness.GoBuild(root, tmp, "", "sigs.k8s.io/cri-tools/cmd/crictl", "./cmd/kubeatlas-pause", "./cmd/kubeatlas-install-cni"); err != nil {
 			return b, err
 		}
 		for _, p := range all {
@@ -161,20 +154,6 @@ const (
 	CoreDNSVersion = "v1.14.6"
 	FlannelVersion = "v0.28.10"
 )
-
-func goBuild(dir, out, ldflags string, pkgs ...string) error {
-	args := []string{"build", "-o", out}
-	if ldflags != "" {
-		args = append(args, "-ldflags", ldflags)
-	}
-	cmd := exec.Command("go", append(args, pkgs...)...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build %s: %v\n%s", strings.Join(pkgs, " "), err, b)
-	}
-	return nil
-}
 
 func sortedKeys[V any](m map[string]V) []string {
 	keys := make([]string, 0, len(m))

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"text/template"
 	"time"
+
+	"github.com/kubeatlas/kubeatlas/integration/harness"
 )
 
 // The node's addresses. They live only in the network namespace the test
@@ -79,7 +81,16 @@ func Start(t T, bins Binaries) *Node {
 	}
 	n := &Node{t: t, Bins: bins, Dir: dir, NetNS: filepath.Base(dir), Socket: filepath.Join(dir, "containerd.sock")}
 	t.Cleanup(n.stop)
-	n.step("sweep", func() error { SweepStale(t.Logf, false); return nil })
+	n.step("sweep", func() error {
+		SweepStale(t.Logf, false)
+		// Nodes share the host's mount points (/etc/kubernetes, …) beneath
+		// their own mounts: one at a time on a machine.
+		others, _ := filepath.Glob(filepath.Join(os.TempDir(), "kubeatlas-rc-*", "state.json"))
+		if len(others) > 0 {
+			return fmt.Errorf("another node is up on this machine (%s): one node runs at a time; `make cluster-down` removes the one `make cluster` left", filepath.Dir(others[0]))
+		}
+		return nil
+	})
 	n.step("namespaces", n.namespaces)
 	n.step("cgroups", n.makeCgroups)
 	n.step("holder", func() error { return n.place(n.holder.Process.Pid, "holder") })
@@ -410,7 +421,7 @@ state = %q
 	if err := n.place(n.containerd.Process.Pid, "containerd.service"); err != nil {
 		return err
 	}
-	return waitFor(60*time.Second, func() error {
+	return harness.Eventually(60*time.Second, 250*time.Millisecond, func() error {
 		_, err := n.Run("ctr", "--address", n.Socket, "version")
 		return err
 	})
@@ -567,7 +578,7 @@ containerRuntimeEndpoint: unix://%[3]s
 func (n *Node) startKubelet(flagsFile string) error {
 	var env []byte
 	// The file is written in one go; wait until it holds its line.
-	err := waitFor(10*time.Second, func() error {
+	err := harness.Eventually(10*time.Second, 250*time.Millisecond, func() error {
 		var err error
 		env, err = os.ReadFile(flagsFile)
 		if err == nil && !strings.Contains(string(env), "KUBELET_KUBEADM_ARGS=") {
@@ -684,20 +695,6 @@ func removeTree(root string) {
 	}
 }
 
-func waitFor(timeout time.Duration, f func() error) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return err
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
-}
-
 func tail(path string, lines int) string {
 	data, _ := os.ReadFile(path)
 	all := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
@@ -769,7 +766,7 @@ var flannelYAML string
 // given the node its pod CIDR.
 func (n *Node) applyFlannel() error {
 	var cidr string
-	err := waitFor(2*time.Minute, func() error {
+	err := harness.Eventually(2*time.Minute, 250*time.Millisecond, func() error {
 		out, err := n.Kubectl("get", "node", NodeName, "-o", "jsonpath={.spec.podCIDR}")
 		if err == nil && out == "" {
 			err = errors.New("the node has no pod CIDR yet")
@@ -804,7 +801,7 @@ func (n *Node) applyFlannel() error {
 // plane, kube-proxy, flannel and CoreDNS, each there at least once.
 func (n *Node) waitPodsReady() error {
 	var last string
-	err := waitFor(4*time.Minute, func() error {
+	err := harness.Eventually(4*time.Minute, 250*time.Millisecond, func() error {
 		out, err := n.Kubectl("get", "pods", "-A", "-o", `jsonpath={range .items[*]}{.metadata.name}{" "}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}`)
 		if err != nil {
 			return err
@@ -1041,7 +1038,7 @@ func (n *Node) PortForward(namespace, service string, local, remote int) (func()
 		return nil, err
 	}
 	stop := func() { _ = pf.Process.Kill(); _ = pf.Wait(); log.Close() }
-	err = waitFor(30*time.Second, func() error {
+	err = harness.Eventually(30*time.Second, 250*time.Millisecond, func() error {
 		data, _ := os.ReadFile(log.Name())
 		if !strings.Contains(string(data), "Forwarding from") {
 			return fmt.Errorf("port-forward to %s/%s has not started: %s", namespace, service, data)
