@@ -1102,3 +1102,23 @@ func (n *Node) StopKubelet() {
 func (n *Node) StartKubelet() error {
 	return n.startKubelet(filepath.Join(n.Dir, "fs", "var-lib-kubelet", "kubeadm-flags.env"))
 }
+
+// DeployAndReach deploys kubeatlas from the repository's deploy/base with
+// mutual TLS (DeployKubeatlas) and port-forwards to the aggregator's Service
+// inside the node. It returns the CLI's command line for that aggregator
+// (binary, server and TLS flags), to run with Run, and a function that stops
+// the port-forward.
+func (n *Node) DeployAndReach() ([]string, func(), error) {
+	root, err := harness.ModuleRoot()
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := n.DeployKubeatlas(filepath.Join(filepath.Dir(root), "deploy", "base"), true); err != nil {
+		return nil, nil, err
+	}
+	stop, err := n.PortForward("kubeatlas", "kubeatlas-aggregator", 17443, 7443)
+	if err != nil {
+		return nil, nil, err
+	}
+	return append([]string{n.Bins.CLI, "--server", "127.0.0.1:17443"}, n.ClientFlags()...), stop, nil
+}

@@ -49,6 +49,11 @@ func TestRealCluster(t *testing.T) {
 		return protojson.Unmarshal([]byte(out), into)
 	}
 
+	components := func(resp *v1.ListComponentsResponse) error {
+		resp.Reset()
+		return cli(resp, "get", "components", "--cluster", ClusterName)
+	}
+
 	t.Run("control plane as static pods", func(t *testing.T) {
 		var truth map[string]staticPod
 		var resp v1.ListComponentsResponse
@@ -57,8 +62,7 @@ func TestRealCluster(t *testing.T) {
 			if truth, err = n.groundTruth(); err != nil {
 				return err
 			}
-			resp.Reset()
-			if err := cli(&resp, "get", "components", "--cluster", ClusterName); err != nil {
+			if err := components(&resp); err != nil {
 				return err
 			}
 			return compareStatic(truth, resp.Components)
@@ -75,7 +79,7 @@ func TestRealCluster(t *testing.T) {
 	t.Run("host daemons in their units", func(t *testing.T) {
 		err := harness.Eventually(time.Minute, time.Second, func() error {
 			var resp v1.ListComponentsResponse
-			if err := cli(&resp, "get", "components", "--cluster", ClusterName); err != nil {
+			if err := components(&resp); err != nil {
 				return err
 			}
 			return compareDaemons(n, resp.Components)
@@ -195,7 +199,7 @@ func TestRealCluster(t *testing.T) {
 				return fmt.Errorf("the kubelet has not restarted the scheduler with the new flag yet")
 			}
 			var resp v1.ListComponentsResponse
-			if err := cli(&resp, "get", "components", "--cluster", ClusterName); err != nil {
+			if err := components(&resp); err != nil {
 				return err
 			}
 			if err := compareStatic(truth, resp.Components); err != nil {
@@ -218,8 +222,7 @@ func TestRealCluster(t *testing.T) {
 			if err != nil {
 				return err
 			}
-			resp.Reset()
-			if err := cli(&resp, "get", "components", "--cluster", ClusterName); err != nil {
+			if err := components(&resp); err != nil {
 				return err
 			}
 			return compareWorkloads(truth, resp.Components)
@@ -269,8 +272,7 @@ func TestRealCluster(t *testing.T) {
 			if dns != 3 {
 				return fmt.Errorf("%d CoreDNS pods ready, want 3", dns)
 			}
-			resp.Reset()
-			if err := cli(&resp, "get", "components", "--cluster", ClusterName); err != nil {
+			if err := components(&resp); err != nil {
 				return err
 			}
 			return compareWorkloads(truth, resp.Components)
@@ -281,23 +283,16 @@ func TestRealCluster(t *testing.T) {
 	})
 
 	t.Run("deployed by its own manifests", func(t *testing.T) {
-		root, err := harness.ModuleRoot()
-		if err != nil {
-			t.Fatal(err)
-		}
-		// The TLS base, with certificates from `kubeatlas certs`.
-		if err := n.DeployKubeatlas(filepath.Join(filepath.Dir(root), "deploy", "base"), true); err != nil {
-			t.Fatal(err)
-		}
-		// The CLI reaches the aggregator through its Service, as a user
-		// would: kubectl port-forward, inside the node.
-		stop, err := n.PortForward("kubeatlas", "kubeatlas-aggregator", 17443, 7443)
+		// The TLS base, with certificates from `kubeatlas certs`; the CLI
+		// reaches the aggregator through its Service, as a user would:
+		// kubectl port-forward, inside the node.
+		cli, stop, err := n.DeployAndReach()
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer stop()
 		inCluster := func(into proto.Message, args ...string) error {
-			argv := append(append([]string{bins.CLI, "--server", "127.0.0.1:17443", "-o", "json"}, n.ClientFlags()...), args...)
+			argv := append(append(append([]string(nil), cli...), "-o", "json"), args...)
 			out, err := n.Run(argv...)
 			if err != nil {
 				return err
@@ -353,7 +348,7 @@ func TestRealCluster(t *testing.T) {
 				return err
 			}
 			var resp v1.ListComponentsResponse
-			if err := cli(&resp, "get", "components", "--cluster", ClusterName); err != nil {
+			if err := components(&resp); err != nil {
 				return err
 			}
 			return compareStatic(truth, resp.Components)

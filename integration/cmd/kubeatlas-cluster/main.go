@@ -13,7 +13,6 @@ package main
 import (
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -95,20 +94,12 @@ func up() (code int) {
 		t.Fatal(err)
 	}
 	n := realcluster.Start(t, bins)
-	root, err := harness.ModuleRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := n.DeployKubeatlas(filepath.Join(filepath.Dir(root), "deploy", "base"), true); err != nil {
-		t.Fatal(err)
-	}
-	stop, err := n.PortForward("kubeatlas", "kubeatlas-aggregator", 17443, 7443)
+	cli, stop, err := n.DeployAndReach()
 	if err != nil {
 		t.Fatal(err)
 	}
 	// The answer is printed once the agent has reported the control plane's
 	// processes, not while the cluster is only known from the API.
-	cli := append([]string{bins.CLI, "--server", "127.0.0.1:17443"}, n.ClientFlags()...)
 	err = harness.Eventually(2*time.Minute, 2*time.Second, func() error {
 		out, err := n.Run(append(append([]string(nil), cli...), "-o", "json", "get", "components")...)
 		if err != nil {
