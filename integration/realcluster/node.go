@@ -48,8 +48,11 @@ type Node struct {
 	Cgroup string
 	Socket string
 
+	// holder is unshare, which made the namespaces; holderPID is its child,
+	// the node's PID 1, whose namespaces every node process joins.
 	holder              *exec.Cmd
-	containerd, kubelet *exec.Cmd
+	holderPID           int
+	containerd, kubelet *daemon
 	hierarchies         []string
 	madeDirs            []string
 	madeCgroups         []string
@@ -93,7 +96,12 @@ func Start(t T, bins Binaries) *Node {
 	})
 	n.step("namespaces", n.namespaces)
 	n.step("cgroups", n.makeCgroups)
-	n.step("holder", func() error { return n.place(n.holder.Process.Pid, "holder") })
+	n.step("holder", func() error {
+		if err := n.place(n.holder.Process.Pid, "holder"); err != nil {
+			return err
+		}
+		return n.place(n.holderPID, "holder")
+	})
 	n.step("containerd", n.startContainerd)
 	n.step("images", n.importImages)
 	n.step("kubeadm init", n.kubeadmInit)
@@ -137,12 +145,115 @@ func ensurePackages(t T) {
 	}
 }
 
-// Command runs argv inside the node's network and mount namespaces.
+// Command runs argv inside the node's network, mount and PID namespaces.
+// nsenter forks into the PID namespace and waits for argv; cancelling ctx
+// kills both.
 func (n *Node) Command(ctx context.Context, argv ...string) *exec.Cmd {
-	args := append([]string{"--target", strconv.Itoa(n.holder.Process.Pid), "--mount", "--net", "--"}, argv...)
+	args := append([]string{"--target", strconv.Itoa(n.holderPID), "--mount", "--net", "--pid", "--"}, argv...)
 	cmd := exec.CommandContext(ctx, "nsenter", args...)
 	cmd.Env = append(os.Environ(), "KUBECONFIG=/etc/kubernetes/admin.conf")
+	cmd.Cancel = func() error { killTree(cmd, syscall.SIGKILL); return nil }
 	return cmd
+}
+
+// killTree signals a command started by Command: nsenter's child in the
+// node, then nsenter.
+func killTree(cmd *exec.Cmd, sig syscall.Signal) {
+	if cmd.Process == nil {
+		return
+	}
+	for _, pid := range children(cmd.Process.Pid) {
+		_ = syscall.Kill(pid, sig)
+	}
+	_ = cmd.Process.Signal(sig)
+}
+
+// children lists a process's children, as this process sees their PIDs.
+func children(pid int) []int {
+	data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+	var pids []int
+	for _, f := range strings.Fields(string(data)) {
+		if c, err := strconv.Atoi(f); err == nil {
+			pids = append(pids, c)
+		}
+	}
+	return pids
+}
+
+// nsPID is a process's PID in its innermost PID namespace (the node's, for
+// the node's processes): the last field of NSpid in its status.
+func nsPID(pid int) (int, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for line := range strings.Lines(string(data)) {
+		if f := strings.Fields(line); len(f) > 1 && f[0] == "NSpid:" {
+			return strconv.Atoi(f[len(f)-1])
+		}
+	}
+	return 0, fmt.Errorf("process %d: no NSpid in its status", pid)
+}
+
+// daemon is a long-running process of the node, as a systemd unit would
+// run it: in the node's namespaces and in its unit's cgroup from its first
+// instruction.
+type daemon struct {
+	cmd *exec.Cmd // nsenter, in this process's PID namespace
+	// PID is the daemon's PID as this process sees it, NodePID as the
+	// node (and so the kubelet, containerd and kubeatlas) sees it.
+	PID, NodePID int
+}
+
+// startDaemon starts argv as unit: a shell joins the unit's cgroup in every
+// hierarchy, then becomes argv.
+func (n *Node) startDaemon(unit string, log *os.File, argv ...string) (*daemon, error) {
+	var script strings.Builder
+	for _, mnt := range n.hierarchies {
+		fmt.Fprintf(&script, "echo $$ > '%s'\n", filepath.Join(mnt, n.Cgroup, "system.slice", unit, "cgroup.procs"))
+	}
+	script.WriteString(`exec "$@"`)
+	cmd := n.Command(context.Background(), append([]string{"sh", "-c", script.String(), unit}, argv...)...)
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	d := &daemon{cmd: cmd}
+	err := harness.Eventually(10*time.Second, 10*time.Millisecond, func() error {
+		c := children(cmd.Process.Pid)
+		if len(c) == 0 {
+			return fmt.Errorf("nsenter (%d) has not forked %s", cmd.Process.Pid, unit)
+		}
+		d.PID = c[0]
+		var err error
+		d.NodePID, err = nsPID(d.PID)
+		return err
+	})
+	if err != nil {
+		killTree(cmd, syscall.SIGKILL)
+		_ = cmd.Wait()
+		return nil, err
+	}
+	return d, nil
+}
+
+// running reports whether the daemon has not been stopped.
+func (d *daemon) running() bool { return d != nil && d.cmd.ProcessState == nil }
+
+// stop stops the daemon with SIGTERM, and SIGKILL after ten seconds.
+func (d *daemon) stop() {
+	if !d.running() {
+		return
+	}
+	_ = syscall.Kill(d.PID, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = d.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		killTree(d.cmd, syscall.SIGKILL)
+		<-done
+	}
 }
 
 // Run runs argv in the node and returns its standard output.
@@ -227,11 +338,16 @@ func (n *Node) namespaces() error {
 		n.madeDirs = append(n.madeDirs, missing...)
 		fmt.Fprintf(&script, "mount --bind %s %s\n", own, b)
 	}
-	script.WriteString("mount --make-rshared /var/lib/kubelet\necho ready\nexec sleep 1000000\n")
+	// PID 1 of the node's PID namespace reaps orphans, as a node's init does.
+	fmt.Fprintf(&script, "mount --make-rshared /var/lib/kubelet\necho ready\nexec %s\n", n.Bins.Pause)
 	if err := n.save(); err != nil {
 		return err
 	}
-	n.holder = exec.Command("nsenter", "--net=/run/netns/"+n.NetNS, "--", "unshare", "--mount", "--propagation", "private", "--", "sh", "-c", script.String())
+	// The PID namespace, with /proc mounted for it, keeps the node's
+	// processes apart from the host's: its agent sees the node's, as on a
+	// machine of its own.
+	n.holder = exec.Command("nsenter", "--net=/run/netns/"+n.NetNS, "--", "unshare", "--mount", "--propagation", "private",
+		"--pid", "--fork", "--kill-child", "--mount-proc", "--", "sh", "-c", script.String())
 	stdout, err := n.holder.StdoutPipe()
 	if err != nil {
 		return err
@@ -244,8 +360,16 @@ func (n *Node) namespaces() error {
 	if err != nil || line != "ready\n" {
 		return fmt.Errorf("the mount namespace did not come up: %q %v", line, err)
 	}
+	c := children(n.holder.Process.Pid)
+	if len(c) != 1 {
+		return fmt.Errorf("unshare (%d) has %d children, want the node's PID 1", n.holder.Process.Pid, len(c))
+	}
+	n.holderPID = c[0]
+	if err := n.save(); err != nil {
+		return err
+	}
 	// Debian's CNI plugins, where the kubelet and containerd look.
-	return run("nsenter", "--target", strconv.Itoa(n.holder.Process.Pid), "--mount", "--", "sh", "-c", "cp -a /usr/lib/cni/. /opt/cni/bin/")
+	return run("nsenter", "--target", strconv.Itoa(n.holderPID), "--mount", "--", "sh", "-c", "cp -a /usr/lib/cni/. /opt/cni/bin/")
 }
 
 // makeCgroups makes the node's cgroup in every v1 hierarchy (or the unified
@@ -413,12 +537,7 @@ state = %q
 	if err != nil {
 		return err
 	}
-	n.containerd = n.Command(context.Background(), "containerd", "--config", conf)
-	n.containerd.Stdout, n.containerd.Stderr = log, log
-	if err := n.containerd.Start(); err != nil {
-		return err
-	}
-	if err := n.place(n.containerd.Process.Pid, "containerd.service"); err != nil {
+	if n.containerd, err = n.startDaemon("containerd.service", log, "containerd", "--config", conf); err != nil {
 		return err
 	}
 	return harness.Eventually(60*time.Second, 250*time.Millisecond, func() error {
@@ -600,12 +719,8 @@ func (n *Node) startKubelet(flagsFile string) error {
 	if err != nil {
 		return err
 	}
-	n.kubelet = n.Command(context.Background(), argv...)
-	n.kubelet.Stdout, n.kubelet.Stderr = log, log
-	if err := n.kubelet.Start(); err != nil {
-		return err
-	}
-	return n.place(n.kubelet.Process.Pid, "kubelet.service")
+	n.kubelet, err = n.startDaemon("kubelet.service", log, argv...)
+	return err
 }
 
 // stop undoes Start, in the order the kubelet and containerd need: the
@@ -616,14 +731,12 @@ func (n *Node) stop() {
 	if n.t.Failed() {
 		n.keepLogs()
 	}
-	if n.kubelet != nil {
-		kill(n.kubelet)
-	}
-	if n.containerd != nil && n.containerd.ProcessState == nil {
+	n.kubelet.stop()
+	if n.containerd.running() {
 		if _, err := n.Crictl("rmp", "--all", "--force"); err != nil {
 			n.t.Logf("removing pods: %v", err)
 		}
-		kill(n.containerd)
+		n.containerd.stop()
 	}
 	// Shims and containers that outlived containerd.
 	for range 50 {
@@ -706,7 +819,7 @@ func tail(path string, lines int) string {
 
 // HostRoot is the node's file system as its processes see it: the mount
 // namespace's root, through the holder process.
-func (n *Node) HostRoot() string { return fmt.Sprintf("/proc/%d/root", n.holder.Process.Pid) }
+func (n *Node) HostRoot() string { return fmt.Sprintf("/proc/%d/root", n.holderPID) }
 
 // LocalKubeconfig writes the admin kubeconfig with its server replaced by
 // addr (a Forward of the API server), keeping the certificate's name.
@@ -943,16 +1056,12 @@ type state struct {
 	// Kept is set by Keep: the node outlives its owner on purpose, and only
 	// SweepStale with kept set removes it.
 	Kept bool
-	// Holder is the PID of the mount namespace's holder.
+	// Holder is the node's PID 1, whose namespaces are the node's.
 	Holder int
 }
 
 func (n *Node) save() error {
-	holder := 0
-	if n.holder != nil && n.holder.Process != nil {
-		holder = n.holder.Process.Pid
-	}
-	data, err := json.Marshal(state{os.Getpid(), n.NetNS, n.Cgroup, n.hierarchies, n.madeDirs, n.madeCgroups, n.kept, holder})
+	data, err := json.Marshal(state{os.Getpid(), n.NetNS, n.Cgroup, n.hierarchies, n.madeDirs, n.madeCgroups, n.kept, n.holderPID})
 	if err != nil {
 		return err
 	}
@@ -1020,7 +1129,7 @@ func (n *Node) Keep() error {
 }
 
 // Holder is the PID whose namespaces are the node's.
-func (n *Node) Holder() int { return n.holder.Process.Pid }
+func (n *Node) Holder() int { return n.holderPID }
 
 // PortForward runs `kubectl port-forward` inside the node, from local (a
 // port on the node's loopback) to a Service's port, as a user reaches a
@@ -1037,7 +1146,7 @@ func (n *Node) PortForward(namespace, service string, local, remote int) (func()
 		log.Close()
 		return nil, err
 	}
-	stop := func() { _ = pf.Process.Kill(); _ = pf.Wait(); log.Close() }
+	stop := func() { killTree(pf, syscall.SIGKILL); _ = pf.Wait(); log.Close() }
 	err = harness.Eventually(30*time.Second, 250*time.Millisecond, func() error {
 		data, _ := os.ReadFile(log.Name())
 		if !strings.Contains(string(data), "Forwarding from") {
@@ -1095,7 +1204,19 @@ func (n *Node) ClientFlags() []string {
 // StopKubelet stops the kubelet as `systemctl stop kubelet` would; the pods
 // it started keep running in containerd.
 func (n *Node) StopKubelet() {
-	kill(n.kubelet)
+	n.kubelet.stop()
+}
+
+// ReadProc reads /proc/<pid>/<name> of a node process, by its PID in the
+// node (as crictl and the kubelet give it).
+func (n *Node) ReadProc(pid int, name string) ([]byte, error) {
+	return os.ReadFile(filepath.Join(n.HostRoot(), "proc", strconv.Itoa(pid), name))
+}
+
+// Kill sends SIGKILL to a node process, by its PID in the node.
+func (n *Node) Kill(pid int) error {
+	_, err := n.Run("kill", "-KILL", strconv.Itoa(pid))
+	return err
 }
 
 // StartKubelet starts the kubelet again, as kubeadm's flags file says.

@@ -8,9 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -251,7 +249,7 @@ func TestRealCluster(t *testing.T) {
 		if proxy.pid == 0 {
 			t.Fatal("no kube-proxy process found")
 		}
-		if err := syscall.Kill(proxy.pid, syscall.SIGKILL); err != nil {
+		if err := n.Kill(proxy.pid); err != nil {
 			t.Fatal(err)
 		}
 		var resp v1.ListComponentsResponse
@@ -435,7 +433,7 @@ func (n *Node) groundTruth() (map[string]staticPod, error) {
 			return nil, err
 		}
 		sp.containerID, sp.pid = ctr.ID, info.Info.Pid
-		raw, err := os.ReadFile("/proc/" + strconv.Itoa(sp.pid) + "/cmdline")
+		raw, err := n.ReadProc(sp.pid, "cmdline")
 		if err != nil {
 			return nil, err
 		}
@@ -647,7 +645,7 @@ func describeFindings(fs []*v1.Finding) string {
 // compareDaemons checks that the kubelet and containerd are in the answer as
 // host processes with their own PIDs, in their systemd units.
 func compareDaemons(n *Node, got []*v1.ComponentInstance) error {
-	want := map[string]int{"kubelet": n.kubelet.Process.Pid, "containerd": n.containerd.Process.Pid}
+	want := map[string]int{"kubelet": n.kubelet.NodePID, "containerd": n.containerd.NodePID}
 	for comp, pid := range want {
 		var in *v1.ComponentInstance
 		for _, g := range got {

@@ -144,7 +144,7 @@ func up() (code int) {
 	if err := n.Keep(); err != nil {
 		t.Fatal(err)
 	}
-	enter := fmt.Sprintf("nsenter --target %d --mount --net --", n.Holder())
+	enter := fmt.Sprintf("nsenter --target %d --mount --net --pid --", n.Holder())
 	fmt.Printf(`The cluster keeps running, in its own network and mount namespaces.
   kubectl:   sudo %s env KUBECONFIG=/etc/kubernetes/admin.conf %s get pods -A
   kubeatlas: sudo %s %s -n kubeatlas port-forward svc/kubeatlas-aggregator 17443:7443 &
