@@ -9,7 +9,7 @@ LDFLAGS := -X github.com/kubeatlas/kubeatlas/agent/command.Version=$(VERSION) \
            -X github.com/kubeatlas/kubeatlas/client/cli.Version=$(VERSION)
 export PATH := $(TOOLS):$(PATH)
 
-.PHONY: help build demo demo-fleet fleet-load cluster cluster-down test unit integration proto proto-check lint breaking baseline bench load tools clean
+.PHONY: help build demo demo-ui demo-fleet fleet-load cluster cluster-down test unit integration proto proto-check lint breaking baseline bench load tools clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -19,6 +19,9 @@ build: ## build the three binaries into bin/
 
 demo: ## the main job: explain the bundled reference cluster
 	$(GO) run -ldflags "$(LDFLAGS)" ./client/cmd/kubeatlas demo
+
+demo-ui: ## the demo in the web view: the reference cluster at http://127.0.0.1:7480/ui/ (Ctrl-C stops it)
+	$(GO) run -ldflags "$(LDFLAGS)" ./client/cmd/kubeatlas demo --ui 127.0.0.1:7480
 
 demo-fleet: ## the fleet tier on this machine: embedded NATS, three aggregators publishing bundles, a fleet view, the CLI
 	cd integration && $(GO) run ./cmd/kubeatlas-demo-fleet

@@ -3,6 +3,7 @@ module github.com/kubeatlas/kubeatlas
 go 1.26.8
 
 require (
+	connectrpc.com/vanguard v0.4.0
 	github.com/google/cel-go v0.31.0
 	github.com/hashicorp/go-memdb v1.3.5
 	github.com/moby/sys/user v0.5.0
@@ -28,6 +29,7 @@ require (
 
 require (
 	cel.dev/expr v0.25.3 // indirect
+	connectrpc.com/connect v1.19.1 // indirect
 	github.com/antithesishq/antithesis-sdk-go v0.8.0-default-no-op // indirect
 	github.com/antlr4-go/antlr/v4 v4.13.1 // indirect
 	github.com/beorn7/perks v1.0.1 // indirect

@@ -214,6 +214,22 @@ func (s *Source) ServerConfig() *tls.Config {
 	return cfg
 }
 
+// HTTPServerConfig returns a configuration for an HTTPS server (the web
+// view) that takes the newest files for every handshake, as
+// ServerCredentials does for gRPC: client certificates are verified when
+// given, and HTTP/2 is offered.
+func (s *Source) HTTPServerConfig() *tls.Config {
+	return &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		NextProtos: []string{"h2", "http/1.1"},
+		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+			cfg := s.ServerConfig()
+			cfg.NextProtos = []string{"h2", "http/1.1"}
+			return cfg, nil
+		},
+	}
+}
+
 // ClientConfig returns a configuration for one client handshake with a
 // server that must be serverName (empty: the host dialled).
 func (s *Source) ClientConfig(serverName string) *tls.Config {

@@ -2,6 +2,7 @@
 package command
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -30,7 +31,7 @@ var Version = "dev"
 // NewRootCmd returns the kubeatlas-aggregator command.
 func NewRootCmd() *cobra.Command {
 	var (
-		listen, metricsAddr          string
+		listen, metricsAddr, uiAddr  string
 		certFile, keyFile, clientCA  string
 		tokenFile                    string
 		plaintext, profiling         bool
@@ -101,8 +102,12 @@ func NewRootCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			var uiTLS *tls.Config
+			if tlsSrc != nil && uiAddr != "" {
+				uiTLS = tlsSrc.HTTPServerConfig()
+			}
 			agg, err := server.New(server.Config{
-				Bundles: bundles, FleetPublish: pub, FleetView: view,
+				Bundles: bundles, FleetPublish: pub, FleetView: view, UIAddr: uiAddr, UITLS: uiTLS,
 				GRPCAddr: listen, MetricsAddr: metricsAddr, Profiling: profiling, Creds: creds, Kube: sources, Logger: log, ShutdownGrace: grace, Auth: policy,
 				Settings: join.Settings{ClockSkew: skew, RestartCount: restarts, CertificateExpiring: certWindow},
 				Ingest: ingest.Config{HeartbeatInterval: hb, StaleAfter: staleAfter, ExpireAfter: expire, ForgetAfter: forgetAfter,
@@ -121,6 +126,7 @@ func NewRootCmd() *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&listen, "listen", ":7443", "gRPC listen address (agents and queries)")
 	f.StringVar(&metricsAddr, "metrics-addr", "127.0.0.1:9102", "where /metrics, /healthz and /readyz are served (loopback by default: pprof and metrics are not for everyone); empty to disable")
+	f.StringVar(&uiAddr, "ui-addr", "", "where the web view is served, at /ui/ (with TLS and the same authentication as queries when TLS is on); empty to disable")
 	f.BoolVar(&profiling, "profiling", false, "also serve Go's /debug/pprof/ on the metrics address (CPU, heap and goroutine profiles)")
 	f.StringVar(&certFile, "tls-cert-file", "", "server certificate")
 	f.StringVar(&keyFile, "tls-key-file", "", "server key")

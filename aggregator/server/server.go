@@ -5,6 +5,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -36,6 +37,7 @@ import (
 	"github.com/kubeatlas/kubeatlas/aggregator/kube"
 	"github.com/kubeatlas/kubeatlas/aggregator/query"
 	"github.com/kubeatlas/kubeatlas/aggregator/state"
+	"github.com/kubeatlas/kubeatlas/client/ui"
 	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
 	"github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1/descriptors"
 )
@@ -49,6 +51,12 @@ type Config struct {
 	MetricsAddr string
 	// Profiling also serves Go's /debug/pprof/ endpoints on MetricsAddr.
 	Profiling bool
+	// UIAddr serves the web view at /ui/ and the InventoryService to it;
+	// empty disables it.
+	UIAddr string
+	// UITLS, when set, serves the web view over TLS. Its client
+	// certificates reach the same authorization as gRPC clients'.
+	UITLS *tls.Config
 	// Creds secures gRPC; nil means plaintext (only with an explicit --insecure).
 	Creds credentials.TransportCredentials
 	// Kube lists the clusters whose API servers are watched.
@@ -92,6 +100,7 @@ type Aggregator struct {
 	lis     net.Listener
 	metrics *http.Server
 	mlis    net.Listener
+	ui      *ui.Server
 	health  *health.Server
 	query   *query.Server
 	synced  atomic.Int32 // API sources whose informers have synced
@@ -221,7 +230,38 @@ func New(cfg Config) (*Aggregator, error) {
 		}
 		a.metrics = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	}
+	if cfg.UIAddr != "" {
+		if cfg.Creds != nil && cfg.UITLS == nil {
+			a.close()
+			return nil, errors.New("the web view of a TLS aggregator needs TLS too (UITLS)")
+		}
+		h, err := ui.NewHandler(gs)
+		if err != nil {
+			a.close()
+			return nil, err
+		}
+		if a.ui, err = ui.Listen(cfg.UIAddr, h, cfg.UITLS, cfg.Logger); err != nil {
+			a.close()
+			return nil, err
+		}
+	}
 	return a, nil
+}
+
+// close closes the listeners New opened, when New fails after opening them.
+func (a *Aggregator) close() {
+	a.lis.Close()
+	if a.mlis != nil {
+		a.mlis.Close()
+	}
+}
+
+// UIURL is the web view's address, or "".
+func (a *Aggregator) UIURL() string {
+	if a.ui == nil {
+		return ""
+	}
+	return a.ui.URL()
 }
 
 // Addr is the gRPC listen address.
@@ -255,6 +295,15 @@ func (a *Aggregator) Run(ctx context.Context) error {
 			defer wg.Done()
 			if err := a.metrics.Serve(a.mlis); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				errCh <- fmt.Errorf("metrics server: %w", err)
+			}
+		}()
+	}
+	if a.ui != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := a.ui.Serve(); err != nil {
+				errCh <- fmt.Errorf("web view: %w", err)
 			}
 		}()
 	}
@@ -312,7 +361,7 @@ func (a *Aggregator) Run(ctx context.Context) error {
 		}()
 	}
 	a.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-	log.Info("kubeatlas-aggregator serving", "grpc", a.Addr(), "metrics", a.MetricsAddr(), "clusters", len(a.cfg.Kube))
+	log.Info("kubeatlas-aggregator serving", "grpc", a.Addr(), "metrics", a.MetricsAddr(), "ui", a.UIURL(), "clusters", len(a.cfg.Kube))
 	var runErr error
 	select {
 	case <-ctx.Done():
@@ -341,6 +390,12 @@ func (a *Aggregator) Run(ctx context.Context) error {
 	if a.metrics != nil {
 		sctx, scancel := context.WithTimeout(context.Background(), a.cfg.ShutdownGrace)
 		_ = a.metrics.Shutdown(sctx)
+		scancel()
+	}
+	if a.ui != nil {
+		// The page's Watch streams ended with the query server's.
+		sctx, scancel := context.WithTimeout(context.Background(), a.cfg.ShutdownGrace)
+		_ = a.ui.Shutdown(sctx)
 		scancel()
 	}
 	wg.Wait()

@@ -12,14 +12,16 @@ import (
 )
 
 func newDemoCmd(o *options) *cobra.Command {
-	return &cobra.Command{
+	var uiAddr string
+	cmd := &cobra.Command{
 		Use:   "demo",
 		Short: "Explain the bundled reference cluster (six kubeadm nodes): what runs where, how, and what to look at",
 		Long: `Explain the bundled reference cluster: a kubeadm 1.27 cluster with one control-plane
 node and five workers, taken as an offline bundle (API objects plus one agent
 snapshot per node). It needs nothing but this binary.
 
-Run the same questions yourself with: kubeatlas --bundle examples/seed-cluster get components`,
+Run the same questions yourself with: kubeatlas --bundle examples/seed-cluster get components
+With --ui ADDR, the demo then serves the web view of the same cluster at http://ADDR/ui/.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o.embedded = seedcluster.FS
@@ -28,11 +30,17 @@ Run the same questions yourself with: kubeatlas --bundle examples/seed-cluster g
 				return err
 			}
 			w := cmd.OutOrStdout()
-			return o.run(cmd, func(ctx context.Context, c *conn) error {
+			err = o.run(cmd, func(ctx context.Context, c *conn) error {
 				return report(ctx, w, f, c, o.cluster)
 			})
+			if err != nil || uiAddr == "" {
+				return err
+			}
+			return o.serveUI(cmd, uiAddr, cmd.ErrOrStderr())
 		},
 	}
+	cmd.Flags().StringVar(&uiAddr, "ui", "", "then serve the web view of the reference cluster here, e.g. "+DefaultUIAddr)
+	return cmd
 }
 
 // report prints, for every cluster, the answer table, the cluster mode with

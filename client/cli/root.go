@@ -61,6 +61,9 @@ func (o *options) format() (printer.Format, error) { return printer.ParseFormat(
 // conn is a connection to an InventoryService, remote or in-process.
 type conn struct {
 	client v1.InventoryServiceClient
+	// server is the in-process gRPC server of bundles (nil for a remote
+	// aggregator): the web view bridges it.
+	server *grpc.Server
 	close  func()
 	// target names what answers, for error messages.
 	target string
@@ -184,7 +187,7 @@ func (o *options) offline(ctx context.Context) (*conn, error) {
 		gs.Stop()
 		return nil, err
 	}
-	return &conn{client: v1.NewInventoryServiceClient(cc), target: "the bundle", close: func() {
+	return &conn{client: v1.NewInventoryServiceClient(cc), server: gs, target: "the bundle", close: func() {
 		cc.Close()
 		gs.Stop()
 	}}, nil
@@ -242,7 +245,7 @@ through the same engine. Try it without anything else: kubeatlas demo`,
 	pf.BoolVar(&o.plaintext, "insecure", false, "connect without TLS")
 	pf.StringVar(&o.token, "token", "", "bearer token for the aggregator (default $KUBEATLAS_TOKEN)")
 	pf.DurationVar(&o.timeout, "timeout", 30*time.Second, "how long to wait for an answer")
-	root.AddCommand(newGetCmd(o), newWhereCmd(o), newDescribeCmd(o), newWatchCmd(o), newDemoCmd(o), newCertsCmd(), newFleetCmd())
+	root.AddCommand(newGetCmd(o), newWhereCmd(o), newDescribeCmd(o), newWatchCmd(o), newDemoCmd(o), newUICmd(o), newCertsCmd(), newFleetCmd())
 	return root
 }
 

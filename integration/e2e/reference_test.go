@@ -158,25 +158,15 @@ func setup(t *testing.T) *env {
 	// The workers' clocks run ahead, as in the reference cluster.
 	skew := harness.StartSkewProxy(t, e.agg.Addr, 2*time.Hour+13*time.Minute+7*time.Second)
 	e.proxy = harness.StartProxy(t, skew.Addr)
-	for _, sc := range harness.SeedScenario(t, seedDir, e.api) {
-		n := harness.StartNode(t, sc.Name, cg, sc.HostFiles)
-		for _, p := range sc.Processes {
-			spec, err := p.Spec(e.api)
-			if err != nil {
-				t.Fatal(err)
-			}
-			n.StartProcess(t, spec)
-		}
-		server := e.agg.Addr
+	e.nodes, e.scen = harness.StartSeed(t, e.bins, cg, seedDir, e.api, func(node string) string {
 		switch {
-		case sc.Name == "zzk-2":
-			server = e.proxy.Addr
-		case strings.HasPrefix(sc.Name, "zzk-"):
-			server = skew.Addr
+		case node == "zzk-2":
+			return e.proxy.Addr
+		case strings.HasPrefix(node, "zzk-"):
+			return skew.Addr
 		}
-		n.StartAgent(t, e.bins, "seed", server)
-		e.nodes[sc.Name], e.scen[sc.Name] = n, sc
-	}
+		return e.agg.Addr
+	})
 	for name, procs := range standalone {
 		n := harness.StartNode(t, name, cg, "")
 		for i, argv := range procs {

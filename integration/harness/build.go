@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -89,24 +90,86 @@ func BuildBinaries() (Binaries, error) {
 	return built, buildErr
 }
 
+// CachedPackages are the packages whose binaries are kept in CacheDir: the
+// harness's and the real cluster's (realcluster).
+var CachedPackages = []string{
+	"k8s.io/kubernetes/cmd/kube-apiserver", "k8s.io/kubernetes/cmd/kubectl", "k8s.io/kubernetes/cmd/kubeadm",
+	"go.etcd.io/etcd/server/v3", "github.com/fullstorydev/grpcurl/cmd/grpcurl",
+	"k8s.io/kubernetes/cmd/kubelet", "k8s.io/kubernetes/cmd/kube-controller-manager",
+	"k8s.io/kubernetes/cmd/kube-scheduler", "k8s.io/kubernetes/cmd/kube-proxy",
+	"sigs.k8s.io/cri-tools/cmd/crictl", "./cmd/kubeatlas-pause", "./cmd/kubeatlas-install-cni",
+}
+
+var (
+	cacheOnce sync.Once
+	cacheDir  string
+	cacheErr  error
+)
+
 // CacheDir is where third-party binaries built from the integration module
-// are kept across runs: beneath the user's cache directory, keyed by the
-// module's go.sum, so that a change of any dependency builds them again.
+// are kept across runs: beneath the user's cache directory, keyed by what
+// they are built from (the Go version, every module in CachedPackages'
+// dependencies at its version, and this module's own packages among them,
+// file by file). A dependency of the tests alone changes nothing there.
 func CacheDir() (string, error) {
+	cacheOnce.Do(func() { cacheDir, cacheErr = cacheKeyDir() })
+	return cacheDir, cacheErr
+}
+
+func cacheKeyDir() (string, error) {
 	root, err := ModuleRoot()
 	if err != nil {
 		return "", err
 	}
-	sum, err := os.ReadFile(filepath.Join(root, "go.sum"))
+	args := append([]string{"list", "-deps", "-f",
+		"{{if .Module}}{{if .Module.Main}}local {{.ImportPath}} {{.Dir}} {{join .GoFiles \",\"}}{{else}}{{.Module.Path}}@{{.Module.Version}}{{with .Module.Replace}}=>{{.Path}}@{{.Version}}{{end}}{{end}}{{end}}"},
+		CachedPackages...)
+	cmd := exec.Command("go", args...)
+	cmd.Dir = root
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("listing what the cached binaries are built from: %v: %s", err, stderr.String())
 	}
-	h := sha256.Sum256(sum)
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	slices.Sort(lines)
+	lines = slices.Compact(lines)
+	h := sha256.New()
+	goVersion, err := exec.Command("go", "env", "GOVERSION").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOVERSION: %w", err)
+	}
+	h.Write(goVersion)
+	for _, l := range lines {
+		f := strings.Fields(l)
+		if len(f) < 3 || f[0] != "local" {
+			h.Write([]byte(l + "\n"))
+			continue
+		}
+		// This module's own package: its import path and its files, not
+		// where this checkout happens to be.
+		h.Write([]byte("local " + f[1] + "\n"))
+		dir, files := f[2], ""
+		if len(f) > 3 {
+			files = f[3]
+		}
+		for _, f := range strings.Split(files, ",") {
+			if f == "" {
+				continue
+			}
+			data, err := os.ReadFile(filepath.Join(dir, f))
+			if err != nil {
+				return "", err
+			}
+			h.Write(data)
+		}
+	}
 	cache, err := os.UserCacheDir()
 	if err != nil {
 		cache = os.TempDir()
 	}
-	return filepath.Join(cache, "kubeatlas-integration", hex.EncodeToString(h[:8])), nil
+	return filepath.Join(cache, "kubeatlas-integration", hex.EncodeToString(h.Sum(nil)[:8])), nil
 }
 
 func build() (Binaries, error) {

@@ -79,10 +79,7 @@ func nodeInit(name string) {
 		if c.pid != 0 {
 			// Its parent, the spawner, reaps it.
 			_ = syscall.Kill(c.pid, syscall.SIGTERM)
-			for i := 0; i < 250; i++ {
-				if _, err := os.Stat(fmt.Sprintf("/proc/%d", c.pid)); err != nil {
-					break
-				}
+			for i := 0; i < 250 && !gone(c.pid); i++ {
 				time.Sleep(20 * time.Millisecond)
 			}
 		}
@@ -162,10 +159,34 @@ func nodeInit(name string) {
 			fail(err)
 		}
 	}
+	// Spawned processes first, while their spawners still reap them.
 	for _, c := range children {
-		stop(c)
+		if c.pid != 0 {
+			stop(c)
+		}
+	}
+	for _, c := range children {
+		if c.pid == 0 {
+			stop(c)
+		}
 	}
 	os.Exit(0)
+}
+
+// gone reports whether a process has exited: no longer in /proc, or a
+// zombie. A zombie whose spawner went first is this init's child now (it is
+// PID 1 of the node), so it is reaped here.
+func gone(pid int) bool {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true
+	}
+	// The state follows the command name, which is in parentheses.
+	if i := strings.LastIndexByte(string(data), ')'); i >= 0 && i+2 < len(data) && data[i+2] == 'Z' {
+		_, _ = syscall.Wait4(pid, nil, syscall.WNOHANG, nil)
+		return true
+	}
+	return false
 }
 
 // Node is a simulated node: an init process in its own PID, mount and UTS

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/kubeatlas/kubeatlas/aggregator/bundle"
+	"github.com/kubeatlas/kubeatlas/internal/simproc"
 )
 
 // SimProcess is one process of a scenario node.
@@ -101,4 +102,25 @@ func SeedScenario(t testing.TB, bundleDir string, api *APIState) []NodeScenario 
 		out = append(out, sc)
 	}
 	return out
+}
+
+// StartSeed starts the reference cluster's six nodes from the bundle in
+// bundleDir: each node's processes in its cgroups, and its agent reporting as
+// cluster "seed" to server(node).
+func StartSeed(t testing.TB, bins Binaries, cg *simproc.Cgroups, bundleDir string, api *APIState, server func(node string) string) (map[string]*Node, map[string]NodeScenario) {
+	t.Helper()
+	nodes, scen := map[string]*Node{}, map[string]NodeScenario{}
+	for _, sc := range SeedScenario(t, bundleDir, api) {
+		n := StartNode(t, sc.Name, cg, sc.HostFiles)
+		for _, p := range sc.Processes {
+			spec, err := p.Spec(api)
+			if err != nil {
+				t.Fatal(err)
+			}
+			n.StartProcess(t, spec)
+		}
+		n.StartAgent(t, bins, "seed", server(sc.Name))
+		nodes[sc.Name], scen[sc.Name] = n, sc
+	}
+	return nodes, scen
 }
