@@ -307,9 +307,15 @@ func TestAuth(t *testing.T) {
 			return is
 		}
 	}
-	server := issue(mk(func() (*auth.Issued, error) { return ca.Issue(auth.ClientSubject("server"), true, []string{"127.0.0.1"}, now, now.Add(time.Hour)) }))
-	client := issue(mk(func() (*auth.Issued, error) { return ca.Issue(auth.ClientSubject("ops"), false, nil, now, now.Add(time.Hour)) }))
-	agent := issue(mk(func() (*auth.Issued, error) { return ca.Issue(auth.AgentSubject("seed", "zzk-1"), false, nil, now, now.Add(time.Hour)) }))
+	server := issue(mk(func() (*auth.Issued, error) {
+		return ca.Issue(auth.ClientSubject("server"), true, []string{"127.0.0.1"}, now, now.Add(time.Hour))
+	}))
+	client := issue(mk(func() (*auth.Issued, error) {
+		return ca.Issue(auth.ClientSubject("ops"), false, nil, now, now.Add(time.Hour))
+	}))
+	agent := issue(mk(func() (*auth.Issued, error) {
+		return ca.Issue(auth.AgentSubject("seed", "zzk-1"), false, nil, now, now.Add(time.Hour))
+	}))
 	pool := x509.NewCertPool()
 	pool.AddCert(ca.Cert)
 
