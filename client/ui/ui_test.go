@@ -6,6 +6,7 @@ import (
 	"compress/gzip"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/binary"
 	"encoding/json"
 	"io"
@@ -293,29 +294,17 @@ func TestAuth(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	issue := func(subject func() *auth.Issued) tls.Certificate {
-		is := subject()
+	now := time.Now()
+	issue := func(subject pkix.Name, server bool, hosts []string) tls.Certificate {
+		is, err := ca.Issue(subject, server, hosts, now, now.Add(time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
 		return tls.Certificate{Certificate: [][]byte{is.Cert.Raw}, PrivateKey: is.Key}
 	}
-	now := time.Now()
-	mk := func(s func() (*auth.Issued, error)) func() *auth.Issued {
-		return func() *auth.Issued {
-			is, err := s()
-			if err != nil {
-				t.Fatal(err)
-			}
-			return is
-		}
-	}
-	server := issue(mk(func() (*auth.Issued, error) {
-		return ca.Issue(auth.ClientSubject("server"), true, []string{"127.0.0.1"}, now, now.Add(time.Hour))
-	}))
-	client := issue(mk(func() (*auth.Issued, error) {
-		return ca.Issue(auth.ClientSubject("ops"), false, nil, now, now.Add(time.Hour))
-	}))
-	agent := issue(mk(func() (*auth.Issued, error) {
-		return ca.Issue(auth.AgentSubject("seed", "zzk-1"), false, nil, now, now.Add(time.Hour))
-	}))
+	server := issue(pkix.Name{CommonName: "server"}, true, []string{"127.0.0.1"})
+	client := issue(auth.ClientSubject("ops"), false, nil)
+	agent := issue(auth.AgentSubject("seed", "zzk-1"), false, nil)
 	pool := x509.NewCertPool()
 	pool.AddCert(ca.Cert)
 

@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -21,16 +20,7 @@ import (
 	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
 )
 
-func TestMain(m *testing.M) {
-	harness.MaybeRun()
-	// Every process, stream and client a test starts is stopped by it.
-	goleak.VerifyTestMain(m,
-		// client-go's process-wide log flusher and idle HTTP connections of its shared transport cache.
-		goleak.IgnoreTopFunction("k8s.io/klog/v2.(*flushDaemon).run.func1"),
-		goleak.IgnoreTopFunction("net/http.(*persistConn).readLoop"),
-		goleak.IgnoreTopFunction("net/http.(*persistConn).writeLoop"),
-	)
-}
+func TestMain(m *testing.M) { harness.RunTests(m) }
 
 var seedDir = filepath.Join("..", "..", "examples", "seed-cluster")
 

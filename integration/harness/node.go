@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/kubeatlas/kubeatlas/internal/simproc"
 )
 
@@ -376,4 +378,17 @@ func makeHostRoot(root, hostFiles string) error {
 		}
 		return os.WriteFile(dst, data, 0o644)
 	})
+}
+
+// RunTests is TestMain for packages that run simulated nodes: the test
+// binary serves as a node's init when started as one (MaybeRun), and every
+// process, stream and client a test starts must be stopped by it (goleak).
+func RunTests(m *testing.M) {
+	MaybeRun()
+	goleak.VerifyTestMain(m,
+		// client-go's process-wide log flusher and idle HTTP connections of its shared transport cache.
+		goleak.IgnoreTopFunction("k8s.io/klog/v2.(*flushDaemon).run.func1"),
+		goleak.IgnoreTopFunction("net/http.(*persistConn).readLoop"),
+		goleak.IgnoreTopFunction("net/http.(*persistConn).writeLoop"),
+	)
 }

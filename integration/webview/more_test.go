@@ -94,16 +94,7 @@ func TestSignIn(t *testing.T) {
 	if err := b.Do(30*time.Second, chromedp.SendKeys(chromedp.CSS("#token"), token+kb.Enter)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.WaitReady("cluster", 30*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	got, err := gotCells(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if d := diffCells(got, answerCells()); d != "" {
-		t.Errorf("with the token, the map differs from the answer:\n%s", d)
-	}
+	checkSeedMap(t, b, "with the token")
 	b.Screenshot("signed-in")
 	// The API itself refuses a client without credentials, whatever the page does.
 	pool := x509.NewCertPool()
@@ -155,16 +146,7 @@ func TestOfflineBundles(t *testing.T) {
 			if err := b.Do(30*time.Second, chromedp.Navigate("http://"+addr+"/ui/clusters/seed")); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := b.WaitReady("cluster", 30*time.Second); err != nil {
-				t.Fatal(err)
-			}
-			got, err := gotCells(b)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if d := diffCells(got, answerCells()); d != "" {
-				t.Errorf("the bundle's map differs from the answer:\n%s", d)
-			}
+			checkSeedMap(t, b, "kubeatlas "+c.name)
 			b.Screenshot(c.name)
 			p.Stop()
 		})

@@ -13,21 +13,13 @@ import (
 
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
-	"go.uber.org/goleak"
 
 	"github.com/kubeatlas/kubeatlas/integration/harness"
 	"github.com/kubeatlas/kubeatlas/internal/simproc"
 	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
 )
 
-func TestMain(m *testing.M) {
-	harness.MaybeRun()
-	goleak.VerifyTestMain(m,
-		goleak.IgnoreTopFunction("k8s.io/klog/v2.(*flushDaemon).run.func1"),
-		goleak.IgnoreTopFunction("net/http.(*persistConn).readLoop"),
-		goleak.IgnoreTopFunction("net/http.(*persistConn).writeLoop"),
-	)
-}
+func TestMain(m *testing.M) { harness.RunTests(m) }
 
 var seedDir = filepath.Join("..", "..", "examples", "seed-cluster")
 
@@ -99,6 +91,22 @@ func answerCells() map[string]string {
 	}
 	cells["test|cluster-dns"] = "DEPLOYMENT_KIND_DEPLOYMENT×2"
 	return cells
+}
+
+// checkSeedMap waits for the seed cluster's map and compares its cells with
+// the reference answer.
+func checkSeedMap(t *testing.T, b *Browser, what string) {
+	t.Helper()
+	if _, err := b.WaitReady("cluster", 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	got, err := gotCells(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := diffCells(got, answerCells()); d != "" {
+		t.Errorf("%s: the map differs from the reference answer:\n%s", what, d)
+	}
 }
 
 // gotCells reads the map's cells from the page.
