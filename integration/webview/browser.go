@@ -60,7 +60,6 @@ func NewBrowser(t testing.TB) *Browser {
 	t.Helper()
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(chromium(t)),
-		chromedp.UserDataDir(t.TempDir()),
 		chromedp.NoSandbox, // root in CI
 		chromedp.WindowSize(1600, 1000),
 		chromedp.Flag("ignore-certificate-errors", true), // the tests' own CA
@@ -70,9 +69,7 @@ func NewBrowser(t testing.TB) *Browser {
 		chromedp.Flag("no-pings", true),
 		chromedp.Flag("disable-features", "OptimizationHints,MediaRouter,Translate,AutofillServerCommunication,CertificateTransparencyComponentUpdater"),
 	)
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancel := chromedp.NewContext(actx)
-	b := &Browser{t: t, ctx: ctx, received: map[network.RequestID]int64{}, finished: map[network.RequestID]int64{}}
+	b := &Browser{t: t, received: map[network.RequestID]int64{}, finished: map[network.RequestID]int64{}}
 	b.dir = filepath.Join(ArtifactsDir(), strings.ReplaceAll(t.Name(), "/", "_"))
 	// Each run's screenshots replace the last run's.
 	if err := os.RemoveAll(b.dir); err != nil {
@@ -82,29 +79,49 @@ func NewBrowser(t testing.TB) *Browser {
 		t.Fatal(err)
 	}
 	t.Logf("screenshots in %s", b.dir)
-	err := chromedp.Listen(ctx, func(ev any) {
-		b.mu.Lock()
-		defer b.mu.Unlock()
-		switch e := ev.(type) {
-		case *network.EventDataReceived:
-			b.received[e.RequestID] += e.EncodedDataLength
-		case *network.EventLoadingFinished:
-			b.finished[e.RequestID] = int64(e.EncodedDataLength)
+	// A browser that dies while it starts (it happens on a loaded machine)
+	// is started again, twice at most.
+	var (
+		ctx                 context.Context
+		cancel, cancelAlloc context.CancelFunc
+		err                 error
+	)
+	for attempt := 1; attempt <= 3; attempt++ {
+		var actx context.Context
+		actx, cancelAlloc = chromedp.NewExecAllocator(context.Background(), append(opts, chromedp.UserDataDir(t.TempDir()))...)
+		ctx, cancel = chromedp.NewContext(actx)
+		err = chromedp.Listen(ctx, b.record)
+		if err == nil {
+			_, err = chromedp.Call(ctx, network.Enable, network.EnableParams{})
 		}
-	})
-	if err == nil {
-		_, err = chromedp.Call(ctx, network.Enable, network.EnableParams{})
-	}
-	if err != nil {
+		if err == nil {
+			break
+		}
 		cancel()
 		cancelAlloc()
+		t.Logf("starting chromium, attempt %d: %v", attempt, err)
+	}
+	if err != nil {
 		t.Fatalf("starting chromium: %v", err)
 	}
+	b.ctx = ctx
 	t.Cleanup(func() {
 		cancel()
 		cancelAlloc() // kills the browser process and waits for it
 	})
 	return b
+}
+
+// record counts the bytes each request received.
+func (b *Browser) record(ev any) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	switch e := ev.(type) {
+	case *network.EventDataReceived:
+		b.received[e.RequestID] += e.EncodedDataLength
+	case *network.EventLoadingFinished:
+		b.finished[e.RequestID] = int64(e.EncodedDataLength)
+	}
 }
 
 // ArtifactsDir is where tests keep screenshots: $KUBEATLAS_ARTIFACTS, or

@@ -27,6 +27,9 @@ const LETTERS = {
 };
 function letters(h) { return LETTERS[h || 'DEPLOYMENT_KIND_UNSPECIFIED'] || '??'; }
 const SEVERITIES = ['SEVERITY_CRITICAL', 'SEVERITY_WARNING', 'SEVERITY_INFO'];
+// MAP_NODES bounds what the page fetches and draws at once for the whole
+// fleet: the map of every cluster, and every node for kubelet versions.
+const MAP_NODES = 5000;
 function sevBadge(s) { return `<span class="badge sev-${esc(short(s, 'SEVERITY_'))}">${esc(W.severity[s] || 'unknown')}</span>`; }
 
 function clusterURL(c) { return '/ui/clusters/' + enc(c); }
@@ -113,7 +116,7 @@ function fleetView() {
       const stale = (c.freshness && c.freshness !== 'FRESHNESS_LIVE' && c.freshness !== 'FRESHNESS_UNSPECIFIED') || !c.apiConnected;
       const fc = counts.get(c.name) || {};
       const sev = SEVERITIES.map((s) => `<td class="num">${fc[s] ? sevBadge(s) + ' ' + fc[s] : '0'}</td>`).join('');
-      const kv = [...(kubelets.get(c.name) || [])].sort().join(', ');
+      const kv = [...(kubelets.get(c.name) || [])].sort().join(', ') || (kubelets.size ? '' : 'on the cluster\'s page');
       const state = [];
       if (!c.apiConnected) state.push('API server not reachable');
       if (c.freshness && c.freshness !== 'FRESHNESS_UNSPECIFIED') state.push(W.freshness[c.freshness]);
@@ -135,10 +138,10 @@ function fleetView() {
   const later = debounce(render, 200);
   const load = async () => {
     try {
-      const [cs, nodes] = await Promise.all([
-        listAll('ListClusters', {}, 'clusters', ctl.signal),
-        listAll('ListNodes', {}, 'nodes', ctl.signal),
-      ]);
+      const cs = await listAll('ListClusters', {}, 'clusters', ctl.signal);
+      // Kubelet versions come from every node: only for fleets small enough.
+      const total = cs.reduce((a, c) => a + (c.nodeCount || 0), 0);
+      const nodes = total <= MAP_NODES ? await listAll('ListNodes', {}, 'nodes', ctl.signal) : [];
       clusters = cs;
       kubelets = new Map();
       for (const n of nodes) {
@@ -256,7 +259,7 @@ function mapView(cluster) {
     const names = cluster ? [cluster] : [...new Set([...byCluster.keys(), ...nodesBy.keys()])].sort();
     let html = '';
     if (cluster) {
-      html += `<h1>Cluster ${esc(cluster)}</h1>` + clusterSummary(info, findings);
+      html += `<h1>Cluster ${esc(cluster)}</h1>` + clusterSummary(info, findings, nodes);
     } else {
       html += `<h1>Map</h1><p class="muted">${names.length} clusters, ${nodes.length} nodes, ${insts.size} component instances.</p>`;
     }
@@ -297,14 +300,34 @@ function mapView(cluster) {
     if (synced && rendered) later();
   }, setLive);
   let nodesLoaded = false;
-  loadNodes().then(() => { nodesLoaded = true; if (synced) render(); });
-  w.start();
-  const timer = setInterval(loadNodes, 10000);
+  const start = async () => {
+    if (!cluster) {
+      // A map of every node is for fleets a screen can hold; larger ones
+      // are drawn a cluster at a time.
+      try {
+        const cs = await listAll('ListClusters', {}, 'clusters', ctl.signal);
+        const total = cs.reduce((a, c) => a + (c.nodeCount || 0), 0);
+        if (total > MAP_NODES) {
+          main.innerHTML = `<h1>Map</h1><p>${total} nodes are more than one map shows (${MAP_NODES}). Each cluster's map:</p>
+<ul>${cs.map((c) => `<li><a href="${clusterURL(c.name)}">${esc(c.name)}</a>: ${c.nodeCount || 0} nodes</li>`).join('')}</ul>`;
+          ready('map');
+          return;
+        }
+      } catch (err) { if (!ctl.signal.aborted) showError(err); return; }
+    }
+    if (ctl.signal.aborted) return;
+    loadNodes().then(() => { nodesLoaded = true; if (synced) render(); });
+    w.start();
+    timer = setInterval(loadNodes, 10000);
+  };
+  let timer = null;
+  start();
   return { stop() { ctl.abort(); w.stop(); clearInterval(timer); later.cancel(); } };
 }
 
-function clusterSummary(c, findings) {
+function clusterSummary(c, findings, nodes) {
   if (!c) return '';
+  const kubelets = [...new Set(nodes.map((n) => n.kubeletVersion).filter(Boolean))].sort().join(', ');
   const ev = (c.modeEvidence || []).map((e) => `<li>${esc(e.summary)}</li>`).join('');
   const counts = {};
   for (const f of findings.values()) counts[f.severity] = (counts[f.severity] || 0) + 1;
@@ -316,6 +339,7 @@ function clusterSummary(c, findings) {
 <dt>Control plane</dt><dd>${esc((c.controlPlaneNodes || []).join(', ') || '—')}</dd>
 <dt>Datastore</dt><dd>${ds}</dd>
 <dt>Kubernetes</dt><dd>${esc(c.kubernetesVersion || '—')}</dd>
+<dt>Kubelets</dt><dd>${esc(kubelets || '—')}</dd>
 <dt>Provider</dt><dd>${esc(c.provider || '—')}</dd>
 <dt>Agents</dt><dd>${c.reportingNodeCount || 0} of ${c.nodeCount || 0} nodes report</dd>
 <dt>API server</dt><dd>${c.apiConnected ? 'connected' : '<span class="badge stale">not connected</span>'}${stale && c.freshness ? ' · ' + esc(W.freshness[c.freshness]) : ''}</dd>
