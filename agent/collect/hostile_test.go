@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"strconv"
 	"testing"
 	"unicode/utf8"
 
@@ -104,9 +105,18 @@ func TestSentRecordsAreNeverChanged(t *testing.T) {
 	}
 	t.Cleanup(p.Stop)
 	// A host with no kubelet files: the runtime endpoint is not known yet.
+	// Its /proc shows this test's process alone, so that a kubelet running
+	// elsewhere on the machine (another test's, a real one) names no runtime.
 	root := t.TempDir()
-	for _, d := range []string{"proc", "sys"} {
-		if err := os.Symlink("/"+d, filepath.Join(root, d)); err != nil {
+	if err := os.Symlink("/sys", filepath.Join(root, "sys")); err != nil {
+		t.Fatal(err)
+	}
+	proc := filepath.Join(root, "proc")
+	if err := os.Mkdir(proc, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range []string{"stat", "sys", strconv.Itoa(p.Pid)} {
+		if err := os.Symlink(filepath.Join("/proc", e), filepath.Join(proc, e)); err != nil {
 			t.Fatal(err)
 		}
 	}
