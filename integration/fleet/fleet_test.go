@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -29,6 +30,7 @@ import (
 	"github.com/kubeatlas/kubeatlas/agent/stream"
 	"github.com/kubeatlas/kubeatlas/aggregator/fleet"
 	"github.com/kubeatlas/kubeatlas/integration/harness"
+	"github.com/kubeatlas/kubeatlas/integration/webview"
 	"github.com/kubeatlas/kubeatlas/internal/synth"
 	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
 )
@@ -247,8 +249,24 @@ func TestFleet(t *testing.T) {
 			startAgent(t, a.Addr, ag)
 		}
 	}
+	uiAddr := "127.0.0.1:" + strconv.Itoa(harness.FreePort(t))
 	fv := harness.StartAggregator(t, bins, "--fleet-from", all, "--fleet-name", "fleet-view", "--fleet-nkey-seed", view.seedFile,
-		"--fleet-heartbeat", "500ms", "--fleet-stale-after", "4s", "--fleet-unreachable-after", "120s")
+		"--fleet-heartbeat", "500ms", "--fleet-stale-after", "4s", "--fleet-unreachable-after", "120s", "--ui-addr", uiAddr)
+	// The fleet view's web page, in a real browser: it marks a stale cluster.
+	browser := webview.NewBrowser(t)
+	if err := browser.Do(30*time.Second, chromedp.Navigate("http://"+uiAddr+"/ui/")); err != nil {
+		t.Fatal(err)
+	}
+	// pageRow is a cluster's row on the fleet page: its state, publisher and
+	// whether it is marked stale.
+	pageRow := func(c string) (state, publisher string, marked bool, err error) {
+		row, err := webview.Eval[[]string](browser, fmt.Sprintf(`(() => { const r = document.querySelector('tr[data-cluster=%q]');
+			return r ? [r.querySelector('[data-state]').innerText, r.cells[r.cells.length - 2].innerText, String(r.classList.contains('stale'))] : []; })()`, c))
+		if err != nil || len(row) != 3 {
+			return "", "", false, fmt.Errorf("no row for %s on the page (%v)", c, err)
+		}
+		return row[0], row[1], row[2] == "true", nil
+	}
 
 	ctx := context.Background()
 	exact := func(timeout time.Duration, only ...int) error {
@@ -316,6 +334,24 @@ func TestFleet(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Logf("west stale %v after its aggregator was cut off", time.Since(start).Round(100*time.Millisecond))
+		if err := harness.Eventually(30*time.Second, 250*time.Millisecond, func() error {
+			state, pub, marked, err := pageRow("west")
+			if err != nil {
+				return err
+			}
+			if !marked || !strings.Contains(state, "stale") || pub != "agg-1" {
+				return fmt.Errorf("west on the page: state %q, publisher %q, marked %v", state, pub, marked)
+			}
+			for _, c := range []string{"east.prod", "north"} {
+				if _, _, marked, err := pageRow(c); err != nil || marked {
+					return fmt.Errorf("%s is marked stale on the page (%v)", c, err)
+				}
+			}
+			return nil
+		}); err != nil {
+			t.Error(err)
+		}
+		browser.Screenshot("west-stale")
 		for _, c := range []string{"east.prod", "north"} {
 			if f, _, err := freshness(ctx, fv.Client, c); err != nil || f != v1.Freshness_FRESHNESS_LIVE {
 				t.Errorf("%s is %v while west is cut off (%v)", c, f, err)
@@ -337,6 +373,14 @@ func TestFleet(t *testing.T) {
 		t.Logf("exact again %v after healing", time.Since(healed).Round(100*time.Millisecond))
 		if f, _, _ := freshness(ctx, fv.Client, "west"); f != v1.Freshness_FRESHNESS_LIVE {
 			t.Errorf("west is %v after healing", f)
+		}
+		if err := harness.Eventually(30*time.Second, 250*time.Millisecond, func() error {
+			if _, _, marked, err := pageRow("west"); err != nil || marked {
+				return fmt.Errorf("west is still marked stale on the page (%v)", err)
+			}
+			return nil
+		}); err != nil {
+			t.Error(err)
 		}
 	})
 	t.Run("nats-server-killed", func(t *testing.T) {

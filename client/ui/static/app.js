@@ -50,6 +50,14 @@ function debounce(f, wait) {
   return d;
 }
 
+// age says how long ago an RFC 3339 time was, in words.
+function age(ts) {
+  const s = Math.max(0, Math.round((Date.now() - Date.parse(ts)) / 1000));
+  if (s < 90) return s + ' s ago';
+  if (s < 5400) return Math.round(s / 60) + ' min ago';
+  return Math.round(s / 3600) + ' h ago';
+}
+
 function setLive(state) {
   live.textContent = { live: '● live', connecting: 'connecting…', offline: 'offline: retrying' }[state] || '';
   live.classList.toggle('off', state === 'offline');
@@ -96,6 +104,12 @@ function signIn(err) {
   form.token.focus();
 }
 
+// clusterStale: a fleet view no longer hears from the cluster's aggregator
+// (its rows are the last it published).
+function clusterStale(c) {
+  return c.freshness === 'FRESHNESS_STALE' || c.freshness === 'FRESHNESS_UNREACHABLE';
+}
+
 // ---- the fleet -----------------------------------------------------------
 
 function fleetView() {
@@ -103,6 +117,7 @@ function fleetView() {
   const findings = new Map(); // id -> finding
   let clusters = [];
   let kubelets = new Map(); // cluster -> Set of kubelet versions
+  let nodesFetched = false;
   let synced = false;
   const render = () => {
     const counts = new Map();
@@ -111,27 +126,31 @@ function fleetView() {
       c[f.severity] = (c[f.severity] || 0) + 1;
       counts.set(f.cluster, c);
     }
+    // A fleet view says who published each cluster, and when.
+    const fleet = clusters.some((c) => c.publisher);
     const rows = clusters.map((c) => {
       const n = c.nodeCount || 0, r = c.reportingNodeCount || 0;
-      const stale = (c.freshness && c.freshness !== 'FRESHNESS_LIVE' && c.freshness !== 'FRESHNESS_UNSPECIFIED') || !c.apiConnected;
+      const stale = clusterStale(c);
       const fc = counts.get(c.name) || {};
       const sev = SEVERITIES.map((s) => `<td class="num">${fc[s] ? sevBadge(s) + ' ' + fc[s] : '0'}</td>`).join('');
-      const kv = [...(kubelets.get(c.name) || [])].sort().join(', ') || (kubelets.size ? '' : 'on the cluster\'s page');
+      const kv = [...(kubelets.get(c.name) || [])].sort().join(', ') || (nodesFetched ? '' : 'on the cluster\'s page');
       const state = [];
-      if (!c.apiConnected) state.push('API server not reachable');
+      if (!c.apiConnected) state.push('API server not connected');
       if (c.freshness && c.freshness !== 'FRESHNESS_UNSPECIFIED') state.push(W.freshness[c.freshness]);
+      const pub = fleet ? `<td>${esc(c.publisher || '—')}</td><td>${c.updatedAt ? esc(age(c.updatedAt)) : '—'}</td>` : '';
       return `<tr data-cluster="${esc(c.name)}"${stale ? ' class="stale"' : ''}>
 <th scope="row"><a href="${clusterURL(c.name)}">${esc(c.name)}</a>${stale ? ' <span class="badge stale" title="not current">stale</span>' : ''}</th>
 <td title="${esc(W.modeExplained[c.mode || 'CLUSTER_MODE_UNSPECIFIED'])}">${esc(W.mode[c.mode || 'CLUSTER_MODE_UNSPECIFIED'])}</td>
 <td>${esc(c.provider || '—')}</td><td class="num">${n}</td>
 <td class="num">${r}/${n}${n ? ' (' + Math.round((100 * r) / n) + '%)' : ''}</td>${sev}
-<td>${esc(c.kubernetesVersion || '—')}</td><td>${esc(kv || '—')}</td><td>${esc(state.join('; ') || 'live')}</td></tr>`;
+<td>${esc(c.kubernetesVersion || '—')}</td><td>${esc(kv || '—')}</td><td data-state>${esc(state.join('; ') || 'live')}</td>${pub}</tr>`;
     }).join('');
     main.innerHTML = `<h1>Fleet</h1>
 <p class="muted">${clusters.length} clusters, ${clusters.reduce((a, c) => a + (c.nodeCount || 0), 0)} nodes. <a href="/ui/map">Map of every cluster</a></p>
 <table id="clusters"><caption class="muted">Agent coverage is nodes whose agent reports, of nodes known.</caption>
 <thead><tr><th scope="col">Cluster</th><th scope="col">Mode</th><th scope="col">Provider</th><th scope="col">Nodes</th><th scope="col">Agents</th>
-<th scope="col">Critical</th><th scope="col">Warning</th><th scope="col">Info</th><th scope="col">Kubernetes</th><th scope="col">Kubelets</th><th scope="col">State</th></tr></thead>
+<th scope="col">Critical</th><th scope="col">Warning</th><th scope="col">Info</th><th scope="col">Kubernetes</th><th scope="col">Kubelets</th><th scope="col">State</th>
+${fleet ? '<th scope="col">Publisher</th><th scope="col">Updated</th>' : ''}</tr></thead>
 <tbody>${rows || '<tr><td colspan="11">No clusters yet.</td></tr>'}</tbody></table>`;
     if (synced) ready('fleet');
   };
@@ -141,7 +160,8 @@ function fleetView() {
       const cs = await listAll('ListClusters', {}, 'clusters', ctl.signal);
       // Kubelet versions come from every node: only for fleets small enough.
       const total = cs.reduce((a, c) => a + (c.nodeCount || 0), 0);
-      const nodes = total <= MAP_NODES ? await listAll('ListNodes', {}, 'nodes', ctl.signal) : [];
+      nodesFetched = total <= MAP_NODES;
+      const nodes = nodesFetched ? await listAll('ListNodes', {}, 'nodes', ctl.signal) : [];
       clusters = cs;
       kubelets = new Map();
       for (const n of nodes) {
@@ -163,7 +183,7 @@ function fleetView() {
   }, setLive);
   load().then(() => { if (!ctl.signal.aborted) w.start(); });
   // Coverage and freshness change without findings changing.
-  const timer = setInterval(load, 15000);
+  const timer = setInterval(load, 5000);
   return { stop() { ctl.abort(); w.stop(); clearInterval(timer); later.cancel(); refresh.cancel(); } };
 }
 
@@ -333,7 +353,7 @@ function clusterSummary(c, findings, nodes) {
   for (const f of findings.values()) counts[f.severity] = (counts[f.severity] || 0) + 1;
   const sev = SEVERITIES.map((s) => `${sevBadge(s)} ${counts[s] || 0}`).join(' ');
   const ds = c.datastore ? `${esc(c.datastore.implementation || '—')} on ${esc((c.datastore.nodes || []).join(', ') || '—')}` : '—';
-  const stale = (c.freshness && c.freshness !== 'FRESHNESS_LIVE' && c.freshness !== 'FRESHNESS_UNSPECIFIED') || !c.apiConnected;
+  const stale = clusterStale(c);
   return `<dl class="facts">
 <dt>Mode</dt><dd><strong>${esc(W.mode[c.mode || 'CLUSTER_MODE_UNSPECIFIED'])}</strong>: ${esc(W.modeExplained[c.mode || 'CLUSTER_MODE_UNSPECIFIED'])}${ev ? `<ul>${ev}</ul>` : ''}</dd>
 <dt>Control plane</dt><dd>${esc((c.controlPlaneNodes || []).join(', ') || '—')}</dd>
@@ -342,7 +362,8 @@ function clusterSummary(c, findings, nodes) {
 <dt>Kubelets</dt><dd>${esc(kubelets || '—')}</dd>
 <dt>Provider</dt><dd>${esc(c.provider || '—')}</dd>
 <dt>Agents</dt><dd>${c.reportingNodeCount || 0} of ${c.nodeCount || 0} nodes report</dd>
-<dt>API server</dt><dd>${c.apiConnected ? 'connected' : '<span class="badge stale">not connected</span>'}${stale && c.freshness ? ' · ' + esc(W.freshness[c.freshness]) : ''}</dd>
+<dt>API server</dt><dd>${c.apiConnected ? 'connected' : 'not connected'}</dd>
+${c.publisher ? `<dt>Published by</dt><dd>${esc(c.publisher)}${c.updatedAt ? ', ' + esc(age(c.updatedAt)) : ''}${stale ? ' <span class="badge stale">' + esc(W.freshness[c.freshness]) + '</span>' : ''}</dd>` : ''}
 <dt>Findings</dt><dd>${sev} · <a href="/ui/findings?cluster=${enc(c.name)}">list</a></dd>
 </dl>`;
 }
