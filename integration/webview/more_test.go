@@ -170,7 +170,7 @@ func TestFleetMapRender(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		_, err := load.Run(ctx, load.Config{Server: agg.Addr, Clusters: clusters, Nodes: nodes, Processes: 300,
-			Interval: time.Second, Steady: 10 * time.Minute, Conns: 8})
+			Interval: 10 * time.Second, Steady: 10 * time.Minute, Conns: 8})
 		done <- err
 	}()
 	t.Cleanup(func() { cancel(); <-done })
@@ -227,10 +227,11 @@ func TestFleetMapRender(t *testing.T) {
 		}
 		wall := time.Since(start)
 		bytes, reqs := b.Transfer()
+		marks, _ := Eval[string](b, `document.body.dataset.marks`)
 		cols, _ := Eval[int](b, `document.querySelectorAll('table.map th.node').length`)
 		cells, _ := Eval[int](b, `document.querySelectorAll('td[data-cell]').length`)
-		t.Logf("BENCH fleet map run %d: drawn %d ms after navigation start (%v wall from Navigate); %d bytes in %d requests; %d node columns, %d cells, %d instances",
-			i+1, ms, wall.Round(time.Millisecond), bytes, reqs, cols, cells, instances)
+		t.Logf("BENCH fleet map run %d: drawn %d ms after navigation start (%v wall from Navigate); %d bytes in %d requests; %d node columns, %d cells, %d instances; page marks (ms) %s",
+			i+1, ms, wall.Round(time.Millisecond), bytes, reqs, cols, cells, instances, marks)
 		if cols != nodes {
 			t.Errorf("the map has %d node columns, want %d", cols, nodes)
 		}

@@ -63,9 +63,16 @@ function setLive(state) {
   live.classList.toggle('off', state === 'offline');
 }
 
+// ready says the view is drawn: data-ready holds when it first was (from
+// the navigation's start), data-updated when it was last redrawn.
 function ready(view) {
+  const now = String(Math.round(performance.now()));
+  if (document.body.dataset.view === view && document.body.dataset.ready) {
+    document.body.dataset.updated = now;
+    return;
+  }
   document.body.dataset.view = view;
-  document.body.dataset.ready = String(Math.round(performance.now()));
+  document.body.dataset.ready = now;
 }
 
 function showError(err) {
@@ -292,6 +299,11 @@ function mapView(cluster) {
     const pos = scroll ? [scroll.scrollLeft, scroll.scrollTop] : null;
     main.innerHTML = html;
     if (pos && main.querySelector('.scroll')) [main.querySelector('.scroll').scrollLeft, main.querySelector('.scroll').scrollTop] = pos;
+    if (!rendered) {
+      // When each part of the first draw was there, for whoever measures it.
+      marks.drawn = Math.round(performance.now());
+      document.body.dataset.marks = JSON.stringify(marks);
+    }
     rendered = true;
     ready(cluster ? 'cluster' : 'map');
   };
@@ -312,7 +324,12 @@ function mapView(cluster) {
   const w = new Watcher(req, (type, e) => {
     if (type === 'ERROR') { showError(e); return; }
     if (type === 'WATCH_EVENT_TYPE_RESYNC') { insts.clear(); findings.clear(); synced = false; return; }
-    if (type === 'WATCH_EVENT_TYPE_SYNCED') { synced = true; if (nodesLoaded) render(); return; }
+    if (type === 'WATCH_EVENT_TYPE_SYNCED') {
+      synced = true;
+      marks.synced = marks.synced || Math.round(performance.now());
+      if (nodesLoaded) render();
+      return;
+    }
     if (type === 'WATCH_EVENT_TYPE_RESUMED') return;
     const deleted = type === 'WATCH_EVENT_TYPE_DELETED';
     if (e.component) { if (deleted) insts.delete(e.component.id); else insts.set(e.component.id, e.component); }
@@ -320,6 +337,7 @@ function mapView(cluster) {
     if (synced && rendered) later();
   }, setLive);
   let nodesLoaded = false;
+  const marks = {};
   const start = async () => {
     if (!cluster) {
       // A map of every node is for fleets a screen can hold; larger ones
@@ -336,7 +354,8 @@ function mapView(cluster) {
       } catch (err) { if (!ctl.signal.aborted) showError(err); return; }
     }
     if (ctl.signal.aborted) return;
-    loadNodes().then(() => { nodesLoaded = true; if (synced) render(); });
+    marks.start = Math.round(performance.now());
+    loadNodes().then(() => { nodesLoaded = true; marks.nodes = Math.round(performance.now()); if (synced) render(); });
     w.start();
     timer = setInterval(loadNodes, 10000);
   };
@@ -530,6 +549,7 @@ function route() {
   if (current) current.stop();
   current = null;
   delete document.body.dataset.ready;
+  delete document.body.dataset.updated;
   delete document.body.dataset.error;
   setLive('');
   const url = new URL(location.href);
