@@ -17,7 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chromedp/chromedp"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -254,7 +253,7 @@ func TestFleet(t *testing.T) {
 		"--fleet-heartbeat", "500ms", "--fleet-stale-after", "4s", "--fleet-unreachable-after", "120s", "--ui-addr", uiAddr)
 	// The fleet view's web page, in a real browser: it marks a stale cluster.
 	browser := webview.NewBrowser(t)
-	if err := browser.Do(30*time.Second, chromedp.Navigate("http://"+uiAddr+"/ui/")); err != nil {
+	if err := browser.Open("http://" + uiAddr + "/ui/"); err != nil {
 		t.Fatal(err)
 	}
 	// pageRow is a cluster's row on the fleet page: its state, publisher and

@@ -141,6 +141,12 @@ func (b *Browser) Do(timeout time.Duration, steps ...chromedp.Action[chromedp.Vo
 	return chromedp.Do(ctx, steps...)
 }
 
+// Open loads url as a new page: by way of about:blank, so that it is a fresh
+// document whatever the tab showed before.
+func (b *Browser) Open(url string) error {
+	return b.Do(60*time.Second, chromedp.Navigate("about:blank"), chromedp.Navigate(url))
+}
+
 // Eval evaluates a script in the page and decodes its value into T.
 func Eval[T any](b *Browser, script string) (T, error) {
 	ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)

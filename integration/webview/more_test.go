@@ -72,7 +72,7 @@ func TestSignIn(t *testing.T) {
 			}
 		}
 	}
-	if err := b.Do(30*time.Second, chromedp.Navigate(agg.UIURL()+"clusters/seed")); err != nil {
+	if err := b.Open(agg.UIURL() + "clusters/seed"); err != nil {
 		t.Fatal(err)
 	}
 	signin("no credentials")
@@ -143,7 +143,7 @@ func TestOfflineBundles(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := b.Do(30*time.Second, chromedp.Navigate("http://"+addr+"/ui/clusters/seed")); err != nil {
+			if err := b.Open("http://" + addr + "/ui/clusters/seed"); err != nil {
 				t.Fatal(err)
 			}
 			checkSeedMap(t, b, "kubeatlas "+c.name)
@@ -210,7 +210,7 @@ func TestFleetMapRender(t *testing.T) {
 	b := NewBrowser(t)
 	// Each run is a fresh navigation with an empty cache.
 	for i := range 3 {
-		if err := b.Do(30*time.Second, chromedp.Navigate("about:blank")); err != nil {
+		if err := b.Open("about:blank"); err != nil {
 			t.Fatal(err)
 		}
 		if err := b.ClearCache(); err != nil {

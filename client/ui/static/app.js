@@ -50,6 +50,36 @@ function debounce(f, wait) {
   return d;
 }
 
+// show replaces what a box shows with html, unless it shows that already. A
+// redraw keeps the keyboard focus (on the link to the same place, or the
+// same control), the scroll positions of wide tables, and what is being
+// typed elsewhere on the page. It reports whether it replaced anything.
+const shown = new WeakMap();
+function show(html, box = main) {
+  if (shown.get(box) === html) return false;
+  const focus = focusKey(box);
+  const scrolls = [...box.querySelectorAll('.scroll')].map((el) => [el.scrollLeft, el.scrollTop]);
+  box.innerHTML = html;
+  shown.set(box, html);
+  box.querySelectorAll('.scroll').forEach((el, i) => { if (scrolls[i]) [el.scrollLeft, el.scrollTop] = scrolls[i]; });
+  const el = focus && findFocus(box, focus);
+  if (el) el.focus({ preventScroll: true });
+  return true;
+}
+
+function focusKey(box) {
+  const a = document.activeElement;
+  if (!a || a === box || !box.contains(a)) return null;
+  return { tag: a.tagName, id: a.id, href: a.getAttribute('href'), index: [...box.querySelectorAll(a.tagName)].indexOf(a) };
+}
+
+function findFocus(box, k) {
+  if (k.id) return box.querySelector('#' + CSS.escape(k.id));
+  const all = [...box.querySelectorAll(k.tag)];
+  if (k.href) return all.find((e) => e.getAttribute('href') === k.href) || null;
+  return all[k.index] || null;
+}
+
 // age says how long ago an RFC 3339 time was, in words.
 function age(ts) {
   const s = Math.max(0, Math.round((Date.now() - Date.parse(ts)) / 1000));
@@ -78,6 +108,7 @@ function ready(view) {
 function showError(err) {
   if (err instanceof AuthError) { signIn(err); return; }
   main.insertAdjacentHTML('afterbegin', `<div class="alert" role="alert">${esc(err.message || err)}</div>`);
+  shown.delete(main); // the next draw replaces the alert
   document.body.dataset.error = err.message || String(err);
 }
 
@@ -87,14 +118,15 @@ function signIn(err) {
   if (current) current.stop();
   current = null;
   const why = `${token() ? 'The aggregator refused this token' : 'This aggregator answers query clients only'}: ${esc(err.message)}.`;
-  const shown = document.getElementById('signin-form');
+  const form0 = document.getElementById('signin-form');
   document.body.dataset.view = 'signin';
   delete document.body.dataset.ready;
   setLive('');
-  if (shown) { // a second refusal must not wipe what is being typed
+  if (form0) { // a second refusal must not wipe what is being typed
     document.getElementById('signin-why').innerHTML = why;
     return;
   }
+  shown.delete(main);
   main.innerHTML = `<h1>Sign in</h1>
 <div class="signin">
 <p id="signin-why" role="alert">${why}</p>
@@ -152,13 +184,13 @@ function fleetView() {
 <td class="num">${r}/${n}${n ? ' (' + Math.round((100 * r) / n) + '%)' : ''}</td>${sev}
 <td>${esc(c.kubernetesVersion || '—')}</td><td>${esc(kv || '—')}</td><td data-state>${esc(state.join('; ') || 'live')}</td>${pub}</tr>`;
     }).join('');
-    main.innerHTML = `<h1>Fleet</h1>
+    show(`<h1>Fleet</h1>
 <p class="muted">${clusters.length} clusters, ${clusters.reduce((a, c) => a + (c.nodeCount || 0), 0)} nodes. <a href="/ui/map">Map of every cluster</a></p>
 <table id="clusters"><caption class="muted">Agent coverage is nodes whose agent reports, of nodes known.</caption>
 <thead><tr><th scope="col">Cluster</th><th scope="col">Mode</th><th scope="col">Provider</th><th scope="col">Nodes</th><th scope="col">Agents</th>
 <th scope="col">Critical</th><th scope="col">Warning</th><th scope="col">Info</th><th scope="col">Kubernetes</th><th scope="col">Kubelets</th><th scope="col">State</th>
 ${fleet ? '<th scope="col">Publisher</th><th scope="col">Updated</th>' : ''}</tr></thead>
-<tbody>${rows || '<tr><td colspan="11">No clusters yet.</td></tr>'}</tbody></table>`;
+<tbody>${rows || '<tr><td colspan="11">No clusters yet.</td></tr>'}</tbody></table>`);
     if (synced) ready('fleet');
   };
   const later = debounce(render, 200);
@@ -295,10 +327,7 @@ function mapView(cluster) {
       if (!cluster) html += `<h2><a href="${clusterURL(c)}">${esc(c)}</a></h2>`;
       html += mapTable(c, nodesBy.get(c) || [], byCluster.get(c) || []);
     }
-    const scroll = main.querySelector('.scroll');
-    const pos = scroll ? [scroll.scrollLeft, scroll.scrollTop] : null;
-    main.innerHTML = html;
-    if (pos && main.querySelector('.scroll')) [main.querySelector('.scroll').scrollLeft, main.querySelector('.scroll').scrollTop] = pos;
+    show(html);
     if (!rendered) {
       // When each part of the first draw was there, for whoever measures it.
       marks.drawn = Math.round(performance.now());
@@ -346,8 +375,8 @@ function mapView(cluster) {
         const cs = await listAll('ListClusters', {}, 'clusters', ctl.signal);
         const total = cs.reduce((a, c) => a + (c.nodeCount || 0), 0);
         if (total > MAP_NODES) {
-          main.innerHTML = `<h1>Map</h1><p>${total} nodes are more than one map shows (${MAP_NODES}). Each cluster's map:</p>
-<ul>${cs.map((c) => `<li><a href="${clusterURL(c.name)}">${esc(c.name)}</a>: ${c.nodeCount || 0} nodes</li>`).join('')}</ul>`;
+          show(`<h1>Map</h1><p>${total} nodes are more than one map shows (${MAP_NODES}). Each cluster's map:</p>
+<ul>${cs.map((c) => `<li><a href="${clusterURL(c.name)}">${esc(c.name)}</a>: ${c.nodeCount || 0} nodes</li>`).join('')}</ul>`);
           ready('map');
           return;
         }
@@ -421,8 +450,8 @@ function instanceView(cluster, node, comp) {
   const load = async () => {
     try {
       const insts = await listAll('ListComponents', { cluster, node, component: comp, view: 'COMPONENT_VIEW_FULL' }, 'components', ctl.signal);
-      main.innerHTML = `<p><a href="${clusterURL(cluster)}">${esc(cluster)}</a> › <a href="${nodeURL(cluster, node)}">${esc(node)}</a> › ${esc(comp)}</p>
-<h1>${esc(comp)} on ${esc(node)}</h1>${insts.map(instanceHTML).join('') || '<p>Nothing of this component runs on this node now.</p>'}`;
+      show(`<p><a href="${clusterURL(cluster)}">${esc(cluster)}</a> › <a href="${nodeURL(cluster, node)}">${esc(node)}</a> › ${esc(comp)}</p>
+<h1>${esc(comp)} on ${esc(node)}</h1>${insts.map(instanceHTML).join('') || '<p>Nothing of this component runs on this node now.</p>'}`);
       ready('instance');
     } catch (err) { if (!ctl.signal.aborted) showError(err); }
   };
@@ -465,7 +494,7 @@ function nodeView(cluster, name, params) {
       }).join('');
       if (procs.nextPageToken) tokens[page + 1] = procs.nextPageToken;
       const frows = findings.map((f) => `<tr><td>${sevBadge(f.severity)}</td><td>${esc(W.findingKind[f.kind] || f.kind)}</td><td>${esc(f.summary)}</td></tr>`).join('');
-      main.innerHTML = `<p><a href="${clusterURL(cluster)}">${esc(cluster)}</a> › ${esc(name)}</p>
+      const replaced = show(`<p><a href="${clusterURL(cluster)}">${esc(cluster)}</a> › ${esc(name)}</p>
 <h1>Node ${esc(name)}${stale ? ' <span class="badge stale">agent ' + esc(W.agentState[n.agentState]) + '</span>' : ''}</h1>
 <dl class="facts"><dt>Roles</dt><dd>${esc((n.roles || []).join(', ') || '—')}</dd>
 <dt>Agent</dt><dd data-agent-state="${esc(n.agentState || '')}">${esc(W.agentState[n.agentState || 'AGENT_STATE_UNSPECIFIED'])}${n.lastSeen ? ', last seen ' + esc(n.lastSeen) : ''}</dd>
@@ -478,9 +507,11 @@ function nodeView(cluster, name, params) {
 <h2>Processes</h2><p class="muted">${n.processCount || 0} processes. Page ${page + 1}.
 <a href="?components=${onlyComponents ? '0' : '1'}">${onlyComponents ? 'Show all processes' : 'Show component processes only'}</a></p>
 <table id="processes"><thead><tr><th scope="col">PID</th><th scope="col">User</th><th scope="col">Components</th><th scope="col">Command line</th><th scope="col">Unit or container</th></tr></thead><tbody>${prows}</tbody></table>
-<p><button type="button" id="prev"${page === 0 ? ' disabled' : ''}>Previous page</button> <button type="button" id="next"${procs.nextPageToken ? '' : ' disabled'}>Next page</button></p>`;
-      main.querySelector('#prev').addEventListener('click', () => { page--; load(); });
-      main.querySelector('#next').addEventListener('click', () => { page++; load(); });
+<p><button type="button" id="prev"${page === 0 ? ' disabled' : ''}>Previous page</button> <button type="button" id="next"${procs.nextPageToken ? '' : ' disabled'}>Next page</button></p>`);
+      if (replaced) {
+        main.querySelector('#prev').addEventListener('click', () => { page--; load(); });
+        main.querySelector('#next').addEventListener('click', () => { page++; load(); });
+      }
       ready('node');
     } catch (err) { if (!ctl.signal.aborted) showError(err); }
   };
@@ -513,16 +544,24 @@ function findingsView(params) {
       const kinds = Object.keys(W.findingKind).filter((k) => k !== 'FINDING_KIND_UNSPECIFIED');
       const rows = findings.map((f) => `<tr data-finding="${esc(f.id)}"><td>${sevBadge(f.severity)}</td><td>${esc(W.findingKind[f.kind] || f.kind)}</td>
 <td><a href="${clusterURL(f.cluster)}">${esc(f.cluster)}</a></td><td>${f.node ? `<a href="${nodeURL(f.cluster, f.node)}">${esc(f.node)}</a>` : '—'}</td><td>${esc(f.summary)}</td></tr>`).join('');
-      main.innerHTML = `<h1>Findings</h1>
+      const results = `<p class="muted">${findings.length} findings${findings.length >= 5000 ? ' (the first 5,000)' : ''}.</p>
+<table id="findings"><thead><tr><th scope="col">Severity</th><th scope="col">Kind</th><th scope="col">Cluster</th><th scope="col">Node</th><th scope="col">Summary</th></tr></thead>
+<tbody>${rows || '<tr><td colspan="5">No findings.</td></tr>'}</tbody></table>`;
+      const box = main.querySelector('#results');
+      if (box) { // the form stays as the user left it
+        show(results, box);
+        ready('findings');
+        return;
+      }
+      show(`<h1>Findings</h1>
 <form class="filters" id="filters" role="search">
 <label>Cluster<select name="cluster">${opt('', 'all', cluster)}${clusters.map((c) => opt(c.name, c.name, cluster)).join('')}</select></label>
 <label>At least<select name="severity">${opt('', 'any severity', severity)}${SEVERITIES.map((s) => opt(s, W.severity[s], severity)).join('')}</select></label>
 <label>Kind<select name="kind">${opt('', 'any kind', kind)}${kinds.map((k) => opt(k, W.findingKind[k], kind)).join('')}</select></label>
 <label>CEL filter<input class="cel" name="filter" value="${esc(filter)}" placeholder='finding.node.startsWith("zzk") &amp;&amp; finding.severity == "SEVERITY_WARNING"'></label>
 <button type="submit">Apply</button></form>
-<p class="muted">${findings.length} findings${findings.length >= 5000 ? ' (the first 5,000)' : ''}.</p>
-<table id="findings"><thead><tr><th scope="col">Severity</th><th scope="col">Kind</th><th scope="col">Cluster</th><th scope="col">Node</th><th scope="col">Summary</th></tr></thead>
-<tbody>${rows || '<tr><td colspan="5">No findings.</td></tr>'}</tbody></table>`;
+<div id="results">${results}</div>`);
+      shown.set(main.querySelector('#results'), results);
       main.querySelector('#filters').addEventListener('submit', (ev) => {
         ev.preventDefault();
         const q = new URLSearchParams();
@@ -555,7 +594,7 @@ function route() {
   const url = new URL(location.href);
   const parts = url.pathname.replace(/^\/ui\/?/, '').split('/').filter(Boolean).map(decodeURIComponent);
   let nav = '';
-  main.innerHTML = '<p>Loading…</p>';
+  show('<p>Loading…</p>');
   if (parts.length === 0) { nav = 'fleet'; current = fleetView(); document.title = 'Fleet · kubeatlas'; }
   else if (parts[0] === 'map' && parts.length === 1) { nav = 'map'; current = mapView(''); document.title = 'Map · kubeatlas'; }
   else if (parts[0] === 'findings' && parts.length === 1) { nav = 'findings'; current = findingsView(url.searchParams); document.title = 'Findings · kubeatlas'; }
@@ -564,7 +603,7 @@ function route() {
   else if (parts[0] === 'clusters' && parts[2] === 'nodes' && parts[4] === 'components' && parts.length === 6) {
     current = instanceView(parts[1], parts[3], parts[5]); document.title = parts[5] + ' on ' + parts[3] + ' · kubeatlas';
   } else {
-    main.innerHTML = `<h1>Not found</h1><p>Nothing is shown at ${esc(url.pathname)}. <a href="/ui/">The fleet</a></p>`;
+    show(`<h1>Not found</h1><p>Nothing is shown at ${esc(url.pathname)}. <a href="/ui/">The fleet</a></p>`);
     ready('notfound');
   }
   for (const a of document.querySelectorAll('nav a')) {
@@ -588,6 +627,14 @@ document.addEventListener('click', (e) => {
   navigate(url.pathname + url.search);
 });
 window.addEventListener('popstate', route);
+// A page left for another stops its streams: a browser may keep it in its
+// back-forward cache, and its open Watch streams would hold the few
+// connections a browser allows per server. Shown again, it starts afresh.
+window.addEventListener('pagehide', () => {
+  if (current) current.stop();
+  current = null;
+});
+window.addEventListener('pageshow', (e) => { if (e.persisted) route(); });
 
 (async () => {
   try {
