@@ -188,31 +188,8 @@ func build() (Binaries, error) {
 		Kubectl:   filepath.Join(third, "kubectl"),
 		Kubeadm:   filepath.Join(third, "kubeadm"),
 	}
-	if !allExist(b.Etcd, b.APIServer, b.Grpcurl, b.Kubectl, b.Kubeadm) {
-		if err := os.MkdirAll(third, 0o755); err != nil {
-			return b, err
-		}
-		tmp, err := os.MkdirTemp(third, "build-")
-		if err != nil {
-			return b, err
-		}
-		defer os.RemoveAll(tmp)
-		v := "k8s.io/component-base/version"
-		ld := fmt.Sprintf("-X %s.gitVersion=%s -X %s.gitMajor=1 -X %s.gitMinor=37 -X %s.gitTreeState=clean", v, KubernetesVersion, v, v, v)
-		if err := GoBuild(root, tmp, ld, "k8s.io/kubernetes/cmd/kube-apiserver", "k8s.io/kubernetes/cmd/kubectl", "k8s.io/kubernetes/cmd/kubeadm"); err != nil {
-			return b, err
-		}
-		if err := GoBuild(root, filepath.Join(tmp, "etcd"), "", "go.etcd.io/etcd/server/v3"); err != nil {
-			return b, err
-		}
-		if err := GoBuild(root, tmp, "", "github.com/fullstorydev/grpcurl/cmd/grpcurl"); err != nil {
-			return b, err
-		}
-		for _, name := range []string{"etcd", "grpcurl", "kube-apiserver", "kubectl", "kubeadm"} {
-			if err := os.Rename(filepath.Join(tmp, name), filepath.Join(third, name)); err != nil {
-				return b, err
-			}
-		}
+	if err := buildThirdParty(root, third, b); err != nil {
+		return b, err
 	}
 	// The kubeatlas binaries go to a directory named after this process;
 	// the directories of processes that are gone are removed first, so that
@@ -234,6 +211,69 @@ func build() (Binaries, error) {
 	b.Aggregator = filepath.Join(own, "kubeatlas-aggregator")
 	b.CLI = filepath.Join(own, "kubeatlas")
 	return b, nil
+}
+
+// buildThirdParty builds etcd, kube-apiserver, kubectl, kubeadm and grpcurl
+// into the cache when they are not there. Test processes of several packages
+// start at once: one builds, the others wait for it (a lock on the cache)
+// rather than build the same binaries on the same cores.
+func buildThirdParty(root, third string, b Binaries) error {
+	if allExist(b.Etcd, b.APIServer, b.Grpcurl, b.Kubectl, b.Kubeadm) {
+		return nil
+	}
+	if err := os.MkdirAll(third, 0o755); err != nil {
+		return err
+	}
+	unlock, err := LockFile(filepath.Join(third, ".build.lock"))
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if allExist(b.Etcd, b.APIServer, b.Grpcurl, b.Kubectl, b.Kubeadm) {
+		return nil // built while this process waited
+	}
+	tmp, err := os.MkdirTemp(third, "build-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	v := "k8s.io/component-base/version"
+	ld := fmt.Sprintf("-X %s.gitVersion=%s -X %s.gitMajor=1 -X %s.gitMinor=37 -X %s.gitTreeState=clean", v, KubernetesVersion, v, v, v)
+	if err := GoBuild(root, tmp, ld, "k8s.io/kubernetes/cmd/kube-apiserver", "k8s.io/kubernetes/cmd/kubectl", "k8s.io/kubernetes/cmd/kubeadm"); err != nil {
+		return err
+	}
+	if err := GoBuild(root, filepath.Join(tmp, "etcd"), "", "go.etcd.io/etcd/server/v3"); err != nil {
+		return err
+	}
+	if err := GoBuild(root, tmp, "", "github.com/fullstorydev/grpcurl/cmd/grpcurl"); err != nil {
+		return err
+	}
+	for _, name := range []string{"etcd", "grpcurl", "kube-apiserver", "kubectl", "kubeadm"} {
+		if err := os.Rename(filepath.Join(tmp, name), filepath.Join(third, name)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// LockFile takes an exclusive lock on path (made if missing), shared with
+// every process on the machine, and returns what releases it.
+func LockFile(path string) (func(), error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	for {
+		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX)
+		if err != syscall.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("locking %s: %w", path, err)
+	}
+	return func() { f.Close() }, nil
 }
 
 func allExist(paths ...string) bool {
