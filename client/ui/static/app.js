@@ -156,7 +156,7 @@ function fleetView() {
   const findings = new Map(); // id -> finding
   let clusters = [];
   let kubelets = new Map(); // cluster -> Set of kubelet versions
-  let nodesFetched = false;
+  let nodesFetched = false, nodesAt = 0;
   let synced = false;
   const render = () => {
     const counts = new Map();
@@ -200,14 +200,20 @@ ${fleet ? '<th scope="col">Publisher</th><th scope="col">Updated</th>' : ''}</tr
       // Kubelet versions come from every node: only for fleets small enough.
       const total = cs.reduce((a, c) => a + (c.nodeCount || 0), 0);
       nodesFetched = total <= MAP_NODES;
-      const nodes = nodesFetched ? await listAll('ListNodes', {}, 'nodes', ctl.signal) : [];
-      clusters = cs;
-      kubelets = new Map();
-      for (const n of nodes) {
-        if (!n.kubeletVersion) continue;
-        if (!kubelets.has(n.cluster)) kubelets.set(n.cluster, new Set());
-        kubelets.get(n.cluster).add(n.kubeletVersion);
+      if (!nodesFetched) kubelets = new Map();
+      // Versions change seldom: the nodes are asked for once a minute, the
+      // clusters' coverage and freshness every few seconds.
+      if (nodesFetched && Date.now() - nodesAt > 60000) {
+        const nodes = await listAll('ListNodes', {}, 'nodes', ctl.signal);
+        nodesAt = Date.now();
+        kubelets = new Map();
+        for (const n of nodes) {
+          if (!n.kubeletVersion) continue;
+          if (!kubelets.has(n.cluster)) kubelets.set(n.cluster, new Set());
+          kubelets.get(n.cluster).add(n.kubeletVersion);
+        }
       }
+      clusters = cs;
       render();
     } catch (err) { if (!ctl.signal.aborted) showError(err); }
   };
