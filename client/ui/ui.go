@@ -69,6 +69,9 @@ func NewHandler(gs *grpc.Server) (http.Handler, error) {
 		vanguard.WithDefaultServiceOptions(
 			vanguard.WithTargetProtocols(vanguard.ProtocolGRPC),
 			vanguard.WithTargetCodecs(vanguard.CodecProto),
+			// A message the bridge buffers (an answer's page, a Watch
+			// batch) is bounded; vanguard's own bound is 4 GiB.
+			vanguard.WithMaxMessageBufferBytes(maxMessageBytes),
 		),
 	)
 	if err != nil {
@@ -79,7 +82,7 @@ func NewHandler(gs *grpc.Server) (http.Handler, error) {
 		return nil, err
 	}
 	mux := http.NewServeMux()
-	mux.Handle(APIPrefix, compress(api))
+	mux.Handle(APIPrefix, compress(limitRequest(api)))
 	mux.HandleFunc(Prefix, func(w http.ResponseWriter, r *http.Request) { serveAsset(w, r, assets) })
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/" {
@@ -89,6 +92,26 @@ func NewHandler(gs *grpc.Server) (http.Handler, error) {
 		http.Redirect(w, r, Prefix, http.StatusFound)
 	})
 	return secure(mux), nil
+}
+
+// Bounds on what the bridge reads and buffers. Requests are small (the
+// largest is a CEL filter of at most 10 KiB), and they are read before the
+// query's credentials are checked, so their bound is tight.
+const (
+	maxRequestBytes = 1 << 20
+	maxMessageBytes = 64 << 20
+)
+
+// limitRequest refuses a request body over maxRequestBytes.
+func limitRequest(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > maxRequestBytes {
+			http.Error(w, fmt.Sprintf("request body over %d bytes", maxRequestBytes), http.StatusRequestEntityTooLarge)
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, maxRequestBytes)
+		next.ServeHTTP(w, r)
+	})
 }
 
 func loadAssets() (map[string]*asset, error) {
@@ -245,6 +268,8 @@ func Listen(addr string, h http.Handler, tlsConfig *tls.Config, log *slog.Logger
 	s := &Server{lis: lis, http: &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
+		// Requests are small: one that trickles in is cut off.
+		ReadTimeout: 30 * time.Second,
 		// No write timeout: Watch streams stay open for as long as a page
 		// follows them.
 		IdleTimeout:    2 * time.Minute,

@@ -355,3 +355,32 @@ func TestAuth(t *testing.T) {
 		}
 	}
 }
+
+// A request body over the bound is refused before anything is buffered or
+// asked, with or without its length declared; the server answers on.
+func TestRequestBound(t *testing.T) {
+	srv := httptest.NewServer(newHandler(t, seedServer(t, auth.Policy{})))
+	defer srv.Close()
+	// Valid JSON, an answer without the bound: blanks make it 2 MiB.
+	big := `{"cluster":"seed"` + strings.Repeat(" ", 2<<20) + `}`
+	for _, declared := range []bool{true, false} {
+		var body io.Reader = strings.NewReader(big)
+		if !declared {
+			body = io.MultiReader(strings.NewReader(big)) // no length: chunked
+		}
+		req, _ := http.NewRequest("POST", srv.URL+ui.APIPrefix+"ListFindings", body)
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Connect-Protocol-Version", "1")
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatalf("declared %v: %v", declared, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode < 400 || resp.StatusCode == http.StatusInternalServerError {
+			t.Errorf("a 2 MiB request (length declared %v): %d", declared, resp.StatusCode)
+		}
+	}
+	if r := connect(newHandler(t, seedServer(t, auth.Policy{})), "ListClusters", `{}`, nil); r.StatusCode != 200 {
+		t.Errorf("after the refusals: %d", r.StatusCode)
+	}
+}

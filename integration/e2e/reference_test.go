@@ -122,19 +122,12 @@ func setup(t *testing.T) *env {
 		t.Skip("skipping: the reference cluster needs root for namespaces and cgroups")
 	}
 	e := &env{bins: harness.Build(t), nodes: map[string]*harness.Node{}, scen: map[string]harness.NodeScenario{}}
-	cg, err := simproc.NewCgroups(fmt.Sprintf("kubeatlas-e2e-%d", os.Getpid()))
-	if err != nil {
-		t.Fatalf("making the test's cgroup: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := cg.Remove(); err != nil {
-			t.Error(err)
-		}
-	})
+	cg := harness.TestCgroups(t, "e2e")
 	e.cg = cg
 	e.cp = harness.StartControlPlane(t, e.bins)
 	e.cp2 = harness.StartControlPlane(t, e.bins)
 	ctx := context.Background()
+	var err error
 	e.api, err = harness.LoadAPI(ctx, e.cp.Client, filepath.Join(seedDir, "api"))
 	if err != nil {
 		t.Fatal(err)

@@ -392,3 +392,23 @@ func RunTests(m *testing.M) {
 		goleak.IgnoreTopFunction("net/http.(*persistConn).writeLoop"),
 	)
 }
+
+// TestCgroups makes the test's own cgroup for simulated nodes, named
+// kubeatlas-<what>-<pid> beneath this process's cgroup, and removes it when
+// the test ends. It skips the test without root.
+func TestCgroups(t testing.TB, what string) *simproc.Cgroups {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("skipping: simulated nodes need root for namespaces and cgroups")
+	}
+	cg, err := simproc.NewCgroups(fmt.Sprintf("kubeatlas-%s-%d", what, os.Getpid()))
+	if err != nil {
+		t.Fatalf("making the test's cgroup: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := cg.Remove(); err != nil {
+			t.Error(err)
+		}
+	})
+	return cg
+}

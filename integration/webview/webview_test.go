@@ -16,7 +16,6 @@ import (
 	"github.com/chromedp/chromedp/kb"
 
 	"github.com/kubeatlas/kubeatlas/integration/harness"
-	"github.com/kubeatlas/kubeatlas/internal/simproc"
 	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
 )
 
@@ -39,15 +38,7 @@ func startSeed(t *testing.T) *seed {
 		t.Skip("skipping: the simulated nodes need root for namespaces and cgroups")
 	}
 	s := &seed{bins: harness.Build(t)}
-	cg, err := simproc.NewCgroups(fmt.Sprintf("kubeatlas-webview-%d", os.Getpid()))
-	if err != nil {
-		t.Fatalf("making the test's cgroup: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := cg.Remove(); err != nil {
-			t.Error(err)
-		}
-	})
+	cg := harness.TestCgroups(t, "webview")
 	cp := harness.StartControlPlane(t, s.bins)
 	api, err := harness.LoadAPI(context.Background(), cp.Client, filepath.Join(seedDir, "api"))
 	if err != nil {
