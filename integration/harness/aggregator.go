@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -35,10 +36,24 @@ type Aggregator struct {
 // the given extra flags (e.g. --kube NAME=KUBECONFIG).
 func StartAggregator(t testing.TB, bins Binaries, extra ...string) *Aggregator {
 	t.Helper()
-	a := &Aggregator{Addr: "127.0.0.1:" + strconv.Itoa(FreePort(t)), MetricsAddr: "127.0.0.1:" + strconv.Itoa(FreePort(t)), dir: t.TempDir(), bins: bins, t: t}
-	a.args = append([]string{"--insecure", "--listen", a.Addr, "--metrics-addr", a.MetricsAddr,
-		"--heartbeat-interval", "1s", "--agent-grace", "3s", "--log-level", "debug"}, extra...)
-	a.Start(t)
+	a := &Aggregator{dir: t.TempDir(), bins: bins, t: t}
+	// The ports are free when picked, but another process on the machine may
+	// take one before the aggregator binds it: then the aggregator starts
+	// again on others.
+	for attempt := 1; ; attempt++ {
+		a.Addr, a.MetricsAddr = "127.0.0.1:"+strconv.Itoa(FreePort(t)), "127.0.0.1:"+strconv.Itoa(FreePort(t))
+		a.args = append([]string{"--insecure", "--listen", a.Addr, "--metrics-addr", a.MetricsAddr,
+			"--heartbeat-interval", "1s", "--agent-grace", "3s", "--log-level", "debug"}, extra...)
+		err := a.start()
+		if err == nil {
+			break
+		}
+		if attempt < 3 && strings.Contains(err.Error(), "address already in use") {
+			t.Logf("starting the aggregator again: %v", err)
+			continue
+		}
+		t.Fatal(err)
+	}
 	conn, err := grpc.NewClient(a.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
@@ -53,6 +68,12 @@ func StartAggregator(t testing.TB, bins Binaries, extra ...string) *Aggregator {
 // (sub)test restarts it.
 func (a *Aggregator) Start(t testing.TB) {
 	t.Helper()
+	if err := a.start(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (a *Aggregator) start() error {
 	a.Proc = StartProcess(a.t, a.dir, "kubeatlas-aggregator", a.bins.Aggregator, a.args...)
 	err := Eventually(30*time.Second, 100*time.Millisecond, func() error {
 		if a.Proc.Exited() {
@@ -75,8 +96,9 @@ func (a *Aggregator) Start(t testing.TB) {
 		return nil
 	})
 	if err != nil {
-		t.Fatalf("aggregator not healthy: %v\n%s", err, Tail(a.Proc.Log, 30))
+		return fmt.Errorf("aggregator not healthy: %v\n%s", err, Tail(a.Proc.Log, 30))
 	}
+	return nil
 }
 
 // RunAggregator runs an aggregator server in the test's own process, on
