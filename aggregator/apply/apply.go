@@ -533,33 +533,33 @@ func (e *Applier) rejoinNode(txn *state.Txn, c *state.Cluster, node string) (boo
 // ones, touching only rows that changed. It reports whether any
 // control-plane instance changed.
 func (e *Applier) replaceNodeAnswers(txn *state.Txn, cluster, node string, insts []*v1.ComponentInstance, finds []*v1.Finding) (bool, error) {
-	cpChanged := false
 	comps := make([]*state.Component, len(insts))
 	for i, in := range insts {
 		comps[i] = state.NewComponent(in)
 	}
-	err := replaceRows(txn.ComponentsOn(nil, cluster, node), comps, txn.PutComponent, txn.DeleteComponent,
-		func(c *state.Component) string { return c.ID },
-		func(a, b *state.Component) bool { return proto.Equal(a.Instance, b.Instance) },
-		func(c *state.Component) { cpChanged = cpChanged || v1.IsControlPlane(c.Instance.Component) })
+	changed, err := txn.ReplaceComponents(cluster, node, comps, func(a, b *state.Component) bool { return proto.Equal(a.Instance(), b.Instance()) })
 	if err != nil {
 		return false, err
 	}
+	cpChanged := slices.ContainsFunc(changed, func(c *state.Component) bool { return v1.IsControlPlane(c.Component) })
+	return cpChanged, e.replaceFindings(txn, cluster, node, finds)
+}
+
+// replaceFindings writes a node's new findings over its old ones, touching
+// only rows that changed.
+func (e *Applier) replaceFindings(txn *state.Txn, cluster, node string, finds []*v1.Finding) error {
 	rows := make([]*state.Finding, len(finds))
 	for i, f := range finds {
 		rows[i] = state.NewFinding(f)
 	}
-	err = replaceRows(txn.FindingsOn(nil, cluster, node), rows, txn.PutFinding, txn.DeleteFinding,
+	return replaceRows(txn.FindingsOn(nil, cluster, node), rows, txn.PutFinding, txn.DeleteFinding,
 		func(f *state.Finding) string { return f.ID },
-		func(a, b *state.Finding) bool { return proto.Equal(a.Finding, b.Finding) },
-		func(*state.Finding) {})
-	return cpChanged, err
+		func(a, b *state.Finding) bool { return proto.Equal(a.Finding, b.Finding) })
 }
 
 // replaceRows writes rows over a node's old rows, putting only new or
-// changed rows and deleting the rest. changed is called for every row put
-// or deleted.
-func replaceRows[R any](current iter.Seq[R], rows []R, put, del func(R) error, id func(R) string, same func(a, b R) bool, changed func(R)) error {
+// changed rows and deleting the rest.
+func replaceRows[R any](current iter.Seq[R], rows []R, put, del func(R) error, id func(R) string, same func(a, b R) bool) error {
 	old := map[string]R{}
 	for r := range current {
 		old[id(r)] = r
@@ -571,13 +571,11 @@ func replaceRows[R any](current iter.Seq[R], rows []R, put, del func(R) error, i
 				continue
 			}
 		}
-		changed(r)
 		if err := put(r); err != nil {
 			return err
 		}
 	}
 	for _, o := range old {
-		changed(o)
 		if err := del(o); err != nil {
 			return err
 		}
@@ -595,7 +593,7 @@ func (e *Applier) recomputeCluster(txn *state.Txn, cluster string) error {
 			continue
 		}
 		for c := range txn.ComponentsWithPrefix(nil, state.ComponentKeyPrefix(cluster, comp)) {
-			cp = append(cp, c.Instance)
+			cp = append(cp, c.Instance())
 		}
 	}
 	c, err := txn.Cluster(nil, cluster)

@@ -1,6 +1,7 @@
 package apply
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/kubeatlas/kubeatlas/aggregator/state"
@@ -32,7 +33,13 @@ func (e *Applier) PutFleetCluster(rec *v1.FleetCluster, updated time.Time, fresh
 }
 
 // PutFleetNode writes a published node with its instances and findings.
-func (e *Applier) PutFleetNode(cluster string, rec *v1.FleetNode) error {
+// raw, if given, holds each instance's encoding (rec.Components[i] is raw[i]
+// decoded): the rows then keep the encoded form, a fraction of the decoded
+// one's memory, and decode it when read.
+func (e *Applier) PutFleetNode(cluster string, rec *v1.FleetNode, raw [][]byte) error {
+	if raw != nil && len(raw) != len(rec.Components) {
+		return fmt.Errorf("%d encoded instances for %d instances", len(raw), len(rec.Components))
+	}
 	node := rec.GetNode().GetName()
 	txn := e.store.WriteTxn()
 	defer txn.Abort()
@@ -48,7 +55,22 @@ func (e *Applier) PutFleetNode(cluster string, rec *v1.FleetNode) error {
 	if err := txn.PutNode(n); err != nil {
 		return err
 	}
-	if _, err := e.replaceNodeAnswers(txn, cluster, node, rec.Components, rec.Findings); err != nil {
+	if raw == nil {
+		if _, err := e.replaceNodeAnswers(txn, cluster, node, rec.Components, rec.Findings); err != nil {
+			return err
+		}
+		txn.Commit()
+		return nil
+	}
+	comps := make([]*state.Component, len(raw))
+	for i, in := range rec.Components {
+		comps[i] = state.NewEncodedComponent(cluster, node, raw[i], in)
+	}
+	// The same encoding is the same instance; a publisher encodes alike.
+	if _, err := txn.ReplaceComponents(cluster, node, comps, state.SameEncoding); err != nil {
+		return err
+	}
+	if err := e.replaceFindings(txn, cluster, node, rec.Findings); err != nil {
 		return err
 	}
 	txn.Commit()

@@ -200,7 +200,7 @@ func rows(e *apply.Applier) map[string]proto.Message {
 	out := map[string]proto.Message{}
 	view := e.Store().View()
 	for c := range view.Components(nil, state.ByCluster, "") {
-		out["component "+c.ID] = c.Instance
+		out["component "+c.ID()] = c.Instance()
 	}
 	for f := range view.Findings(nil) {
 		out["finding "+f.ID] = f.Finding

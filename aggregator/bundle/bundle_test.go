@@ -32,7 +32,7 @@ func loadSeed(t *testing.T) *apply.Applier {
 func answerRows(e *apply.Applier) map[string][]string {
 	rows := map[string][]string{}
 	for c := range e.Store().View().ComponentsWithPrefix(nil, state.ComponentKeyPrefix("seed", "")) {
-		in := c.Instance
+		in := c.Instance()
 		owner := ""
 		if in.Owner != nil && in.How != v1.DeploymentKind_DEPLOYMENT_KIND_STATIC_POD {
 			owner = in.Owner.Kind + " " + in.Owner.Namespace + "/" + in.Owner.Name

@@ -271,7 +271,7 @@ func (p *Publisher) putNode(ctx context.Context, kv jetstream.KeyValue, view *st
 	}
 	rec := &v1.FleetNode{Node: node}
 	for c := range view.ComponentsOn(nil, n.Cluster, n.Name) {
-		rec.Components = append(rec.Components, c.Instance)
+		rec.Components = append(rec.Components, c.Instance())
 	}
 	for f := range view.FindingsOn(nil, n.Cluster, n.Name) {
 		rec.Findings = append(rec.Findings, f.Finding)

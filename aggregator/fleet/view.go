@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/kubeatlas/kubeatlas/aggregator/apply"
@@ -195,7 +196,42 @@ func (v *View) apply(e jetstream.KeyValueEntry) error {
 			return fmt.Errorf("a finding of %s/%s under node %s/%s's key", f.Cluster, f.Node, cluster, node)
 		}
 	}
-	return v.Applier.PutFleetNode(cluster, &rec)
+	raw, err := repeatedField(e.Value(), fleetNodeComponents)
+	if err != nil {
+		return fmt.Errorf("decoding: %w", err)
+	}
+	return v.Applier.PutFleetNode(cluster, &rec, raw)
+}
+
+// fleetNodeComponents is FleetNode.components' field number.
+var fleetNodeComponents = (&v1.FleetNode{}).ProtoReflect().Descriptor().Fields().ByName("components").Number()
+
+// repeatedField returns the encodings of a repeated message field's
+// elements, in order, as sub-slices of b.
+func repeatedField(b []byte, num protowire.Number) ([][]byte, error) {
+	var out [][]byte
+	for len(b) > 0 {
+		n, typ, tagLen := protowire.ConsumeTag(b)
+		if tagLen < 0 {
+			return nil, protowire.ParseError(tagLen)
+		}
+		b = b[tagLen:]
+		if n == num && typ == protowire.BytesType {
+			v, l := protowire.ConsumeBytes(b)
+			if l < 0 {
+				return nil, protowire.ParseError(l)
+			}
+			out = append(out, v[:len(v):len(v)])
+			b = b[l:]
+			continue
+		}
+		l := protowire.ConsumeFieldValue(n, typ, b)
+		if l < 0 {
+			return nil, protowire.ParseError(l)
+		}
+		b = b[l:]
+	}
+	return out, nil
 }
 
 // dropUnseen removes clusters and nodes whose keys were not in the bucket

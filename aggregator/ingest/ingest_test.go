@@ -146,7 +146,7 @@ func TestAgentStreamsSnapshotDeltaHeartbeat(t *testing.T) {
 	})
 	waitFor(t, "the kube-proxy instance", func() bool {
 		for c := range h.store.View().ComponentsOn(nil, "c1", "n1") {
-			if c.Instance.Component == "kube-proxy" {
+			if c.Instance().Component == "kube-proxy" {
 				return true
 			}
 		}

@@ -148,7 +148,7 @@ func TestWatcherWiring(t *testing.T) {
 	components := func() []*v1.ComponentInstance {
 		var out []*v1.ComponentInstance
 		for c := range e.Store().View().ComponentsOn(nil, "c1", "n1") {
-			out = append(out, c.Instance)
+			out = append(out, c.Instance())
 		}
 		return out
 	}

@@ -297,7 +297,7 @@ func (s *Server) GetNode(_ context.Context, req *v1.GetNodeRequest) (*v1.GetNode
 	n := found[0]
 	resp := &v1.GetNodeResponse{Node: NodeProto(view, n)}
 	for c := range view.ComponentsOn(nil, n.Cluster, n.Name) {
-		resp.Components = append(resp.Components, c.Instance)
+		resp.Components = append(resp.Components, c.Instance())
 	}
 	sortInstances(resp.Components)
 	return resp, nil
@@ -364,13 +364,13 @@ func (s *Server) ListComponents(_ context.Context, req *v1.ListComponentsRequest
 		}
 	}
 	order, prefix := state.ByCluster, ""
-	key := func(c *state.Component) string { return c.ClusterSortKey }
+	key := (*state.Component).ClusterSortKey
 	switch {
 	case cluster != "":
 		prefix = state.ComponentKeyPrefix(cluster, component)
 	case component != "":
 		order, prefix = state.ByComponent, component+"\x00"
-		key = func(c *state.Component) string { return c.FleetSortKey }
+		key = (*state.Component).FleetSortKey
 	}
 	view := s.store.View()
 	resp := &v1.ListComponentsResponse{}
@@ -383,8 +383,11 @@ func (s *Server) ListComponents(_ context.Context, req *v1.ListComponentsRequest
 		if after != "" && k <= after {
 			continue
 		}
-		in := c.Instance
-		if (node != "" && in.Node != node) || (how != v1.DeploymentKind_DEPLOYMENT_KIND_UNSPECIFIED && in.How != how) ||
+		if node != "" && c.Node != node {
+			continue
+		}
+		in := c.Instance()
+		if (how != v1.DeploymentKind_DEPLOYMENT_KIND_UNSPECIFIED && in.How != how) ||
 			(impl != "" && in.Implementation != impl) {
 			continue
 		}
@@ -517,7 +520,7 @@ func (s *Server) ListManifests(_ context.Context, req *v1.ListManifestsRequest) 
 		}
 		var insts []*v1.ComponentInstance
 		for c := range view.ComponentsOn(nil, ms.Cluster, ms.Node) {
-			insts = append(insts, c.Instance)
+			insts = append(insts, c.Instance())
 		}
 		for _, m := range ms.Manifests {
 			if ms.ID == afterNode && m.Path <= afterPath {
@@ -826,7 +829,7 @@ func (s *Server) watch(req *v1.WatchRequest, stream v1.InventoryService_WatchSer
 func (s *Server) sendState(view *state.View, req *v1.WatchRequest, match func(state.Event) bool, out *watchSender) error {
 	if !req.SkipComponents {
 		for c := range view.Components(nil, state.ByCluster, "") {
-			ev := state.Event{Type: v1.WatchEventType_WATCH_EVENT_TYPE_ADDED, Component: c.Instance}
+			ev := state.Event{Type: v1.WatchEventType_WATCH_EVENT_TYPE_ADDED, Component: c.Instance()}
 			if match(ev) {
 				if err := out.add(ev); err != nil {
 					return err

@@ -138,37 +138,6 @@ func (r Reads) WorkloadsOwnedBy(ws memdb.WatchSet, cluster, uid string) iter.Seq
 	return rows[*Workload](r, ws, false, tableWorkloads, indexOwner, cluster, uid)
 }
 
-// ComponentsOn iterates a node's component instances.
-func (r Reads) ComponentsOn(ws memdb.WatchSet, cluster, node string) iter.Seq[*Component] {
-	return rows[*Component](r, ws, false, tableComponents, indexNode, cluster, node)
-}
-
-// ComponentOrder is an order of component instances.
-type ComponentOrder int
-
-const (
-	// ByCluster orders by cluster, component, node (Component.ClusterSortKey).
-	ByCluster ComponentOrder = iota
-	// ByComponent orders by component, cluster, node (Component.FleetSortKey).
-	ByComponent
-)
-
-// Components iterates the component instances in an order, from the first
-// whose sort key is not before from.
-func (r Reads) Components(ws memdb.WatchSet, order ComponentOrder, from string) iter.Seq[*Component] {
-	index := indexComponent
-	if order == ByComponent {
-		index = indexFleetComponent
-	}
-	return rows[*Component](r, ws, true, tableComponents, index, from)
-}
-
-// ComponentsWithPrefix iterates the instances whose cluster sort key starts
-// with prefix ("<cluster>\x00<rank><component>\x00" for one role).
-func (r Reads) ComponentsWithPrefix(ws memdb.WatchSet, prefix string) iter.Seq[*Component] {
-	return rows[*Component](r, ws, false, tableComponents, indexComponent+"_prefix", prefix)
-}
-
 // Findings iterates every finding by ID.
 func (r Reads) Findings(ws memdb.WatchSet) iter.Seq[*Finding] {
 	return rows[*Finding](r, ws, false, tableFindings, indexID)
@@ -194,7 +163,7 @@ func (s *Store) Cluster(ws memdb.WatchSet, name string) (*Cluster, error) {
 func (s *Store) Counts() map[string]int {
 	txn := s.db.Txn(false)
 	out := map[string]int{}
-	for _, t := range []string{tableClusters, tableNodes, tableProcesses, tableManifests, tablePods, tableWorkloads, tableComponents, tableFindings} {
+	for _, t := range []string{tableClusters, tableNodes, tableProcesses, tableManifests, tablePods, tableWorkloads, tableFindings} {
 		it, err := txn.Get(t, indexID)
 		if err != nil {
 			continue
@@ -212,5 +181,6 @@ func (s *Store) Counts() map[string]int {
 		}
 		out[t] = n
 	}
+	out[tableComponents] = Reads{txn}.componentCount()
 	return out
 }

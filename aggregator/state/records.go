@@ -1,8 +1,6 @@
 package state
 
 import (
-	"strconv"
-	"sync/atomic"
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -202,51 +200,6 @@ func WorkloadID(cluster, kind, namespace, name string) string {
 // Ref returns a reference to the workload.
 func (w *Workload) Ref() *v1.ObjectRef {
 	return &v1.ObjectRef{Kind: w.Kind, Namespace: w.Namespace, Name: w.Name, Uid: w.UID}
-}
-
-// Component is one component instance's row.
-type Component struct {
-	ID             string // "<cluster>/<instance id>"
-	Cluster        string
-	Node           string
-	ClusterSortKey string
-	FleetSortKey   string
-	Instance       *v1.ComponentInstance
-	// sizes caches the wire size of Instance in each view (slot by the
-	// caller), computed on first use: a row's instance never changes.
-	sizes [2]atomic.Int32
-}
-
-// Size returns the wire size of the instance in view slot, computing it
-// with size the first time.
-func (c *Component) Size(slot int, size func() int) int {
-	if n := c.sizes[slot].Load(); n > 0 {
-		return int(n)
-	}
-	n := size()
-	c.sizes[slot].Store(int32(min(n, 1<<30)))
-	return n
-}
-
-// ComponentKeyPrefix is the start of the ByCluster sort key of a cluster's
-// instances ("" component: all of them) or of one role's.
-func ComponentKeyPrefix(cluster, component string) string {
-	if component == "" {
-		return cluster + "\x00"
-	}
-	return cluster + "\x00" + strconv.Itoa(10+v1.ComponentRank(component)) + component + "\x00"
-}
-
-// NewComponent wraps an instance with its keys.
-func NewComponent(inst *v1.ComponentInstance) *Component {
-	return &Component{
-		ID:             inst.Cluster + "/" + inst.Id,
-		Cluster:        inst.Cluster,
-		Node:           inst.Node,
-		ClusterSortKey: ComponentKeyPrefix(inst.Cluster, inst.Component) + inst.Node + "\x00" + inst.Id,
-		FleetSortKey:   inst.Component + "\x00" + inst.Cluster + "\x00" + inst.Node + "\x00" + inst.Id,
-		Instance:       inst,
-	}
 }
 
 // Finding is one finding's row.

@@ -15,18 +15,18 @@ const (
 	tablePods       = "pods"
 	tableWorkloads  = "workloads"
 	tableComponents = "components"
-	tableFindings   = "findings"
+	// tableComponentOrder holds one row: the instances in query order.
+	tableComponentOrder = "component_order"
+	tableFindings       = "findings"
 )
 
 // Index names.
 const (
-	indexID             = "id"
-	indexCluster        = "cluster"
-	indexNode           = "node"
-	indexUID            = "uid"
-	indexOwner          = "owner"
-	indexComponent      = "component"
-	indexFleetComponent = "fleet_component"
+	indexID      = "id"
+	indexCluster = "cluster"
+	indexNode    = "node"
+	indexUID     = "uid"
+	indexOwner   = "owner"
 )
 
 func schema() *memdb.DBSchema {
@@ -38,7 +38,10 @@ func schema() *memdb.DBSchema {
 		tablePods:       podsTable(),
 		tableWorkloads:  workloadsTable(),
 		tableComponents: componentsTable(),
-		tableFindings:   findingsTable(),
+		tableComponentOrder: {Name: tableComponentOrder, Indexes: map[string]*memdb.IndexSchema{
+			indexID: {Name: indexID, Unique: true, Indexer: &memdb.StringFieldIndex{Field: "ID"}},
+		}},
+		tableFindings: findingsTable(),
 	}}
 }
 
@@ -105,16 +108,10 @@ func workloadsTable() *memdb.TableSchema {
 
 func componentsTable() *memdb.TableSchema {
 	return &memdb.TableSchema{Name: tableComponents, Indexes: map[string]*memdb.IndexSchema{
-		// Unique identity of an instance: "<cluster>/<instance id>".
+		// One row per node holding its instances (see components.go): the
+		// join replaces a node's instances at once, and GetNode reads them.
+		// The orders ListComponents pages through are tableComponentOrder's.
 		indexID: {Name: indexID, Unique: true, Indexer: &memdb.StringFieldIndex{Field: "ID"}},
-		// Re-join: replacing one node's instances; GetNode.
-		indexNode: {Name: indexNode, Indexer: &memdb.CompoundIndex{Indexes: []memdb.Indexer{
-			&memdb.StringFieldIndex{Field: "Cluster"}, &memdb.StringFieldIndex{Field: "Node"}}}},
-		// ListComponents within a cluster, in answer order, and cluster mode:
-		// "<cluster>\x00<rank><component>\x00<node>\x00<id>".
-		indexComponent: {Name: indexComponent, Unique: true, Indexer: &memdb.StringFieldIndex{Field: "ClusterSortKey"}},
-		// `where COMPONENT` across the fleet: "<component>\x00<cluster>\x00<node>\x00<id>".
-		indexFleetComponent: {Name: indexFleetComponent, Unique: true, Indexer: &memdb.StringFieldIndex{Field: "FleetSortKey"}},
 	}}
 }
 

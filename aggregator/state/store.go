@@ -37,6 +37,9 @@ type Txn struct {
 	Reads // reads see the transaction's own writes
 	txn   *memdb.Txn
 	s     *Store
+	// order is the transaction's own copy of the component orders, once
+	// it has changed them.
+	order *componentOrder
 }
 
 // WriteTxn opens a write transaction. The caller defers Abort and calls
@@ -63,7 +66,14 @@ func (t *Txn) Commit() {
 	for _, c := range changes {
 		switch c.Table {
 		case tableComponents:
-			events = append(events, componentEvent(c))
+			var before, after *nodeComponents
+			if c.Before != nil {
+				before = c.Before.(*nodeComponents)
+			}
+			if c.After != nil {
+				after = c.After.(*nodeComponents)
+			}
+			events = componentEvents(events, before, after)
 		case tableFindings:
 			events = append(events, findingEvent(c))
 		}
@@ -85,16 +95,6 @@ func (s *Store) Subscribe() (*View, *Subscription, uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.View(), s.broker.Subscribe(), s.broker.Last()
-}
-
-func componentEvent(c memdb.Change) Event {
-	switch {
-	case c.Deleted():
-		return Event{Type: v1.WatchEventType_WATCH_EVENT_TYPE_DELETED, Component: c.Before.(*Component).Instance}
-	case c.Created():
-		return Event{Type: v1.WatchEventType_WATCH_EVENT_TYPE_ADDED, Component: c.After.(*Component).Instance}
-	}
-	return Event{Type: v1.WatchEventType_WATCH_EVENT_TYPE_MODIFIED, Component: c.After.(*Component).Instance}
 }
 
 func findingEvent(c memdb.Change) Event {

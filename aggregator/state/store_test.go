@@ -89,7 +89,7 @@ func TestSubscribeSeesEveryChangeOnce(t *testing.T) {
 	defer sub.Close()
 	seen := map[string]int{}
 	for c := range view.Components(nil, ByCluster, "") {
-		seen[c.Instance.Id]++
+		seen[c.Instance().Id]++
 	}
 	<-done
 	evs, lagged := sub.Read(nil, 1000)

@@ -60,12 +60,6 @@ func (t *Txn) PutWorkload(w *Workload) error { return t.put(tableWorkloads, w) }
 // DeleteWorkload removes a workload's row.
 func (t *Txn) DeleteWorkload(w *Workload) error { return t.del(tableWorkloads, w) }
 
-// PutComponent writes an instance's row; watchers see it.
-func (t *Txn) PutComponent(c *Component) error { return t.put(tableComponents, c) }
-
-// DeleteComponent removes an instance's row; watchers see it.
-func (t *Txn) DeleteComponent(c *Component) error { return t.del(tableComponents, c) }
-
 // PutFinding writes a finding's row; watchers see it.
 func (t *Txn) PutFinding(f *Finding) error { return t.put(tableFindings, f) }
 

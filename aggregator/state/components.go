@@ -1,0 +1,427 @@
+package state
+
+import (
+	"bytes"
+	"fmt"
+	"iter"
+	"slices"
+	"strconv"
+	"sync/atomic"
+
+	"github.com/google/btree"
+	"github.com/hashicorp/go-memdb"
+	"google.golang.org/protobuf/proto"
+
+	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
+)
+
+// Component instances are the store's largest table: a fleet view holds
+// over a million. Their storage is laid out for that:
+//
+//   - One go-memdb row per node holds the node's instances (nodeComponents),
+//     so the radix trees carry one entry per node, not four per instance.
+//   - The two orders that queries page through, by cluster and by
+//     component, are copy-on-write B-trees of row pointers. One go-memdb row
+//     (componentOrder) holds both, and each write transaction clones them
+//     lazily, so a view keeps seeing the orders of its own snapshot and
+//     costs a few bytes an instance.
+//   - An instance published by another aggregator stays in its encoded
+//     form and is decoded when read (Instance).
+
+// Component is one component instance's row.
+type Component struct {
+	Cluster, Node string
+	// Component is the instance's component name, InstanceID its ID.
+	Component, InstanceID string
+	rank                  int
+	inst                  *v1.ComponentInstance
+	// raw is the encoded instance, when the row holds no decoded one.
+	raw []byte
+	// fresh is raw decoded, kept only until the row's transaction commits:
+	// the change feed's event carries it.
+	fresh *v1.ComponentInstance
+	// pivot is set on a search key only: the sort key it stands for.
+	pivot string
+	// sizes caches the wire size of the instance in each view (slot by the
+	// caller), computed on first use: a row's instance never changes.
+	sizes [2]atomic.Int32
+}
+
+// NewComponent wraps an instance with its keys.
+func NewComponent(inst *v1.ComponentInstance) *Component {
+	return &Component{Cluster: inst.Cluster, Node: inst.Node, Component: inst.Component, InstanceID: inst.Id,
+		rank: v1.ComponentRank(inst.Component), inst: inst}
+}
+
+// NewEncodedComponent wraps an encoded instance, decoded as inst, that the
+// row keeps encoded: it holds a fraction of the decoded form's memory and
+// is decoded again when read. raw must not change afterwards. cluster and
+// node are the instance's own, passed so that the rows of one node share
+// their strings.
+func NewEncodedComponent(cluster, node string, raw []byte, inst *v1.ComponentInstance) *Component {
+	return &Component{Cluster: cluster, Node: node, Component: internComponent(inst.Component), InstanceID: inst.Id,
+		rank: v1.ComponentRank(inst.Component), raw: raw, fresh: inst}
+}
+
+// internComponent returns the known component name equal to name, so that
+// a million rows share a few dozen strings.
+func internComponent(name string) string {
+	if i := v1.ComponentRank(name); i < len(v1.Components) {
+		return v1.Components[i]
+	}
+	return name
+}
+
+// ID is the instance's identity in the store: "<cluster>/<instance id>".
+func (c *Component) ID() string { return c.Cluster + "/" + c.InstanceID }
+
+// Instance returns the instance. A row that keeps it encoded decodes it on
+// each call; callers that need it more than once keep the result. The
+// result is never to be changed.
+func (c *Component) Instance() *v1.ComponentInstance {
+	if c.inst != nil {
+		return c.inst
+	}
+	in := &v1.ComponentInstance{}
+	if err := proto.Unmarshal(c.raw, in); err != nil {
+		// Checked when it was written; this cannot happen. Say what is known.
+		return &v1.ComponentInstance{Cluster: c.Cluster, Node: c.Node, Component: c.Component, Id: c.InstanceID}
+	}
+	return in
+}
+
+// Size returns the wire size of the instance in view slot, computing it
+// with size the first time.
+func (c *Component) Size(slot int, size func() int) int {
+	if n := c.sizes[slot].Load(); n > 0 {
+		return int(n)
+	}
+	n := size()
+	c.sizes[slot].Store(int32(min(n, 1<<30)))
+	return n
+}
+
+// ComponentKeyPrefix is the start of the ByCluster sort key of a cluster's
+// instances ("" component: all of them) or of one role's.
+func ComponentKeyPrefix(cluster, component string) string {
+	if component == "" {
+		return cluster + "\x00"
+	}
+	return cluster + "\x00" + strconv.Itoa(10+v1.ComponentRank(component)) + component + "\x00"
+}
+
+// ClusterSortKey is the row's key in the ByCluster order:
+// "<cluster>\x00<rank><component>\x00<node>\x00<id>".
+func (c *Component) ClusterSortKey() string { return string(c.appendClusterKey(nil)) }
+
+// FleetSortKey is the row's key in the ByComponent order:
+// "<component>\x00<cluster>\x00<node>\x00<id>".
+func (c *Component) FleetSortKey() string { return string(c.appendFleetKey(nil)) }
+
+func (c *Component) appendClusterKey(b []byte) []byte {
+	if c.pivot != "" {
+		return append(b, c.pivot...)
+	}
+	b = append(b, c.Cluster...)
+	b = append(b, 0)
+	b = strconv.AppendInt(b, int64(10+c.rank), 10)
+	b = append(b, c.Component...)
+	b = append(b, 0)
+	b = append(b, c.Node...)
+	b = append(b, 0)
+	return append(b, c.InstanceID...)
+}
+
+func (c *Component) appendFleetKey(b []byte) []byte {
+	if c.pivot != "" {
+		return append(b, c.pivot...)
+	}
+	b = append(b, c.Component...)
+	b = append(b, 0)
+	b = append(b, c.Cluster...)
+	b = append(b, 0)
+	b = append(b, c.Node...)
+	b = append(b, 0)
+	return append(b, c.InstanceID...)
+}
+
+func lessByCluster(a, b *Component) bool {
+	var ka, kb [256]byte
+	return bytes.Compare(a.appendClusterKey(ka[:0]), b.appendClusterKey(kb[:0])) < 0
+}
+
+func lessByComponent(a, b *Component) bool {
+	var ka, kb [256]byte
+	return bytes.Compare(a.appendFleetKey(ka[:0]), b.appendFleetKey(kb[:0])) < 0
+}
+
+// nodeComponents is one node's component instances, by instance ID.
+type nodeComponents struct {
+	ID   string // NodeID
+	Rows []*Component
+}
+
+// componentOrder holds every instance in the two orders queries read.
+type componentOrder struct {
+	ID                     string // orderID: the table's one row
+	byCluster, byComponent *btree.BTreeG[*Component]
+}
+
+const orderID = "order"
+
+// btreeDegree suits pointer items: nodes of up to 63 pointers.
+const btreeDegree = 32
+
+func (r Reads) order(ws memdb.WatchSet) *componentOrder {
+	raw, err := r.first(ws, "component order", tableComponentOrder, indexID, orderID)
+	if err != nil || raw == nil {
+		return nil
+	}
+	return raw.(*componentOrder)
+}
+
+func (r Reads) nodeComponents(ws memdb.WatchSet, cluster, node string) *nodeComponents {
+	raw, err := r.first(ws, "components", tableComponents, indexID, NodeID(cluster, node))
+	if err != nil || raw == nil {
+		return nil
+	}
+	return raw.(*nodeComponents)
+}
+
+// ComponentsOn iterates a node's component instances, by instance ID.
+func (r Reads) ComponentsOn(ws memdb.WatchSet, cluster, node string) iter.Seq[*Component] {
+	return func(yield func(*Component) bool) {
+		if nc := r.nodeComponents(ws, cluster, node); nc != nil {
+			for _, c := range nc.Rows {
+				if !yield(c) {
+					return
+				}
+			}
+		}
+	}
+}
+
+// ComponentOrder is an order of component instances.
+type ComponentOrder int
+
+const (
+	// ByCluster orders by cluster, component, node (Component.ClusterSortKey).
+	ByCluster ComponentOrder = iota
+	// ByComponent orders by component, cluster, node (Component.FleetSortKey).
+	ByComponent
+)
+
+// Components iterates the component instances in an order, from the first
+// whose sort key is not before from.
+func (r Reads) Components(ws memdb.WatchSet, order ComponentOrder, from string) iter.Seq[*Component] {
+	return func(yield func(*Component) bool) {
+		o := r.order(ws)
+		if o == nil {
+			return
+		}
+		t := o.byCluster
+		if order == ByComponent {
+			t = o.byComponent
+		}
+		visit := func(c *Component) bool { return yield(c) }
+		if from == "" {
+			t.Ascend(visit)
+			return
+		}
+		t.AscendGreaterOrEqual(&Component{pivot: from}, visit)
+	}
+}
+
+// ComponentsWithPrefix iterates the instances whose cluster sort key starts
+// with prefix ("<cluster>\x00<rank><component>\x00" for one role).
+func (r Reads) ComponentsWithPrefix(ws memdb.WatchSet, prefix string) iter.Seq[*Component] {
+	return func(yield func(*Component) bool) {
+		var key [256]byte
+		for c := range r.Components(ws, ByCluster, prefix) {
+			if !bytes.HasPrefix(c.appendClusterKey(key[:0]), []byte(prefix)) || !yield(c) {
+				return
+			}
+		}
+	}
+}
+
+// componentCount is how many instances the store holds.
+func (r Reads) componentCount() int {
+	if o := r.order(nil); o != nil {
+		return o.byCluster.Len()
+	}
+	return 0
+}
+
+// ownOrder returns the transaction's own copy of the orders, cloning the
+// committed ones the first time: later writes change the copy in place,
+// and views of earlier snapshots keep theirs.
+func (t *Txn) ownOrder() (*componentOrder, error) {
+	if t.order != nil {
+		return t.order, nil
+	}
+	n := &componentOrder{ID: orderID}
+	if cur := t.order0(); cur != nil {
+		// Clone changes the tree it clones from; the committed trees,
+		// which views read, are left alone by cloning copies of them.
+		a, b := *cur.byCluster, *cur.byComponent
+		n.byCluster, n.byComponent = a.Clone(), b.Clone()
+	} else {
+		n.byCluster = btree.NewG(btreeDegree, lessByCluster)
+		n.byComponent = btree.NewG(btreeDegree, lessByComponent)
+	}
+	if err := t.put(tableComponentOrder, n); err != nil {
+		return nil, err
+	}
+	t.order = n
+	return n, nil
+}
+
+func (t *Txn) order0() *componentOrder { return t.Reads.order(nil) }
+
+// ReplaceComponents makes rows a node's instances. An old row for the same
+// instance ID that same(old, new) finds equal stays, so that watchers see
+// only what changed; of two rows with one ID the last counts. It returns
+// the rows put and the rows removed.
+func (t *Txn) ReplaceComponents(cluster, node string, rows []*Component, same func(old, new *Component) bool) (changed []*Component, err error) {
+	old := t.nodeComponents(nil, cluster, node)
+	var oldRows []*Component
+	if old != nil {
+		oldRows = old.Rows
+	}
+	next := make([]*Component, 0, len(rows))
+	byID := make(map[string]int, len(rows))
+	for _, r := range rows {
+		if r.Cluster != cluster || r.Node != node {
+			return nil, fmt.Errorf("instance %s of %s/%s written to node %s/%s", r.InstanceID, r.Cluster, r.Node, cluster, node)
+		}
+		if i, ok := byID[r.InstanceID]; ok {
+			next[i] = r
+			continue
+		}
+		byID[r.InstanceID] = len(next)
+		next = append(next, r)
+	}
+	slices.SortFunc(next, func(a, b *Component) int { return cmpString(a.InstanceID, b.InstanceID) })
+	var ord *componentOrder
+	// Merge old and new, both by instance ID.
+	i, j := 0, 0
+	for i < len(oldRows) || j < len(next) {
+		var o, n *Component
+		switch {
+		case j == len(next) || (i < len(oldRows) && oldRows[i].InstanceID < next[j].InstanceID):
+			o = oldRows[i]
+			i++
+		case i == len(oldRows) || next[j].InstanceID < oldRows[i].InstanceID:
+			n = next[j]
+			j++
+		default:
+			o, n = oldRows[i], next[j]
+			i++
+			j++
+		}
+		if o != nil && n != nil && (o == n || same(o, n)) {
+			next[j-1] = o
+			continue
+		}
+		if ord == nil {
+			if ord, err = t.ownOrder(); err != nil {
+				return nil, err
+			}
+		}
+		if o != nil {
+			ord.byCluster.Delete(o)
+			ord.byComponent.Delete(o)
+			if n == nil {
+				changed = append(changed, o)
+			}
+		}
+		if n != nil {
+			ord.byCluster.ReplaceOrInsert(n)
+			ord.byComponent.ReplaceOrInsert(n)
+			changed = append(changed, n)
+		}
+	}
+	if len(changed) == 0 {
+		return nil, nil
+	}
+	if len(next) == 0 {
+		return changed, t.del(tableComponents, old)
+	}
+	return changed, t.put(tableComponents, &nodeComponents{ID: NodeID(cluster, node), Rows: next})
+}
+
+func cmpString(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// PutComponent writes one instance's row over the row of the same ID, if
+// any; watchers see it.
+func (t *Txn) PutComponent(c *Component) error {
+	rows := slices.Collect(t.ComponentsOn(nil, c.Cluster, c.Node))
+	_, err := t.ReplaceComponents(c.Cluster, c.Node, append(rows, c), func(_, _ *Component) bool { return false })
+	return err
+}
+
+// DeleteComponent removes the row of c's instance ID; watchers see it.
+func (t *Txn) DeleteComponent(c *Component) error {
+	var rows []*Component
+	for r := range t.ComponentsOn(nil, c.Cluster, c.Node) {
+		if r.InstanceID != c.InstanceID {
+			rows = append(rows, r)
+		}
+	}
+	_, err := t.ReplaceComponents(c.Cluster, c.Node, rows, func(a, b *Component) bool { return a == b })
+	return err
+}
+
+// componentEvents appends the instance changes between two versions of a
+// node's row to events.
+func componentEvents(events []Event, before, after *nodeComponents) []Event {
+	var o, n []*Component
+	if before != nil {
+		o = before.Rows
+	}
+	if after != nil {
+		n = after.Rows
+	}
+	i, j := 0, 0
+	for i < len(o) || j < len(n) {
+		switch {
+		case j == len(n) || (i < len(o) && o[i].InstanceID < n[j].InstanceID):
+			events = append(events, Event{Type: v1.WatchEventType_WATCH_EVENT_TYPE_DELETED, Component: o[i].Instance()})
+			i++
+		case i == len(o) || n[j].InstanceID < o[i].InstanceID:
+			events = append(events, Event{Type: v1.WatchEventType_WATCH_EVENT_TYPE_ADDED, Component: n[j].takeFresh()})
+			j++
+		default:
+			if o[i] != n[j] {
+				events = append(events, Event{Type: v1.WatchEventType_WATCH_EVENT_TYPE_MODIFIED, Component: n[j].takeFresh()})
+			}
+			i++
+			j++
+		}
+	}
+	return events
+}
+
+// takeFresh returns the instance for the change feed, letting go of the
+// decoded form an encoded row was written with. It is called before the
+// row's transaction commits, while no view can see the row.
+func (c *Component) takeFresh() *v1.ComponentInstance {
+	if f := c.fresh; f != nil {
+		c.fresh = nil
+		return f
+	}
+	return c.Instance()
+}
+
+// SameEncoding reports whether two rows hold the same encoded instance; it
+// suits ReplaceComponents for rows that keep their encoding.
+func SameEncoding(a, b *Component) bool { return a.raw != nil && bytes.Equal(a.raw, b.raw) }
