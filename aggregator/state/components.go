@@ -33,24 +33,28 @@ type Component struct {
 	Cluster, Node string
 	// Component is the instance's component name, InstanceID its ID.
 	Component, InstanceID string
-	rank                  int
-	inst                  *v1.ComponentInstance
-	// raw is the encoded instance, when the row holds no decoded one.
-	raw []byte
-	// fresh is raw decoded, kept only until the row's transaction commits:
-	// the change feed's event carries it.
-	fresh *v1.ComponentInstance
-	// pivot is set on a search key only: the sort key it stands for.
-	pivot string
+	// raw is the encoded instance, when the row keeps it encoded. inst is
+	// the decoded instance of a row that does not; of one that does, it is
+	// raw decoded, kept only until the row's transaction commits, for the
+	// change feed's event.
+	raw  []byte
+	inst *v1.ComponentInstance
 	// sizes caches the wire size of the instance in each view (slot by the
 	// caller), computed on first use: a row's instance never changes.
 	sizes [2]atomic.Int32
+	// rank is the component's rank, or pivotRank on a search key, whose
+	// InstanceID is then the whole sort key it stands for.
+	rank int32
 }
+
+const pivotRank = -1
+
+func pivot(key string) *Component { return &Component{InstanceID: key, rank: pivotRank} }
 
 // NewComponent wraps an instance with its keys.
 func NewComponent(inst *v1.ComponentInstance) *Component {
 	return &Component{Cluster: inst.Cluster, Node: inst.Node, Component: inst.Component, InstanceID: inst.Id,
-		rank: v1.ComponentRank(inst.Component), inst: inst}
+		rank: int32(v1.ComponentRank(inst.Component)), inst: inst}
 }
 
 // NewEncodedComponent wraps an encoded instance, decoded as inst, that the
@@ -60,7 +64,7 @@ func NewComponent(inst *v1.ComponentInstance) *Component {
 // their strings.
 func NewEncodedComponent(cluster, node string, raw []byte, inst *v1.ComponentInstance) *Component {
 	return &Component{Cluster: cluster, Node: node, Component: internComponent(inst.Component), InstanceID: inst.Id,
-		rank: v1.ComponentRank(inst.Component), raw: raw, fresh: inst}
+		rank: int32(v1.ComponentRank(inst.Component)), raw: raw, inst: inst}
 }
 
 // internComponent returns the known component name equal to name, so that
@@ -79,7 +83,7 @@ func (c *Component) ID() string { return c.Cluster + "/" + c.InstanceID }
 // each call; callers that need it more than once keep the result. The
 // result is never to be changed.
 func (c *Component) Instance() *v1.ComponentInstance {
-	if c.inst != nil {
+	if c.raw == nil {
 		return c.inst
 	}
 	in := &v1.ComponentInstance{}
@@ -119,8 +123,8 @@ func (c *Component) ClusterSortKey() string { return string(c.appendClusterKey(n
 func (c *Component) FleetSortKey() string { return string(c.appendFleetKey(nil)) }
 
 func (c *Component) appendClusterKey(b []byte) []byte {
-	if c.pivot != "" {
-		return append(b, c.pivot...)
+	if c.rank == pivotRank {
+		return append(b, c.InstanceID...)
 	}
 	b = append(b, c.Cluster...)
 	b = append(b, 0)
@@ -133,8 +137,8 @@ func (c *Component) appendClusterKey(b []byte) []byte {
 }
 
 func (c *Component) appendFleetKey(b []byte) []byte {
-	if c.pivot != "" {
-		return append(b, c.pivot...)
+	if c.rank == pivotRank {
+		return append(b, c.InstanceID...)
 	}
 	b = append(b, c.Component...)
 	b = append(b, 0)
@@ -228,7 +232,7 @@ func (r Reads) Components(ws memdb.WatchSet, order ComponentOrder, from string) 
 			t.Ascend(visit)
 			return
 		}
-		t.AscendGreaterOrEqual(&Component{pivot: from}, visit)
+		t.AscendGreaterOrEqual(pivot(from), visit)
 	}
 }
 
@@ -415,8 +419,9 @@ func componentEvents(events []Event, before, after *nodeComponents) []Event {
 // decoded form an encoded row was written with. It is called before the
 // row's transaction commits, while no view can see the row.
 func (c *Component) takeFresh() *v1.ComponentInstance {
-	if f := c.fresh; f != nil {
-		c.fresh = nil
+	if c.raw != nil && c.inst != nil {
+		f := c.inst
+		c.inst = nil
 		return f
 	}
 	return c.Instance()
