@@ -1,7 +1,6 @@
 package apply
 
 import (
-	"fmt"
 	"time"
 
 	"github.com/kubeatlas/kubeatlas/aggregator/state"
@@ -37,9 +36,6 @@ func (e *Applier) PutFleetCluster(rec *v1.FleetCluster, updated time.Time, fresh
 // decoded): the rows then keep the encoded form, a fraction of the decoded
 // one's memory, and decode it when read.
 func (e *Applier) PutFleetNode(cluster string, rec *v1.FleetNode, raw [][]byte) error {
-	if raw != nil && len(raw) != len(rec.Components) {
-		return fmt.Errorf("%d encoded instances for %d instances", len(raw), len(rec.Components))
-	}
 	node := rec.GetNode().GetName()
 	txn := e.store.WriteTxn()
 	defer txn.Abort()
@@ -62,12 +58,11 @@ func (e *Applier) PutFleetNode(cluster string, rec *v1.FleetNode, raw [][]byte) 
 		txn.Commit()
 		return nil
 	}
-	comps := make([]*state.Component, len(raw))
-	for i, in := range rec.Components {
-		comps[i] = state.NewEncodedComponent(cluster, node, raw[i], in)
+	comps, err := state.NewEncodedComponents(cluster, node, raw, rec.Components)
+	if err != nil {
+		return err
 	}
-	// The same encoding is the same instance; a publisher encodes alike.
-	if _, err := txn.ReplaceComponents(cluster, node, comps, state.SameEncoding); err != nil {
+	if _, err := txn.ReplaceComponents(cluster, node, comps, nil); err != nil {
 		return err
 	}
 	if err := e.replaceFindings(txn, cluster, node, rec.Findings); err != nil {

@@ -198,6 +198,10 @@ func (f *Filter) eval(vars map[string]any) (bool, error) {
 	return out == types.True, nil
 }
 
+// NeedsDetail reports whether the filter evaluates an expression on each
+// row, which may read any of its fields (flags and evidence included).
+func (f *Filter) NeedsDetail() bool { return f != nil && f.prg != nil }
+
 // Rest reports whether a component instance matches what was not pushed
 // down, for a caller that serves Pushed itself.
 func (f *Filter) Rest(in *v1.ComponentInstance) (bool, error) {

@@ -2,6 +2,7 @@
 package query
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"sort"
@@ -364,29 +365,33 @@ func (s *Server) ListComponents(_ context.Context, req *v1.ListComponentsRequest
 		}
 	}
 	order, prefix := state.ByCluster, ""
-	key := (*state.Component).ClusterSortKey
 	switch {
 	case cluster != "":
 		prefix = state.ComponentKeyPrefix(cluster, component)
 	case component != "":
 		order, prefix = state.ByComponent, component+"\x00"
-		key = (*state.Component).FleetSortKey
 	}
 	view := s.store.View()
 	resp := &v1.ListComponentsResponse{}
-	var last string
+	var last *state.Component
+	var k []byte
 	for c := range view.Components(nil, order, max(prefix, after)) {
-		k := key(c)
-		if !strings.HasPrefix(k, prefix) {
+		k = c.AppendSortKey(order, k[:0])
+		if !bytes.HasPrefix(k, []byte(prefix)) {
 			break
 		}
-		if after != "" && k <= after {
+		if after != "" && string(k) <= after {
 			continue
 		}
 		if node != "" && c.Node != node {
 			continue
 		}
-		in := c.Instance()
+		var in *v1.ComponentInstance
+		if req.View == v1.ComponentView_COMPONENT_VIEW_BASIC && (flt == nil || !flt.NeedsDetail()) {
+			in = c.InstanceBasic()
+		} else {
+			in = c.Instance()
+		}
 		if (how != v1.DeploymentKind_DEPLOYMENT_KIND_UNSPECIFIED && in.How != how) ||
 			(impl != "" && in.Implementation != impl) {
 			continue
@@ -402,11 +407,15 @@ func (s *Server) ListComponents(_ context.Context, req *v1.ListComponentsRequest
 			slot = formBasic
 		}
 		if !pg.fits(c.Size(slot, func() int { return proto.Size(item) })) {
-			resp.NextPageToken = pg.token(last)
+			var key []byte
+			if last != nil {
+				key = last.AppendSortKey(order, nil)
+			}
+			resp.NextPageToken = pg.token(string(key))
 			break
 		}
 		resp.Components = append(resp.Components, item)
-		last = k
+		last = c
 	}
 	return resp, nil
 }

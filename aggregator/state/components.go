@@ -7,9 +7,11 @@ import (
 	"slices"
 	"strconv"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/google/btree"
 	"github.com/hashicorp/go-memdb"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
@@ -57,14 +59,60 @@ func NewComponent(inst *v1.ComponentInstance) *Component {
 		rank: int32(v1.ComponentRank(inst.Component)), inst: inst}
 }
 
-// NewEncodedComponent wraps an encoded instance, decoded as inst, that the
-// row keeps encoded: it holds a fraction of the decoded form's memory and
-// is decoded again when read. raw must not change afterwards. cluster and
-// node are the instance's own, passed so that the rows of one node share
+// NewEncodedComponents wraps a node's encoded instances, raw[i] decoded as
+// insts[i], in rows that keep them encoded: they hold a fraction of the
+// decoded form's memory and decode when read. The rows are one allocation,
+// their instance IDs are read in place from raw, and raw must never change.
+// cluster and node are the instances' own, passed so that the rows share
 // their strings.
-func NewEncodedComponent(cluster, node string, raw []byte, inst *v1.ComponentInstance) *Component {
-	return &Component{Cluster: cluster, Node: node, Component: internComponent(inst.Component), InstanceID: inst.Id,
-		rank: int32(v1.ComponentRank(inst.Component)), raw: raw, inst: inst}
+func NewEncodedComponents(cluster, node string, raw [][]byte, insts []*v1.ComponentInstance) ([]*Component, error) {
+	if len(raw) != len(insts) {
+		return nil, fmt.Errorf("%d encoded instances for %d instances", len(raw), len(insts))
+	}
+	rows := make([]Component, len(raw))
+	out := make([]*Component, len(raw))
+	for i, in := range insts {
+		id, ok := stringField(raw[i], fieldID)
+		if !ok || id != in.Id {
+			return nil, fmt.Errorf("instance %d: the encoding holds no id %q", i, in.Id)
+		}
+		rows[i] = Component{Cluster: cluster, Node: node, Component: internComponent(in.Component), InstanceID: id,
+			rank: int32(v1.ComponentRank(in.Component)), raw: raw[i], inst: in}
+		out[i] = &rows[i]
+	}
+	return out, nil
+}
+
+// stringField returns the last value of a string field in an encoded
+// message, as a string that shares b's memory.
+func stringField(b []byte, num protowire.Number) (string, bool) {
+	var val []byte
+	found := false
+	for len(b) > 0 {
+		n, typ, l := protowire.ConsumeTag(b)
+		if l < 0 {
+			return "", false
+		}
+		b = b[l:]
+		if n == num && typ == protowire.BytesType {
+			v, m := protowire.ConsumeBytes(b)
+			if m < 0 {
+				return "", false
+			}
+			val, found = v, true
+			b = b[m:]
+			continue
+		}
+		m := protowire.ConsumeFieldValue(n, typ, b)
+		if m < 0 {
+			return "", false
+		}
+		b = b[m:]
+	}
+	if !found || len(val) == 0 {
+		return "", found
+	}
+	return unsafe.String(&val[0], len(val)), true
 }
 
 // internComponent returns the known component name equal to name, so that
@@ -94,6 +142,180 @@ func (c *Component) Instance() *v1.ComponentInstance {
 	return in
 }
 
+// InstanceBasic returns the instance, perhaps without its flags and
+// evidence: a row that keeps its encoding decodes the rest only, and its
+// strings share the encoding's memory, which makes it several times
+// cheaper than a whole decode. The result is never to be changed.
+func (c *Component) InstanceBasic() *v1.ComponentInstance {
+	if c.raw == nil {
+		return c.inst
+	}
+	in, err := decodeBasic(c.raw)
+	if err != nil {
+		return c.Instance()
+	}
+	return in
+}
+
+// The field numbers decodeBasic reads (a test checks them against the
+// descriptors).
+const (
+	fieldCluster        = 1
+	fieldNode           = 2
+	fieldComponent      = 3
+	fieldImplementation = 4
+	fieldHow            = 5
+	fieldOwner          = 6
+	fieldPod            = 7
+	fieldContainer      = 8
+	fieldContainerID    = 9
+	fieldPid            = 10
+	fieldSystemdUnit    = 11
+	fieldManifestPath   = 12
+	fieldImage          = 13
+	fieldVersion        = 14
+	fieldHasProcess     = 15
+	fieldRestartCount   = 16
+	fieldID             = 19
+
+	fieldRefKind      = 1
+	fieldRefNamespace = 2
+	fieldRefName      = 3
+	fieldRefUID       = 4
+)
+
+// basicWireTypeOK reports whether a field decodeBasic reads has the wire
+// type its number gives: length-delimited (delimited) or varint.
+func basicWireTypeOK(num protowire.Number, delimited bool) bool {
+	switch num {
+	case fieldHow, fieldPid, fieldHasProcess, fieldRestartCount:
+		return !delimited
+	}
+	return delimited
+}
+
+// decodeBasic decodes an encoded ComponentInstance that was checked when it
+// was written (proto.Unmarshal), leaving out its flags and evidence. Its
+// strings share b's memory, which must never change.
+func decodeBasic(b []byte) (*v1.ComponentInstance, error) {
+	in := &v1.ComponentInstance{}
+	err := eachField(b, func(num protowire.Number, v []byte, x uint64) error {
+		var err error
+		if !basicWireTypeOK(num, v != nil) {
+			// A wire type the field cannot have: protobuf keeps such a
+			// field as unknown, and so it is left out here.
+			return nil
+		}
+		switch num {
+		case fieldCluster:
+			in.Cluster = alias(v)
+		case fieldNode:
+			in.Node = alias(v)
+		case fieldComponent:
+			in.Component = alias(v)
+		case fieldImplementation:
+			in.Implementation = alias(v)
+		case fieldHow:
+			in.How = v1.DeploymentKind(int32(x))
+		case fieldOwner:
+			in.Owner, err = decodeRef(in.Owner, v)
+		case fieldPod:
+			in.Pod, err = decodeRef(in.Pod, v)
+		case fieldContainer:
+			in.Container = alias(v)
+		case fieldContainerID:
+			in.ContainerId = alias(v)
+		case fieldPid:
+			in.Pid = int32(x)
+		case fieldSystemdUnit:
+			in.SystemdUnit = alias(v)
+		case fieldManifestPath:
+			in.ManifestPath = alias(v)
+		case fieldImage:
+			in.Image = alias(v)
+		case fieldVersion:
+			in.Version = alias(v)
+		case fieldHasProcess:
+			in.HasProcess = x != 0
+		case fieldRestartCount:
+			in.RestartCount = int32(x)
+		case fieldID:
+			in.Id = alias(v)
+		}
+		return err
+	})
+	return in, err
+}
+
+// decodeRef decodes an ObjectRef into ref (a new one if nil): a message
+// field that occurs twice is merged, as protobuf does.
+func decodeRef(ref *v1.ObjectRef, b []byte) (*v1.ObjectRef, error) {
+	if ref == nil {
+		ref = &v1.ObjectRef{}
+	}
+	err := eachField(b, func(num protowire.Number, v []byte, _ uint64) error {
+		if v == nil {
+			return nil // every field of an ObjectRef is a string
+		}
+		switch num {
+		case fieldRefKind:
+			ref.Kind = alias(v)
+		case fieldRefNamespace:
+			ref.Namespace = alias(v)
+		case fieldRefName:
+			ref.Name = alias(v)
+		case fieldRefUID:
+			ref.Uid = alias(v)
+		}
+		return nil
+	})
+	return ref, err
+}
+
+// eachField calls f with each field of an encoded message: v for a
+// length-delimited field, x for a varint; other wire types are skipped.
+func eachField(b []byte, f func(num protowire.Number, v []byte, x uint64) error) error {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return protowire.ParseError(n)
+		}
+		b = b[n:]
+		var m int
+		switch typ {
+		case protowire.BytesType:
+			var v []byte
+			if v, m = protowire.ConsumeBytes(b); m >= 0 {
+				if err := f(num, v, 0); err != nil {
+					return err
+				}
+			}
+		case protowire.VarintType:
+			var x uint64
+			if x, m = protowire.ConsumeVarint(b); m >= 0 {
+				if err := f(num, nil, x); err != nil {
+					return err
+				}
+			}
+		default:
+			m = protowire.ConsumeFieldValue(num, typ, b)
+		}
+		if m < 0 {
+			return protowire.ParseError(m)
+		}
+		b = b[m:]
+	}
+	return nil
+}
+
+// alias returns b as a string sharing its memory.
+func alias(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(&b[0], len(b))
+}
+
 // Size returns the wire size of the instance in view slot, computing it
 // with size the first time.
 func (c *Component) Size(slot int, size func() int) int {
@@ -121,6 +343,14 @@ func (c *Component) ClusterSortKey() string { return string(c.appendClusterKey(n
 // FleetSortKey is the row's key in the ByComponent order:
 // "<component>\x00<cluster>\x00<node>\x00<id>".
 func (c *Component) FleetSortKey() string { return string(c.appendFleetKey(nil)) }
+
+// AppendSortKey appends the row's key in an order to b.
+func (c *Component) AppendSortKey(order ComponentOrder, b []byte) []byte {
+	if order == ByComponent {
+		return c.appendFleetKey(b)
+	}
+	return c.appendClusterKey(b)
+}
 
 func (c *Component) appendClusterKey(b []byte) []byte {
 	if c.rank == pivotRank {
@@ -283,11 +513,14 @@ func (t *Txn) ownOrder() (*componentOrder, error) {
 
 func (t *Txn) order0() *componentOrder { return t.Reads.order(nil) }
 
-// ReplaceComponents makes rows a node's instances. An old row for the same
-// instance ID that same(old, new) finds equal stays, so that watchers see
-// only what changed; of two rows with one ID the last counts. It returns
-// the rows put and the rows removed.
+// ReplaceComponents makes rows a node's instances; of two rows with one ID
+// the last counts. Watchers see only what changed: an old row for the same
+// instance ID that same(old, new) finds equal stays. Rows that keep their
+// instance encoded are compared by their encodings instead, and the new row
+// replaces the old one all the same, unseen, so that the record the old one
+// was read from can be freed. It returns the rows changed: put or removed.
 func (t *Txn) ReplaceComponents(cluster, node string, rows []*Component, same func(old, new *Component) bool) (changed []*Component, err error) {
+	replaced := false
 	old := t.nodeComponents(nil, cluster, node)
 	var oldRows []*Component
 	if old != nil {
@@ -300,6 +533,9 @@ func (t *Txn) ReplaceComponents(cluster, node string, rows []*Component, same fu
 			return nil, fmt.Errorf("instance %s of %s/%s written to node %s/%s", r.InstanceID, r.Cluster, r.Node, cluster, node)
 		}
 		if i, ok := byID[r.InstanceID]; ok {
+			if next[i].raw != nil {
+				next[i].inst = nil // dropped: its decoded form is not needed
+			}
 			next[i] = r
 			continue
 		}
@@ -324,7 +560,11 @@ func (t *Txn) ReplaceComponents(cluster, node string, rows []*Component, same fu
 			i++
 			j++
 		}
-		if o != nil && n != nil && (o == n || same(o, n)) {
+		if o != nil && n != nil && o == n {
+			continue
+		}
+		unchanged := o != nil && n != nil && (sameEncoding(o, n) || (o.raw == nil && n.raw == nil && same != nil && same(o, n)))
+		if unchanged && n.raw == nil {
 			next[j-1] = o
 			continue
 		}
@@ -332,6 +572,15 @@ func (t *Txn) ReplaceComponents(cluster, node string, rows []*Component, same fu
 			if ord, err = t.ownOrder(); err != nil {
 				return nil, err
 			}
+		}
+		if unchanged {
+			// The new row of an unchanged encoded instance: no event, and
+			// the decoded form it was written with is not needed.
+			n.inst = nil
+			ord.byCluster.ReplaceOrInsert(n)
+			ord.byComponent.ReplaceOrInsert(n)
+			replaced = true
+			continue
 		}
 		if o != nil {
 			ord.byCluster.Delete(o)
@@ -346,7 +595,7 @@ func (t *Txn) ReplaceComponents(cluster, node string, rows []*Component, same fu
 			changed = append(changed, n)
 		}
 	}
-	if len(changed) == 0 {
+	if len(changed) == 0 && !replaced {
 		return nil, nil
 	}
 	if len(next) == 0 {
@@ -405,7 +654,7 @@ func componentEvents(events []Event, before, after *nodeComponents) []Event {
 			events = append(events, Event{Type: v1.WatchEventType_WATCH_EVENT_TYPE_ADDED, Component: n[j].takeFresh()})
 			j++
 		default:
-			if o[i] != n[j] {
+			if o[i] != n[j] && !sameEncoding(o[i], n[j]) {
 				events = append(events, Event{Type: v1.WatchEventType_WATCH_EVENT_TYPE_MODIFIED, Component: n[j].takeFresh()})
 			}
 			i++
@@ -427,6 +676,7 @@ func (c *Component) takeFresh() *v1.ComponentInstance {
 	return c.Instance()
 }
 
-// SameEncoding reports whether two rows hold the same encoded instance; it
-// suits ReplaceComponents for rows that keep their encoding.
-func SameEncoding(a, b *Component) bool { return a.raw != nil && bytes.Equal(a.raw, b.raw) }
+// sameEncoding reports whether two rows keep the same encoded instance.
+func sameEncoding(a, b *Component) bool {
+	return a.raw != nil && b.raw != nil && bytes.Equal(a.raw, b.raw)
+}

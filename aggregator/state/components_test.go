@@ -1,13 +1,17 @@
 package state
 
 import (
+	"bytes"
 	"fmt"
 	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
+	"unsafe"
 
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
 )
@@ -153,7 +157,11 @@ func TestComponentOrdersFollowReplacements(t *testing.T) {
 					if err != nil {
 						t.Fatal(err)
 					}
-					rows = append(rows, NewEncodedComponent(cluster, node, raw, in))
+					enc, err := NewEncodedComponents(cluster, node, [][]byte{raw}, []*v1.ComponentInstance{in})
+					if err != nil {
+						t.Fatal(err)
+					}
+					rows = append(rows, enc...)
 				} else {
 					rows = append(rows, NewComponent(in))
 				}
@@ -207,17 +215,21 @@ func TestReplaceComponentsPublishesOnlyChanges(t *testing.T) {
 	}
 	replace := func(ins ...*v1.ComponentInstance) []*Component {
 		t.Helper()
-		var rows []*Component
+		var raw [][]byte
 		for _, in := range ins {
-			raw, err := proto.Marshal(in)
+			b, err := proto.Marshal(in)
 			if err != nil {
 				t.Fatal(err)
 			}
-			rows = append(rows, NewEncodedComponent("c", "n", raw, in))
+			raw = append(raw, b)
+		}
+		rows, err := NewEncodedComponents("c", "n", raw, ins)
+		if err != nil {
+			t.Fatal(err)
 		}
 		txn := s.WriteTxn()
 		defer txn.Abort()
-		if _, err := txn.ReplaceComponents("c", "n", rows, SameEncoding); err != nil {
+		if _, err := txn.ReplaceComponents("c", "n", rows, nil); err != nil {
 			t.Fatal(err)
 		}
 		txn.Commit()
@@ -245,9 +257,23 @@ func TestReplaceComponentsPublishesOnlyChanges(t *testing.T) {
 	if got := events(); !slices.Equal(got, []string{"ADDED n/w 0", "MODIFIED n/y 1", "DELETED n/z 0"}) {
 		t.Fatalf("second put: %q", got)
 	}
-	replace(inst("w", 0), inst("x", 0), inst("y", 1))
+	rows = replace(inst("w", 0), inst("x", 0), inst("y", 1))
 	if got := events(); len(got) != 0 {
 		t.Fatalf("an unchanged node published %q", got)
+	}
+	// The unchanged rows were replaced all the same, so that the old
+	// record they were read from can go, and let go of their decoded form.
+	i := 0
+	for c := range s.View().ComponentsOn(nil, "c", "n") {
+		if c != rows[i] || c.inst != nil {
+			t.Fatalf("row %s is not the newest, or kept its decoded form", c.InstanceID)
+		}
+		i++
+	}
+	for c := range s.View().Components(nil, ByComponent, "") {
+		if !slices.Contains(rows, c) {
+			t.Fatalf("the component order holds an old row of %s", c.InstanceID)
+		}
 	}
 	var got []*v1.ComponentInstance
 	for c := range s.View().ComponentsOn(nil, "c", "n") {
@@ -261,10 +287,135 @@ func TestReplaceComponentsPublishesOnlyChanges(t *testing.T) {
 	if got := events(); !slices.Equal(got, []string{"MODIFIED n/w 5", "DELETED n/x 0", "DELETED n/y 1"}) {
 		t.Fatalf("duplicate IDs: %q", got)
 	}
+	// An encoding that does not hold the instance's ID is refused.
+	b, _ := proto.Marshal(inst("v", 0))
+	if _, err := NewEncodedComponents("c", "n", [][]byte{b}, []*v1.ComponentInstance{inst("u", 0)}); err == nil {
+		t.Fatal("an encoding of n/v was taken for n/u")
+	}
+	if _, err := NewEncodedComponents("c", "n", [][]byte{b}, nil); err == nil {
+		t.Fatal("one encoding was taken for no instance")
+	}
 	// Rows of another node are refused.
 	txn := s.WriteTxn()
 	defer txn.Abort()
-	if _, err := txn.ReplaceComponents("c", "other", []*Component{NewComponent(inst("v", 0))}, SameEncoding); err == nil {
+	if _, err := txn.ReplaceComponents("c", "other", []*Component{NewComponent(inst("v", 0))}, nil); err == nil {
 		t.Fatal("a row of node n was written to node other")
+	}
+}
+
+// fill sets every field of m, recursively, to a value that is not its zero.
+func fill(m protoreflect.Message, depth int) {
+	fields := m.Descriptor().Fields()
+	for i := range fields.Len() {
+		fd := fields.Get(i)
+		if fd.IsMap() {
+			continue
+		}
+		value := func() protoreflect.Value {
+			switch fd.Kind() {
+			case protoreflect.StringKind:
+				return protoreflect.ValueOfString("v-" + string(fd.Name()))
+			case protoreflect.BoolKind:
+				return protoreflect.ValueOfBool(true)
+			case protoreflect.EnumKind:
+				return protoreflect.ValueOfEnum(1)
+			case protoreflect.Int32Kind:
+				return protoreflect.ValueOfInt32(int32(fd.Number()) + 100)
+			case protoreflect.Int64Kind:
+				return protoreflect.ValueOfInt64(int64(fd.Number()) + 100)
+			case protoreflect.MessageKind:
+				sub := m.NewField(fd)
+				if fd.IsList() {
+					sub = m.Mutable(fd).List().NewElement()
+				}
+				if depth < 3 {
+					fill(sub.Message(), depth+1)
+				}
+				return sub
+			}
+			return protoreflect.Value{}
+		}
+		if fd.IsList() {
+			if v := value(); v.IsValid() {
+				m.Mutable(fd).List().Append(v)
+			}
+			continue
+		}
+		if v := value(); v.IsValid() {
+			m.Set(fd, v)
+		}
+	}
+}
+
+// decodeBasic reads every field of an instance but its flags and evidence,
+// exactly as protobuf does, whatever fields the message gains.
+func TestDecodeBasicMatchesProtobuf(t *testing.T) {
+	fields := (&v1.ComponentInstance{}).ProtoReflect().Descriptor().Fields()
+	for name, num := range map[protoreflect.Name]protowire.Number{"cluster": fieldCluster, "node": fieldNode, "component": fieldComponent,
+		"implementation": fieldImplementation, "how": fieldHow, "owner": fieldOwner, "pod": fieldPod, "container": fieldContainer,
+		"container_id": fieldContainerID, "pid": fieldPid, "systemd_unit": fieldSystemdUnit, "manifest_path": fieldManifestPath,
+		"image": fieldImage, "version": fieldVersion, "has_process": fieldHasProcess, "restart_count": fieldRestartCount, "id": fieldID} {
+		if fd := fields.ByName(name); fd == nil || fd.Number() != num {
+			t.Fatalf("field %s is not number %d", name, num)
+		}
+	}
+	full := &v1.ComponentInstance{}
+	fill(full.ProtoReflect(), 0)
+	basic := func(in *v1.ComponentInstance) *v1.ComponentInstance {
+		out := proto.CloneOf(in)
+		out.Flags, out.Evidence = nil, nil
+		out.ProtoReflect().SetUnknown(nil)
+		return out
+	}
+	check := func(what string, b []byte) {
+		t.Helper()
+		var want v1.ComponentInstance
+		if err := proto.Unmarshal(b, &want); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		got, err := decodeBasic(b)
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if !proto.Equal(got, basic(&want)) {
+			t.Fatalf("%s:\n got %v\nwant %v", what, got, basic(&want))
+		}
+	}
+	b, err := proto.Marshal(full)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(full.Flags) == 0 || len(full.Evidence) == 0 || full.Owner.GetUid() == "" {
+		t.Fatalf("not every field is set: %v", full)
+	}
+	check("every field set", b)
+
+	// A message field twice is merged; a field with a wire type its
+	// number cannot have is an unknown field; unknown numbers are skipped.
+	odd := protowire.AppendTag(nil, fieldOwner, protowire.BytesType)
+	odd = protowire.AppendBytes(odd, protowire.AppendString(protowire.AppendTag(nil, fieldRefName, protowire.BytesType), "second"))
+	odd = protowire.AppendTag(odd, fieldCluster, protowire.VarintType)
+	odd = protowire.AppendVarint(odd, 7)
+	odd = protowire.AppendTag(odd, fieldPid, protowire.BytesType)
+	odd = protowire.AppendString(odd, "x")
+	odd = protowire.AppendTag(odd, 99, protowire.Fixed64Type)
+	odd = protowire.AppendFixed64(odd, 1)
+	check("odd fields", append(slices.Clone(b), odd...))
+
+	// Strings share the encoding's memory.
+	got, _ := decodeBasic(b)
+	if unsafe.StringData(got.Id) != &b[bytes.Index(b, []byte("v-id"))] {
+		t.Fatal("the ID was copied")
+	}
+	// A cut encoding is an error, not a panic.
+	for n := range len(b) {
+		if _, err := decodeBasic(b[:n]); err != nil {
+			continue
+		}
+		var want v1.ComponentInstance
+		if proto.Unmarshal(b[:n], &want) == nil {
+			continue // a cut at a field's end is a shorter message
+		}
+		t.Fatalf("a cut at %d decoded", n)
 	}
 }

@@ -233,19 +233,19 @@ func (r *run) startWatchers() error {
 			// they share the machine with the aggregator, and what is
 			// measured is the aggregator's cost, not 100 clients' decoders.
 			st, err := v1.NewInventoryServiceClient(c).Watch(r.ctx, &v1.WatchRequest{View: r.cfg.WatchView, MaxBatch: int32(r.cfg.WatchBatch)},
-				grpc.ForceCodecV2(rawCodec{}), grpc.MaxCallRecvMsgSize(8<<20))
+				grpc.ForceCodecV2(RawWatchCodec{}), grpc.MaxCallRecvMsgSize(8<<20))
 			if err != nil {
 				return
 			}
 			for {
-				var m rawMessage
+				var m RawWatchMessage
 				if err := st.RecvMsg(&m); err != nil {
 					return
 				}
-				atomic.AddInt64(&rep.WatchEvents, int64(max(1, m.events)))
+				atomic.AddInt64(&rep.WatchEvents, int64(max(1, m.Events)))
 				atomic.AddInt64(&rep.WatchMessages, 1)
-				atomic.AddInt64(&rep.WatchBytes, int64(m.size))
-				switch m.typ {
+				atomic.AddInt64(&rep.WatchBytes, int64(m.Size))
+				switch m.Type {
 				case v1.WatchEventType_WATCH_EVENT_TYPE_SYNCED:
 					if synced != nil {
 						close(synced)
@@ -636,28 +636,31 @@ func fetchProfile(ctx context.Context, metricsURL, what, path string) <-chan err
 	return done
 }
 
-// rawMessage is a WatchResponse left undecoded: only its size, its type and
-// how many events its batch holds are read.
-type rawMessage struct {
-	size, events int
-	typ          v1.WatchEventType
+// RawWatchMessage is a WatchResponse left undecoded: only its size, its type
+// and how many events its batch holds are read. Watch clients that share
+// the machine with the server they measure receive into it, so that what is
+// measured is the server's cost, not that of their decoders.
+type RawWatchMessage struct {
+	Size, Events int
+	Type         v1.WatchEventType
 }
 
-// rawCodec receives messages without decoding them (see rawMessage).
-type rawCodec struct{}
+// RawWatchCodec receives messages without decoding them (see
+// RawWatchMessage); pass it with grpc.ForceCodecV2.
+type RawWatchCodec struct{}
 
-func (rawCodec) Name() string { return "proto" }
+func (RawWatchCodec) Name() string { return "proto" }
 
-func (rawCodec) Marshal(v any) (mem.BufferSlice, error) {
+func (RawWatchCodec) Marshal(v any) (mem.BufferSlice, error) {
 	return encoding.GetCodecV2("proto").Marshal(v)
 }
 
-func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
-	m, ok := v.(*rawMessage)
+func (RawWatchCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	m, ok := v.(*RawWatchMessage)
 	if !ok {
 		return encoding.GetCodecV2("proto").Unmarshal(data, v)
 	}
-	m.size = data.Len()
+	m.Size = data.Len()
 	// Walk the top-level fields in place, without copying the message.
 	r := data.Reader()
 	defer r.Close()
@@ -675,7 +678,7 @@ func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
 				return err
 			}
 			if num == 1 {
-				m.typ = v1.WatchEventType(v)
+				m.Type = v1.WatchEventType(v)
 			}
 		case protowire.BytesType:
 			n, err := binary.ReadUvarint(r)
@@ -683,7 +686,7 @@ func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
 				return err
 			}
 			if num == 4 {
-				m.events++
+				m.Events++
 			}
 			skip = int(n)
 		case protowire.Fixed32Type:

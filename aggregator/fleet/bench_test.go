@@ -1,0 +1,121 @@
+package fleet
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"slices"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/kubeatlas/kubeatlas/aggregator/apply"
+	"github.com/kubeatlas/kubeatlas/aggregator/query"
+	"github.com/kubeatlas/kubeatlas/aggregator/state"
+	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
+)
+
+// benchNode is a published worker node of 12 instances, with flags and
+// evidence, about 6 KB encoded: the shape kubeatlas-fleet-load publishes.
+// One node in etcdEvery runs etcd.
+func benchNode(cluster string, node, etcdEvery int) *v1.FleetNode {
+	name := fmt.Sprintf("node-%06d", node)
+	rec := &v1.FleetNode{Node: &v1.Node{Cluster: cluster, Name: name, Roles: []string{"worker"}, InApi: true,
+		AgentState: v1.AgentState_AGENT_STATE_REPORTING, KubeletVersion: "v1.30.4", ProcessCount: 300}}
+	kinds := []struct{ component, impl, image string }{
+		{"kubelet", "kubelet", ""}, {"container-runtime", "containerd", ""}, {"kube-proxy", "kube-proxy", "registry.k8s.io/kube-proxy:v1.30.4"},
+		{"cni", "flannel", "docker.io/flannel/flannel:v0.25.1"}, {"cluster-dns", "coredns", "registry.k8s.io/coredns/coredns:v1.11.1"},
+		{"csi", "ebs.csi.aws.com", "public.ecr.aws/ebs-csi-driver/aws-ebs-csi-driver:v1.30.0"},
+	}
+	for i := range 12 {
+		k := kinds[i%len(kinds)]
+		how, owner := v1.DeploymentKind_DEPLOYMENT_KIND_DAEMONSET, &v1.ObjectRef{Kind: "DaemonSet", Namespace: "kube-system", Name: k.impl}
+		if i == 0 && node%etcdEvery == 0 {
+			k = struct{ component, impl, image string }{"etcd", "etcd", "registry.k8s.io/etcd:3.5.12-0"}
+			how, owner = v1.DeploymentKind_DEPLOYMENT_KIND_STATIC_POD, &v1.ObjectRef{Kind: "Node", Name: name}
+		}
+		id := fmt.Sprintf("%s/%s/%d", name, k.component, i)
+		rec.Components = append(rec.Components, &v1.ComponentInstance{Cluster: cluster, Node: name, Component: k.component,
+			Implementation: k.impl, How: how, Owner: owner, Pid: int32(1000 + i), Image: k.image, Version: "v1.30.4", HasProcess: true, Id: id,
+			ContainerId: fmt.Sprintf("%064x", node*100+i), Pod: &v1.ObjectRef{Kind: "Pod", Namespace: "kube-system", Name: k.impl + "-" + name},
+			Flags: []*v1.Flag{{Name: "v", Values: []string{"2"}}, {Name: "kubeconfig", Values: []string{"/etc/kubernetes/" + k.impl + ".conf"}}},
+			Evidence: []*v1.Evidence{{Kind: v1.EvidenceKind_EVIDENCE_KIND_PROCESS, Summary: fmt.Sprintf("pid %d: /usr/bin/%s --v=2", 1000+i, k.impl)},
+				{Kind: v1.EvidenceKind_EVIDENCE_KIND_CGROUP, Summary: "cgroup /kubepods.slice/kubepods-burstable.slice/cri-containerd-" + id + ".scope"}}})
+	}
+	return rec
+}
+
+// loadView applies nodes published nodes in clusters clusters to an empty
+// fleet view's store, as View does with the bucket's records.
+func loadView(tb testing.TB, clusters, nodes, etcdEvery int) *state.Store {
+	tb.Helper()
+	st, err := state.NewStore()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	e := apply.New(st, apply.Config{})
+	per := nodes / clusters
+	for n := range nodes {
+		cluster := fmt.Sprintf("cluster-%03d", n/per)
+		data, err := proto.Marshal(benchNode(cluster, n, etcdEvery))
+		if err != nil {
+			tb.Fatal(err)
+		}
+		var rec v1.FleetNode
+		if err := proto.Unmarshal(data, &rec); err != nil {
+			tb.Fatal(err)
+		}
+		raw, err := repeatedField(data, fleetNodeComponents)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if err := e.PutFleetNode(cluster, &rec, raw); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	return st
+}
+
+// BenchmarkFleetWhereEtcd answers `where etcd` in the basic view (1,000
+// instances among 120,000) on a fleet view's store, encoding the answer as
+// gRPC would, and reports the p99 of one answer.
+func BenchmarkFleetWhereEtcd(b *testing.B) {
+	st := loadView(b, 10, 10_000, 10)
+	s := query.NewServer(st)
+	req := &v1.ListComponentsRequest{Component: "etcd", PageSize: 1000, View: v1.ComponentView_COMPONENT_VIEW_BASIC}
+	var took []time.Duration
+	b.ResetTimer()
+	for range b.N {
+		t0 := time.Now()
+		resp, err := s.ListComponents(context.Background(), req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(resp.Components) != 1000 || resp.NextPageToken != "" {
+			b.Fatalf("%d instances, next page %q", len(resp.Components), resp.NextPageToken)
+		}
+		if _, err := proto.Marshal(resp); err != nil {
+			b.Fatal(err)
+		}
+		took = append(took, time.Since(t0))
+	}
+	slices.Sort(took)
+	b.ReportMetric(float64(took[len(took)*99/100].Microseconds())/1000, "p99-ms")
+}
+
+// BenchmarkFleetViewHeap loads 10,000 published nodes (120,000 instances)
+// into a fleet view's store and reports the live heap per instance.
+func BenchmarkFleetViewHeap(b *testing.B) {
+	for range b.N {
+		runtime.GC()
+		var before runtime.MemStats
+		runtime.ReadMemStats(&before)
+		st := loadView(b, 10, 10_000, 100)
+		runtime.GC()
+		var after runtime.MemStats
+		runtime.ReadMemStats(&after)
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/120_000, "live-B/instance")
+		runtime.KeepAlive(st)
+	}
+}
