@@ -752,7 +752,7 @@ func (s *Server) watch(req *v1.WatchRequest, stream v1.InventoryService_WatchSer
 	// subscription to every change after that state.
 	subscribe := func() (*state.Subscription, error) {
 		view, sub, pos := s.store.Subscribe()
-		if err := s.sendState(view, req, match, out); err != nil {
+		if err := s.sendState(view, req, flt, match, out); err != nil {
 			sub.Close()
 			return nil, err
 		}
@@ -835,10 +835,35 @@ func (s *Server) watch(req *v1.WatchRequest, stream v1.InventoryService_WatchSer
 
 // sendState sends the components and findings of view that match the
 // request, as ADDED events.
-func (s *Server) sendState(view *state.View, req *v1.WatchRequest, match func(state.Event) bool, out *watchSender) error {
+func (s *Server) sendState(view *state.View, req *v1.WatchRequest, flt *filter.Filter, match func(state.Event) bool, out *watchSender) error {
 	if !req.SkipComponents {
-		for c := range view.Components(nil, state.ByCluster, "") {
-			ev := state.Event{Type: v1.WatchEventType_WATCH_EVENT_TYPE_ADDED, Component: c.Instance()}
+		from := ""
+		if req.Cluster != "" {
+			from = state.ComponentKeyPrefix(req.Cluster, "")
+		}
+		for c := range view.Components(nil, state.ByCluster, from) {
+			if req.Cluster != "" && c.Cluster != req.Cluster {
+				break
+			}
+			if req.Component != "" && c.Component != req.Component {
+				continue
+			}
+			if flt == nil {
+				// No expression to evaluate: a row that keeps its
+				// encoding is sent as it is.
+				if sent, err := out.addRow(c); err != nil {
+					return err
+				} else if sent {
+					continue
+				}
+			}
+			var in *v1.ComponentInstance
+			if req.View == v1.ComponentView_COMPONENT_VIEW_BASIC && !flt.NeedsDetail() {
+				in = c.InstanceBasic()
+			} else {
+				in = c.Instance()
+			}
+			ev := state.Event{Type: v1.WatchEventType_WATCH_EVENT_TYPE_ADDED, Component: in}
 			if match(ev) {
 				if err := out.add(ev); err != nil {
 					return err

@@ -141,6 +141,8 @@ type watchSender struct {
 	max    int
 	parts  mem.BufferSlice
 	size   int
+	// scratch holds a row's encoding while addRow frames it.
+	scratch []byte
 }
 
 func newWatchSender(stream v1.InventoryService_WatchServer, view v1.ComponentView, max int) *watchSender {
@@ -156,7 +158,36 @@ func (w *watchSender) add(ev state.Event) error {
 		}
 		return w.stream.SendMsg(enc)
 	}
-	if len(w.parts) > 0 && w.size+len(enc.framed) > maxBatchBytes {
+	return w.addFramed(enc.framed)
+}
+
+// addRow adds a row's current state as an ADDED event built from the
+// encoding the row keeps, with no decode and no encode, and reports whether
+// it could: only into batches, and only for a row that keeps its encoding.
+func (w *watchSender) addRow(c *state.Component) (bool, error) {
+	if w.max <= 1 {
+		return false, nil
+	}
+	inst, ok := c.AppendEncoding(w.scratch[:0], w.view == v1.ComponentView_COMPONENT_VIEW_BASIC)
+	if !ok {
+		return false, nil
+	}
+	w.scratch = inst
+	size := protowire.SizeTag(typeField) + protowire.SizeVarint(uint64(v1.WatchEventType_WATCH_EVENT_TYPE_ADDED)) +
+		protowire.SizeTag(componentField) + protowire.SizeBytes(len(inst))
+	framed := make([]byte, 0, protowire.SizeTag(batchField)+protowire.SizeVarint(uint64(size))+size)
+	framed = protowire.AppendTag(framed, batchField, protowire.BytesType)
+	framed = protowire.AppendVarint(framed, uint64(size))
+	framed = protowire.AppendTag(framed, typeField, protowire.VarintType)
+	framed = protowire.AppendVarint(framed, uint64(v1.WatchEventType_WATCH_EVENT_TYPE_ADDED))
+	framed = protowire.AppendTag(framed, componentField, protowire.BytesType)
+	framed = protowire.AppendBytes(framed, inst)
+	return true, w.addFramed(framed)
+}
+
+// addFramed adds an event, already framed as an element of a batch.
+func (w *watchSender) addFramed(framed []byte) error {
+	if len(w.parts) > 0 && w.size+len(framed) > maxBatchBytes {
 		if err := w.flush(); err != nil {
 			return err
 		}
@@ -164,13 +195,20 @@ func (w *watchSender) add(ev state.Event) error {
 	if w.parts == nil {
 		w.parts = make(mem.BufferSlice, 0, min(w.max, 128))
 	}
-	w.parts = append(w.parts, mem.SliceBuffer(enc.framed))
-	w.size += len(enc.framed)
+	w.parts = append(w.parts, mem.SliceBuffer(framed))
+	w.size += len(framed)
 	if len(w.parts) >= w.max {
 		return w.flush()
 	}
 	return nil
 }
+
+// WatchResponse's field numbers.
+var (
+	watchFields    = (&v1.WatchResponse{}).ProtoReflect().Descriptor().Fields()
+	typeField      = watchFields.ByName("type").Number()
+	componentField = watchFields.ByName("component").Number()
+)
 
 // batchField is WatchResponse.batch's field number.
 var batchField = (&v1.WatchResponse{}).ProtoReflect().Descriptor().Fields().ByName("batch").Number()

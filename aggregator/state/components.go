@@ -157,6 +157,33 @@ func (c *Component) InstanceBasic() *v1.ComponentInstance {
 	return in
 }
 
+// AppendEncoding appends the instance's encoding to b, without its flags and
+// evidence when basic, and reports whether the row keeps one (if not, b is
+// returned as it was). It copies bytes and decodes nothing.
+func (c *Component) AppendEncoding(b []byte, basic bool) ([]byte, bool) {
+	if c.raw == nil {
+		return b, false
+	}
+	if !basic {
+		return append(b, c.raw...), true
+	}
+	for rest := c.raw; len(rest) > 0; {
+		num, typ, n := protowire.ConsumeTag(rest)
+		if n < 0 {
+			return b, false
+		}
+		m := protowire.ConsumeFieldValue(num, typ, rest[n:])
+		if m < 0 {
+			return b, false
+		}
+		if num != fieldFlags && num != fieldEvidence {
+			b = append(b, rest[:n+m]...)
+		}
+		rest = rest[n+m:]
+	}
+	return b, true
+}
+
 // The field numbers decodeBasic reads (a test checks them against the
 // descriptors).
 const (
@@ -176,6 +203,8 @@ const (
 	fieldVersion        = 14
 	fieldHasProcess     = 15
 	fieldRestartCount   = 16
+	fieldFlags          = 17
+	fieldEvidence       = 18
 	fieldID             = 19
 
 	fieldRefKind      = 1

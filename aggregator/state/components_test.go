@@ -354,7 +354,8 @@ func TestDecodeBasicMatchesProtobuf(t *testing.T) {
 	for name, num := range map[protoreflect.Name]protowire.Number{"cluster": fieldCluster, "node": fieldNode, "component": fieldComponent,
 		"implementation": fieldImplementation, "how": fieldHow, "owner": fieldOwner, "pod": fieldPod, "container": fieldContainer,
 		"container_id": fieldContainerID, "pid": fieldPid, "systemd_unit": fieldSystemdUnit, "manifest_path": fieldManifestPath,
-		"image": fieldImage, "version": fieldVersion, "has_process": fieldHasProcess, "restart_count": fieldRestartCount, "id": fieldID} {
+		"image": fieldImage, "version": fieldVersion, "has_process": fieldHasProcess, "restart_count": fieldRestartCount, "id": fieldID,
+		"flags": fieldFlags, "evidence": fieldEvidence} {
 		if fd := fields.ByName(name); fd == nil || fd.Number() != num {
 			t.Fatalf("field %s is not number %d", name, num)
 		}
@@ -402,6 +403,22 @@ func TestDecodeBasicMatchesProtobuf(t *testing.T) {
 	odd = protowire.AppendFixed64(odd, 1)
 	check("odd fields", append(slices.Clone(b), odd...))
 
+	// The basic encoding is the basic instance's.
+	rows, err := NewEncodedComponents("v-cluster", "v-node", [][]byte{b}, []*v1.ComponentInstance{full})
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc, ok := rows[0].AppendEncoding(nil, true)
+	var fromEnc v1.ComponentInstance
+	if !ok || proto.Unmarshal(enc, &fromEnc) != nil || !proto.Equal(&fromEnc, basic(full)) {
+		t.Fatalf("basic encoding decodes to %v", &fromEnc)
+	}
+	if enc, ok := rows[0].AppendEncoding([]byte("x"), false); !ok || !bytes.Equal(enc, append([]byte("x"), b...)) {
+		t.Fatal("the full encoding is not the row's")
+	}
+	if _, ok := NewComponent(full).AppendEncoding(nil, true); ok {
+		t.Fatal("a decoded row gave an encoding")
+	}
 	// Strings share the encoding's memory.
 	got, _ := decodeBasic(b)
 	if unsafe.StringData(got.Id) != &b[bytes.Index(b, []byte("v-id"))] {

@@ -56,6 +56,7 @@ var (
 	burst     = flag.Int("burst", 10_000, "node updates in the burst that measures ingest")
 	aggBin    = flag.String("aggregator", "", "the kubeatlas-aggregator binary (required)")
 	heapProf  = flag.String("heap-profile", "", "write the fleet view's heap profile here once it has caught up")
+	cpuProf   = flag.String("cpu-profile", "", "write the fleet view's CPU profile of the burst with watchers here")
 )
 
 func main() {
@@ -323,7 +324,17 @@ func run() error {
 		}
 	}
 	received.Store(0)
+	var profiled chan error
+	if *cpuProf != "" {
+		profiled = make(chan error, 1)
+		go func() { profiled <- saveProfile("http://"+metrics+"/debug/pprof/profile?seconds=3", *cpuProf) }()
+	}
 	with, err := r.burstTime(ctx, inv)
+	if profiled != nil {
+		if perr := <-profiled; perr != nil && err == nil {
+			err = perr
+		}
+	}
 	wcancel2()
 	if err != nil {
 		return err
@@ -490,8 +501,11 @@ func waitReady(url string, timeout time.Duration) error {
 }
 
 // saveHeap writes the fleet view's heap profile (after a collection).
-func saveHeap(base, path string) error {
-	resp, err := http.Get(base + "/debug/pprof/heap?gc=1")
+func saveHeap(base, path string) error { return saveProfile(base+"/debug/pprof/heap?gc=1", path) }
+
+// saveProfile writes what a pprof endpoint of the fleet view answers to path.
+func saveProfile(url, path string) error {
+	resp, err := http.Get(url)
 	if err != nil {
 		return err
 	}

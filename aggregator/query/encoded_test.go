@@ -1,0 +1,120 @@
+package query
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/kubeatlas/kubeatlas/aggregator/apply"
+	"github.com/kubeatlas/kubeatlas/aggregator/state"
+	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
+)
+
+// encodedCopy is a store holding the seed cluster's instances as a fleet
+// view holds them: encoded, as their aggregator published them.
+func encodedCopy(t *testing.T, src *Server) *Server {
+	t.Helper()
+	st, err := state.NewStore()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := apply.New(st, apply.Config{})
+	view := src.store.View()
+	for n := range view.Nodes(nil, "") {
+		rec := &v1.FleetNode{Node: &v1.Node{Cluster: n.Cluster, Name: n.Name}}
+		var raw [][]byte
+		for c := range view.ComponentsOn(nil, n.Cluster, n.Name) {
+			b, err := proto.Marshal(c.Instance())
+			if err != nil {
+				t.Fatal(err)
+			}
+			var in v1.ComponentInstance
+			if err := proto.Unmarshal(b, &in); err != nil {
+				t.Fatal(err)
+			}
+			rec.Components = append(rec.Components, &in)
+			raw = append(raw, b)
+		}
+		if err := e.PutFleetNode(n.Cluster, rec, raw); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return NewServer(st)
+}
+
+// Rows that keep their instance encoded answer every query, in every view
+// and through every filter, exactly as rows that hold it decoded.
+func TestEncodedRowsAnswerAsDecodedOnes(t *testing.T) {
+	decoded, _ := seed(t)
+	encoded := encodedCopy(t, decoded)
+	ctx := context.Background()
+	same := func(what string, a, b proto.Message) {
+		t.Helper()
+		if !proto.Equal(a, b) {
+			t.Fatalf("%s:\ndecoded %v\nencoded %v", what, a, b)
+		}
+	}
+	views := []v1.ComponentView{v1.ComponentView_COMPONENT_VIEW_UNSPECIFIED, v1.ComponentView_COMPONENT_VIEW_BASIC, v1.ComponentView_COMPONENT_VIEW_FULL}
+	for _, view := range views {
+		for _, req := range []*v1.ListComponentsRequest{
+			{}, {Component: "etcd"}, {Cluster: "seed", Component: "kube-proxy"}, {Node: "test"}, {PageSize: 3},
+			{Filter: `"etcd-servers" in component.flags`}, {How: v1.DeploymentKind_DEPLOYMENT_KIND_STATIC_POD},
+		} {
+			req.View = view
+			for page := 0; ; page++ {
+				a, err := decoded.ListComponents(ctx, req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				b, err := encoded.ListComponents(ctx, req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(a.Components) == 0 {
+					t.Fatalf("%v: nothing", req)
+				}
+				same(fmt.Sprintf("%v, page %d", req, page), a, b)
+				if a.NextPageToken == "" {
+					break
+				}
+				req.PageToken = a.NextPageToken
+			}
+		}
+	}
+	a, err := decoded.GetNode(ctx, &v1.GetNodeRequest{Cluster: "seed", Name: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := encoded.GetNode(ctx, &v1.GetNodeRequest{Cluster: "seed", Name: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range a.Components {
+		same("GetNode", a.Components[i], b.Components[i])
+	}
+	for _, view := range views {
+		for _, req := range []*v1.WatchRequest{
+			{SkipFindings: true}, {SkipFindings: true, MaxBatch: 5}, {SkipFindings: true, MaxBatch: 100, Cluster: "seed"},
+			{SkipFindings: true, MaxBatch: 100, Component: "kube-proxy"}, {SkipFindings: true, MaxBatch: 100, Cluster: "other"},
+			{SkipFindings: true, MaxBatch: 100, Filter: `component.how == "DEPLOYMENT_KIND_STATIC_POD"`},
+		} {
+			req.View = view
+			got := map[string][]*v1.WatchResponse{}
+			for name, s := range map[string]*Server{"decoded": decoded, "encoded": encoded} {
+				msgs, _, stop := watchUntil(t, s, req, v1.WatchEventType_WATCH_EVENT_TYPE_SYNCED)
+				stop()
+				got[name] = flatten(msgs)
+			}
+			a, b := got["decoded"], got["encoded"]
+			if len(a) != len(b) || (req.Cluster != "other" && len(a) < 2) {
+				t.Fatalf("%v: %d events decoded, %d encoded", req, len(a), len(b))
+			}
+			for i := range a {
+				a[i].Index, b[i].Index = 0, 0 // each store numbers its own
+				same(fmt.Sprintf("%v, event %d", req, i), a[i], b[i])
+			}
+		}
+	}
+}
