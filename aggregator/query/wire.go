@@ -64,6 +64,8 @@ type encodedResponse struct {
 	// framed is wire as an element of a batch: behind its field tag and
 	// length, so that every watcher's batch takes it as it is.
 	framed []byte
+	// part is framed as a batch's part, boxed once for every watcher.
+	part mem.Buffer
 }
 
 // Forms of an event, see state.Event.Form.
@@ -96,7 +98,7 @@ func encodeEvent(ev state.Event, view v1.ComponentView) *encodedResponse {
 			// Left to the codec, which reports the error on the stream.
 			return &encodedResponse{WatchResponse: resp}
 		}
-		return &encodedResponse{WatchResponse: resp, wire: framed[head:], framed: framed}
+		return &encodedResponse{WatchResponse: resp, wire: framed[head:], framed: framed, part: mem.SliceBuffer(framed)}
 	}).(*encodedResponse)
 }
 
@@ -158,7 +160,7 @@ func (w *watchSender) add(ev state.Event) error {
 		}
 		return w.stream.SendMsg(enc)
 	}
-	return w.addFramed(enc.framed)
+	return w.addFramed(enc.part, len(enc.framed))
 }
 
 // addRow adds a row's current state as an ADDED event built from the
@@ -182,21 +184,22 @@ func (w *watchSender) addRow(c *state.Component) (bool, error) {
 	framed = protowire.AppendVarint(framed, uint64(v1.WatchEventType_WATCH_EVENT_TYPE_ADDED))
 	framed = protowire.AppendTag(framed, componentField, protowire.BytesType)
 	framed = protowire.AppendBytes(framed, inst)
-	return true, w.addFramed(framed)
+	return true, w.addFramed(mem.SliceBuffer(framed), len(framed))
 }
 
-// addFramed adds an event, already framed as an element of a batch.
-func (w *watchSender) addFramed(framed []byte) error {
-	if len(w.parts) > 0 && w.size+len(framed) > maxBatchBytes {
+// addFramed adds an event, already framed as an element of a batch (part,
+// of size bytes).
+func (w *watchSender) addFramed(part mem.Buffer, size int) error {
+	if len(w.parts) > 0 && w.size+size > maxBatchBytes {
 		if err := w.flush(); err != nil {
 			return err
 		}
 	}
 	if w.parts == nil {
-		w.parts = make(mem.BufferSlice, 0, min(w.max, 128))
+		w.parts = make(mem.BufferSlice, 0, w.max)
 	}
-	w.parts = append(w.parts, mem.SliceBuffer(framed))
-	w.size += len(framed)
+	w.parts = append(w.parts, part)
+	w.size += size
 	if len(w.parts) >= w.max {
 		return w.flush()
 	}

@@ -612,8 +612,11 @@ func (t *Txn) ReplaceComponents(cluster, node string, rows []*Component, same fu
 			continue
 		}
 		if o != nil {
-			ord.byCluster.Delete(o)
-			ord.byComponent.Delete(o)
+			if n == nil || n.Component != o.Component {
+				// Not the same keys: the new row does not replace it.
+				ord.byCluster.Delete(o)
+				ord.byComponent.Delete(o)
+			}
 			if n == nil {
 				changed = append(changed, o)
 			}

@@ -119,7 +119,12 @@ func checkOrders(t *testing.T, v *View, m model, rng *rand.Rand) {
 func randomInstance(rng *rand.Rand, cluster, node string, gen int) *v1.ComponentInstance {
 	comps := []string{v1.ComponentKubelet, v1.ComponentEtcd, v1.ComponentKubeProxy, "csi", v1.ComponentAPIServer, "vendor-agent"}
 	comp := comps[rng.IntN(len(comps))]
-	return &v1.ComponentInstance{Cluster: cluster, Node: node, Component: comp, Id: fmt.Sprintf("%s/%s/%d", node, comp, rng.IntN(3)),
+	id := fmt.Sprintf("%s/%s/%d", node, comp, rng.IntN(3))
+	if rng.IntN(3) == 0 {
+		// An ID that another component's instance may take later.
+		id = fmt.Sprintf("%s/any/%d", node, rng.IntN(3))
+	}
+	return &v1.ComponentInstance{Cluster: cluster, Node: node, Component: comp, Id: id,
 		RestartCount: int32(gen), Pid: int32(rng.IntN(5))}
 }
 
