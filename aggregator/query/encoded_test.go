@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"testing"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -116,5 +117,98 @@ func TestEncodedRowsAnswerAsDecodedOnes(t *testing.T) {
 				same(fmt.Sprintf("%v, event %d", req, i), a[i], b[i])
 			}
 		}
+	}
+}
+
+// Watchers of every event take whole runs of events as one part encoded
+// once for all of them, and receive exactly what a watcher of single
+// events does, in every view and with either kind skipped.
+func TestWatchSharesRunsOfEvents(t *testing.T) {
+	st, err := state.NewStore()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := NewServer(st)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	reqs := []*v1.WatchRequest{
+		{}, {MaxBatch: 1000}, {MaxBatch: 1000}, {MaxBatch: 1000, View: v1.ComponentView_COMPONENT_VIEW_BASIC},
+		{MaxBatch: 1000, SkipFindings: true}, {MaxBatch: 300, SkipComponents: true}, {MaxBatch: 100},
+	}
+	streams := make([]*watchStream, len(reqs))
+	done := make(chan error, len(reqs))
+	for i, req := range reqs {
+		streams[i] = &watchStream{ctx: ctx, sent: make(chan *v1.WatchResponse, 100000)}
+		go func() { done <- s.Watch(req, streams[i]) }()
+	}
+	for st.Broker().Subscribers() != len(reqs) {
+		time.Sleep(time.Millisecond)
+	}
+	before := runsSent.Load()
+	// Enough changes for several whole runs, findings among them.
+	for gen := range 3 {
+		for n := range 60 {
+			txn := st.WriteTxn()
+			node := fmt.Sprintf("n%02d", n)
+			var rows []*state.Component
+			for i := range 20 {
+				rows = append(rows, state.NewComponent(&v1.ComponentInstance{Cluster: "c", Node: node, Component: v1.ComponentKubelet,
+					Id: fmt.Sprintf("%s/%d", node, i), RestartCount: int32(gen), Flags: []*v1.Flag{{Name: "v", Values: []string{"2"}}}}))
+			}
+			if _, err := txn.ReplaceComponents("c", node, rows, func(a, b *state.Component) bool { return proto.Equal(a.Instance(), b.Instance()) }); err != nil {
+				t.Fatal(err)
+			}
+			if err := txn.PutFinding(state.NewFinding(&v1.Finding{Cluster: "c", Node: node, Id: fmt.Sprintf("%s/f", node), Summary: fmt.Sprint(gen)})); err != nil {
+				t.Fatal(err)
+			}
+			txn.Commit()
+		}
+	}
+	time.Sleep(500 * time.Millisecond)
+	cancel()
+	got := make([][]*v1.WatchResponse, len(reqs))
+	for range reqs {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, ws := range streams {
+		var ms []*v1.WatchResponse
+		for len(ws.sent) > 0 {
+			ms = append(ms, <-ws.sent)
+		}
+		for _, m := range ms {
+			if len(m.Batch) > int(max(reqs[i].MaxBatch, 1)) {
+				t.Fatalf("watcher %d: a batch of %d events, max %d", i, len(m.Batch), reqs[i].MaxBatch)
+			}
+		}
+		got[i] = flatten(ms)[1:] // after SYNCED
+	}
+	if len(got[0]) != 3*60*21 {
+		t.Fatalf("%d events, want %d", len(got[0]), 3*60*21)
+	}
+	for i, req := range reqs[1:] {
+		var want []*v1.WatchResponse
+		for _, ev := range got[0] {
+			if (ev.GetComponent() != nil && req.SkipComponents) || (ev.GetFinding() != nil && req.SkipFindings) {
+				continue
+			}
+			if c := ev.GetComponent(); c != nil && req.View == v1.ComponentView_COMPONENT_VIEW_BASIC {
+				ev = proto.CloneOf(ev)
+				ev.GetComponent().Flags = nil
+			}
+			want = append(want, ev)
+		}
+		if len(got[i+1]) != len(want) {
+			t.Fatalf("watcher %v: %d events, want %d", req, len(got[i+1]), len(want))
+		}
+		for j := range want {
+			if !proto.Equal(got[i+1][j], want[j]) {
+				t.Fatalf("watcher %v: event %d:\n got %v\nwant %v", req, j, got[i+1][j], want[j])
+			}
+		}
+	}
+	if runsSent.Load() == before {
+		t.Fatal("no run of events was shared")
 	}
 }

@@ -742,6 +742,9 @@ func (s *Server) watch(req *v1.WatchRequest, stream v1.InventoryService_WatchSer
 		return ok
 	}
 	out := newWatchSender(stream, req.View, int(req.MaxBatch))
+	// A watcher of every component and finding event takes whole runs of
+	// events as parts encoded once for every such watcher.
+	plain := req.Cluster == "" && req.Component == "" && flt == nil
 	marker := func(t v1.WatchEventType, index uint64) error {
 		if err := out.flush(); err != nil {
 			return err
@@ -808,7 +811,18 @@ func (s *Server) watch(req *v1.WatchRequest, stream v1.InventoryService_WatchSer
 			if len(buf) == 0 {
 				break
 			}
-			for _, ev := range buf {
+			for i := 0; i < len(buf); i++ {
+				ev := buf[i]
+				if plain && ev.Seq%state.GroupEvents == 0 && i+state.GroupEvents <= len(buf) {
+					// A whole run: one part shared with every watcher
+					// that takes the same events.
+					if sent, err := out.addRun(buf[i:i+state.GroupEvents], req.SkipComponents, req.SkipFindings); err != nil {
+						return err
+					} else if sent {
+						i += state.GroupEvents - 1
+						continue
+					}
+				}
 				if match(ev) {
 					if err := out.add(ev); err != nil {
 						return err

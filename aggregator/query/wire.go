@@ -2,6 +2,7 @@ package query
 
 import (
 	"strings"
+	"sync/atomic"
 
 	"google.golang.org/grpc/encoding"
 	protocodec "google.golang.org/grpc/encoding/proto"
@@ -143,6 +144,7 @@ type watchSender struct {
 	max    int
 	parts  mem.BufferSlice
 	size   int
+	events int
 	// scratch holds a row's encoding while addRow frames it.
 	scratch []byte
 }
@@ -190,20 +192,91 @@ func (w *watchSender) addRow(c *state.Component) (bool, error) {
 // addFramed adds an event, already framed as an element of a batch (part,
 // of size bytes).
 func (w *watchSender) addFramed(part mem.Buffer, size int) error {
-	if len(w.parts) > 0 && w.size+size > maxBatchBytes {
+	return w.addPart(part, size, 1)
+}
+
+// addPart adds events framed as elements of a batch: part, of size bytes.
+func (w *watchSender) addPart(part mem.Buffer, size, events int) error {
+	if w.events > 0 && (w.size+size > maxBatchBytes || w.events+events > w.max) {
 		if err := w.flush(); err != nil {
 			return err
 		}
 	}
 	if w.parts == nil {
-		w.parts = make(mem.BufferSlice, 0, w.max)
+		w.parts = make(mem.BufferSlice, 0, min(w.max, 1024))
 	}
 	w.parts = append(w.parts, part)
 	w.size += size
-	if len(w.parts) >= w.max {
+	w.events += events
+	if w.events >= w.max {
 		return w.flush()
 	}
 	return nil
+}
+
+// encodedRun is a run of events (state.GroupEvents of them, those a watcher
+// takes) encoded as one part of a batch, shared by every watcher that takes
+// the same events in the same view. part is nil if the run cannot be one
+// part: an event without a wire form, or a run over maxBatchBytes.
+type encodedRun struct {
+	part         mem.Buffer
+	size, events int
+}
+
+// runsSent counts the shared runs sent to watchers.
+var runsSent atomic.Int64
+
+// runSlot is the GroupForm slot of runs in a view, skipping components
+// or findings; -1 if a watcher that skips both takes no run.
+func runSlot(view v1.ComponentView, skipComponents, skipFindings bool) int {
+	skip := 0
+	switch {
+	case skipComponents && skipFindings:
+		return -1
+	case skipFindings:
+		skip = 1
+	case skipComponents:
+		skip = 2
+	}
+	v := 0
+	if view == v1.ComponentView_COMPONENT_VIEW_BASIC {
+		v = 1
+	}
+	return v*3 + skip
+}
+
+// addRun adds a run of events that begins at a multiple of
+// state.GroupEvents as one shared part, for a watcher that takes every
+// component or finding event, and reports whether it could.
+func (w *watchSender) addRun(run []state.Event, skipComponents, skipFindings bool) (bool, error) {
+	slot := runSlot(w.view, skipComponents, skipFindings)
+	if slot < 0 || w.max < state.GroupEvents || len(run) != state.GroupEvents || run[0].Seq%state.GroupEvents != 0 ||
+		run[len(run)-1].Seq != run[0].Seq+state.GroupEvents-1 {
+		return false, nil
+	}
+	r, _ := run[0].GroupForm(slot, func() any {
+		var b []byte
+		n := 0
+		for _, ev := range run {
+			if (ev.Component != nil && !skipComponents) || (ev.Finding != nil && !skipFindings) {
+				enc := encodeEvent(ev, w.view)
+				if enc.framed == nil || len(b)+len(enc.framed) > maxBatchBytes {
+					return &encodedRun{}
+				}
+				b = append(b, enc.framed...)
+				n++
+			}
+		}
+		return &encodedRun{part: mem.SliceBuffer(b), size: len(b), events: n}
+	}).(*encodedRun)
+	if r == nil || r.part == nil {
+		return false, nil
+	}
+	runsSent.Add(1)
+	if r.events == 0 {
+		return true, nil
+	}
+	return true, w.addPart(r.part, r.size, r.events)
 }
 
 // WatchResponse's field numbers.
@@ -218,10 +291,10 @@ var batchField = (&v1.WatchResponse{}).ProtoReflect().Descriptor().Fields().ByNa
 
 // flush sends the batch being built, if any.
 func (w *watchSender) flush() error {
-	if len(w.parts) == 0 {
+	if w.events == 0 {
 		return nil
 	}
 	b := &encodedBatch{parts: w.parts}
-	w.parts, w.size = nil, 0
+	w.parts, w.size, w.events = nil, 0, 0
 	return w.stream.SendMsg(b)
 }

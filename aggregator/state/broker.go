@@ -33,7 +33,40 @@ const EventForms = 2
 type forms struct {
 	once [EventForms]sync.Once
 	val  [EventForms]any
+	// group holds forms derived from a run of events that begins with
+	// this one (see GroupForm), allocated when first asked for.
+	group atomic.Pointer[groupForms]
 }
+
+// GroupForms is how many forms of a run of events one event can hold.
+const GroupForms = 6
+
+type groupForms struct {
+	once [GroupForms]sync.Once
+	val  [GroupForms]any
+}
+
+// GroupForm returns a form derived from a run of published events that
+// begins with e (the encoding of the run as one part of a batch), calling
+// make for it only once however many subscribers ask, as Form does for one
+// event. Callers agree on which runs they ask for: the run of GroupEvents
+// events whose first sequence number is a multiple of GroupEvents. It returns
+// nil for an event that was not published.
+func (e Event) GroupForm(slot int, make func() any) any {
+	if e.forms == nil {
+		return nil
+	}
+	g := e.forms.group.Load()
+	if g == nil {
+		e.forms.group.CompareAndSwap(nil, &groupForms{})
+		g = e.forms.group.Load()
+	}
+	g.once[slot].Do(func() { g.val[slot] = make() })
+	return g.val[slot]
+}
+
+// GroupEvents is the length of the runs of events GroupForm is asked for.
+const GroupEvents = 256
 
 // Form returns the event's derived form number slot, calling make for it only
 // once however many subscribers ask. Events that were not published compute
@@ -72,7 +105,8 @@ func eventCost(e Event) int64 {
 	case e.Finding != nil:
 		n = proto.Size(e.Finding)
 	}
-	return int64(n)*(1+EventForms) + 64
+	// The message, its forms, and its share of two runs' forms.
+	return int64(n)*(1+EventForms+2) + 64
 }
 
 // Broker fans committed changes out to subscribers. It keeps the most recent
