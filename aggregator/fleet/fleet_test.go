@@ -110,7 +110,11 @@ func answers(t *testing.T, s *query.Server) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, c := range comps.Components {
+	insts, err := query.ComponentsOf(comps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range insts {
 		b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(c)
 		out += fmt.Sprintf("component %s %x\n", c.Id, b)
 	}
@@ -196,7 +200,7 @@ func TestFleetViewEqualsTheAggregator(t *testing.T) {
 		})
 	}
 	comps, _ := fv.ListComponents(context.Background(), &v1.ListComponentsRequest{Cluster: "seed"})
-	if len(comps.GetComponents()) == 0 {
+	if insts, _ := query.ComponentsOf(comps); len(insts) == 0 {
 		t.Error("an unreachable cluster lost its rows")
 	}
 

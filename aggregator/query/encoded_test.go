@@ -76,7 +76,21 @@ func TestEncodedRowsAnswerAsDecodedOnes(t *testing.T) {
 				if len(a.Components) == 0 {
 					t.Fatalf("%v: nothing", req)
 				}
-				same(fmt.Sprintf("%v, page %d", req, page), a, b)
+				// What a client receives: the same instances.
+				ai, err := ComponentsOf(a)
+				if err != nil {
+					t.Fatal(err)
+				}
+				bi, err := ComponentsOf(b)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(ai) != len(bi) || a.NextPageToken != b.NextPageToken {
+					t.Fatalf("%v, page %d: %d instances decoded, %d encoded", req, page, len(ai), len(bi))
+				}
+				for i := range ai {
+					same(fmt.Sprintf("%v, page %d, instance %d", req, page, i), ai[i], bi[i])
+				}
 				if a.NextPageToken == "" {
 					break
 				}

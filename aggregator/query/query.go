@@ -12,6 +12,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -374,7 +375,8 @@ func (s *Server) ListComponents(_ context.Context, req *v1.ListComponentsRequest
 	view := s.store.View()
 	resp := &v1.ListComponentsResponse{}
 	var last *state.Component
-	var k []byte
+	var k, enc, scratch []byte
+	basic := req.View == v1.ComponentView_COMPONENT_VIEW_BASIC
 	for c := range view.Components(nil, order, max(prefix, after)) {
 		k = c.AppendSortKey(order, k[:0])
 		if !bytes.HasPrefix(k, []byte(prefix)) {
@@ -386,8 +388,21 @@ func (s *Server) ListComponents(_ context.Context, req *v1.ListComponentsRequest
 		if node != "" && c.Node != node {
 			continue
 		}
+		if c.Encoded() && how == v1.DeploymentKind_DEPLOYMENT_KIND_UNSPECIFIED && impl == "" && !flt.NeedsDetail() {
+			// Nothing to read in the instance: its encoding is sent as
+			// it is, with no decode and no encode.
+			scratch, _ = c.AppendEncoding(scratch[:0], basic)
+			if !pg.fits(len(scratch)) {
+				resp.NextPageToken = pg.token(lastKey(last, order))
+				break
+			}
+			enc = protowire.AppendTag(enc, componentsField, protowire.BytesType)
+			enc = protowire.AppendBytes(enc, scratch)
+			last = c
+			continue
+		}
 		var in *v1.ComponentInstance
-		if req.View == v1.ComponentView_COMPONENT_VIEW_BASIC && (flt == nil || !flt.NeedsDetail()) {
+		if basic && !flt.NeedsDetail() {
 			in = c.InstanceBasic()
 		} else {
 			in = c.Instance()
@@ -403,21 +418,74 @@ func (s *Server) ListComponents(_ context.Context, req *v1.ListComponentsRequest
 		}
 		item := inView(in, req.View)
 		slot := formFull
-		if req.View == v1.ComponentView_COMPONENT_VIEW_BASIC {
+		if basic {
 			slot = formBasic
 		}
 		if !pg.fits(c.Size(slot, func() int { return proto.Size(item) })) {
-			var key []byte
-			if last != nil {
-				key = last.AppendSortKey(order, nil)
-			}
-			resp.NextPageToken = pg.token(string(key))
+			resp.NextPageToken = pg.token(lastKey(last, order))
 			break
 		}
-		resp.Components = append(resp.Components, item)
+		if c.Encoded() || len(enc) > 0 {
+			// Once one instance is sent encoded, the ones after it
+			// are too, so that the answer keeps its order.
+			var err error
+			opts := proto.MarshalOptions{UseCachedSize: true}
+			if scratch, err = opts.MarshalAppend(scratch[:0], item); err != nil {
+				return nil, status.Errorf(codes.Internal, "encoding instance %s: %v", c.ID(), err)
+			}
+			enc = protowire.AppendTag(enc, componentsField, protowire.BytesType)
+			enc = protowire.AppendBytes(enc, scratch)
+		} else {
+			resp.Components = append(resp.Components, item)
+		}
 		last = c
 	}
+	if len(enc) > 0 {
+		// Instances before the first encoded one go before it.
+		var head []byte
+		for _, in := range resp.Components {
+			b, err := proto.Marshal(in)
+			if err != nil {
+				return nil, status.Errorf(codes.Internal, "encoding instance %s: %v", in.Id, err)
+			}
+			head = protowire.AppendTag(head, componentsField, protowire.BytesType)
+			head = protowire.AppendBytes(head, b)
+		}
+		resp.Components = nil
+		resp.ProtoReflect().SetUnknown(append(head, enc...))
+	}
 	return resp, nil
+}
+
+// lastKey is the sort key a next page resumes after.
+func lastKey(last *state.Component, order state.ComponentOrder) string {
+	if last == nil {
+		return ""
+	}
+	return string(last.AppendSortKey(order, nil))
+}
+
+// componentsField is ListComponentsResponse.components' field number.
+var componentsField = (&v1.ListComponentsResponse{}).ProtoReflect().Descriptor().Fields().ByName("components").Number()
+
+// ComponentsOf returns a ListComponents answer's instances. A fleet view
+// sends the instances it keeps encoded as they are, in the message's unknown
+// fields under the components field's number, which every protobuf decoder
+// (a gRPC client's included) reads as components; a caller in the same
+// process, which gets the message itself, reads them with ComponentsOf.
+func ComponentsOf(resp *v1.ListComponentsResponse) ([]*v1.ComponentInstance, error) {
+	if len(resp.ProtoReflect().GetUnknown()) == 0 {
+		return resp.Components, nil
+	}
+	b, err := proto.Marshal(resp)
+	if err != nil {
+		return nil, err
+	}
+	var out v1.ListComponentsResponse
+	if err := proto.Unmarshal(b, &out); err != nil {
+		return nil, err
+	}
+	return out.Components, nil
 }
 
 // ListProcesses implements InventoryService.

@@ -124,6 +124,9 @@ func internComponent(name string) string {
 	return name
 }
 
+// Encoded reports whether the row keeps its instance encoded.
+func (c *Component) Encoded() bool { return c.raw != nil }
+
 // ID is the instance's identity in the store: "<cluster>/<instance id>".
 func (c *Component) ID() string { return c.Cluster + "/" + c.InstanceID }
 

@@ -265,9 +265,10 @@ func run() error {
 	lags := slices.Clone(r.lags)
 	r.mu.Unlock()
 	slices.Sort(lags)
-	live := liveHeap("http://" + metrics)
-	fmt.Printf("fleet: heap peak %.0f MiB (%.0f bytes per component instance; live after a collection %.0f MiB, %.0f bytes)\n",
-		float64(peak.Load())/(1<<20), float64(peak.Load())/float64(total**instances), float64(live)/(1<<20), float64(live)/float64(total**instances))
+	live, liveAlloc := liveHeap("http://" + metrics)
+	fmt.Printf("fleet: heap peak %.0f MiB (%.0f bytes per component instance; live after a collection %.0f MiB, %.0f bytes, of which objects %.0f MiB, %.0f bytes)\n",
+		float64(peak.Load())/(1<<20), float64(peak.Load())/float64(total**instances), float64(live)/(1<<20), float64(live)/float64(total**instances),
+		float64(liveAlloc)/(1<<20), float64(liveAlloc)/float64(total**instances))
 	fmt.Printf("fleet: publish lag p99 %v (p50 %v, %d changes)\n", pct(lags, 99).Round(time.Millisecond), pct(lags, 50).Round(time.Millisecond), len(lags))
 	wcancel()
 
@@ -520,14 +521,17 @@ func saveProfile(url, path string) error {
 }
 
 // liveHeap forces a collection in the fleet view (its heap profile with
-// gc=1) and reads the heap in use after it.
-func liveHeap(base string) uint64 {
+// gc=1) and reads the heap in use after it (go_memstats_heap_inuse_bytes:
+// spans holding objects) and the bytes of its objects
+// (go_memstats_heap_alloc_bytes).
+func liveHeap(base string) (inuse, alloc uint64) {
 	if resp, err := http.Get(base + "/debug/pprof/heap?gc=1"); err == nil {
 		resp.Body.Close()
 	}
-	var v atomic.Uint64
+	var v, a atomic.Uint64
 	sampleOnce(base, &v)
-	return v.Load()
+	sampleMetric(base, "go_memstats_heap_alloc_bytes", &a)
+	return v.Load(), a.Load()
 }
 
 // sampleHeap keeps the peak of the fleet view's go_memstats_heap_inuse_bytes.
@@ -540,6 +544,11 @@ func sampleHeap(ctx context.Context, base string, peak *atomic.Uint64) {
 
 // sampleOnce reads go_memstats_heap_inuse_bytes once and raises peak to it.
 func sampleOnce(base string, peak *atomic.Uint64) {
+	sampleMetric(base, "go_memstats_heap_inuse_bytes", peak)
+}
+
+// sampleMetric reads a gauge of the fleet view once and raises peak to it.
+func sampleMetric(base, name string, peak *atomic.Uint64) {
 	resp, err := http.Get(base + "/metrics")
 	if err != nil {
 		return
@@ -548,7 +557,7 @@ func sampleOnce(base string, peak *atomic.Uint64) {
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "go_memstats_heap_inuse_bytes "); ok {
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
 			f, _ := strconv.ParseFloat(v, 64)
 			if u := uint64(f); u > peak.Load() {
 				peak.Store(u)
