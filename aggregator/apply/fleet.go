@@ -12,33 +12,52 @@ import (
 // rows with a published record, touching only rows that changed, so
 // watchers see exactly the changes.
 
-// PutFleetCluster writes a published cluster and its cluster-wide findings.
-// updated is when it was published (the NATS server's clock), freshness
-// what that age means now.
-func (e *Applier) PutFleetCluster(rec *v1.FleetCluster, updated time.Time, freshness v1.Freshness) error {
-	name := rec.GetCluster().GetName()
-	txn := e.store.WriteTxn()
-	defer txn.Abort()
-	c := &state.Cluster{Name: name, Mode: rec.Cluster.Mode, Published: rec.Cluster, Publisher: rec.Publisher,
-		UpdatedAt: updated, Freshness: freshness}
-	if err := txn.PutCluster(c); err != nil {
-		return err
-	}
-	if _, err := e.replaceNodeAnswers(txn, name, "", nil, rec.Findings); err != nil {
-		return err
-	}
-	txn.Commit()
-	return nil
+// FleetBatch writes bucket records in one transaction: a fleet view that
+// has many records waiting applies them together, which shares the cost of
+// a transaction among them. A record's checks come before its first write,
+// so a record refused leaves the batch as it was.
+type FleetBatch struct {
+	e   *Applier
+	txn *state.Txn
 }
 
-// PutFleetNode writes a published node with its instances and findings.
-// raw, if given, holds each instance's encoding (rec.Components[i] is raw[i]
+// FleetBatch opens a batch. The caller defers Abort and calls Commit.
+func (e *Applier) FleetBatch() *FleetBatch { return &FleetBatch{e: e, txn: e.store.WriteTxn()} }
+
+// Commit commits the batch's writes; watchers see them.
+func (b *FleetBatch) Commit() { b.txn.Commit() }
+
+// Abort drops the batch's writes, unless it was committed.
+func (b *FleetBatch) Abort() { b.txn.Abort() }
+
+// PutCluster writes a published cluster and its cluster-wide findings.
+// updated is when it was published (the NATS server's clock), freshness
+// what that age means now.
+func (b *FleetBatch) PutCluster(rec *v1.FleetCluster, updated time.Time, freshness v1.Freshness) error {
+	name := rec.GetCluster().GetName()
+	c := &state.Cluster{Name: name, Mode: rec.Cluster.Mode, Published: rec.Cluster, Publisher: rec.Publisher,
+		UpdatedAt: updated, Freshness: freshness}
+	if err := b.txn.PutCluster(c); err != nil {
+		return err
+	}
+	_, err := b.e.replaceNodeAnswers(b.txn, name, "", nil, rec.Findings)
+	return err
+}
+
+// PutNode writes a published node with its instances and findings. raw,
+// if given, holds each instance's encoding (rec.Components[i] is raw[i]
 // decoded): the rows then keep the encoded form, a fraction of the decoded
 // one's memory, and decode it when read.
-func (e *Applier) PutFleetNode(cluster string, rec *v1.FleetNode, raw [][]byte) error {
+func (b *FleetBatch) PutNode(cluster string, rec *v1.FleetNode, raw [][]byte) error {
 	node := rec.GetNode().GetName()
-	txn := e.store.WriteTxn()
-	defer txn.Abort()
+	var comps []*state.Component
+	if raw != nil {
+		var err error
+		if comps, err = state.NewEncodedComponents(cluster, node, raw, rec.Components); err != nil {
+			return err
+		}
+	}
+	txn := b.txn
 	if row, _ := txn.Cluster(nil, cluster); row == nil {
 		// The node's key came before its cluster's: a placeholder until
 		// the cluster's own record arrives.
@@ -52,58 +71,68 @@ func (e *Applier) PutFleetNode(cluster string, rec *v1.FleetNode, raw [][]byte) 
 		return err
 	}
 	if raw == nil {
-		if _, err := e.replaceNodeAnswers(txn, cluster, node, rec.Components, rec.Findings); err != nil {
-			return err
-		}
-		txn.Commit()
-		return nil
-	}
-	comps, err := state.NewEncodedComponents(cluster, node, raw, rec.Components)
-	if err != nil {
+		_, err := b.e.replaceNodeAnswers(txn, cluster, node, rec.Components, rec.Findings)
 		return err
 	}
 	if _, err := txn.ReplaceComponents(cluster, node, comps, nil); err != nil {
 		return err
 	}
-	if err := e.replaceFindings(txn, cluster, node, rec.Findings); err != nil {
-		return err
-	}
-	txn.Commit()
-	return nil
+	return b.e.replaceFindings(txn, cluster, node, rec.Findings)
 }
 
-// DeleteFleetNode removes a node that its aggregator no longer publishes.
-func (e *Applier) DeleteFleetNode(cluster, node string) error {
-	txn := e.store.WriteTxn()
-	defer txn.Abort()
-	if row, _ := txn.Node(nil, cluster, node); row != nil {
-		if err := txn.DeleteNode(row); err != nil {
+// DeleteNode removes a node that its aggregator no longer publishes.
+func (b *FleetBatch) DeleteNode(cluster, node string) error {
+	if row, _ := b.txn.Node(nil, cluster, node); row != nil {
+		if err := b.txn.DeleteNode(row); err != nil {
 			return err
 		}
 	}
-	if _, err := e.replaceNodeAnswers(txn, cluster, node, nil, nil); err != nil {
-		return err
-	}
-	txn.Commit()
-	return nil
+	_, err := b.e.replaceNodeAnswers(b.txn, cluster, node, nil, nil)
+	return err
 }
 
-// DeleteFleetCluster removes a cluster that its aggregator no longer
+// DeleteCluster removes a cluster that its aggregator no longer
 // publishes, with its cluster-wide findings. Its nodes' keys are deleted
 // one by one.
-func (e *Applier) DeleteFleetCluster(cluster string) error {
-	txn := e.store.WriteTxn()
-	defer txn.Abort()
-	if row, _ := txn.Cluster(nil, cluster); row != nil {
-		if err := txn.DeleteCluster(row); err != nil {
+func (b *FleetBatch) DeleteCluster(cluster string) error {
+	if row, _ := b.txn.Cluster(nil, cluster); row != nil {
+		if err := b.txn.DeleteCluster(row); err != nil {
 			return err
 		}
 	}
-	if _, err := e.replaceNodeAnswers(txn, cluster, "", nil, nil); err != nil {
+	_, err := b.e.replaceNodeAnswers(b.txn, cluster, "", nil, nil)
+	return err
+}
+
+// fleetWrite runs one write in a batch of its own.
+func (e *Applier) fleetWrite(write func(*FleetBatch) error) error {
+	b := e.FleetBatch()
+	defer b.Abort()
+	if err := write(b); err != nil {
 		return err
 	}
-	txn.Commit()
+	b.Commit()
 	return nil
+}
+
+// PutFleetCluster is FleetBatch.PutCluster in a transaction of its own.
+func (e *Applier) PutFleetCluster(rec *v1.FleetCluster, updated time.Time, freshness v1.Freshness) error {
+	return e.fleetWrite(func(b *FleetBatch) error { return b.PutCluster(rec, updated, freshness) })
+}
+
+// PutFleetNode is FleetBatch.PutNode in a transaction of its own.
+func (e *Applier) PutFleetNode(cluster string, rec *v1.FleetNode, raw [][]byte) error {
+	return e.fleetWrite(func(b *FleetBatch) error { return b.PutNode(cluster, rec, raw) })
+}
+
+// DeleteFleetNode is FleetBatch.DeleteNode in a transaction of its own.
+func (e *Applier) DeleteFleetNode(cluster, node string) error {
+	return e.fleetWrite(func(b *FleetBatch) error { return b.DeleteNode(cluster, node) })
+}
+
+// DeleteFleetCluster is FleetBatch.DeleteCluster in a transaction of its own.
+func (e *Applier) DeleteFleetCluster(cluster string) error {
+	return e.fleetWrite(func(b *FleetBatch) error { return b.DeleteCluster(cluster) })
 }
 
 // SetFleetFreshness marks each published cluster live, stale or

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/kubeatlas/kubeatlas/aggregator/apply"
@@ -124,3 +125,51 @@ func BenchmarkFleetViewHeap(b *testing.B) {
 		runtime.KeepAlive(st)
 	}
 }
+
+// BenchmarkFleetApply applies published node updates, as View does with
+// the bucket's records, to a fleet view's store of 10,000 nodes.
+func BenchmarkFleetApply(b *testing.B) {
+	st := loadView(b, 10, 10_000, 100)
+	e := apply.New(st, apply.Config{})
+	recs := make([][]byte, 1000)
+	for i := range recs {
+		n := benchNode("cluster-000", i, 100)
+		n.Components[1].RestartCount = 1
+		data, err := proto.Marshal(n)
+		if err != nil {
+			b.Fatal(err)
+		}
+		recs[i] = data
+	}
+	v := &View{Applier: e}
+	v.defaults()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		if i%len(recs) == 0 && i > 0 {
+			b.StopTimer()
+			for j := range recs {
+				n := benchNode("cluster-000", j, 100)
+				n.Components[1].RestartCount = int32(i)
+				recs[j], _ = proto.Marshal(n)
+			}
+			b.StartTimer()
+		}
+		data := recs[i%len(recs)]
+		v.applyBatch([]jetstream.KeyValueEntry{entry{key: "cluster-000.node." + fmt.Sprintf("node-%06d", i%len(recs)), value: data}})
+	}
+}
+
+// entry is a bucket record put.
+type entry struct {
+	key   string
+	value []byte
+}
+
+func (e entry) Bucket() string                  { return DefaultBucket }
+func (e entry) Key() string                     { return e.key }
+func (e entry) Value() []byte                   { return e.value }
+func (e entry) Revision() uint64                { return 1 }
+func (e entry) Created() time.Time              { return time.Now() }
+func (e entry) Delta() uint64                   { return 0 }
+func (e entry) Operation() jetstream.KeyValueOp { return jetstream.KeyValuePut }

@@ -321,3 +321,44 @@ func TestPermissions(t *testing.T) {
 		t.Error("the fleet view wrote a key")
 	}
 }
+
+// Records applied together in one transaction: one refused, whether by its
+// checks or by its writes, takes none of the others with it.
+func TestApplyBatchRefusesOneRecordAlone(t *testing.T) {
+	st, e := newStore(t)
+	v := &View{Applier: e}
+	v.defaults()
+	put := func(node int, edit func(*v1.FleetNode)) jetstream.KeyValueEntry {
+		rec := benchNode("c", node, 100)
+		if edit != nil {
+			edit(rec)
+		}
+		data, err := proto.Marshal(rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return entry{key: nodeKey("c", rec.Node.Name), value: data}
+	}
+	v.applyBatch([]jetstream.KeyValueEntry{
+		put(1, nil),
+		put(2, func(r *v1.FleetNode) { r.Components[3].Id = "" }),       // no ID: refused by the writes' checks
+		put(3, func(r *v1.FleetNode) { r.Components[0].Cluster = "d" }), // another cluster's instance
+		entry{key: nodeKey("c", "node-000004"), value: []byte{0xff}},    // undecodable
+		put(5, nil),
+	})
+	if v.Applied.Load() != 2 || v.Refused.Load() != 3 {
+		t.Fatalf("applied %d, refused %d; want 2 and 3", v.Applied.Load(), v.Refused.Load())
+	}
+	for n, want := range map[string]int{"node-000001": 12, "node-000002": 0, "node-000003": 0, "node-000005": 12} {
+		got := 0
+		for range st.View().ComponentsOn(nil, "c", n) {
+			got++
+		}
+		if got != want {
+			t.Errorf("%s: %d instances, want %d", n, got, want)
+		}
+		if row, _ := st.View().Node(nil, "c", n); (row != nil) != (want > 0) {
+			t.Errorf("%s: node row %v", n, row)
+		}
+	}
+}

@@ -109,6 +109,7 @@ func (v *View) follow(ctx context.Context, js jetstream.JetStream) error {
 	defer func() { _ = w.Stop() }()
 	seen := map[string]bool{}
 	initial := true
+	var pending []jetstream.KeyValueEntry
 	for {
 		select {
 		case <-ctx.Done():
@@ -117,7 +118,35 @@ func (v *View) follow(ctx context.Context, js jetstream.JetStream) error {
 			if !ok {
 				return errors.New("the watch ended")
 			}
-			if e == nil {
+			// Records that wait behind this one are applied with it, in
+			// one transaction, up to maxBatch.
+			batch := append(pending[:0], e)
+		drain:
+			for e != nil && len(batch) < maxBatch {
+				select {
+				case next, ok := <-w.Updates():
+					if !ok {
+						break drain
+					}
+					batch = append(batch, next)
+					e = next
+				default:
+					break drain
+				}
+			}
+			pending = batch
+			for len(batch) > 0 {
+				n := 0
+				for n < len(batch) && batch[n] != nil {
+					if initial {
+						seen[batch[n].Key()] = true
+					}
+					n++
+				}
+				v.applyBatch(batch[:n])
+				if n == len(batch) {
+					break
+				}
 				// The current contents are in: anything else held is gone.
 				if initial {
 					initial = false
@@ -131,25 +160,53 @@ func (v *View) follow(ctx context.Context, js jetstream.JetStream) error {
 						v.OnSynced(took)
 					}
 				}
-				continue
+				batch = batch[n+1:]
 			}
-			if initial {
-				seen[e.Key()] = true
-			}
-			if err := v.apply(e); err != nil {
-				v.Refused.Add(1)
-				v.Conn.Logger.Warn("fleet view: refused a record", "key", e.Key(), "error", err)
-				continue
-			}
-			v.Applied.Add(1)
+			clear(pending)
 		}
 	}
 }
 
+// maxBatch bounds the records applied in one transaction.
+const maxBatch = 256
+
+// applyBatch applies records in one transaction. Should a write fail, the
+// batch is dropped and its records are applied one by one, so that one
+// record cannot take the others with it.
+func (v *View) applyBatch(es []jetstream.KeyValueEntry) {
+	if len(es) == 0 {
+		return
+	}
+	b := v.Applier.FleetBatch()
+	defer b.Abort()
+	applied, refused := 0, 0
+	for _, e := range es {
+		if err := v.apply(b, e); err != nil {
+			if !errors.Is(err, errWrite) || len(es) == 1 {
+				refused++
+				v.Conn.Logger.Warn("fleet view: refused a record", "key", e.Key(), "error", err)
+				continue
+			}
+			b.Abort()
+			for _, e := range es {
+				v.applyBatch([]jetstream.KeyValueEntry{e})
+			}
+			return
+		}
+		applied++
+	}
+	b.Commit()
+	v.Applied.Add(int64(applied))
+	v.Refused.Add(int64(refused))
+}
+
+// errWrite marks a record whose checks passed but whose writes failed.
+var errWrite = errors.New("writing the record")
+
 // apply writes one entry into the store. A record must name what its key
 // names: a publisher allowed to write one cluster's keys cannot put rows of
 // another cluster into the view.
-func (v *View) apply(e jetstream.KeyValueEntry) error {
+func (v *View) apply(b *apply.FleetBatch, e jetstream.KeyValueEntry) error {
 	cluster, node, ok := parseKey(e.Key())
 	if !ok {
 		return errors.New("not a kubeatlas key")
@@ -159,9 +216,9 @@ func (v *View) apply(e jetstream.KeyValueEntry) error {
 	}
 	if e.Operation() != jetstream.KeyValuePut {
 		if node == "" {
-			return v.Applier.DeleteFleetCluster(cluster)
+			return written(b.DeleteCluster(cluster))
 		}
-		return v.Applier.DeleteFleetNode(cluster, node)
+		return written(b.DeleteNode(cluster, node))
 	}
 	if node == "" {
 		var rec v1.FleetCluster
@@ -177,7 +234,7 @@ func (v *View) apply(e jetstream.KeyValueEntry) error {
 			}
 		}
 		updated := e.Created()
-		return v.Applier.PutFleetCluster(&rec, updated, apply.FreshnessAt(v.Now().Sub(updated), v.StaleAfter, v.UnreachableAfter))
+		return written(b.PutCluster(&rec, updated, apply.FreshnessAt(v.Now().Sub(updated), v.StaleAfter, v.UnreachableAfter)))
 	}
 	var rec v1.FleetNode
 	if err := proto.Unmarshal(e.Value(), &rec); err != nil {
@@ -200,7 +257,15 @@ func (v *View) apply(e jetstream.KeyValueEntry) error {
 	if err != nil {
 		return fmt.Errorf("decoding: %w", err)
 	}
-	return v.Applier.PutFleetNode(cluster, &rec, raw)
+	return written(b.PutNode(cluster, &rec, raw))
+}
+
+// written marks an error of the batch's writes (see applyBatch).
+func written(err error) error {
+	if err != nil {
+		return fmt.Errorf("%w: %w", errWrite, err)
+	}
+	return nil
 }
 
 // fleetNodeComponents is FleetNode.components' field number.

@@ -435,8 +435,8 @@ type componentOrder struct {
 
 const orderID = "order"
 
-// btreeDegree suits pointer items: nodes of up to 63 pointers.
-const btreeDegree = 32
+// btreeDegree: nodes of up to 31 pointers, cheap to copy on write.
+const btreeDegree = 16
 
 func (r Reads) order(ws memdb.WatchSet) *componentOrder {
 	raw, err := r.first(ws, "component order", tableComponentOrder, indexID, orderID)
