@@ -3,6 +3,8 @@ package apply
 import (
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/kubeatlas/kubeatlas/aggregator/state"
 	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
 )
@@ -44,18 +46,14 @@ func (b *FleetBatch) PutCluster(rec *v1.FleetCluster, updated time.Time, freshne
 	return err
 }
 
-// PutNode writes a published node with its instances and findings. raw,
-// if given, holds each instance's encoding (rec.Components[i] is raw[i]
-// decoded): the rows then keep the encoded form, a fraction of the decoded
-// one's memory, and decode it when read.
-func (b *FleetBatch) PutNode(cluster string, rec *v1.FleetNode, raw [][]byte) error {
-	node := rec.GetNode().GetName()
-	var comps []*state.Component
-	if raw != nil {
-		var err error
-		if comps, err = state.NewEncodedComponents(cluster, node, raw, rec.Components); err != nil {
-			return err
-		}
+// PutNode writes a published node with its instances, encoded as their
+// aggregator published them (see state.NewEncodedComponents), and its
+// findings. The rows keep the instances encoded.
+func (b *FleetBatch) PutNode(cluster string, node *v1.Node, raw [][]byte, findings []*v1.Finding) error {
+	name := node.GetName()
+	comps, err := state.NewEncodedComponents(cluster, name, raw)
+	if err != nil {
+		return err
 	}
 	txn := b.txn
 	if row, _ := txn.Cluster(nil, cluster); row == nil {
@@ -66,18 +64,14 @@ func (b *FleetBatch) PutNode(cluster string, rec *v1.FleetNode, raw [][]byte) er
 			return err
 		}
 	}
-	n := &state.Node{ID: state.NodeID(cluster, node), Cluster: cluster, Name: node, Roles: rec.Node.Roles, Published: rec.Node}
+	n := &state.Node{ID: state.NodeID(cluster, name), Cluster: cluster, Name: name, Roles: node.Roles, Published: node}
 	if err := txn.PutNode(n); err != nil {
 		return err
 	}
-	if raw == nil {
-		_, err := b.e.replaceNodeAnswers(txn, cluster, node, rec.Components, rec.Findings)
+	if _, err := txn.ReplaceComponents(cluster, name, comps, nil); err != nil {
 		return err
 	}
-	if _, err := txn.ReplaceComponents(cluster, node, comps, nil); err != nil {
-		return err
-	}
-	return b.e.replaceFindings(txn, cluster, node, rec.Findings)
+	return b.e.replaceFindings(txn, cluster, name, findings)
 }
 
 // DeleteNode removes a node that its aggregator no longer publishes.
@@ -120,9 +114,18 @@ func (e *Applier) PutFleetCluster(rec *v1.FleetCluster, updated time.Time, fresh
 	return e.fleetWrite(func(b *FleetBatch) error { return b.PutCluster(rec, updated, freshness) })
 }
 
-// PutFleetNode is FleetBatch.PutNode in a transaction of its own.
-func (e *Applier) PutFleetNode(cluster string, rec *v1.FleetNode, raw [][]byte) error {
-	return e.fleetWrite(func(b *FleetBatch) error { return b.PutNode(cluster, rec, raw) })
+// PutFleetNode writes a published node record in a transaction of its
+// own, encoding its instances as FleetBatch.PutNode takes them.
+func (e *Applier) PutFleetNode(cluster string, rec *v1.FleetNode) error {
+	raw := make([][]byte, len(rec.Components))
+	for i, in := range rec.Components {
+		b, err := proto.Marshal(in)
+		if err != nil {
+			return err
+		}
+		raw[i] = b
+	}
+	return e.fleetWrite(func(b *FleetBatch) error { return b.PutNode(cluster, rec.Node, raw, rec.Findings) })
 }
 
 // DeleteFleetNode is FleetBatch.DeleteNode in a transaction of its own.

@@ -16,7 +16,7 @@ func TestFleetRowsAreNeverJoined(t *testing.T) {
 	if err := e.PutFleetCluster(&v1.FleetCluster{Cluster: &v1.Cluster{Name: "c"}, Publisher: "agg"}, time.Now(), v1.Freshness_FRESHNESS_LIVE); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.PutFleetNode("c", &v1.FleetNode{Node: &v1.Node{Cluster: "c", Name: "n"}, Components: []*v1.ComponentInstance{inst}}, nil); err != nil {
+	if err := e.PutFleetNode("c", &v1.FleetNode{Node: &v1.Node{Cluster: "c", Name: "n"}, Components: []*v1.ComponentInstance{inst}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.SettleAgents(); err != nil {

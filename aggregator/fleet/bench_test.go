@@ -55,25 +55,25 @@ func loadView(tb testing.TB, clusters, nodes, etcdEvery int) *state.Store {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	e := apply.New(st, apply.Config{})
+	v := &View{Applier: apply.New(st, apply.Config{})}
+	v.defaults()
 	per := nodes / clusters
+	var batch []jetstream.KeyValueEntry
 	for n := range nodes {
 		cluster := fmt.Sprintf("cluster-%03d", n/per)
-		data, err := proto.Marshal(benchNode(cluster, n, etcdEvery))
+		rec := benchNode(cluster, n, etcdEvery)
+		data, err := proto.Marshal(rec)
 		if err != nil {
 			tb.Fatal(err)
 		}
-		var rec v1.FleetNode
-		if err := proto.Unmarshal(data, &rec); err != nil {
-			tb.Fatal(err)
+		batch = append(batch, entry{key: nodeKey(cluster, rec.Node.Name), value: data})
+		if len(batch) == maxBatch || n == nodes-1 {
+			v.applyBatch(batch)
+			batch = batch[:0]
 		}
-		raw, err := repeatedField(data, fleetNodeComponents)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		if err := e.PutFleetNode(cluster, &rec, raw); err != nil {
-			tb.Fatal(err)
-		}
+	}
+	if v.Refused.Load() != 0 {
+		tb.Fatalf("%d records refused", v.Refused.Load())
 	}
 	return st
 }

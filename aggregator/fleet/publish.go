@@ -142,8 +142,9 @@ func (p *Publisher) session(ctx context.Context, js jetstream.JetStream) error {
 			}
 			for _, ev := range events {
 				switch {
-				case ev.Component != nil:
-					dirty[nodeRef{ev.Component.Cluster, ev.Component.Node}] = true
+				case ev.IsComponent():
+					cluster, node, _ := ev.Where()
+					dirty[nodeRef{cluster, node}] = true
 				case ev.Finding != nil:
 					dirty[nodeRef{ev.Finding.Cluster, ev.Finding.Node}] = true
 				}

@@ -236,28 +236,41 @@ func (v *View) apply(b *apply.FleetBatch, e jetstream.KeyValueEntry) error {
 		updated := e.Created()
 		return written(b.PutCluster(&rec, updated, apply.FreshnessAt(v.Now().Sub(updated), v.StaleAfter, v.UnreachableAfter)))
 	}
+	// The instances stay encoded: they are checked, not decoded (see
+	// state.NewEncodedComponents, which also refuses an instance of
+	// another cluster or node).
 	var rec v1.FleetNode
-	if err := proto.Unmarshal(e.Value(), &rec); err != nil {
+	var raw [][]byte
+	err := eachMessageField(e.Value(), func(num protowire.Number, v []byte) error {
+		switch num {
+		case fleetNodeNode:
+			if rec.Node == nil {
+				rec.Node = &v1.Node{}
+			}
+			return proto.UnmarshalOptions{Merge: true}.Unmarshal(v, rec.Node)
+		case fleetNodeComponents:
+			raw = append(raw, v[:len(v):len(v)])
+		case fleetNodeFindings:
+			f := &v1.Finding{}
+			if err := proto.Unmarshal(v, f); err != nil {
+				return err
+			}
+			rec.Findings = append(rec.Findings, f)
+		}
+		return nil
+	})
+	if err != nil {
 		return fmt.Errorf("decoding: %w", err)
 	}
 	if rec.GetNode().GetCluster() != cluster || rec.GetNode().GetName() != node {
 		return fmt.Errorf("the record is for node %s/%s", rec.GetNode().GetCluster(), rec.GetNode().GetName())
-	}
-	for _, c := range rec.Components {
-		if c.Cluster != cluster || c.Node != node {
-			return fmt.Errorf("an instance of %s/%s under node %s/%s's key", c.Cluster, c.Node, cluster, node)
-		}
 	}
 	for _, f := range rec.Findings {
 		if f.Cluster != cluster || f.Node != node {
 			return fmt.Errorf("a finding of %s/%s under node %s/%s's key", f.Cluster, f.Node, cluster, node)
 		}
 	}
-	raw, err := repeatedField(e.Value(), fleetNodeComponents)
-	if err != nil {
-		return fmt.Errorf("decoding: %w", err)
-	}
-	return written(b.PutNode(cluster, &rec, raw))
+	return written(b.PutNode(cluster, rec.Node, raw, rec.Findings))
 }
 
 // written marks an error of the batch's writes (see applyBatch).
@@ -268,35 +281,42 @@ func written(err error) error {
 	return nil
 }
 
-// fleetNodeComponents is FleetNode.components' field number.
-var fleetNodeComponents = (&v1.FleetNode{}).ProtoReflect().Descriptor().Fields().ByName("components").Number()
+// FleetNode's field numbers.
+var (
+	fleetNodeFields     = (&v1.FleetNode{}).ProtoReflect().Descriptor().Fields()
+	fleetNodeNode       = fleetNodeFields.ByName("node").Number()
+	fleetNodeComponents = fleetNodeFields.ByName("components").Number()
+	fleetNodeFindings   = fleetNodeFields.ByName("findings").Number()
+)
 
-// repeatedField returns the encodings of a repeated message field's
-// elements, in order, as sub-slices of b.
-func repeatedField(b []byte, num protowire.Number) ([][]byte, error) {
-	var out [][]byte
+// eachMessageField calls f with each length-delimited field of an encoded
+// message, in order; other fields are skipped. A message field that occurs
+// twice is merged by its caller, as protobuf does.
+func eachMessageField(b []byte, f func(num protowire.Number, v []byte) error) error {
 	for len(b) > 0 {
-		n, typ, tagLen := protowire.ConsumeTag(b)
-		if tagLen < 0 {
-			return nil, protowire.ParseError(tagLen)
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return protowire.ParseError(n)
 		}
-		b = b[tagLen:]
-		if n == num && typ == protowire.BytesType {
-			v, l := protowire.ConsumeBytes(b)
-			if l < 0 {
-				return nil, protowire.ParseError(l)
+		b = b[n:]
+		if typ == protowire.BytesType {
+			v, m := protowire.ConsumeBytes(b)
+			if m < 0 {
+				return protowire.ParseError(m)
 			}
-			out = append(out, v[:len(v):len(v)])
-			b = b[l:]
+			if err := f(num, v); err != nil {
+				return err
+			}
+			b = b[m:]
 			continue
 		}
-		l := protowire.ConsumeFieldValue(n, typ, b)
-		if l < 0 {
-			return nil, protowire.ParseError(l)
+		m := protowire.ConsumeFieldValue(num, typ, b)
+		if m < 0 {
+			return protowire.ParseError(m)
 		}
-		b = b[l:]
+		b = b[m:]
 	}
-	return out, nil
+	return nil
 }
 
 // dropUnseen removes clusters and nodes whose keys were not in the bucket

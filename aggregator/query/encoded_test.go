@@ -38,7 +38,7 @@ func encodedCopy(t *testing.T, src *Server) *Server {
 			rec.Components = append(rec.Components, &in)
 			raw = append(raw, b)
 		}
-		if err := e.PutFleetNode(n.Cluster, rec, raw); err != nil {
+		if err := e.PutFleetNode(n.Cluster, rec); err != nil {
 			t.Fatal(err)
 		}
 	}

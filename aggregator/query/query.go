@@ -792,9 +792,10 @@ func (s *Server) watch(req *v1.WatchRequest, stream v1.InventoryService_WatchSer
 	}
 	match := func(ev state.Event) bool {
 		switch {
-		case ev.Component != nil:
-			if req.SkipComponents || (req.Cluster != "" && ev.Component.Cluster != req.Cluster) ||
-				(req.Component != "" && ev.Component.Component != req.Component) {
+		case ev.IsComponent():
+			cluster, _, component := ev.Where()
+			if req.SkipComponents || (req.Cluster != "" && cluster != req.Cluster) ||
+				(req.Component != "" && component != req.Component) {
 				return false
 			}
 		case ev.Finding != nil:
@@ -806,7 +807,10 @@ func (s *Server) watch(req *v1.WatchRequest, stream v1.InventoryService_WatchSer
 		}
 		// A filter too costly for an event drops that event: the watch
 		// goes on for the others.
-		ok, _ := flt.Event(ev.Component, ev.Finding)
+		if flt == nil {
+			return true
+		}
+		ok, _ := flt.Event(ev.Instance(), ev.Finding)
 		return ok
 	}
 	out := newWatchSender(stream, req.View, int(req.MaxBatch))

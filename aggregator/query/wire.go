@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/kubeatlas/kubeatlas/aggregator/state"
 	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
@@ -60,13 +61,28 @@ func (Codec) Unmarshal(data mem.BufferSlice, v any) error {
 // encodedResponse is a WatchResponse with its wire form. It is a proto
 // message itself, so a codec that does not know it marshals the response.
 type encodedResponse struct {
-	*v1.WatchResponse
+	// resp is the response; nil for one built from the encoding a row
+	// keeps, which is decoded from wire if ever needed.
+	resp *v1.WatchResponse
 	wire []byte
 	// framed is wire as an element of a batch: behind its field tag and
 	// length, so that every watcher's batch takes it as it is.
 	framed []byte
 	// part is framed as a batch's part, boxed once for every watcher.
 	part mem.Buffer
+}
+
+// ProtoReflect makes the response a proto message.
+func (e *encodedResponse) ProtoReflect() protoreflect.Message { return e.message().ProtoReflect() }
+
+// message returns the response itself.
+func (e *encodedResponse) message() *v1.WatchResponse {
+	if e.resp != nil {
+		return e.resp
+	}
+	m := &v1.WatchResponse{}
+	_ = proto.Unmarshal(e.wire, m) // made by encodeEvent from a checked encoding
+	return m
 }
 
 // Forms of an event, see state.Event.Form.
@@ -79,10 +95,13 @@ const (
 // once for every watcher that asks for the same view.
 func encodeEvent(ev state.Event, view v1.ComponentView) *encodedResponse {
 	slot := formFull
-	if view == v1.ComponentView_COMPONENT_VIEW_BASIC && ev.Component != nil {
+	if view == v1.ComponentView_COMPONENT_VIEW_BASIC && ev.IsComponent() {
 		slot = formBasic
 	}
 	return ev.Form(slot, func() any {
+		if ev.Row != nil {
+			return encodeRowEvent(ev, view)
+		}
 		resp := &v1.WatchResponse{Type: ev.Type, Index: ev.Seq}
 		switch {
 		case ev.Component != nil:
@@ -97,10 +116,33 @@ func encodeEvent(ev state.Event, view v1.ComponentView) *encodedResponse {
 		framed, err := proto.MarshalOptions{UseCachedSize: true}.MarshalAppend(framed, resp)
 		if err != nil {
 			// Left to the codec, which reports the error on the stream.
-			return &encodedResponse{WatchResponse: resp}
+			return &encodedResponse{resp: resp}
 		}
-		return &encodedResponse{WatchResponse: resp, wire: framed[head:], framed: framed, part: mem.SliceBuffer(framed)}
+		return &encodedResponse{resp: resp, wire: framed[head:], framed: framed, part: mem.SliceBuffer(framed)}
 	}).(*encodedResponse)
+}
+
+// encodeRowEvent builds the wire form of an event of an instance its row
+// keeps encoded, from that encoding: nothing is decoded or encoded again.
+func encodeRowEvent(ev state.Event, view v1.ComponentView) *encodedResponse {
+	inst, _ := ev.Row.AppendEncoding(nil, view == v1.ComponentView_COMPONENT_VIEW_BASIC)
+	size := protowire.SizeTag(typeField) + protowire.SizeVarint(uint64(ev.Type)) +
+		protowire.SizeTag(componentField) + protowire.SizeBytes(len(inst))
+	if ev.Seq != 0 {
+		size += protowire.SizeTag(indexField) + protowire.SizeVarint(ev.Seq)
+	}
+	head := protowire.SizeTag(batchField) + protowire.SizeVarint(uint64(size))
+	framed := protowire.AppendTag(make([]byte, 0, head+size), batchField, protowire.BytesType)
+	framed = protowire.AppendVarint(framed, uint64(size))
+	framed = protowire.AppendTag(framed, typeField, protowire.VarintType)
+	framed = protowire.AppendVarint(framed, uint64(ev.Type))
+	framed = protowire.AppendTag(framed, componentField, protowire.BytesType)
+	framed = protowire.AppendBytes(framed, inst)
+	if ev.Seq != 0 {
+		framed = protowire.AppendTag(framed, indexField, protowire.VarintType)
+		framed = protowire.AppendVarint(framed, ev.Seq)
+	}
+	return &encodedResponse{wire: framed[head:], framed: framed, part: mem.SliceBuffer(framed)}
 }
 
 // inView returns the instance as the view shows it. The BASIC view leaves out
@@ -258,7 +300,7 @@ func (w *watchSender) addRun(run []state.Event, skipComponents, skipFindings boo
 		var b []byte
 		n := 0
 		for _, ev := range run {
-			if (ev.Component != nil && !skipComponents) || (ev.Finding != nil && !skipFindings) {
+			if (ev.IsComponent() && !skipComponents) || (ev.Finding != nil && !skipFindings) {
 				enc := encodeEvent(ev, w.view)
 				if enc.framed == nil || len(b)+len(enc.framed) > maxBatchBytes {
 					return &encodedRun{}
@@ -284,6 +326,7 @@ var (
 	watchFields    = (&v1.WatchResponse{}).ProtoReflect().Descriptor().Fields()
 	typeField      = watchFields.ByName("type").Number()
 	componentField = watchFields.ByName("component").Number()
+	indexField     = watchFields.ByName("index").Number()
 )
 
 // batchField is WatchResponse.batch's field number.

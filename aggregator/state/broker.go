@@ -12,9 +12,13 @@ import (
 
 // Event is one change to a component instance or a finding.
 type Event struct {
-	Type      v1.WatchEventType
+	Type v1.WatchEventType
+	// Component is the instance changed; nil when Row is set.
 	Component *v1.ComponentInstance
-	Finding   *v1.Finding
+	// Row is, for an instance its row keeps encoded, the row: Instance
+	// decodes it, once for every subscriber.
+	Row     *Component
+	Finding *v1.Finding
 	// Seq is the event's position in the change feed, set when it is
 	// published: unique to this process, increasing by one per event. Events
 	// that were not published (the current state sent to a new watcher) have
@@ -33,9 +37,39 @@ const EventForms = 2
 type forms struct {
 	once [EventForms]sync.Once
 	val  [EventForms]any
+	// decoded is Row's instance, decoded once.
+	decodeOnce sync.Once
+	decoded    *v1.ComponentInstance
 	// group holds forms derived from a run of events that begins with
 	// this one (see GroupForm), allocated when first asked for.
 	group atomic.Pointer[groupForms]
+}
+
+// IsComponent reports whether the event is a component instance's.
+func (e Event) IsComponent() bool { return e.Component != nil || e.Row != nil }
+
+// Instance returns the instance a component event is about. One kept
+// encoded is decoded, once for every subscriber of a published event.
+func (e Event) Instance() *v1.ComponentInstance {
+	if e.Row == nil {
+		return e.Component
+	}
+	if e.forms == nil {
+		return e.Row.Instance()
+	}
+	e.forms.decodeOnce.Do(func() { e.forms.decoded = e.Row.Instance() })
+	return e.forms.decoded
+}
+
+// Where returns a component event's cluster, node and component.
+func (e Event) Where() (cluster, node, component string) {
+	if e.Row != nil {
+		return e.Row.Cluster, e.Row.Node, e.Row.Component
+	}
+	if e.Component != nil {
+		return e.Component.Cluster, e.Component.Node, e.Component.Component
+	}
+	return "", "", ""
 }
 
 // GroupForms is how many forms of a run of events one event can hold.
@@ -100,6 +134,10 @@ const DefaultRetainBytes = 32 << 20
 func eventCost(e Event) int64 {
 	var n int
 	switch {
+	case e.Row != nil:
+		// The encoding, kept alive by the event, and the decoded
+		// instance a filter may ask for (about three times its size).
+		n = len(e.Row.raw) * 2
 	case e.Component != nil:
 		n = proto.Size(e.Component)
 	case e.Finding != nil:

@@ -2,17 +2,20 @@ package state
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"iter"
 	"slices"
 	"strconv"
 	"sync/atomic"
+	"unicode/utf8"
 	"unsafe"
 
 	"github.com/google/btree"
 	"github.com/hashicorp/go-memdb"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
 )
@@ -35,10 +38,8 @@ type Component struct {
 	Cluster, Node string
 	// Component is the instance's component name, InstanceID its ID.
 	Component, InstanceID string
-	// raw is the encoded instance, when the row keeps it encoded. inst is
-	// the decoded instance of a row that does not; of one that does, it is
-	// raw decoded, kept only until the row's transaction commits, for the
-	// change feed's event.
+	// raw is the encoded instance, when the row keeps it encoded; inst
+	// the decoded one, when it does not.
 	raw  []byte
 	inst *v1.ComponentInstance
 	// sizes caches the wire size of the instance in each view (slot by the
@@ -59,28 +60,119 @@ func NewComponent(inst *v1.ComponentInstance) *Component {
 		rank: int32(v1.ComponentRank(inst.Component)), inst: inst}
 }
 
-// NewEncodedComponents wraps a node's encoded instances, raw[i] decoded as
-// insts[i], in rows that keep them encoded: they hold a fraction of the
-// decoded form's memory and decode when read. The rows are one allocation,
-// their instance IDs are read in place from raw, and raw must never change.
-// cluster and node are the instances' own, passed so that the rows share
-// their strings.
-func NewEncodedComponents(cluster, node string, raw [][]byte, insts []*v1.ComponentInstance) ([]*Component, error) {
-	if len(raw) != len(insts) {
-		return nil, fmt.Errorf("%d encoded instances for %d instances", len(raw), len(insts))
-	}
+// NewEncodedComponents wraps a node's encoded instances in rows that keep
+// them encoded: they hold a fraction of the decoded form's memory and
+// decode when read. Each encoding is checked as protobuf would check it
+// (well formed, strings valid UTF-8) and must name cluster and node, an ID
+// and a component. The rows are one allocation, their IDs and component
+// names are read in place, and raw must never change.
+func NewEncodedComponents(cluster, node string, raw [][]byte) ([]*Component, error) {
 	rows := make([]Component, len(raw))
 	out := make([]*Component, len(raw))
-	for i, in := range insts {
-		id, ok := stringField(raw[i], fieldID)
-		if !ok || id != in.Id {
-			return nil, fmt.Errorf("instance %d: the encoding holds no id %q", i, in.Id)
+	for i, b := range raw {
+		if err := checkEncoded(b, instanceDescriptor, 0); err != nil {
+			return nil, fmt.Errorf("instance %d: %w", i, err)
 		}
-		rows[i] = Component{Cluster: cluster, Node: node, Component: internComponent(in.Component), InstanceID: id,
-			rank: int32(v1.ComponentRank(in.Component)), raw: raw[i], inst: in}
+		var c, n, comp, id string
+		_ = eachField(b, func(num protowire.Number, v []byte, _ uint64) error {
+			if v == nil {
+				return nil
+			}
+			switch num {
+			case fieldCluster:
+				c = alias(v)
+			case fieldNode:
+				n = alias(v)
+			case fieldComponent:
+				comp = alias(v)
+			case fieldID:
+				id = alias(v)
+			}
+			return nil
+		})
+		switch {
+		case c != cluster || n != node:
+			return nil, fmt.Errorf("instance %d is of %s/%s, not of %s/%s", i, c, n, cluster, node)
+		case id == "":
+			return nil, fmt.Errorf("instance %d has no id", i)
+		case comp == "":
+			return nil, fmt.Errorf("instance %s has no component", id)
+		}
+		rows[i] = Component{Cluster: cluster, Node: node, Component: internComponent(comp), InstanceID: id,
+			rank: int32(v1.ComponentRank(comp)), raw: b}
 		out[i] = &rows[i]
 	}
 	return out, nil
+}
+
+var instanceDescriptor = (&v1.ComponentInstance{}).ProtoReflect().Descriptor()
+
+// checkEncoded checks an encoded message as protobuf's decoder would: every
+// field well formed, every string of a known field valid UTF-8, every
+// message field a valid message. A known field with a wire type its kind
+// cannot have is an unknown field to protobuf, and is let be.
+func checkEncoded(b []byte, md protoreflect.MessageDescriptor, depth int) error {
+	if depth > 32 {
+		return errors.New("messages nested too deep")
+	}
+	fields := md.Fields()
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return protowire.ParseError(n)
+		}
+		b = b[n:]
+		m := protowire.ConsumeFieldValue(num, typ, b)
+		if m < 0 {
+			return protowire.ParseError(m)
+		}
+		val := b[:m]
+		b = b[m:]
+		fd := fields.ByNumber(num)
+		if fd == nil || typ != protowire.BytesType {
+			continue
+		}
+		v, _ := protowire.ConsumeBytes(val)
+		switch fd.Kind() {
+		case protoreflect.StringKind:
+			if !utf8.Valid(v) {
+				return fmt.Errorf("field %s: invalid UTF-8", fd.Name())
+			}
+		case protoreflect.MessageKind:
+			if err := checkEncoded(v, fd.Message(), depth+1); err != nil {
+				return fmt.Errorf("field %s: %w", fd.Name(), err)
+			}
+		case protoreflect.BytesKind:
+		default:
+			// Packed numbers: each must be whole.
+			if fd.IsList() {
+				if err := checkPacked(v, fd.Kind()); err != nil {
+					return fmt.Errorf("field %s: %w", fd.Name(), err)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// checkPacked checks a packed list of numbers of kind k.
+func checkPacked(b []byte, k protoreflect.Kind) error {
+	for len(b) > 0 {
+		var n int
+		switch k {
+		case protoreflect.Fixed32Kind, protoreflect.Sfixed32Kind, protoreflect.FloatKind:
+			_, n = protowire.ConsumeFixed32(b)
+		case protoreflect.Fixed64Kind, protoreflect.Sfixed64Kind, protoreflect.DoubleKind:
+			_, n = protowire.ConsumeFixed64(b)
+		default:
+			_, n = protowire.ConsumeVarint(b)
+		}
+		if n < 0 {
+			return protowire.ParseError(n)
+		}
+		b = b[n:]
+	}
+	return nil
 }
 
 // stringField returns the last value of a string field in an encoded
@@ -565,9 +657,6 @@ func (t *Txn) ReplaceComponents(cluster, node string, rows []*Component, same fu
 			return nil, fmt.Errorf("instance %s of %s/%s written to node %s/%s", r.InstanceID, r.Cluster, r.Node, cluster, node)
 		}
 		if i, ok := byID[r.InstanceID]; ok {
-			if next[i].raw != nil {
-				next[i].inst = nil // dropped: its decoded form is not needed
-			}
 			next[i] = r
 			continue
 		}
@@ -606,9 +695,7 @@ func (t *Txn) ReplaceComponents(cluster, node string, rows []*Component, same fu
 			}
 		}
 		if unchanged {
-			// The new row of an unchanged encoded instance: no event, and
-			// the decoded form it was written with is not needed.
-			n.inst = nil
+			// The new row of an unchanged encoded instance: no event.
 			ord.byCluster.ReplaceOrInsert(n)
 			ord.byComponent.ReplaceOrInsert(n)
 			replaced = true
@@ -683,14 +770,14 @@ func componentEvents(events []Event, before, after *nodeComponents) []Event {
 	for i < len(o) || j < len(n) {
 		switch {
 		case j == len(n) || (i < len(o) && o[i].InstanceID < n[j].InstanceID):
-			events = append(events, Event{Type: v1.WatchEventType_WATCH_EVENT_TYPE_DELETED, Component: o[i].Instance()})
+			events = append(events, o[i].event(v1.WatchEventType_WATCH_EVENT_TYPE_DELETED))
 			i++
 		case i == len(o) || n[j].InstanceID < o[i].InstanceID:
-			events = append(events, Event{Type: v1.WatchEventType_WATCH_EVENT_TYPE_ADDED, Component: n[j].takeFresh()})
+			events = append(events, n[j].event(v1.WatchEventType_WATCH_EVENT_TYPE_ADDED))
 			j++
 		default:
 			if o[i] != n[j] && !sameEncoding(o[i], n[j]) {
-				events = append(events, Event{Type: v1.WatchEventType_WATCH_EVENT_TYPE_MODIFIED, Component: n[j].takeFresh()})
+				events = append(events, n[j].event(v1.WatchEventType_WATCH_EVENT_TYPE_MODIFIED))
 			}
 			i++
 			j++
@@ -699,16 +786,12 @@ func componentEvents(events []Event, before, after *nodeComponents) []Event {
 	return events
 }
 
-// takeFresh returns the instance for the change feed, letting go of the
-// decoded form an encoded row was written with. It is called before the
-// row's transaction commits, while no view can see the row.
-func (c *Component) takeFresh() *v1.ComponentInstance {
-	if c.raw != nil && c.inst != nil {
-		f := c.inst
-		c.inst = nil
-		return f
+// event is a change of the row's instance.
+func (c *Component) event(t v1.WatchEventType) Event {
+	if c.raw != nil {
+		return Event{Type: t, Row: c}
 	}
-	return c.Instance()
+	return Event{Type: t, Component: c.inst}
 }
 
 // sameEncoding reports whether two rows keep the same encoded instance.

@@ -162,7 +162,7 @@ func TestComponentOrdersFollowReplacements(t *testing.T) {
 					if err != nil {
 						t.Fatal(err)
 					}
-					enc, err := NewEncodedComponents(cluster, node, [][]byte{raw}, []*v1.ComponentInstance{in})
+					enc, err := NewEncodedComponents(cluster, node, [][]byte{raw})
 					if err != nil {
 						t.Fatal(err)
 					}
@@ -228,7 +228,7 @@ func TestReplaceComponentsPublishesOnlyChanges(t *testing.T) {
 			}
 			raw = append(raw, b)
 		}
-		rows, err := NewEncodedComponents("c", "n", raw, ins)
+		rows, err := NewEncodedComponents("c", "n", raw)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -245,18 +245,14 @@ func TestReplaceComponentsPublishesOnlyChanges(t *testing.T) {
 		evs, _ := sub.Read(nil, 100)
 		var out []string
 		for _, e := range evs {
-			out = append(out, strings.TrimPrefix(e.Type.String(), "WATCH_EVENT_TYPE_")+" "+e.Component.Id+" "+fmt.Sprint(e.Component.RestartCount))
+			in := e.Instance()
+			out = append(out, strings.TrimPrefix(e.Type.String(), "WATCH_EVENT_TYPE_")+" "+in.Id+" "+fmt.Sprint(in.RestartCount))
 		}
 		return out
 	}
 	rows := replace(inst("x", 0), inst("y", 0), inst("z", 0))
 	if got := events(); !slices.Equal(got, []string{"ADDED n/x 0", "ADDED n/y 0", "ADDED n/z 0"}) {
 		t.Fatalf("first put: %q", got)
-	}
-	for _, r := range rows {
-		if r.inst != nil {
-			t.Fatal("a committed encoded row kept its decoded form")
-		}
 	}
 	replace(inst("y", 1), inst("x", 0), inst("w", 0))
 	if got := events(); !slices.Equal(got, []string{"ADDED n/w 0", "MODIFIED n/y 1", "DELETED n/z 0"}) {
@@ -267,11 +263,11 @@ func TestReplaceComponentsPublishesOnlyChanges(t *testing.T) {
 		t.Fatalf("an unchanged node published %q", got)
 	}
 	// The unchanged rows were replaced all the same, so that the old
-	// record they were read from can go, and let go of their decoded form.
+	// record they were read from can go.
 	i := 0
 	for c := range s.View().ComponentsOn(nil, "c", "n") {
-		if c != rows[i] || c.inst != nil {
-			t.Fatalf("row %s is not the newest, or kept its decoded form", c.InstanceID)
+		if c != rows[i] {
+			t.Fatalf("row %s is not the newest", c.InstanceID)
 		}
 		i++
 	}
@@ -292,13 +288,41 @@ func TestReplaceComponentsPublishesOnlyChanges(t *testing.T) {
 	if got := events(); !slices.Equal(got, []string{"MODIFIED n/w 5", "DELETED n/x 0", "DELETED n/y 1"}) {
 		t.Fatalf("duplicate IDs: %q", got)
 	}
-	// An encoding that does not hold the instance's ID is refused.
-	b, _ := proto.Marshal(inst("v", 0))
-	if _, err := NewEncodedComponents("c", "n", [][]byte{b}, []*v1.ComponentInstance{inst("u", 0)}); err == nil {
-		t.Fatal("an encoding of n/v was taken for n/u")
+	// Encodings protobuf would refuse, or that name another node, no ID
+	// or no component, are refused.
+	for what, in := range map[string]*v1.ComponentInstance{
+		"another node":      {Cluster: "c", Node: "m", Component: v1.ComponentKubelet, Id: "m/k"},
+		"another cluster":   {Cluster: "d", Node: "n", Component: v1.ComponentKubelet, Id: "n/k"},
+		"no id":             {Cluster: "c", Node: "n", Component: v1.ComponentKubelet},
+		"no component":      {Cluster: "c", Node: "n", Id: "n/k"},
+		"bad UTF-8 in flag": {Cluster: "c", Node: "n", Component: v1.ComponentKubelet, Id: "n/k", Flags: []*v1.Flag{{Name: "v", Values: []string{"\xff"}}}},
+	} {
+		b, err := proto.MarshalOptions{}.Marshal(in)
+		if err != nil {
+			// Marshal refuses bad UTF-8 itself: write the bytes by hand.
+			b = protowire.AppendTag(nil, fieldCluster, protowire.BytesType)
+			b = protowire.AppendString(b, "c")
+			b = protowire.AppendTag(b, fieldNode, protowire.BytesType)
+			b = protowire.AppendString(b, "n")
+			b = protowire.AppendTag(b, fieldComponent, protowire.BytesType)
+			b = protowire.AppendString(b, "kubelet")
+			b = protowire.AppendTag(b, fieldID, protowire.BytesType)
+			b = protowire.AppendString(b, "n/k")
+			flag := protowire.AppendTag(nil, 2, protowire.BytesType)
+			flag = protowire.AppendBytes(flag, []byte{0xff})
+			b = protowire.AppendTag(b, fieldFlags, protowire.BytesType)
+			b = protowire.AppendBytes(b, flag)
+			var check v1.ComponentInstance
+			if proto.Unmarshal(b, &check) == nil {
+				t.Fatal("protobuf took bad UTF-8")
+			}
+		}
+		if _, err := NewEncodedComponents("c", "n", [][]byte{b}); err == nil {
+			t.Errorf("%s: taken", what)
+		}
 	}
-	if _, err := NewEncodedComponents("c", "n", [][]byte{b}, nil); err == nil {
-		t.Fatal("one encoding was taken for no instance")
+	if _, err := NewEncodedComponents("c", "n", [][]byte{{0x0a, 0x05, 'c'}}); err == nil {
+		t.Error("a cut encoding was taken")
 	}
 	// Rows of another node are refused.
 	txn := s.WriteTxn()
@@ -409,7 +433,7 @@ func TestDecodeBasicMatchesProtobuf(t *testing.T) {
 	check("odd fields", append(slices.Clone(b), odd...))
 
 	// The basic encoding is the basic instance's.
-	rows, err := NewEncodedComponents("v-cluster", "v-node", [][]byte{b}, []*v1.ComponentInstance{full})
+	rows, err := NewEncodedComponents("v-cluster", "v-node", [][]byte{b})
 	if err != nil {
 		t.Fatal(err)
 	}
