@@ -7,6 +7,7 @@ import (
 	"iter"
 	"slices"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"unicode/utf8"
 	"unsafe"
@@ -503,14 +504,56 @@ func (c *Component) appendFleetKey(b []byte) []byte {
 	return append(b, c.InstanceID...)
 }
 
+// The orders compare two rows field by field, which gives the order of
+// their sort keys as long as no field but the last holds a '\x00' (the
+// separator, and the least byte): cluster and node names never do, and a
+// row whose component name does is compared by its whole key (slow). The
+// rank is two digits in the key, so comparing it as a number is the same.
+// A search key is compared by its whole key.
+
 func lessByCluster(a, b *Component) bool {
-	var ka, kb [256]byte
-	return bytes.Compare(a.appendClusterKey(ka[:0]), b.appendClusterKey(kb[:0])) < 0
+	if a.slow() || b.slow() {
+		var ka, kb [256]byte
+		return bytes.Compare(a.appendClusterKey(ka[:0]), b.appendClusterKey(kb[:0])) < 0
+	}
+	switch {
+	case a.Cluster != b.Cluster:
+		return a.Cluster < b.Cluster
+	case a.rank != b.rank:
+		return a.rank < b.rank
+	case a.Component != b.Component:
+		return a.Component < b.Component
+	case a.Node != b.Node:
+		return a.Node < b.Node
+	}
+	return a.InstanceID < b.InstanceID
 }
 
 func lessByComponent(a, b *Component) bool {
-	var ka, kb [256]byte
-	return bytes.Compare(a.appendFleetKey(ka[:0]), b.appendFleetKey(kb[:0])) < 0
+	if a.slow() || b.slow() {
+		var ka, kb [256]byte
+		return bytes.Compare(a.appendFleetKey(ka[:0]), b.appendFleetKey(kb[:0])) < 0
+	}
+	switch {
+	case a.Component != b.Component:
+		return a.Component < b.Component
+	case a.Cluster != b.Cluster:
+		return a.Cluster < b.Cluster
+	case a.Node != b.Node:
+		return a.Node < b.Node
+	}
+	return a.InstanceID < b.InstanceID
+}
+
+// slow reports whether the row is compared by its whole sort key.
+func (c *Component) slow() bool {
+	return c.rank == pivotRank || strings.IndexByte(c.Component, 0) >= 0
+}
+
+func init() {
+	if 10+len(v1.Components) > 99 {
+		panic("state: a component rank must be two digits in a sort key")
+	}
 }
 
 // nodeComponents is one node's component instances, by instance ID.

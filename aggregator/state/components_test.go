@@ -117,7 +117,7 @@ func checkOrders(t *testing.T, v *View, m model, rng *rand.Rand) {
 }
 
 func randomInstance(rng *rand.Rand, cluster, node string, gen int) *v1.ComponentInstance {
-	comps := []string{v1.ComponentKubelet, v1.ComponentEtcd, v1.ComponentKubeProxy, "csi", v1.ComponentAPIServer, "vendor-agent"}
+	comps := []string{v1.ComponentKubelet, v1.ComponentEtcd, v1.ComponentKubeProxy, "csi", v1.ComponentAPIServer, "vendor-agent", "vendor\x00agent", "vendor\x00", "vendor"}
 	comp := comps[rng.IntN(len(comps))]
 	id := fmt.Sprintf("%s/%s/%d", node, comp, rng.IntN(3))
 	if rng.IntN(3) == 0 {
