@@ -15,7 +15,11 @@ import (
 
 // encodedCopy is a store holding the seed cluster's instances as a fleet
 // view holds them: encoded, as their aggregator published them.
-func encodedCopy(t *testing.T, src *Server) *Server {
+func encodedCopy(t *testing.T, src *Server) *Server { return copyStore(t, src, false) }
+
+// copyStore is encodedCopy; with mixed, every other node keeps its
+// instances decoded.
+func copyStore(t *testing.T, src *Server, mixed bool) *Server {
 	t.Helper()
 	st, err := state.NewStore()
 	if err != nil {
@@ -23,6 +27,7 @@ func encodedCopy(t *testing.T, src *Server) *Server {
 	}
 	e := apply.New(st, apply.Config{})
 	view := src.store.View()
+	i := 0
 	for n := range view.Nodes(nil, "") {
 		rec := &v1.FleetNode{Node: &v1.Node{Cluster: n.Cluster, Name: n.Name}}
 		var raw [][]byte
@@ -38,9 +43,23 @@ func encodedCopy(t *testing.T, src *Server) *Server {
 			rec.Components = append(rec.Components, &in)
 			raw = append(raw, b)
 		}
-		if err := e.PutFleetNode(n.Cluster, rec); err != nil {
+		if mixed && i%2 == 1 {
+			txn := st.WriteTxn()
+			var rows []*state.Component
+			for _, in := range rec.Components {
+				rows = append(rows, state.NewComponent(in))
+			}
+			if err := txn.PutNode(&state.Node{ID: state.NodeID(n.Cluster, n.Name), Cluster: n.Cluster, Name: n.Name, Published: rec.Node}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := txn.ReplaceComponents(n.Cluster, n.Name, rows, nil); err != nil {
+				t.Fatal(err)
+			}
+			txn.Commit()
+		} else if err := e.PutFleetNode(n.Cluster, rec); err != nil {
 			t.Fatal(err)
 		}
+		i++
 	}
 	return NewServer(st)
 }
@@ -49,7 +68,12 @@ func encodedCopy(t *testing.T, src *Server) *Server {
 // and through every filter, exactly as rows that hold it decoded.
 func TestEncodedRowsAnswerAsDecodedOnes(t *testing.T) {
 	decoded, _ := seed(t)
-	encoded := encodedCopy(t, decoded)
+	for _, mixed := range []bool{false, true} {
+		t.Run(fmt.Sprintf("mixed=%v", mixed), func(t *testing.T) { encodedAnswersAsDecoded(t, decoded, copyStore(t, decoded, mixed)) })
+	}
+}
+
+func encodedAnswersAsDecoded(t *testing.T, decoded, encoded *Server) {
 	ctx := context.Background()
 	same := func(what string, a, b proto.Message) {
 		t.Helper()

@@ -375,7 +375,9 @@ func (s *Server) ListComponents(_ context.Context, req *v1.ListComponentsRequest
 	view := s.store.View()
 	resp := &v1.ListComponentsResponse{}
 	var last *state.Component
-	var k, enc, scratch []byte
+	var k, scratch []byte
+	var page []pageItem
+	encoded := false
 	basic := req.View == v1.ComponentView_COMPONENT_VIEW_BASIC
 	for c := range view.Components(nil, order, max(prefix, after)) {
 		k = c.AppendSortKey(order, k[:0])
@@ -388,16 +390,23 @@ func (s *Server) ListComponents(_ context.Context, req *v1.ListComponentsRequest
 		if node != "" && c.Node != node {
 			continue
 		}
+		slot := formFull
+		if basic {
+			slot = formBasic
+		}
 		if c.Encoded() && how == v1.DeploymentKind_DEPLOYMENT_KIND_UNSPECIFIED && impl == "" && !flt.NeedsDetail() {
 			// Nothing to read in the instance: its encoding is sent as
 			// it is, with no decode and no encode.
-			scratch, _ = c.AppendEncoding(scratch[:0], basic)
-			if !pg.fits(len(scratch)) {
+			size := c.Size(slot, func() int {
+				scratch, _ = c.AppendEncoding(scratch[:0], basic)
+				return len(scratch)
+			})
+			if !pg.fits(size) {
 				resp.NextPageToken = pg.token(lastKey(last, order))
 				break
 			}
-			enc = protowire.AppendTag(enc, componentsField, protowire.BytesType)
-			enc = protowire.AppendBytes(enc, scratch)
+			page = toPage(page, resp, &encoded)
+			page = append(page, pageItem{row: c, size: size})
 			last = c
 			continue
 		}
@@ -417,44 +426,73 @@ func (s *Server) ListComponents(_ context.Context, req *v1.ListComponentsRequest
 			continue
 		}
 		item := inView(in, req.View)
-		slot := formFull
-		if basic {
-			slot = formBasic
-		}
-		if !pg.fits(c.Size(slot, func() int { return proto.Size(item) })) {
+		size := c.Size(slot, func() int { return proto.Size(item) })
+		if !pg.fits(size) {
 			resp.NextPageToken = pg.token(lastKey(last, order))
 			break
 		}
-		if c.Encoded() || len(enc) > 0 {
-			// Once one instance is sent encoded, the ones after it
-			// are too, so that the answer keeps its order.
-			var err error
-			opts := proto.MarshalOptions{UseCachedSize: true}
-			if scratch, err = opts.MarshalAppend(scratch[:0], item); err != nil {
-				return nil, status.Errorf(codes.Internal, "encoding instance %s: %v", c.ID(), err)
-			}
-			enc = protowire.AppendTag(enc, componentsField, protowire.BytesType)
-			enc = protowire.AppendBytes(enc, scratch)
-		} else {
+		switch {
+		case c.Encoded():
+			// Decoded to be filtered; sent as it is kept.
+			page = toPage(page, resp, &encoded)
+			page = append(page, pageItem{row: c, size: size})
+		case encoded:
+			page = append(page, pageItem{item: item, size: size})
+		default:
 			resp.Components = append(resp.Components, item)
 		}
 		last = c
 	}
-	if len(enc) > 0 {
-		// Instances before the first encoded one go before it.
-		var head []byte
-		for _, in := range resp.Components {
-			b, err := proto.Marshal(in)
-			if err != nil {
-				return nil, status.Errorf(codes.Internal, "encoding instance %s: %v", in.Id, err)
-			}
-			head = protowire.AppendTag(head, componentsField, protowire.BytesType)
-			head = protowire.AppendBytes(head, b)
-		}
-		resp.Components = nil
-		resp.ProtoReflect().SetUnknown(append(head, enc...))
+	if !encoded {
+		return resp, nil
 	}
+	// Instances kept encoded are sent as they are, in one buffer of the
+	// answer's size; any others are encoded beside them, in order.
+	total := 0
+	for _, p := range page {
+		total += protowire.SizeTag(componentsField) + protowire.SizeBytes(p.size)
+	}
+	enc := make([]byte, 0, total)
+	for _, p := range page {
+		enc = protowire.AppendTag(enc, componentsField, protowire.BytesType)
+		enc = protowire.AppendVarint(enc, uint64(p.size))
+		start := len(enc)
+		if p.row != nil {
+			enc, _ = p.row.AppendEncoding(enc, basic)
+		} else {
+			var err error
+			if enc, err = (proto.MarshalOptions{UseCachedSize: true}).MarshalAppend(enc, p.item); err != nil {
+				return nil, status.Errorf(codes.Internal, "encoding instance %s: %v", p.item.Id, err)
+			}
+		}
+		if len(enc)-start != p.size {
+			return nil, status.Errorf(codes.Internal, "instance encoded in %d bytes, sized %d", len(enc)-start, p.size)
+		}
+	}
+	resp.ProtoReflect().SetUnknown(enc)
 	return resp, nil
+}
+
+// toPage moves the instances of resp into page the first time an
+// instance kept encoded joins the answer.
+func toPage(page []pageItem, resp *v1.ListComponentsResponse, encoded *bool) []pageItem {
+	if *encoded {
+		return page
+	}
+	*encoded = true
+	for _, in := range resp.Components {
+		page = append(page, pageItem{item: in, size: proto.Size(in)})
+	}
+	resp.Components = nil
+	return page
+}
+
+// pageItem is an instance of a ListComponents page: a row that keeps its
+// encoding, or an instance, and its size on the wire.
+type pageItem struct {
+	row  *state.Component
+	item *v1.ComponentInstance
+	size int
 }
 
 // lastKey is the sort key a next page resumes after.
