@@ -905,7 +905,13 @@ func (s *Server) watch(req *v1.WatchRequest, stream v1.InventoryService_WatchSer
 		}
 		for {
 			var lagged bool
-			buf, lagged = sub.Read(buf[:0], 1024)
+			n := 1024
+			if plain {
+				// End where a run of events ends, so that the next read
+				// begins with a whole run.
+				n -= int((sub.Next() + 1024) % state.GroupEvents)
+			}
+			buf, lagged = sub.Read(buf[:0], n)
 			if lagged {
 				// Events were lost: say so and send the state again.
 				sub.Close()

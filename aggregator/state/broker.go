@@ -307,6 +307,13 @@ func (s *Subscription) Close() {
 	b.mu.Unlock()
 }
 
+// Next returns the sequence number of the next event Read returns.
+func (s *Subscription) Next() uint64 {
+	s.b.mu.Lock()
+	defer s.b.mu.Unlock()
+	return s.cursor
+}
+
 // Read appends to buf up to max of the events published since the last read,
 // in order. lagged reports that events were lost because the subscriber fell
 // further behind than the broker's history; reading then resumes with the
