@@ -274,7 +274,9 @@ func run() error {
 
 	// Ingest with and without fleet-wide watchers: a burst of node updates
 	// until the last is in the view.
+	viewCPU0, selfCPU0 := cpuTime(cmd.Process.Pid), cpuTime(os.Getpid())
 	without, err := r.burstTime(ctx, inv)
+	viewWithout, selfWithout := cpuTime(cmd.Process.Pid)-viewCPU0, cpuTime(os.Getpid())-selfCPU0
 	if err != nil {
 		return err
 	}
@@ -330,7 +332,9 @@ func run() error {
 		profiled = make(chan error, 1)
 		go func() { profiled <- saveProfile("http://"+metrics+"/debug/pprof/profile?seconds=3", *cpuProf) }()
 	}
+	viewCPU0, selfCPU0 = cpuTime(cmd.Process.Pid), cpuTime(os.Getpid())
 	with, err := r.burstTime(ctx, inv)
+	viewWith, selfWith := cpuTime(cmd.Process.Pid)-viewCPU0, cpuTime(os.Getpid())-selfCPU0
 	if profiled != nil {
 		if perr := <-profiled; perr != nil && err == nil {
 			err = perr
@@ -342,6 +346,8 @@ func run() error {
 	}
 	fmt.Printf("fleet: watchers %d, ingest slowdown %.0f%% (burst of %d nodes: %v without, %v with; %d events delivered)\n", *watchers,
 		100*(with.Seconds()-without.Seconds())/without.Seconds(), *burst, without.Round(time.Millisecond), with.Round(time.Millisecond), received.Load())
+	fmt.Printf("  CPU during the burst: fleet view %v without, %v with; this process (NATS, publishers, watcher clients) %v without, %v with\n",
+		viewWithout.Round(time.Millisecond), viewWith.Round(time.Millisecond), selfWithout.Round(time.Millisecond), selfWith.Round(time.Millisecond))
 	return nil
 }
 
@@ -468,6 +474,23 @@ func (r *loadRun) burstTime(ctx context.Context, inv v1.InventoryServiceClient) 
 		time.Sleep(5 * time.Millisecond)
 	}
 	return 0, errors.New("the burst never reached the view")
+}
+
+// cpuTime returns a process's user and system CPU time so far, from
+// /proc/<pid>/stat (0 if unreadable).
+func cpuTime(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name, which ends with the last ')'.
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(utime+stime) * time.Second / 100 // clock ticks of 1/100 s
 }
 
 func pct(d []time.Duration, p int) time.Duration {
