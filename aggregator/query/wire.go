@@ -297,14 +297,24 @@ func (w *watchSender) addRun(run []state.Event, skipComponents, skipFindings boo
 		return false, nil
 	}
 	r, _ := run[0].GroupForm(slot, func() any {
-		var b []byte
-		n := 0
-		for _, ev := range run {
+		var encs [state.GroupEvents]*encodedResponse
+		size := 0
+		for i, ev := range run {
 			if (ev.IsComponent() && !skipComponents) || (ev.Finding != nil && !skipFindings) {
-				enc := encodeEvent(ev, w.view)
-				if enc.framed == nil || len(b)+len(enc.framed) > maxBatchBytes {
+				encs[i] = encodeEvent(ev, w.view)
+				if encs[i].framed == nil {
 					return &encodedRun{}
 				}
+				size += len(encs[i].framed)
+			}
+		}
+		if size > maxBatchBytes {
+			return &encodedRun{}
+		}
+		b := make([]byte, 0, size)
+		n := 0
+		for _, enc := range encs {
+			if enc != nil {
 				b = append(b, enc.framed...)
 				n++
 			}
