@@ -16,6 +16,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -57,10 +58,19 @@ var (
 	aggBin    = flag.String("aggregator", "", "the kubeatlas-aggregator binary (required)")
 	heapProf  = flag.String("heap-profile", "", "write the fleet view's heap profile here once it has caught up")
 	cpuProf   = flag.String("cpu-profile", "", "write the fleet view's CPU profile of the burst with watchers here")
+	probe     = flag.String("probe", "", "only ask `where etcd` of the fleet view at this address and print the latencies as JSON (used by the run itself)")
+	probeFor  = flag.Duration("probe-for", time.Minute, "how long -probe asks")
 )
 
 func main() {
 	flag.Parse()
+	if *probe != "" {
+		if err := probeWhere(*probe, *probeFor); err != nil {
+			fmt.Fprintln(os.Stderr, "fleet-load -probe:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "fleet-load:", err)
 		os.Exit(1)
@@ -241,21 +251,14 @@ func run() error {
 	if err := r.watchLag(wctx, inv); err != nil {
 		return err
 	}
-	var whereLat []time.Duration
 	stop := time.Now().Add(*steady)
 	churnDone := make(chan struct{})
 	go func() { defer close(churnDone); r.churn(ctx, stop) }()
-	for time.Now().Before(stop) {
-		t0 := time.Now()
-		resp, err := inv.ListComponents(ctx, &v1.ListComponentsRequest{Component: "etcd", PageSize: 1000, View: v1.ComponentView_COMPONENT_VIEW_BASIC})
-		if err != nil {
-			return err
-		}
-		whereLat = append(whereLat, time.Since(t0))
-		if len(resp.Components) == 0 {
-			return errors.New("where etcd: nothing")
-		}
-		time.Sleep(50 * time.Millisecond)
+	// `where etcd` is asked by a client in a process of its own, as a
+	// user's would be: not among this process's NATS server and publishers.
+	whereLat, err := runProbe(ctx, addr, time.Until(stop))
+	if err != nil {
+		return err
 	}
 	<-churnDone
 	time.Sleep(2 * time.Second)
@@ -491,6 +494,55 @@ func cpuTime(pid int) time.Duration {
 	utime, _ := strconv.ParseInt(f[11], 10, 64)
 	stime, _ := strconv.ParseInt(f[12], 10, 64)
 	return time.Duration(utime+stime) * time.Second / 100 // clock ticks of 1/100 s
+}
+
+// runProbe runs this program as a `where etcd` client in a process of its
+// own for d and returns its latencies.
+func runProbe(ctx context.Context, addr string, d time.Duration) ([]time.Duration, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.CommandContext(ctx, self, "-probe", addr, "-probe-for", d.String())
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("where etcd probe: %w", err)
+	}
+	var lat []time.Duration
+	if err := json.Unmarshal(out, &lat); err != nil {
+		return nil, fmt.Errorf("where etcd probe output: %w", err)
+	}
+	if len(lat) == 0 {
+		return nil, errors.New("where etcd probe: no answers")
+	}
+	return lat, nil
+}
+
+// probeWhere asks `where etcd` (basic view, one page of up to 1,000) every
+// 50 ms for d, decoding each answer as any client does, and prints the
+// latencies as JSON.
+func probeWhere(addr string, d time.Duration) error {
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	inv := v1.NewInventoryServiceClient(conn)
+	ctx := context.Background()
+	var lat []time.Duration
+	for stop := time.Now().Add(d); time.Now().Before(stop); time.Sleep(50 * time.Millisecond) {
+		t0 := time.Now()
+		resp, err := inv.ListComponents(ctx, &v1.ListComponentsRequest{Component: "etcd", PageSize: 1000, View: v1.ComponentView_COMPONENT_VIEW_BASIC})
+		if err != nil {
+			return err
+		}
+		lat = append(lat, time.Since(t0))
+		if len(resp.Components) == 0 {
+			return errors.New("where etcd: nothing")
+		}
+	}
+	return json.NewEncoder(os.Stdout).Encode(lat)
 }
 
 func pct(d []time.Duration, p int) time.Duration {
