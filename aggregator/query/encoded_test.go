@@ -13,12 +13,9 @@ import (
 	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
 )
 
-// encodedCopy is a store holding the seed cluster's instances as a fleet
-// view holds them: encoded, as their aggregator published them.
-func encodedCopy(t *testing.T, src *Server) *Server { return copyStore(t, src, false) }
-
-// copyStore is encodedCopy; with mixed, every other node keeps its
-// instances decoded.
+// copyStore is a store holding the seed cluster's instances as a fleet
+// view holds them: encoded, as their aggregator published them; with mixed,
+// every other node keeps its instances decoded.
 func copyStore(t *testing.T, src *Server, mixed bool) *Server {
 	t.Helper()
 	st, err := state.NewStore()

@@ -176,38 +176,6 @@ func checkPacked(b []byte, k protoreflect.Kind) error {
 	return nil
 }
 
-// stringField returns the last value of a string field in an encoded
-// message, as a string that shares b's memory.
-func stringField(b []byte, num protowire.Number) (string, bool) {
-	var val []byte
-	found := false
-	for len(b) > 0 {
-		n, typ, l := protowire.ConsumeTag(b)
-		if l < 0 {
-			return "", false
-		}
-		b = b[l:]
-		if n == num && typ == protowire.BytesType {
-			v, m := protowire.ConsumeBytes(b)
-			if m < 0 {
-				return "", false
-			}
-			val, found = v, true
-			b = b[m:]
-			continue
-		}
-		m := protowire.ConsumeFieldValue(n, typ, b)
-		if m < 0 {
-			return "", false
-		}
-		b = b[m:]
-	}
-	if !found || len(val) == 0 {
-		return "", found
-	}
-	return unsafe.String(&val[0], len(val)), true
-}
-
 // internComponent returns the known component name equal to name, so that
 // a million rows share a few dozen strings.
 func internComponent(name string) string {
