@@ -240,7 +240,10 @@ func (c *Component) AppendEncoding(b []byte, basic bool) ([]byte, bool) {
 		if m < 0 {
 			return b, false
 		}
-		if num != fieldFlags && num != fieldEvidence {
+		// The instance's known fields but its flags and evidence, each
+		// with its own wire type: what decodeBasic reads.
+		if num <= fieldID && num != fieldFlags && num != fieldEvidence && basicWireTypeOK(num, typ == protowire.BytesType) &&
+			(typ == protowire.BytesType || typ == protowire.VarintType) {
 			b = append(b, rest[:n+m]...)
 		}
 		rest = rest[n+m:]
@@ -745,26 +748,6 @@ func cmpString(a, b string) int {
 		return 1
 	}
 	return 0
-}
-
-// PutComponent writes one instance's row over the row of the same ID, if
-// any; watchers see it.
-func (t *Txn) PutComponent(c *Component) error {
-	rows := slices.Collect(t.ComponentsOn(nil, c.Cluster, c.Node))
-	_, err := t.ReplaceComponents(c.Cluster, c.Node, append(rows, c), func(_, _ *Component) bool { return false })
-	return err
-}
-
-// DeleteComponent removes the row of c's instance ID; watchers see it.
-func (t *Txn) DeleteComponent(c *Component) error {
-	var rows []*Component
-	for r := range t.ComponentsOn(nil, c.Cluster, c.Node) {
-		if r.InstanceID != c.InstanceID {
-			rows = append(rows, r)
-		}
-	}
-	_, err := t.ReplaceComponents(c.Cluster, c.Node, rows, func(a, b *Component) bool { return a == b })
-	return err
 }
 
 // componentEvents appends the instance changes between two versions of a

@@ -431,6 +431,20 @@ func TestDecodeBasicMatchesProtobuf(t *testing.T) {
 	odd = protowire.AppendTag(odd, 99, protowire.Fixed64Type)
 	odd = protowire.AppendFixed64(odd, 1)
 	check("odd fields", append(slices.Clone(b), odd...))
+	// The basic encoding carries no field protobuf would not read as the
+	// basic instance's: nothing unknown passes through it.
+	oddRows, err := NewEncodedComponents("v-cluster", "v-node", [][]byte{append(slices.Clone(b), odd...)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	oddBasic, _ := oddRows[0].AppendEncoding(nil, true)
+	var fromOdd v1.ComponentInstance
+	if err := proto.Unmarshal(oddBasic, &fromOdd); err != nil || len(fromOdd.ProtoReflect().GetUnknown()) != 0 {
+		t.Fatalf("basic encoding of odd fields: %v, unknown %x", err, fromOdd.ProtoReflect().GetUnknown())
+	}
+	if want, _ := decodeBasic(append(slices.Clone(b), odd...)); !proto.Equal(&fromOdd, want) {
+		t.Fatalf("basic encoding of odd fields:\n got %v\nwant %v", &fromOdd, want)
+	}
 
 	// The basic encoding is the basic instance's.
 	rows, err := NewEncodedComponents("v-cluster", "v-node", [][]byte{b})

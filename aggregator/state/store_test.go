@@ -2,6 +2,7 @@ package state
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 
 	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
@@ -18,7 +19,7 @@ func TestCommitPublishesAndAbortDoesNot(t *testing.T) {
 
 	// Aborted: nothing is stored, nothing is published.
 	txn := s.WriteTxn()
-	if err := txn.PutComponent(NewComponent(inst)); err != nil {
+	if err := putComponent(txn, NewComponent(inst)); err != nil {
 		t.Fatal(err)
 	}
 	txn.Abort()
@@ -33,7 +34,7 @@ func TestCommitPublishesAndAbortDoesNot(t *testing.T) {
 	before := s.Broker().Last()
 	txn = s.WriteTxn()
 	defer txn.Abort() // after Commit, does nothing
-	if err := txn.PutComponent(NewComponent(inst)); err != nil {
+	if err := putComponent(txn, NewComponent(inst)); err != nil {
 		t.Fatal(err)
 	}
 	txn.Commit()
@@ -54,7 +55,7 @@ func TestCommitPublishesAndAbortDoesNot(t *testing.T) {
 
 	// Deleting publishes DELETED.
 	txn = s.WriteTxn()
-	if err := txn.DeleteComponent(NewComponent(inst)); err != nil {
+	if err := deleteComponent(txn, NewComponent(inst)); err != nil {
 		t.Fatal(err)
 	}
 	txn.Commit()
@@ -73,7 +74,7 @@ func TestSubscribeSeesEveryChangeOnce(t *testing.T) {
 	put := func(id string) {
 		txn := s.WriteTxn()
 		defer txn.Abort()
-		if err := txn.PutComponent(NewComponent(&v1.ComponentInstance{Id: id, Cluster: "c", Node: "n", Component: v1.ComponentKubelet})); err != nil {
+		if err := putComponent(txn, NewComponent(&v1.ComponentInstance{Id: id, Cluster: "c", Node: "n", Component: v1.ComponentKubelet})); err != nil {
 			t.Error(err)
 		}
 		txn.Commit()
@@ -110,4 +111,24 @@ func TestSubscribeSeesEveryChangeOnce(t *testing.T) {
 			t.Fatalf("%s seen %d times", id, n)
 		}
 	}
+}
+
+// putComponent writes one instance's row over the row of the same ID, if
+// any.
+func putComponent(t *Txn, c *Component) error {
+	rows := slices.Collect(t.ComponentsOn(nil, c.Cluster, c.Node))
+	_, err := t.ReplaceComponents(c.Cluster, c.Node, append(rows, c), func(_, _ *Component) bool { return false })
+	return err
+}
+
+// deleteComponent removes the row of c's instance ID.
+func deleteComponent(t *Txn, c *Component) error {
+	var rows []*Component
+	for r := range t.ComponentsOn(nil, c.Cluster, c.Node) {
+		if r.InstanceID != c.InstanceID {
+			rows = append(rows, r)
+		}
+	}
+	_, err := t.ReplaceComponents(c.Cluster, c.Node, rows, func(a, b *Component) bool { return a == b })
+	return err
 }
