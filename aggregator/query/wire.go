@@ -125,9 +125,19 @@ func encodeEvent(ev state.Event, view v1.ComponentView) *encodedResponse {
 // encodeRowEvent builds the wire form of an event of an instance its row
 // keeps encoded, from that encoding: nothing is decoded or encoded again.
 func encodeRowEvent(ev state.Event, view v1.ComponentView) *encodedResponse {
-	inst, _ := ev.Row.AppendEncoding(nil, view == v1.ComponentView_COMPONENT_VIEW_BASIC)
+	basic := view == v1.ComponentView_COMPONENT_VIEW_BASIC
+	slot := formFull
+	if basic {
+		slot = formBasic
+	}
+	// The row caches its size in each view, as ListComponents's pager
+	// does: the event is then built in one allocation.
+	n := ev.Row.Size(slot, func() int {
+		b, _ := ev.Row.AppendEncoding(nil, basic)
+		return len(b)
+	})
 	size := protowire.SizeTag(typeField) + protowire.SizeVarint(uint64(ev.Type)) +
-		protowire.SizeTag(componentField) + protowire.SizeBytes(len(inst))
+		protowire.SizeTag(componentField) + protowire.SizeBytes(n)
 	if ev.Seq != 0 {
 		size += protowire.SizeTag(indexField) + protowire.SizeVarint(ev.Seq)
 	}
@@ -137,7 +147,8 @@ func encodeRowEvent(ev state.Event, view v1.ComponentView) *encodedResponse {
 	framed = protowire.AppendTag(framed, typeField, protowire.VarintType)
 	framed = protowire.AppendVarint(framed, uint64(ev.Type))
 	framed = protowire.AppendTag(framed, componentField, protowire.BytesType)
-	framed = protowire.AppendBytes(framed, inst)
+	framed = protowire.AppendVarint(framed, uint64(n))
+	framed, _ = ev.Row.AppendEncoding(framed, basic)
 	if ev.Seq != 0 {
 		framed = protowire.AppendTag(framed, indexField, protowire.VarintType)
 		framed = protowire.AppendVarint(framed, ev.Seq)
@@ -187,8 +198,6 @@ type watchSender struct {
 	parts  mem.BufferSlice
 	size   int
 	events int
-	// scratch holds a row's encoding while addRow frames it.
-	scratch []byte
 }
 
 func newWatchSender(stream v1.InventoryService_WatchServer, view v1.ComponentView, max int) *watchSender {
@@ -211,24 +220,11 @@ func (w *watchSender) add(ev state.Event) error {
 // encoding the row keeps, with no decode and no encode, and reports whether
 // it could: only into batches, and only for a row that keeps its encoding.
 func (w *watchSender) addRow(c *state.Component) (bool, error) {
-	if w.max <= 1 {
+	if w.max <= 1 || !c.Encoded() {
 		return false, nil
 	}
-	inst, ok := c.AppendEncoding(w.scratch[:0], w.view == v1.ComponentView_COMPONENT_VIEW_BASIC)
-	if !ok {
-		return false, nil
-	}
-	w.scratch = inst
-	size := protowire.SizeTag(typeField) + protowire.SizeVarint(uint64(v1.WatchEventType_WATCH_EVENT_TYPE_ADDED)) +
-		protowire.SizeTag(componentField) + protowire.SizeBytes(len(inst))
-	framed := make([]byte, 0, protowire.SizeTag(batchField)+protowire.SizeVarint(uint64(size))+size)
-	framed = protowire.AppendTag(framed, batchField, protowire.BytesType)
-	framed = protowire.AppendVarint(framed, uint64(size))
-	framed = protowire.AppendTag(framed, typeField, protowire.VarintType)
-	framed = protowire.AppendVarint(framed, uint64(v1.WatchEventType_WATCH_EVENT_TYPE_ADDED))
-	framed = protowire.AppendTag(framed, componentField, protowire.BytesType)
-	framed = protowire.AppendBytes(framed, inst)
-	return true, w.addFramed(mem.SliceBuffer(framed), len(framed))
+	enc := encodeRowEvent(state.Event{Type: v1.WatchEventType_WATCH_EVENT_TYPE_ADDED, Row: c}, w.view)
+	return true, w.addFramed(enc.part, len(enc.framed))
 }
 
 // addFramed adds an event, already framed as an element of a batch (part,
