@@ -247,3 +247,89 @@ func TestWatchSharesRunsOfEvents(t *testing.T) {
 		t.Fatal("no run of events was shared")
 	}
 }
+
+// A watcher of every event holds back the start of a run until the run is
+// whole, so that changes committed a few at a time still go out as shared
+// runs, and sends what it held once RunHold has passed.
+func TestWatchHoldsBackARunUntilItIsWhole(t *testing.T) {
+	st, err := state.NewStore()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	// Two servers on one store: one holds back for an hour, one briefly.
+	long, brief := NewServer(st), NewServer(st)
+	long.RunHold, brief.RunHold = time.Hour, 5*time.Millisecond
+	type watcher struct {
+		ws   *watchStream
+		seen int // events received after SYNCED
+	}
+	ws := []*watcher{{ws: &watchStream{ctx: ctx, sent: make(chan *v1.WatchResponse, 10000)}},
+		{ws: &watchStream{ctx: ctx, sent: make(chan *v1.WatchResponse, 10000)}}}
+	done := make(chan error, 2)
+	go func() { done <- long.Watch(&v1.WatchRequest{MaxBatch: 1000}, ws[0].ws) }()
+	go func() { done <- brief.Watch(&v1.WatchRequest{MaxBatch: 1000}, ws[1].ws) }()
+	// receive counts each watcher's events until it has want, or fails.
+	receive := func(w *watcher, want int) {
+		t.Helper()
+		deadline := time.After(10 * time.Second)
+		for w.seen < want {
+			select {
+			case m := <-w.ws.sent:
+				for _, ev := range flatten([]*v1.WatchResponse{m}) {
+					if ev.GetComponent() != nil {
+						w.seen++
+					}
+				}
+			case <-deadline:
+				t.Fatalf("%d events of %d", w.seen, want)
+			}
+		}
+	}
+	for st.Broker().Subscribers() != 2 {
+		time.Sleep(time.Millisecond)
+	}
+	commits := 0
+	commit := func(n int) {
+		t.Helper()
+		commits++
+		node := fmt.Sprintf("n%d", commits)
+		var rows []*state.Component
+		for i := range n {
+			rows = append(rows, state.NewComponent(&v1.ComponentInstance{Cluster: "c", Node: node, Component: v1.ComponentKubelet,
+				Id: fmt.Sprintf("%s/%d", node, i)}))
+		}
+		txn := st.WriteTxn()
+		if _, err := txn.ReplaceComponents("c", node, rows, func(a, b *state.Component) bool { return false }); err != nil {
+			t.Fatal(err)
+		}
+		txn.Commit()
+	}
+	// Up to a run's start: sent at once, by both.
+	total := int(state.GroupEvents - (st.Broker().Last()+1)%state.GroupEvents)
+	commit(total)
+	receive(ws[0], total)
+	receive(ws[1], total)
+	// A run committed in two parts goes out whole, one shared part.
+	before := runsSent.Load()
+	commit(100)
+	receive(ws[1], total+100) // the brief hold sends the first part alone
+	time.Sleep(50 * time.Millisecond)
+	if ws[0].seen != total || len(ws[0].ws.sent) != 0 {
+		t.Fatal("the start of a run went out before the run was whole")
+	}
+	commit(state.GroupEvents - 100)
+	total += state.GroupEvents
+	receive(ws[0], total)
+	receive(ws[1], total)
+	if got := runsSent.Load() - before; got != 1 {
+		t.Fatalf("%d shared runs sent, want 1", got)
+	}
+	cancel()
+	for range 2 {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -36,6 +36,10 @@ type Server struct {
 	// BatchInterval is the least time between two responses to a watcher
 	// that groups events (WatchRequest.max_batch above 1).
 	BatchInterval time.Duration
+	// RunHold is how long a watcher of every event holds back the start
+	// of a run of events (state.GroupEvents) until the run is whole and
+	// can go out as one part encoded once for every such watcher.
+	RunHold time.Duration
 	// Now is the clock ListCertificates's expiring_within counts from
 	// (time.Now).
 	Now func() time.Time
@@ -53,6 +57,9 @@ func (s *Server) Shutdown() { s.stopOnce.Do(func() { close(s.stopping) }) }
 
 var errShutdown = status.Error(codes.Unavailable, "the aggregator is shutting down; watch again")
 
+// DefaultRunHold is the RunHold of a new server.
+const DefaultRunHold = 25 * time.Millisecond
+
 // DefaultBatchInterval is the BatchInterval of a new server.
 const DefaultBatchInterval = 50 * time.Millisecond
 
@@ -60,7 +67,7 @@ var _ v1.InventoryServiceServer = (*Server)(nil)
 
 // NewServer returns a query server over store.
 func NewServer(store *state.Store) *Server {
-	return &Server{store: store, BatchInterval: DefaultBatchInterval, stopping: make(chan struct{})}
+	return &Server{store: store, BatchInterval: DefaultBatchInterval, RunHold: DefaultRunHold, stopping: make(chan struct{})}
 }
 
 func pageSize(n int32) (int, error) {
@@ -375,7 +382,7 @@ func (s *Server) ListComponents(_ context.Context, req *v1.ListComponentsRequest
 	view := s.store.View()
 	resp := &v1.ListComponentsResponse{}
 	var last *state.Component
-	var k, scratch []byte
+	var k []byte
 	var page []pageItem
 	encoded := false
 	basic := req.View == v1.ComponentView_COMPONENT_VIEW_BASIC
@@ -397,10 +404,7 @@ func (s *Server) ListComponents(_ context.Context, req *v1.ListComponentsRequest
 		if c.Encoded() && how == v1.DeploymentKind_DEPLOYMENT_KIND_UNSPECIFIED && impl == "" && !flt.NeedsDetail() {
 			// Nothing to read in the instance: its encoding is sent as
 			// it is, with no decode and no encode.
-			size := c.Size(slot, func() int {
-				scratch, _ = c.AppendEncoding(scratch[:0], basic)
-				return len(scratch)
-			})
+			size := c.Size(slot, func() int { return c.EncodingSize(basic) })
 			if !pg.fits(size) {
 				resp.NextPageToken = pg.token(lastKey(last, order))
 				break
@@ -895,13 +899,22 @@ func (s *Server) watch(req *v1.WatchRequest, stream v1.InventoryService_WatchSer
 	}
 	defer func() { sub.Close() }()
 	var buf []state.Event
+	// A plain watcher holds back the start of a run until it is whole,
+	// for up to RunHold: a burst of changes then reaches every such
+	// watcher as shared runs, while a lone change waits no longer.
+	var held <-chan time.Time
+	var heldFrom uint64 // the first event held back
 	for {
+		takeAll := false
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-s.stopping:
 			return errShutdown
 		case <-sub.Ready:
+		case <-held:
+			// Still held back: its run did not fill in time.
+			held, takeAll = nil, sub.Next() <= heldFrom
 		}
 		for {
 			var lagged bool
@@ -911,7 +924,15 @@ func (s *Server) watch(req *v1.WatchRequest, stream v1.InventoryService_WatchSer
 				// begins with a whole run.
 				n -= int((sub.Next() + 1024) % state.GroupEvents)
 			}
-			buf, lagged = sub.Read(buf[:0], n)
+			if plain && !takeAll {
+				var waiting int
+				buf, lagged, waiting = sub.ReadRuns(buf[:0], n, state.GroupEvents)
+				if waiting > 0 && held == nil {
+					held, heldFrom = time.After(s.RunHold), sub.Next()
+				}
+			} else {
+				buf, lagged = sub.Read(buf[:0], n)
+			}
 			if lagged {
 				// Events were lost: say so and send the state again.
 				sub.Close()

@@ -68,8 +68,6 @@ type encodedResponse struct {
 	// framed is wire as an element of a batch: behind its field tag and
 	// length, so that every watcher's batch takes it as it is.
 	framed []byte
-	// part is framed as a batch's part, boxed once for every watcher.
-	part mem.Buffer
 }
 
 // ProtoReflect makes the response a proto message.
@@ -118,7 +116,7 @@ func encodeEvent(ev state.Event, view v1.ComponentView) *encodedResponse {
 			// Left to the codec, which reports the error on the stream.
 			return &encodedResponse{resp: resp}
 		}
-		return &encodedResponse{resp: resp, wire: framed[head:], framed: framed, part: mem.SliceBuffer(framed)}
+		return &encodedResponse{resp: resp, wire: framed[head:], framed: framed}
 	}).(*encodedResponse)
 }
 
@@ -126,34 +124,55 @@ func encodeEvent(ev state.Event, view v1.ComponentView) *encodedResponse {
 // keeps encoded, from that encoding: nothing is decoded or encoded again.
 func encodeRowEvent(ev state.Event, view v1.ComponentView) *encodedResponse {
 	basic := view == v1.ComponentView_COMPONENT_VIEW_BASIC
+	framed := appendRowEvent(make([]byte, 0, rowEventSize(ev, basic)), ev, basic)
+	head := len(framed) - watchResponseSize(ev, rowInstanceSize(ev, basic))
+	return &encodedResponse{wire: framed[head:], framed: framed}
+}
+
+// rowInstanceSize is the size of the instance in an event of a row kept
+// encoded. The row caches it in each view, as ListComponents's pager does.
+func rowInstanceSize(ev state.Event, basic bool) int {
 	slot := formFull
 	if basic {
 		slot = formBasic
 	}
-	// The row caches its size in each view, as ListComponents's pager
-	// does: the event is then built in one allocation.
-	n := ev.Row.Size(slot, func() int {
-		b, _ := ev.Row.AppendEncoding(nil, basic)
-		return len(b)
-	})
+	return ev.Row.Size(slot, func() int { return ev.Row.EncodingSize(basic) })
+}
+
+// watchResponseSize is the size of the WatchResponse of an event whose
+// instance's encoding is n bytes.
+func watchResponseSize(ev state.Event, n int) int {
 	size := protowire.SizeTag(typeField) + protowire.SizeVarint(uint64(ev.Type)) +
 		protowire.SizeTag(componentField) + protowire.SizeBytes(n)
 	if ev.Seq != 0 {
 		size += protowire.SizeTag(indexField) + protowire.SizeVarint(ev.Seq)
 	}
-	head := protowire.SizeTag(batchField) + protowire.SizeVarint(uint64(size))
-	framed := protowire.AppendTag(make([]byte, 0, head+size), batchField, protowire.BytesType)
-	framed = protowire.AppendVarint(framed, uint64(size))
-	framed = protowire.AppendTag(framed, typeField, protowire.VarintType)
-	framed = protowire.AppendVarint(framed, uint64(ev.Type))
-	framed = protowire.AppendTag(framed, componentField, protowire.BytesType)
-	framed = protowire.AppendVarint(framed, uint64(n))
-	framed, _ = ev.Row.AppendEncoding(framed, basic)
+	return size
+}
+
+// rowEventSize is the size of an event of a row kept encoded, framed as an
+// element of a batch.
+func rowEventSize(ev state.Event, basic bool) int {
+	size := watchResponseSize(ev, rowInstanceSize(ev, basic))
+	return protowire.SizeTag(batchField) + protowire.SizeVarint(uint64(size)) + size
+}
+
+// appendRowEvent appends an event of a row kept encoded to b, framed as an
+// element of a batch, built from the row's encoding.
+func appendRowEvent(b []byte, ev state.Event, basic bool) []byte {
+	n := rowInstanceSize(ev, basic)
+	b = protowire.AppendTag(b, batchField, protowire.BytesType)
+	b = protowire.AppendVarint(b, uint64(watchResponseSize(ev, n)))
+	b = protowire.AppendTag(b, typeField, protowire.VarintType)
+	b = protowire.AppendVarint(b, uint64(ev.Type))
+	b = protowire.AppendTag(b, componentField, protowire.BytesType)
+	b = protowire.AppendVarint(b, uint64(n))
+	b, _ = ev.Row.AppendEncoding(b, basic)
 	if ev.Seq != 0 {
-		framed = protowire.AppendTag(framed, indexField, protowire.VarintType)
-		framed = protowire.AppendVarint(framed, ev.Seq)
+		b = protowire.AppendTag(b, indexField, protowire.VarintType)
+		b = protowire.AppendVarint(b, ev.Seq)
 	}
-	return &encodedResponse{wire: framed[head:], framed: framed, part: mem.SliceBuffer(framed)}
+	return b
 }
 
 // inView returns the instance as the view shows it. The BASIC view leaves out
@@ -196,6 +215,10 @@ type watchSender struct {
 	view   v1.ComponentView
 	max    int
 	parts  mem.BufferSlice
+	// own holds events copied or built for this watcher alone, appended
+	// in place; it becomes a part when a shared run follows or the batch
+	// is sent.
+	own    []byte
 	size   int
 	events int
 }
@@ -213,7 +236,7 @@ func (w *watchSender) add(ev state.Event) error {
 		}
 		return w.stream.SendMsg(enc)
 	}
-	return w.addFramed(enc.part, len(enc.framed))
+	return w.addFramed(enc.framed)
 }
 
 // addRow adds a row's current state as an ADDED event built from the
@@ -223,33 +246,82 @@ func (w *watchSender) addRow(c *state.Component) (bool, error) {
 	if w.max <= 1 || !c.Encoded() {
 		return false, nil
 	}
-	enc := encodeRowEvent(state.Event{Type: v1.WatchEventType_WATCH_EVENT_TYPE_ADDED, Row: c}, w.view)
-	return true, w.addFramed(enc.part, len(enc.framed))
+	ev := state.Event{Type: v1.WatchEventType_WATCH_EVENT_TYPE_ADDED, Row: c}
+	basic := w.view == v1.ComponentView_COMPONENT_VIEW_BASIC
+	size := rowEventSize(ev, basic)
+	if err := w.room(size, 1); err != nil {
+		return true, err
+	}
+	w.grow(size, w.max-w.events)
+	w.own = appendRowEvent(w.own, ev, basic)
+	return true, w.added(size, 1)
 }
 
-// addFramed adds an event, already framed as an element of a batch (part,
-// of size bytes).
-func (w *watchSender) addFramed(part mem.Buffer, size int) error {
-	return w.addPart(part, size, 1)
+// addFramed adds an event, already framed as an element of a batch. Its
+// bytes are copied into the watcher's own: a batch of many small parts
+// costs grpc an allocation a frame, and a copy of a few hundred bytes
+// costs less.
+func (w *watchSender) addFramed(framed []byte) error {
+	if err := w.room(len(framed), 1); err != nil {
+		return err
+	}
+	w.grow(len(framed), 8)
+	w.own = append(w.own, framed...)
+	return w.added(len(framed), 1)
+}
+
+// grow starts the watcher's own events, if it must, with room for n
+// events of size bytes: a new watcher's state fills a batch, while changes
+// that follow come a few at a time between shared runs.
+func (w *watchSender) grow(size, n int) {
+	if w.own == nil {
+		w.own = make([]byte, 0, min(maxBatchBytes, size*max(n, 1)))
+	}
 }
 
 // addPart adds events framed as elements of a batch: part, of size bytes.
 func (w *watchSender) addPart(part mem.Buffer, size, events int) error {
+	if err := w.room(size, events); err != nil {
+		return err
+	}
+	w.sealOwn()
+	w.appendPart(part, events)
+	return w.added(size, events)
+}
+
+// room sends the batch being built if events of size bytes would not fit.
+func (w *watchSender) room(size, events int) error {
 	if w.events > 0 && (w.size+size > maxBatchBytes || w.events+events > w.max) {
-		if err := w.flush(); err != nil {
-			return err
-		}
+		return w.flush()
 	}
-	if w.parts == nil {
-		w.parts = make(mem.BufferSlice, 0, min(w.max, 1024))
-	}
-	w.parts = append(w.parts, part)
+	return nil
+}
+
+// added counts events just added and sends the batch once it is full.
+func (w *watchSender) added(size, events int) error {
 	w.size += size
 	w.events += events
 	if w.events >= w.max {
 		return w.flush()
 	}
 	return nil
+}
+
+// sealOwn makes the watcher's own events built so far a part of the batch.
+func (w *watchSender) sealOwn() {
+	if len(w.own) > 0 {
+		w.appendPart(mem.SliceBuffer(w.own), w.max)
+	}
+	w.own = nil
+}
+
+func (w *watchSender) appendPart(part mem.Buffer, events int) {
+	if w.parts == nil {
+		// Sized for a batch of parts like this one. grpc holds the slice
+		// until the batch is written, so each batch has its own.
+		w.parts = make(mem.BufferSlice, 0, min(w.max/events+1, 1024))
+	}
+	w.parts = append(w.parts, part)
 }
 
 // encodedRun is a run of events (state.GroupEvents of them, those a watcher
@@ -292,11 +364,21 @@ func (w *watchSender) addRun(run []state.Event, skipComponents, skipFindings boo
 		run[len(run)-1].Seq != run[0].Seq+state.GroupEvents-1 {
 		return false, nil
 	}
+	basic := w.view == v1.ComponentView_COMPONENT_VIEW_BASIC
 	r, _ := run[0].GroupForm(slot, func() any {
+		// Events of rows kept encoded are built in the run's buffer;
+		// others take their shared encoding.
+		takes := func(ev state.Event) bool {
+			return (ev.IsComponent() && !skipComponents) || (ev.Finding != nil && !skipFindings)
+		}
 		var encs [state.GroupEvents]*encodedResponse
 		size := 0
 		for i, ev := range run {
-			if (ev.IsComponent() && !skipComponents) || (ev.Finding != nil && !skipFindings) {
+			switch {
+			case !takes(ev):
+			case ev.Row != nil:
+				size += rowEventSize(ev, basic)
+			default:
 				encs[i] = encodeEvent(ev, w.view)
 				if encs[i].framed == nil {
 					return &encodedRun{}
@@ -309,11 +391,16 @@ func (w *watchSender) addRun(run []state.Event, skipComponents, skipFindings boo
 		}
 		b := make([]byte, 0, size)
 		n := 0
-		for _, enc := range encs {
-			if enc != nil {
-				b = append(b, enc.framed...)
-				n++
+		for i, ev := range run {
+			switch {
+			case encs[i] != nil:
+				b = append(b, encs[i].framed...)
+			case !takes(ev):
+				continue
+			default:
+				b = appendRowEvent(b, ev, basic)
 			}
+			n++
 		}
 		return &encodedRun{part: mem.SliceBuffer(b), size: len(b), events: n}
 	}).(*encodedRun)
@@ -343,6 +430,7 @@ func (w *watchSender) flush() error {
 	if w.events == 0 {
 		return nil
 	}
+	w.sealOwn()
 	b := &encodedBatch{parts: w.parts}
 	w.parts, w.size, w.events = nil, 0, 0
 	return w.stream.SendMsg(b)

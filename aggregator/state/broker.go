@@ -344,6 +344,28 @@ func (s *Subscription) Read(buf []Event, max int) (events []Event, lagged bool) 
 	return buf, false
 }
 
+// ReadRuns is Read for a reader that takes whole runs of events, those of
+// run events whose first sequence number is a multiple of run. At the start
+// of a run it reads whole runs only, and if there is none yet it reads
+// nothing and reports how many events it holds back. Elsewhere it reads as
+// Read does.
+func (s *Subscription) ReadRuns(buf []Event, max int, run uint64) (events []Event, lagged bool, held int) {
+	b := s.b
+	b.mu.Lock()
+	if s.cursor >= b.tail && s.cursor%run == 0 {
+		whole := (b.next - s.cursor) / run * run
+		if whole == 0 {
+			held = int(b.next - s.cursor)
+			b.mu.Unlock()
+			return buf, false, held
+		}
+		max = min(max, int(whole))
+	}
+	b.mu.Unlock()
+	events, lagged = s.Read(buf, max)
+	return events, lagged, 0
+}
+
 func (s *Subscription) notify() {
 	select {
 	case s.Ready <- struct{}{}:

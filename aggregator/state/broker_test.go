@@ -257,3 +257,62 @@ func TestBrokerNumbersAreItsOwn(t *testing.T) {
 		t.Fatal("a broker resumed at another's number")
 	}
 }
+
+// A reader of whole runs takes nothing at the start of a run until the run
+// is whole, and reads as Read does in the middle of one.
+func TestBrokerReadsWholeRuns(t *testing.T) {
+	b := NewBroker()
+	// align reads single events until the reader is at a run's start, or
+	// is not.
+	align := func(sub *Subscription, start bool) {
+		for (sub.Next()%4 == 0) != start {
+			b.Publish(events(100, 1))
+			if got, _ := sub.Read(nil, 1); len(got) != 1 {
+				t.Fatal("no event to align with")
+			}
+		}
+	}
+	mid := b.Subscribe()
+	defer mid.Close()
+	align(mid, false)
+	b.Publish(events(0, 2))
+	if got, lagged, held := mid.ReadRuns(nil, 100, 4); lagged || held != 0 || fmt.Sprint(ids(got)) != "[0 1]" {
+		t.Fatalf("in the middle of a run: read %v, held %d", ids(got), held)
+	}
+	aligned := b.Subscribe()
+	defer aligned.Close()
+	align(aligned, true)
+	select {
+	case <-aligned.Ready:
+	default:
+	}
+	b.Publish(events(200, 3))
+	if got, _, held := aligned.ReadRuns(nil, 100, 4); len(got) != 0 || held != 3 {
+		t.Fatalf("a run of 3 of 4: read %v, held %d", ids(got), held)
+	}
+	select {
+	case <-aligned.Ready: // set by the publish
+	default:
+		t.Fatal("Ready not set by the publish")
+	}
+	select {
+	case <-aligned.Ready:
+		t.Fatal("holding back set Ready: its reader would spin")
+	default:
+	}
+	b.Publish(events(203, 6))
+	if got, _, held := aligned.ReadRuns(nil, 100, 4); fmt.Sprint(ids(got)) != "[200 201 202 203 204 205 206 207]" || held != 0 {
+		t.Fatalf("two whole runs: read %v, held %d", ids(got), held)
+	}
+	if got, _, held := aligned.ReadRuns(nil, 100, 4); len(got) != 0 || held != 1 {
+		t.Fatalf("a run of 1 of 4: read %v, held %d", ids(got), held)
+	}
+	// max still bounds the read; what is held back Read takes.
+	b.Publish(events(209, 7))
+	if got, _, _ := aligned.ReadRuns(nil, 2, 4); fmt.Sprint(ids(got)) != "[208 209]" {
+		t.Fatalf("read %v", ids(got))
+	}
+	if got, _ := aligned.Read(nil, 100); fmt.Sprint(ids(got)) != "[210 211 212 213 214 215]" {
+		t.Fatalf("read %v", ids(got))
+	}
+}

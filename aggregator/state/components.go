@@ -231,24 +231,41 @@ func (c *Component) AppendEncoding(b []byte, basic bool) ([]byte, bool) {
 	if !basic {
 		return append(b, c.raw...), true
 	}
+	ok := c.eachBasicField(func(field []byte) { b = append(b, field...) })
+	return b, ok
+}
+
+// EncodingSize returns the size of what AppendEncoding appends, without
+// building it: a watcher's event or a page is then built in one allocation.
+func (c *Component) EncodingSize(basic bool) int {
+	if !basic {
+		return len(c.raw)
+	}
+	size := 0
+	c.eachBasicField(func(field []byte) { size += len(field) })
+	return size
+}
+
+// eachBasicField calls f with each field of the encoding, tag included,
+// that the basic view keeps: the instance's known fields but its flags and
+// evidence, each with its own wire type, which is what decodeBasic reads.
+func (c *Component) eachBasicField(f func(field []byte)) bool {
 	for rest := c.raw; len(rest) > 0; {
 		num, typ, n := protowire.ConsumeTag(rest)
 		if n < 0 {
-			return b, false
+			return false
 		}
 		m := protowire.ConsumeFieldValue(num, typ, rest[n:])
 		if m < 0 {
-			return b, false
+			return false
 		}
-		// The instance's known fields but its flags and evidence, each
-		// with its own wire type: what decodeBasic reads.
 		if num <= fieldID && num != fieldFlags && num != fieldEvidence && basicWireTypeOK(num, typ == protowire.BytesType) &&
 			(typ == protowire.BytesType || typ == protowire.VarintType) {
-			b = append(b, rest[:n+m]...)
+			f(rest[:n+m])
 		}
 		rest = rest[n+m:]
 	}
-	return b, true
+	return true
 }
 
 // The field numbers decodeBasic reads (a test checks them against the

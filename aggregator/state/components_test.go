@@ -445,6 +445,13 @@ func TestDecodeBasicMatchesProtobuf(t *testing.T) {
 	if want, _ := decodeBasic(append(slices.Clone(b), odd...)); !proto.Equal(&fromOdd, want) {
 		t.Fatalf("basic encoding of odd fields:\n got %v\nwant %v", &fromOdd, want)
 	}
+	// Its size is known without building it, in either view.
+	for _, basic := range []bool{true, false} {
+		enc, _ := oddRows[0].AppendEncoding(nil, basic)
+		if n := oddRows[0].EncodingSize(basic); n != len(enc) {
+			t.Fatalf("encoding size (basic %v) %d, encoding %d bytes", basic, n, len(enc))
+		}
+	}
 
 	// The basic encoding is the basic instance's.
 	rows, err := NewEncodedComponents("v-cluster", "v-node", [][]byte{b})

@@ -58,6 +58,7 @@ var (
 	aggBin    = flag.String("aggregator", "", "the kubeatlas-aggregator binary (required)")
 	heapProf  = flag.String("heap-profile", "", "write the fleet view's heap profile here once it has caught up")
 	cpuProf   = flag.String("cpu-profile", "", "write the fleet view's CPU profile of the burst with watchers here")
+	allocProf = flag.String("alloc-profile", "", "write the fleet view's allocation profiles before (`file`.base) and after the burst with watchers; read with go tool pprof -sample_index=alloc_space -base file.base file")
 	probe     = flag.String("probe", "", "only ask `where etcd` of the fleet view at this address and print the latencies as JSON (used by the run itself)")
 	probeFor  = flag.Duration("probe-for", time.Minute, "how long -probe asks")
 )
@@ -335,6 +336,12 @@ func run() error {
 		profiled = make(chan error, 1)
 		go func() { profiled <- saveProfile("http://"+metrics+"/debug/pprof/profile?seconds=3", *cpuProf) }()
 	}
+	if *allocProf != "" {
+		if err := saveProfile("http://"+metrics+"/debug/pprof/allocs", *allocProf+".base"); err != nil {
+			wcancel2()
+			return err
+		}
+	}
 	viewCPU0, selfCPU0 = cpuTime(cmd.Process.Pid), cpuTime(os.Getpid())
 	with, err := r.burstTime(ctx, inv)
 	viewWith, selfWith := cpuTime(cmd.Process.Pid)-viewCPU0, cpuTime(os.Getpid())-selfCPU0
@@ -342,6 +349,9 @@ func run() error {
 		if perr := <-profiled; perr != nil && err == nil {
 			err = perr
 		}
+	}
+	if *allocProf != "" && err == nil {
+		err = saveProfile("http://"+metrics+"/debug/pprof/allocs", *allocProf)
 	}
 	wcancel2()
 	if err != nil {
