@@ -3,6 +3,7 @@ package state
 import (
 	"fmt"
 	"iter"
+	"slices"
 
 	"github.com/hashicorp/go-memdb"
 )
@@ -159,28 +160,41 @@ func (s *Store) Cluster(ws memdb.WatchSet, name string) (*Cluster, error) {
 }
 
 // Counts returns the number of rows in each table; the processes table
-// counts process records, not node rows.
+// counts process records, not node rows. The counts are kept as
+// transactions commit, so that a metrics scrape of a large fleet costs
+// nothing in proportion to it.
 func (s *Store) Counts() map[string]int {
-	txn := s.db.Txn(false)
-	out := map[string]int{}
-	for _, t := range []string{tableClusters, tableNodes, tableProcesses, tableManifests, tablePods, tableWorkloads, tableFindings} {
-		it, err := txn.Get(t, indexID)
-		if err != nil {
-			continue
-		}
-		n := 0
-		for raw := it.Next(); raw != nil; raw = it.Next() {
-			switch r := raw.(type) {
-			case *Processes:
-				n += len(r.Procs)
-			case *Manifests:
-				n += len(r.Manifests)
-			default:
-				n++
-			}
-		}
-		out[t] = n
+	s.mu.Lock()
+	out := make(map[string]int, len(countedTables)+1)
+	for i, t := range countedTables {
+		out[t] = s.counts[i]
 	}
-	out[tableComponents] = Reads{txn}.componentCount()
+	s.mu.Unlock()
+	out[tableComponents] = Reads{s.db.Txn(false)}.componentCount()
 	return out
+}
+
+// countedTables are the tables Counts reports besides the components.
+var countedTables = [...]string{tableClusters, tableNodes, tableProcesses, tableManifests, tablePods, tableWorkloads, tableFindings}
+
+// countDelta adds a committed change to the row counts.
+func countDelta(counts *[len(countedTables)]int, c memdb.Change) {
+	i := slices.Index(countedTables[:], c.Table)
+	if i < 0 {
+		return
+	}
+	counts[i] += rowsOf(c.After) - rowsOf(c.Before)
+}
+
+// rowsOf is how many rows Counts sees in one go-memdb row.
+func rowsOf(raw any) int {
+	switch r := raw.(type) {
+	case nil:
+		return 0
+	case *Processes:
+		return len(r.Procs)
+	case *Manifests:
+		return len(r.Manifests)
+	}
+	return 1
 }

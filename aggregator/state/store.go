@@ -16,6 +16,8 @@ type Store struct {
 	db     *memdb.MemDB
 	broker *Broker
 	mu     sync.Mutex // serialises Commit's publish order with the commit order
+	// counts are the rows of each of countedTables, kept by Commit under mu.
+	counts [len(countedTables)]int
 }
 
 // NewStore returns an empty store.
@@ -63,7 +65,9 @@ func (t *Txn) Commit() {
 		return
 	}
 	var events []Event
+	var delta [len(countedTables)]int
 	for _, c := range changes {
+		countDelta(&delta, c)
 		switch c.Table {
 		case tableComponents:
 			var before, after *nodeComponents
@@ -80,6 +84,9 @@ func (t *Txn) Commit() {
 	}
 	s.mu.Lock()
 	txn.Commit()
+	for i, d := range delta {
+		s.counts[i] += d
+	}
 	if len(events) > 0 {
 		s.broker.Publish(events)
 	}
