@@ -137,7 +137,7 @@ func eventCost(e Event) int64 {
 	case e.Row != nil:
 		// The encoding, kept alive by the event, and the decoded
 		// instance a filter may ask for (about three times its size).
-		n = len(e.Row.raw) * 2
+		n = e.Row.EncodingSize(false) * 2
 	case e.Component != nil:
 		n = proto.Size(e.Component)
 	case e.Finding != nil:

@@ -5,15 +5,18 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"unicode/utf8"
 	"unsafe"
 
 	"github.com/google/btree"
 	"github.com/hashicorp/go-memdb"
+	"github.com/klauspost/compress/s2"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -39,16 +42,33 @@ type Component struct {
 	Cluster, Node string
 	// Component is the instance's component name, InstanceID its ID.
 	Component, InstanceID string
-	// raw is the encoded instance, when the row keeps it encoded; inst
-	// the decoded one, when it does not.
-	raw  []byte
-	inst *v1.ComponentInstance
+	// enc holds the node's encoded instances, when the row keeps its
+	// instance encoded: its basic fields are enc.buf[basicFrom:basicTo],
+	// the rest is detailFrom:detailTo of enc's detail. inst is the decoded
+	// instance, when the row does not keep it encoded.
+	enc                                      *nodeEncoding
+	basicFrom, basicTo, detailFrom, detailTo uint32
+	inst                                     *v1.ComponentInstance
 	// sizes caches the wire size of the instance in each view (slot by the
 	// caller), computed on first use: a row's instance never changes.
 	sizes [2]atomic.Int32
 	// rank is the component's rank, or pivotRank on a search key, whose
 	// InstanceID is then the whole sort key it stands for.
 	rank int32
+}
+
+// nodeEncoding is a node's encoded instances as its rows keep them. buf
+// holds each instance's basic fields, all that the basic view sends (and
+// that `where` reads), one instance after another; then, from detail on,
+// the rest of each instance (its flags, its evidence and any field
+// protobuf would keep as unknown), one after another, in one s2 block when
+// compressed. A node's instances repeat flag names, paths and images, and
+// the block holds their detail in a fraction of its size; reads that need
+// the detail decompress the node's block.
+type nodeEncoding struct {
+	buf        []byte
+	detail     int
+	compressed bool
 }
 
 const pivotRank = -1
@@ -66,19 +86,63 @@ func NewComponent(inst *v1.ComponentInstance) *Component {
 // decode when read. Each encoding is checked as protobuf would check it
 // (well formed, strings valid UTF-8) and must name cluster and node, an ID
 // and a component. The rows are one allocation, their IDs and component
-// names are read in place, and raw must never change.
+// names are read in place, and raw is not kept: the rows hold the node's
+// instances in a nodeEncoding of their own.
 func NewEncodedComponents(cluster, node string, raw [][]byte) ([]*Component, error) {
-	rows := make([]Component, len(raw))
-	out := make([]*Component, len(raw))
+	basicLen, detailLen := 0, 0
 	for i, b := range raw {
 		if err := checkEncoded(b, instanceDescriptor, 0); err != nil {
 			return nil, fmt.Errorf("instance %d: %w", i, err)
 		}
-		var c, n, comp, id string
-		_ = eachField(b, func(num protowire.Number, v []byte, _ uint64) error {
-			if v == nil {
-				return nil
+		eachSplitField(b, func(field []byte, basic bool) {
+			if basic {
+				basicLen += len(field)
+			} else {
+				detailLen += len(field)
 			}
+		})
+	}
+	if basicLen+detailLen > math.MaxUint32 {
+		return nil, fmt.Errorf("the node's instances take %d bytes, over 4 GiB", basicLen+detailLen)
+	}
+	scratch := getScratch(detailLen)
+	defer putScratch(scratch)
+	detail := (*scratch)[:0]
+	rows := make([]Component, len(raw))
+	out := make([]*Component, len(raw))
+	spans := make([][4]uint32, len(raw))
+	for i, b := range raw {
+		spans[i][2] = uint32(len(detail))
+		eachSplitField(b, func(field []byte, basic bool) {
+			if basic {
+				spans[i][1] += uint32(len(field))
+			} else {
+				detail = append(detail, field...)
+			}
+		})
+		spans[i][3] = uint32(len(detail))
+	}
+	enc := &nodeEncoding{detail: basicLen}
+	var z []byte
+	if len(detail) > 0 {
+		zs := getScratch(s2.MaxEncodedLen(len(detail)))
+		defer putScratch(zs)
+		if z = s2.Encode(*zs, detail); len(z) < len(detail) {
+			enc.compressed = true
+		} else {
+			z = detail
+		}
+	}
+	enc.buf = make([]byte, 0, basicLen+len(z))
+	for i, b := range raw {
+		from := len(enc.buf)
+		eachSplitField(b, func(field []byte, basic bool) {
+			if basic {
+				enc.buf = append(enc.buf, field...)
+			}
+		})
+		var c, n, comp, id string
+		_ = eachField(enc.buf[from:], func(num protowire.Number, v []byte, _ uint64) error {
 			switch num {
 			case fieldCluster:
 				c = alias(v)
@@ -100,10 +164,29 @@ func NewEncodedComponents(cluster, node string, raw [][]byte) ([]*Component, err
 			return nil, fmt.Errorf("instance %s has no component", id)
 		}
 		rows[i] = Component{Cluster: cluster, Node: node, Component: internComponent(comp), InstanceID: id,
-			rank: int32(v1.ComponentRank(comp)), raw: b}
+			rank: int32(v1.ComponentRank(comp)), enc: enc, basicFrom: uint32(from), basicTo: uint32(len(enc.buf)),
+			detailFrom: spans[i][2], detailTo: spans[i][3]}
 		out[i] = &rows[i]
 	}
+	enc.buf = append(enc.buf, z...)
 	return out, nil
+}
+
+// scratchPool holds buffers for building and decompressing encodings.
+var scratchPool sync.Pool
+
+func getScratch(n int) *[]byte {
+	if b, ok := scratchPool.Get().(*[]byte); ok && cap(*b) >= n {
+		return b
+	}
+	b := make([]byte, 0, max(n, 4096))
+	return &b
+}
+
+func putScratch(b *[]byte) {
+	if cap(*b) <= 1<<20 {
+		scratchPool.Put(b)
+	}
 }
 
 var instanceDescriptor = (&v1.ComponentInstance{}).ProtoReflect().Descriptor()
@@ -186,23 +269,66 @@ func internComponent(name string) string {
 }
 
 // Encoded reports whether the row keeps its instance encoded.
-func (c *Component) Encoded() bool { return c.raw != nil }
+func (c *Component) Encoded() bool { return c.enc != nil }
 
 // ID is the instance's identity in the store: "<cluster>/<instance id>".
 func (c *Component) ID() string { return c.Cluster + "/" + c.InstanceID }
+
+// basic returns the encoding of the instance's basic fields.
+func (c *Component) basic() []byte { return c.enc.buf[c.basicFrom:c.basicTo:c.basicTo] }
+
+// appendDetail appends the rest of the instance's encoding to b.
+func (c *Component) appendDetail(b []byte) []byte {
+	if c.detailTo == c.detailFrom {
+		return b
+	}
+	if !c.enc.compressed {
+		return append(b, c.enc.buf[c.enc.detail:][c.detailFrom:c.detailTo]...)
+	}
+	scratch := getScratch(0)
+	defer putScratch(scratch)
+	d := c.enc.appendDetail((*scratch)[:0])
+	*scratch = d
+	if len(d) < int(c.detailTo) {
+		return b // made by NewEncodedComponents; this cannot happen
+	}
+	return append(b, d[c.detailFrom:c.detailTo]...)
+}
+
+// appendDetail appends the node's detail, decompressed, to b.
+func (e *nodeEncoding) appendDetail(b []byte) []byte {
+	block := e.buf[e.detail:]
+	if !e.compressed {
+		return append(b, block...)
+	}
+	n, err := s2.DecodedLen(block)
+	if err != nil {
+		return b
+	}
+	b = slices.Grow(b, n)
+	d, err := s2.Decode(b[len(b):len(b)+n], block)
+	if err != nil {
+		return b
+	}
+	return b[:len(b)+len(d)]
+}
 
 // Instance returns the instance. A row that keeps it encoded decodes it on
 // each call; callers that need it more than once keep the result. The
 // result is never to be changed.
 func (c *Component) Instance() *v1.ComponentInstance {
-	if c.raw == nil {
+	if c.enc == nil {
 		return c.inst
 	}
+	scratch := getScratch(c.EncodingSize(false))
+	defer putScratch(scratch)
+	b, _ := c.AppendEncoding((*scratch)[:0], false)
 	in := &v1.ComponentInstance{}
-	if err := proto.Unmarshal(c.raw, in); err != nil {
+	if err := proto.Unmarshal(b, in); err != nil {
 		// Checked when it was written; this cannot happen. Say what is known.
 		return &v1.ComponentInstance{Cluster: c.Cluster, Node: c.Node, Component: c.Component, Id: c.InstanceID}
 	}
+	*scratch = b
 	return in
 }
 
@@ -211,10 +337,10 @@ func (c *Component) Instance() *v1.ComponentInstance {
 // strings share the encoding's memory, which makes it several times
 // cheaper than a whole decode. The result is never to be changed.
 func (c *Component) InstanceBasic() *v1.ComponentInstance {
-	if c.raw == nil {
+	if c.enc == nil {
 		return c.inst
 	}
-	in, err := decodeBasic(c.raw)
+	in, err := decodeBasic(c.basic())
 	if err != nil {
 		return c.Instance()
 	}
@@ -223,49 +349,51 @@ func (c *Component) InstanceBasic() *v1.ComponentInstance {
 
 // AppendEncoding appends the instance's encoding to b, without its flags and
 // evidence when basic, and reports whether the row keeps one (if not, b is
-// returned as it was). It copies bytes and decodes nothing.
+// returned as it was). It decodes nothing. The encoding holds the fields
+// the instance was published with, the basic ones first: protobuf reads
+// it as it read the published one.
 func (c *Component) AppendEncoding(b []byte, basic bool) ([]byte, bool) {
-	if c.raw == nil {
+	if c.enc == nil {
 		return b, false
 	}
+	b = append(b, c.basic()...)
 	if !basic {
-		return append(b, c.raw...), true
+		b = c.appendDetail(b)
 	}
-	ok := c.eachBasicField(func(field []byte) { b = append(b, field...) })
-	return b, ok
+	return b, true
 }
 
 // EncodingSize returns the size of what AppendEncoding appends, without
 // building it: a watcher's event or a page is then built in one allocation.
 func (c *Component) EncodingSize(basic bool) int {
-	if !basic {
-		return len(c.raw)
+	if c.enc == nil {
+		return 0
 	}
-	size := 0
-	c.eachBasicField(func(field []byte) { size += len(field) })
-	return size
+	n := int(c.basicTo - c.basicFrom)
+	if !basic {
+		n += int(c.detailTo - c.detailFrom)
+	}
+	return n
 }
 
-// eachBasicField calls f with each field of the encoding, tag included,
-// that the basic view keeps: the instance's known fields but its flags and
-// evidence, each with its own wire type, which is what decodeBasic reads.
-func (c *Component) eachBasicField(f func(field []byte)) bool {
-	for rest := c.raw; len(rest) > 0; {
+// eachSplitField calls f with each field of an encoded instance, tag
+// included, and whether the basic view keeps it: the instance's known
+// fields but its flags and evidence, each with its own wire type, which is
+// what decodeBasic reads.
+func eachSplitField(b []byte, f func(field []byte, basic bool)) {
+	for rest := b; len(rest) > 0; {
 		num, typ, n := protowire.ConsumeTag(rest)
 		if n < 0 {
-			return false
+			return
 		}
 		m := protowire.ConsumeFieldValue(num, typ, rest[n:])
 		if m < 0 {
-			return false
+			return
 		}
-		if num <= fieldID && num != fieldFlags && num != fieldEvidence && basicWireTypeOK(num, typ == protowire.BytesType) &&
-			(typ == protowire.BytesType || typ == protowire.VarintType) {
-			f(rest[:n+m])
-		}
+		f(rest[:n+m], num <= fieldID && num != fieldFlags && num != fieldEvidence && basicWireTypeOK(num, typ == protowire.BytesType) &&
+			(typ == protowire.BytesType || typ == protowire.VarintType))
 		rest = rest[n+m:]
 	}
-	return true
 }
 
 // The field numbers decodeBasic reads (a test checks them against the
@@ -697,6 +825,7 @@ func (t *Txn) ReplaceComponents(cluster, node string, rows []*Component, same fu
 	slices.SortFunc(next, func(a, b *Component) int { return cmpString(a.InstanceID, b.InstanceID) })
 	var ord *componentOrder
 	// Merge old and new, both by instance ID.
+	var cmp detailCmp
 	i, j := 0, 0
 	for i < len(oldRows) || j < len(next) {
 		var o, n *Component
@@ -715,8 +844,8 @@ func (t *Txn) ReplaceComponents(cluster, node string, rows []*Component, same fu
 		if o != nil && n != nil && o == n {
 			continue
 		}
-		unchanged := o != nil && n != nil && (sameEncoding(o, n) || (o.raw == nil && n.raw == nil && same != nil && same(o, n)))
-		if unchanged && n.raw == nil {
+		unchanged := o != nil && n != nil && (sameEncoding(o, n, &cmp) || (o.enc == nil && n.enc == nil && same != nil && same(o, n)))
+		if unchanged && n.enc == nil {
 			next[j-1] = o
 			continue
 		}
@@ -777,6 +906,7 @@ func componentEvents(events []Event, before, after *nodeComponents) []Event {
 	if after != nil {
 		n = after.Rows
 	}
+	var cmp detailCmp
 	i, j := 0, 0
 	for i < len(o) || j < len(n) {
 		switch {
@@ -787,7 +917,7 @@ func componentEvents(events []Event, before, after *nodeComponents) []Event {
 			events = append(events, n[j].event(v1.WatchEventType_WATCH_EVENT_TYPE_ADDED))
 			j++
 		default:
-			if o[i] != n[j] && !sameEncoding(o[i], n[j]) {
+			if o[i] != n[j] && !sameEncoding(o[i], n[j], &cmp) {
 				events = append(events, n[j].event(v1.WatchEventType_WATCH_EVENT_TYPE_MODIFIED))
 			}
 			i++
@@ -799,13 +929,49 @@ func componentEvents(events []Event, before, after *nodeComponents) []Event {
 
 // event is a change of the row's instance.
 func (c *Component) event(t v1.WatchEventType) Event {
-	if c.raw != nil {
+	if c.enc != nil {
 		return Event{Type: t, Row: c}
 	}
 	return Event{Type: t, Component: c.inst}
 }
 
 // sameEncoding reports whether two rows keep the same encoded instance.
-func sameEncoding(a, b *Component) bool {
-	return a.raw != nil && b.raw != nil && bytes.Equal(a.raw, b.raw)
+// When their nodes' detail blocks differ, it compares the decompressed
+// detail, which cmp keeps for the nodes it last saw.
+func sameEncoding(a, b *Component, cmp *detailCmp) bool {
+	if a.enc == nil || b.enc == nil || !bytes.Equal(a.basic(), b.basic()) || a.detailTo-a.detailFrom != b.detailTo-b.detailFrom {
+		return false
+	}
+	if a.detailTo == a.detailFrom {
+		return true
+	}
+	if a.detailFrom == b.detailFrom && a.enc.compressed == b.enc.compressed &&
+		(a.enc == b.enc || bytes.Equal(a.enc.buf[a.enc.detail:], b.enc.buf[b.enc.detail:])) {
+		return true
+	}
+	return bytes.Equal(cmp.detail(a), cmp.detail(b))
+}
+
+// detailCmp keeps the decompressed detail of the last two nodes
+// sameEncoding compared: replacing a node compares each of its rows with
+// the row it replaces.
+type detailCmp struct {
+	enc [2]*nodeEncoding
+	d   [2][]byte
+	i   int
+}
+
+// detail returns the rest of the row's encoding.
+func (c *detailCmp) detail(r *Component) []byte {
+	for i, e := range c.enc {
+		if e == r.enc {
+			return c.d[i][r.detailFrom:r.detailTo]
+		}
+	}
+	c.i = (c.i + 1) % 2
+	c.enc[c.i], c.d[c.i] = r.enc, r.enc.appendDetail(nil)
+	if len(c.d[c.i]) < int(r.detailTo) {
+		return nil
+	}
+	return c.d[c.i][r.detailFrom:r.detailTo]
 }

@@ -463,8 +463,28 @@ func TestDecodeBasicMatchesProtobuf(t *testing.T) {
 	if !ok || proto.Unmarshal(enc, &fromEnc) != nil || !proto.Equal(&fromEnc, basic(full)) {
 		t.Fatalf("basic encoding decodes to %v", &fromEnc)
 	}
-	if enc, ok := rows[0].AppendEncoding([]byte("x"), false); !ok || !bytes.Equal(enc, append([]byte("x"), b...)) {
-		t.Fatal("the full encoding is not the row's")
+	// The full encoding is the basic one, then the rest as published: read
+	// as protobuf reads the published one, unknown and odd fields too.
+	for _, published := range [][]byte{b, append(slices.Clone(b), odd...)} {
+		rows, err := NewEncodedComponents("v-cluster", "v-node", [][]byte{published})
+		if err != nil {
+			t.Fatal(err)
+		}
+		basicEnc, _ := rows[0].AppendEncoding(nil, true)
+		enc, ok := rows[0].AppendEncoding([]byte("x"), false)
+		if !ok || !bytes.HasPrefix(enc, append([]byte("x"), basicEnc...)) || len(enc) != 1+len(published) {
+			t.Fatalf("the full encoding is %d bytes, published %d", len(enc)-1, len(published))
+		}
+		var want, got v1.ComponentInstance
+		if err := proto.Unmarshal(published, &want); err != nil {
+			t.Fatal(err)
+		}
+		if err := proto.Unmarshal(enc[1:], &got); err != nil || !proto.Equal(&got, &want) {
+			t.Fatalf("the full encoding decodes to\n%v (%v)\nwant %v", &got, err, &want)
+		}
+		if !proto.Equal(rows[0].Instance(), &want) {
+			t.Fatalf("the instance is %v", rows[0].Instance())
+		}
 	}
 	if _, ok := NewComponent(full).AppendEncoding(nil, true); ok {
 		t.Fatal("a decoded row gave an encoding")
@@ -484,5 +504,111 @@ func TestDecodeBasicMatchesProtobuf(t *testing.T) {
 			continue // a cut at a field's end is a shorter message
 		}
 		t.Fatalf("a cut at %d decoded", n)
+	}
+}
+
+// A node's flags and evidence are kept in one compressed block: a change
+// to one instance's detail changes the block, and still only that instance
+// is published as changed. Detail that does not compress is kept as it is.
+func TestNodeDetailBlock(t *testing.T) {
+	s, err := NewStore()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub := s.Broker().Subscribe()
+	defer sub.Close()
+	inst := func(i int, pid int32, flag string) *v1.ComponentInstance {
+		id := fmt.Sprintf("n/kubelet/%d", i)
+		return &v1.ComponentInstance{Cluster: "c", Node: "n", Component: v1.ComponentKubelet, Id: id, Pid: pid,
+			Flags: []*v1.Flag{{Name: "kubeconfig", Values: []string{flag}}, {Name: "v", Values: []string{"2"}}},
+			Evidence: []*v1.Evidence{{Kind: v1.EvidenceKind_EVIDENCE_KIND_PROCESS, Summary: fmt.Sprintf("pid %d: /usr/bin/kubelet --v=2", pid)},
+				{Kind: v1.EvidenceKind_EVIDENCE_KIND_CGROUP, Summary: "cgroup /kubepods.slice/kubepods-burstable.slice/cri-containerd-" + id + ".scope"}}}
+	}
+	put := func(ins []*v1.ComponentInstance) []*Component {
+		t.Helper()
+		raw := make([][]byte, len(ins))
+		for i, in := range ins {
+			raw[i], err = proto.Marshal(in)
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		rows, err := NewEncodedComponents("c", "n", raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, r := range rows {
+			if !proto.Equal(r.Instance(), ins[i]) {
+				t.Fatalf("row %d reads %v", i, r.Instance())
+			}
+			if enc, _ := r.AppendEncoding(nil, false); len(enc) != len(raw[i]) || r.EncodingSize(false) != len(raw[i]) {
+				t.Fatalf("row %d: full encoding of %d bytes, sized %d, published %d", i, len(enc), r.EncodingSize(false), len(raw[i]))
+			}
+		}
+		txn := s.WriteTxn()
+		defer txn.Abort()
+		if _, err := txn.ReplaceComponents("c", "n", rows, nil); err != nil {
+			t.Fatal(err)
+		}
+		txn.Commit()
+		return rows
+	}
+	changed := func() []string {
+		t.Helper()
+		evs, _ := sub.Read(nil, 100)
+		var out []string
+		for _, e := range evs {
+			out = append(out, strings.TrimPrefix(e.Type.String(), "WATCH_EVENT_TYPE_")+" "+e.Instance().Id)
+		}
+		return out
+	}
+	var ins []*v1.ComponentInstance
+	for i := range 12 {
+		ins = append(ins, inst(i, int32(100+i), "/etc/kubernetes/kubelet.conf"))
+	}
+	rows := put(ins)
+	if got := changed(); len(got) != 12 {
+		t.Fatalf("first put: %q", got)
+	}
+	raw := 0
+	for _, in := range ins {
+		raw += proto.Size(in)
+	}
+	if kept := len(rows[0].enc.buf); !rows[0].enc.compressed || kept > raw*3/4 {
+		t.Fatalf("the node's %d bytes are kept in %d (compressed %v)", raw, kept, rows[0].enc.compressed)
+	}
+	// One instance's evidence changes: the block changes, one event.
+	ins[5] = inst(5, 999, "/etc/kubernetes/kubelet.conf")
+	put(ins)
+	if got := changed(); !slices.Equal(got, []string{"MODIFIED n/kubelet/5"}) {
+		t.Fatalf("one evidence changed: %q", got)
+	}
+	// The same detail again, in a new block: nothing.
+	put(slices.Clone(ins))
+	if got := changed(); len(got) != 0 {
+		t.Fatalf("an unchanged node published %q", got)
+	}
+	// A detail of equal size but other bytes is a change.
+	ins[7] = inst(7, 107, "/etc/kubernetes/kubelet.cong")
+	put(ins)
+	if got := changed(); !slices.Equal(got, []string{"MODIFIED n/kubelet/7"}) {
+		t.Fatalf("one flag changed: %q", got)
+	}
+	// Detail that does not compress is kept as it is.
+	rng := rand.New(rand.NewPCG(3, 4))
+	noisy := func(i int) *v1.ComponentInstance {
+		noise := make([]byte, 2000)
+		for j := range noise {
+			noise[j] = byte(' ' + rng.IntN(95))
+		}
+		return &v1.ComponentInstance{Cluster: "c", Node: "n", Component: v1.ComponentKubelet, Id: fmt.Sprintf("n/kubelet/%d", i),
+			Flags: []*v1.Flag{{Name: string(noise)}}}
+	}
+	rows = put([]*v1.ComponentInstance{noisy(0), noisy(1)})
+	if rows[0].enc.compressed {
+		t.Fatal("noise was kept compressed")
+	}
+	if got := changed(); len(got) != 12 {
+		t.Fatalf("after the noise: %q", got)
 	}
 }
