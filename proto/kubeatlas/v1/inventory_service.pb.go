@@ -2581,7 +2581,9 @@ type WatchRequest struct {
 	// Group up to this many events in one response, in its batch field; 0 or 1 sends each event in a response of
 	// its own, as soon as it is committed. When grouping, the server sends a watcher at most one response per 50 ms
 	// and groups what waits, so an event is held back at most 50 ms and a watcher of a busy fleet receives a few
-	// large messages instead of many small ones. The server lowers values above 1000.
+	// large messages instead of many small ones. A watcher of every event (no cluster, component or filter) may
+	// wait up to 25 ms more for a run of 256 events to be whole, which the server then encodes once for every such
+	// watcher. The server lowers values above 1000.
 	MaxBatch int32 `protobuf:"varint,6,opt,name=max_batch,json=maxBatch,proto3" json:"max_batch,omitempty"`
 	// Resume after this point: the index of the last response the watcher handled (an event's, or SYNCED's)
 	// on an earlier Watch. If the aggregator still holds every change after it, it sends RESUMED and then those
