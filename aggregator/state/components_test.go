@@ -220,35 +220,12 @@ func TestReplaceComponentsPublishesOnlyChanges(t *testing.T) {
 	}
 	replace := func(ins ...*v1.ComponentInstance) []*Component {
 		t.Helper()
-		var raw [][]byte
-		for _, in := range ins {
-			b, err := proto.Marshal(in)
-			if err != nil {
-				t.Fatal(err)
-			}
-			raw = append(raw, b)
-		}
-		rows, err := NewEncodedComponents("c", "n", raw)
-		if err != nil {
-			t.Fatal(err)
-		}
-		txn := s.WriteTxn()
-		defer txn.Abort()
-		if _, err := txn.ReplaceComponents("c", "n", rows, nil); err != nil {
-			t.Fatal(err)
-		}
-		txn.Commit()
+		rows, _ := replaceEncoded(t, s, ins)
 		return rows
 	}
 	events := func() []string {
 		t.Helper()
-		evs, _ := sub.Read(nil, 100)
-		var out []string
-		for _, e := range evs {
-			in := e.Instance()
-			out = append(out, strings.TrimPrefix(e.Type.String(), "WATCH_EVENT_TYPE_")+" "+in.Id+" "+fmt.Sprint(in.RestartCount))
-		}
-		return out
+		return readEvents(sub, func(e Event) string { return e.Instance().Id + " " + fmt.Sprint(e.Instance().RestartCount) })
 	}
 	rows := replace(inst("x", 0), inst("y", 0), inst("z", 0))
 	if got := events(); !slices.Equal(got, []string{"ADDED n/x 0", "ADDED n/y 0", "ADDED n/z 0"}) {
@@ -526,17 +503,7 @@ func TestNodeDetailBlock(t *testing.T) {
 	}
 	put := func(ins []*v1.ComponentInstance) []*Component {
 		t.Helper()
-		raw := make([][]byte, len(ins))
-		for i, in := range ins {
-			raw[i], err = proto.Marshal(in)
-			if err != nil {
-				t.Fatal(err)
-			}
-		}
-		rows, err := NewEncodedComponents("c", "n", raw)
-		if err != nil {
-			t.Fatal(err)
-		}
+		rows, raw := replaceEncoded(t, s, ins)
 		for i, r := range rows {
 			if !proto.Equal(r.Instance(), ins[i]) {
 				t.Fatalf("row %d reads %v", i, r.Instance())
@@ -545,22 +512,11 @@ func TestNodeDetailBlock(t *testing.T) {
 				t.Fatalf("row %d: full encoding of %d bytes, sized %d, published %d", i, len(enc), r.EncodingSize(false), len(raw[i]))
 			}
 		}
-		txn := s.WriteTxn()
-		defer txn.Abort()
-		if _, err := txn.ReplaceComponents("c", "n", rows, nil); err != nil {
-			t.Fatal(err)
-		}
-		txn.Commit()
 		return rows
 	}
 	changed := func() []string {
 		t.Helper()
-		evs, _ := sub.Read(nil, 100)
-		var out []string
-		for _, e := range evs {
-			out = append(out, strings.TrimPrefix(e.Type.String(), "WATCH_EVENT_TYPE_")+" "+e.Instance().Id)
-		}
-		return out
+		return readEvents(sub, func(e Event) string { return e.Instance().Id })
 	}
 	var ins []*v1.ComponentInstance
 	for i := range 12 {
@@ -611,4 +567,40 @@ func TestNodeDetailBlock(t *testing.T) {
 	if got := changed(); len(got) != 12 {
 		t.Fatalf("after the noise: %q", got)
 	}
+}
+
+// replaceEncoded makes node c/n's instances those given, encoded as a
+// fleet view keeps them, and returns the rows and the encodings.
+func replaceEncoded(t *testing.T, s *Store, ins []*v1.ComponentInstance) ([]*Component, [][]byte) {
+	t.Helper()
+	raw := make([][]byte, len(ins))
+	for i, in := range ins {
+		b, err := proto.Marshal(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw[i] = b
+	}
+	rows, err := NewEncodedComponents("c", "n", raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	txn := s.WriteTxn()
+	defer txn.Abort()
+	if _, err := txn.ReplaceComponents("c", "n", rows, nil); err != nil {
+		t.Fatal(err)
+	}
+	txn.Commit()
+	return rows, raw
+}
+
+// readEvents reads what was published since the last read, each event as
+// its type and what describe says of it.
+func readEvents(sub *Subscription, describe func(Event) string) []string {
+	evs, _ := sub.Read(nil, 100)
+	var out []string
+	for _, e := range evs {
+		out = append(out, strings.TrimPrefix(e.Type.String(), "WATCH_EVENT_TYPE_")+" "+describe(e))
+	}
+	return out
 }
