@@ -110,17 +110,16 @@ func NewEncodedComponents(cluster, node string, raw [][]byte) ([]*Component, err
 	detail := (*scratch)[:0]
 	rows := make([]Component, len(raw))
 	out := make([]*Component, len(raw))
-	spans := make([][4]uint32, len(raw))
+	// The rows' detail, from and to, in the node's detail.
+	spans := make([][2]uint32, len(raw))
 	for i, b := range raw {
-		spans[i][2] = uint32(len(detail))
+		spans[i][0] = uint32(len(detail))
 		eachSplitField(b, func(field []byte, basic bool) {
-			if basic {
-				spans[i][1] += uint32(len(field))
-			} else {
+			if !basic {
 				detail = append(detail, field...)
 			}
 		})
-		spans[i][3] = uint32(len(detail))
+		spans[i][1] = uint32(len(detail))
 	}
 	enc := &nodeEncoding{detail: basicLen}
 	var z []byte
@@ -165,7 +164,7 @@ func NewEncodedComponents(cluster, node string, raw [][]byte) ([]*Component, err
 		}
 		rows[i] = Component{Cluster: cluster, Node: node, Component: internComponent(comp), InstanceID: id,
 			rank: int32(v1.ComponentRank(comp)), enc: enc, basicFrom: uint32(from), basicTo: uint32(len(enc.buf)),
-			detailFrom: spans[i][2], detailTo: spans[i][3]}
+			detailFrom: spans[i][0], detailTo: spans[i][1]}
 		out[i] = &rows[i]
 	}
 	enc.buf = append(enc.buf, z...)
