@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/kubeatlas/kubeatlas/aggregator/apply"
@@ -330,6 +331,54 @@ func TestWatchHoldsBackARunUntilItIsWhole(t *testing.T) {
 	for range 2 {
 		if err := <-done; err != nil {
 			t.Fatal(err)
+		}
+	}
+}
+
+// An instance its aggregator encoded otherwise than protobuf would (here a
+// field twice, which decodes as its last) is sent as it was published and
+// sized as it is sent, whichever read sizes it first: a filter that decodes
+// it, or a list that sends it as it is.
+func TestEncodedRowsAreSizedAsSent(t *testing.T) {
+	st, err := state.NewStore()
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := &v1.ComponentInstance{Cluster: "c", Node: "n", Component: v1.ComponentKubelet, Id: "n/kubelet", Version: "v1.30.0",
+		How: v1.DeploymentKind_DEPLOYMENT_KIND_HOST_PROCESS, Flags: []*v1.Flag{{Name: "v", Values: []string{"2"}}}}
+	raw, err := proto.Marshal(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw = protowire.AppendString(protowire.AppendTag(raw, 14, protowire.BytesType), "v1.31.0") // version again
+	want := proto.CloneOf(in)
+	want.Version = "v1.31.0"
+	b := apply.New(st, apply.Config{}).FleetBatch()
+	if err := b.PutNode("c", &v1.Node{Cluster: "c", Name: "n"}, [][]byte{raw}, nil); err != nil {
+		t.Fatal(err)
+	}
+	b.Commit()
+	s := NewServer(st)
+	for _, view := range []v1.ComponentView{v1.ComponentView_COMPONENT_VIEW_FULL, v1.ComponentView_COMPONENT_VIEW_BASIC} {
+		for _, req := range []*v1.ListComponentsRequest{{How: v1.DeploymentKind_DEPLOYMENT_KIND_HOST_PROCESS}, {}, {Filter: `component.version == "v1.31.0"`}} {
+			req.View = view
+			resp, err := s.ListComponents(context.Background(), req)
+			if err != nil {
+				t.Fatalf("%v: %v", req, err)
+			}
+			got, err := ComponentsOf(resp)
+			if err != nil || len(got) != 1 {
+				t.Fatalf("%v: %v, %v", req, got, err)
+			}
+			if view == v1.ComponentView_COMPONENT_VIEW_BASIC {
+				want := proto.CloneOf(want)
+				want.Flags = nil
+				if !proto.Equal(got[0], want) {
+					t.Fatalf("%v: %v", req, got[0])
+				}
+			} else if !proto.Equal(got[0], want) {
+				t.Fatalf("%v: %v", req, got[0])
+			}
 		}
 	}
 }

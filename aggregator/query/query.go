@@ -430,7 +430,14 @@ func (s *Server) ListComponents(_ context.Context, req *v1.ListComponentsRequest
 			continue
 		}
 		item := inView(in, req.View)
-		size := c.Size(slot, func() int { return proto.Size(item) })
+		size := c.Size(slot, func() int {
+			if c.Encoded() {
+				// Sent as it is kept, which need not be as protobuf
+				// would encode it again.
+				return c.EncodingSize(basic)
+			}
+			return proto.Size(item)
+		})
 		if !pg.fits(size) {
 			resp.NextPageToken = pg.token(lastKey(last, order))
 			break
