@@ -89,38 +89,33 @@ func NewComponent(inst *v1.ComponentInstance) *Component {
 // names are read in place, and raw is not kept: the rows hold the node's
 // instances in a nodeEncoding of their own.
 func NewEncodedComponents(cluster, node string, raw [][]byte) ([]*Component, error) {
-	basicLen, detailLen := 0, 0
+	bs, ds := getScratch(0), getScratch(0)
+	defer putScratch(bs)
+	defer putScratch(ds)
+	basic, detail := (*bs)[:0], (*ds)[:0]
+	// Each row's basic fields and detail, from and to.
+	spans := make([][4]uint32, len(raw))
 	for i, b := range raw {
 		if err := checkEncoded(b, instanceDescriptor, 0); err != nil {
 			return nil, fmt.Errorf("instance %d: %w", i, err)
 		}
-		eachSplitField(b, func(field []byte, basic bool) {
-			if basic {
-				basicLen += len(field)
+		bFrom, dFrom := len(basic), len(detail)
+		eachSplitField(b, func(field []byte, isBasic bool) {
+			if isBasic {
+				basic = append(basic, field...)
 			} else {
-				detailLen += len(field)
-			}
-		})
-	}
-	if basicLen+detailLen > math.MaxUint32 {
-		return nil, fmt.Errorf("the node's instances take %d bytes, over 4 GiB", basicLen+detailLen)
-	}
-	scratch := getScratch(detailLen)
-	defer putScratch(scratch)
-	detail := (*scratch)[:0]
-	rows := make([]Component, len(raw))
-	out := make([]*Component, len(raw))
-	// The rows' detail, from and to, in the node's detail.
-	spans := make([][2]uint32, len(raw))
-	for i, b := range raw {
-		spans[i][0] = uint32(len(detail))
-		eachSplitField(b, func(field []byte, basic bool) {
-			if !basic {
 				detail = append(detail, field...)
 			}
 		})
-		spans[i][1] = uint32(len(detail))
+		if len(basic)+len(detail) > math.MaxUint32 {
+			return nil, fmt.Errorf("the node's instances take over 4 GiB")
+		}
+		spans[i] = [4]uint32{uint32(bFrom), uint32(len(basic)), uint32(dFrom), uint32(len(detail))}
 	}
+	*bs, *ds = basic, detail // grown, for the next node
+	basicLen := len(basic)
+	rows := make([]Component, len(raw))
+	out := make([]*Component, len(raw))
 	enc := &nodeEncoding{detail: basicLen}
 	var z []byte
 	if len(detail) > 0 {
@@ -133,15 +128,11 @@ func NewEncodedComponents(cluster, node string, raw [][]byte) ([]*Component, err
 		}
 	}
 	enc.buf = make([]byte, 0, basicLen+len(z))
-	for i, b := range raw {
-		from := len(enc.buf)
-		eachSplitField(b, func(field []byte, basic bool) {
-			if basic {
-				enc.buf = append(enc.buf, field...)
-			}
-		})
+	enc.buf = append(enc.buf, basic...)
+	for i := range raw {
+		from, to := spans[i][0], spans[i][1]
 		var c, n, comp, id string
-		_ = eachField(enc.buf[from:], func(num protowire.Number, v []byte, _ uint64) error {
+		_ = eachField(enc.buf[from:to], func(num protowire.Number, v []byte, _ uint64) error {
 			switch num {
 			case fieldCluster:
 				c = alias(v)
@@ -163,8 +154,8 @@ func NewEncodedComponents(cluster, node string, raw [][]byte) ([]*Component, err
 			return nil, fmt.Errorf("instance %s has no component", id)
 		}
 		rows[i] = Component{Cluster: cluster, Node: node, Component: internComponent(comp), InstanceID: id,
-			rank: int32(v1.ComponentRank(comp)), enc: enc, basicFrom: uint32(from), basicTo: uint32(len(enc.buf)),
-			detailFrom: spans[i][0], detailTo: spans[i][1]}
+			rank: int32(v1.ComponentRank(comp)), enc: enc, basicFrom: from, basicTo: to,
+			detailFrom: spans[i][2], detailTo: spans[i][3]}
 		out[i] = &rows[i]
 	}
 	enc.buf = append(enc.buf, z...)
