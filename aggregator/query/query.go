@@ -38,7 +38,8 @@ type Server struct {
 	BatchInterval time.Duration
 	// RunHold is how long a watcher of every event holds back the start
 	// of a run of events (state.GroupEvents) until the run is whole and
-	// can go out as one part encoded once for every such watcher.
+	// can go out as one part encoded once for every such watcher; 0 holds
+	// nothing back.
 	RunHold time.Duration
 	// Now is the clock ListCertificates's expiring_within counts from
 	// (time.Now).
@@ -931,7 +932,7 @@ func (s *Server) watch(req *v1.WatchRequest, stream v1.InventoryService_WatchSer
 				// begins with a whole run.
 				n -= int((sub.Next() + 1024) % state.GroupEvents)
 			}
-			if plain && !takeAll {
+			if plain && !takeAll && s.RunHold > 0 {
 				var waiting int
 				buf, lagged, waiting = sub.ReadRuns(buf[:0], n, state.GroupEvents)
 				if waiting > 0 && held == nil {
