@@ -319,9 +319,14 @@ func (s *Subscription) Next() uint64 {
 // further behind than the broker's history; reading then resumes with the
 // events published after this call.
 func (s *Subscription) Read(buf []Event, max int) (events []Event, lagged bool) {
+	s.b.mu.Lock()
+	defer s.b.mu.Unlock()
+	return s.readLocked(buf, max)
+}
+
+// readLocked is Read, with the broker's lock held.
+func (s *Subscription) readLocked(buf []Event, max int) (events []Event, lagged bool) {
 	b := s.b
-	b.mu.Lock()
-	defer b.mu.Unlock()
 	size := uint64(len(b.ring))
 	if s.cursor < b.tail {
 		b.dropped.Add(b.next - s.cursor)
@@ -352,17 +357,15 @@ func (s *Subscription) Read(buf []Event, max int) (events []Event, lagged bool) 
 func (s *Subscription) ReadRuns(buf []Event, max int, run uint64) (events []Event, lagged bool, held int) {
 	b := s.b
 	b.mu.Lock()
+	defer b.mu.Unlock()
 	if s.cursor >= b.tail && s.cursor%run == 0 {
 		whole := (b.next - s.cursor) / run * run
 		if whole == 0 {
-			held = int(b.next - s.cursor)
-			b.mu.Unlock()
-			return buf, false, held
+			return buf, false, int(b.next - s.cursor)
 		}
 		max = min(max, int(whole))
 	}
-	b.mu.Unlock()
-	events, lagged = s.Read(buf, max)
+	events, lagged = s.readLocked(buf, max)
 	return events, lagged, 0
 }
 
