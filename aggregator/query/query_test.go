@@ -195,6 +195,7 @@ func (w *watchStream) SendMsg(m any) error {
 	if err != nil {
 		return err
 	}
+	defer data.Free() // as grpc does once it has written them
 	resp := &v1.WatchResponse{}
 	if err := proto.Unmarshal(data.Materialize(), resp); err != nil {
 		return err

@@ -3,6 +3,7 @@ package query
 import (
 	"strings"
 	"sync/atomic"
+	"unsafe"
 
 	"google.golang.org/grpc/encoding"
 	protocodec "google.golang.org/grpc/encoding/proto"
@@ -216,9 +217,11 @@ type watchSender struct {
 	max    int
 	parts  mem.BufferSlice
 	// own holds events copied or built for this watcher alone, appended
-	// in place; it becomes a part when a shared run follows or the batch
-	// is sent.
+	// in place into ownBuf, a buffer of ownPool; it becomes a part when a
+	// shared run follows or the batch is sent, and grpc returns the buffer
+	// to the pool once the batch is written.
 	own    []byte
+	ownBuf *[]byte
 	size   int
 	events int
 }
@@ -252,7 +255,7 @@ func (w *watchSender) addRow(c *state.Component) (bool, error) {
 	if err := w.room(size, 1); err != nil {
 		return true, err
 	}
-	w.grow(size, w.max-w.events)
+	w.reserve(size, w.max-w.events)
 	w.own = appendRowEvent(w.own, ev, basic)
 	return true, w.added(size, 1)
 }
@@ -265,18 +268,32 @@ func (w *watchSender) addFramed(framed []byte) error {
 	if err := w.room(len(framed), 1); err != nil {
 		return err
 	}
-	w.grow(len(framed), 8)
+	w.reserve(len(framed), 8)
 	w.own = append(w.own, framed...)
 	return w.added(len(framed), 1)
 }
 
-// grow starts the watcher's own events, if it must, with room for n
-// events of size bytes: a new watcher's state fills a batch, while changes
-// that follow come a few at a time between shared runs.
-func (w *watchSender) grow(size, n int) {
-	if w.own == nil {
-		w.own = make([]byte, 0, min(maxBatchBytes, size*max(n, 1)))
+// ownPool lends watchers the buffers of their own events. Its sizes follow
+// what batches hold: a few events between shared runs, or a batch of a new
+// watcher's state (a thousand basic instances take about 250 KiB).
+var ownPool = mem.NewTieredBufferPool(4<<10, 16<<10, 64<<10, 256<<10, maxBatchBytes)
+
+// reserve makes room for an event of size bytes in the watcher's own
+// events. A new buffer has room for n such events: a new watcher's state
+// fills a batch, while changes that follow come a few at a time between
+// shared runs. A full one is replaced by one twice as large, and goes back
+// to the pool.
+func (w *watchSender) reserve(size, n int) {
+	if len(w.own)+size <= cap(w.own) {
+		return
 	}
+	want := max(len(w.own)+size, min(maxBatchBytes, size*max(n, 1)), 2*cap(w.own))
+	buf := ownPool.Get(want)
+	own := append((*buf)[:0], w.own...)
+	if w.ownBuf != nil {
+		ownPool.Put(w.ownBuf)
+	}
+	w.own, w.ownBuf = own, buf
 }
 
 // addPart adds events framed as elements of a batch: part, of size bytes.
@@ -307,12 +324,23 @@ func (w *watchSender) added(size, events int) error {
 	return nil
 }
 
-// sealOwn makes the watcher's own events built so far a part of the batch.
+// sealOwn makes the watcher's own events built so far a part of the
+// batch. The part returns its buffer to the pool once grpc has written it.
 func (w *watchSender) sealOwn() {
-	if len(w.own) > 0 {
+	switch {
+	case w.ownBuf == nil:
+	case len(w.own) == 0:
+		ownPool.Put(w.ownBuf)
+	case unsafe.SliceData(w.own) != unsafe.SliceData(*w.ownBuf):
+		// Appended past what was reserved: own left the pool's buffer,
+		// which nothing else holds.
 		w.appendPart(mem.SliceBuffer(w.own), w.max)
+		ownPool.Put(w.ownBuf)
+	default:
+		*w.ownBuf = w.own
+		w.appendPart(mem.NewBuffer(w.ownBuf, ownPool), w.max)
 	}
-	w.own = nil
+	w.own, w.ownBuf = nil, nil
 }
 
 func (w *watchSender) appendPart(part mem.Buffer, events int) {

@@ -58,7 +58,7 @@ var (
 	aggBin    = flag.String("aggregator", "", "the kubeatlas-aggregator binary (required)")
 	heapProf  = flag.String("heap-profile", "", "write the fleet view's heap profile here once it has caught up")
 	cpuProf   = flag.String("cpu-profile", "", "write the fleet view's CPU profile of the burst with watchers here")
-	allocProf = flag.String("alloc-profile", "", "write the fleet view's allocation profiles before (`file`.base) and after the burst with watchers; read with go tool pprof -sample_index=alloc_space -base file.base file")
+	allocProf = flag.String("alloc-profile", "", "write the fleet view's allocation profiles before (`file`.base) and after the burst with watchers, and before (file.steady.base) and after (file.steady) the steady state; read with go tool pprof -sample_index=alloc_space -base file.base file")
 	probe     = flag.String("probe", "", "only ask `where etcd` of the fleet view at this address and print the latencies as JSON (used by the run itself)")
 	probeFor  = flag.Duration("probe-for", time.Minute, "how long -probe asks")
 )
@@ -252,6 +252,11 @@ func run() error {
 	if err := r.watchLag(wctx, inv); err != nil {
 		return err
 	}
+	if *allocProf != "" {
+		if err := saveProfile("http://"+metrics+"/debug/pprof/allocs", *allocProf+".steady.base"); err != nil {
+			return err
+		}
+	}
 	stop := time.Now().Add(*steady)
 	churnDone := make(chan struct{})
 	go func() { defer close(churnDone); r.churn(ctx, stop) }()
@@ -262,6 +267,11 @@ func run() error {
 		return err
 	}
 	<-churnDone
+	if *allocProf != "" {
+		if err := saveProfile("http://"+metrics+"/debug/pprof/allocs", *allocProf+".steady"); err != nil {
+			return err
+		}
+	}
 	time.Sleep(2 * time.Second)
 	slices.Sort(whereLat)
 	fmt.Printf("fleet: where etcd p50 %v, p99 %v\n", pct(whereLat, 50).Round(10*time.Microsecond), pct(whereLat, 99).Round(10*time.Microsecond))
