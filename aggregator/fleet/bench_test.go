@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"runtime"
+	"runtime/metrics"
 	"slices"
 	"testing"
 	"time"
@@ -111,7 +112,9 @@ func BenchmarkFleetWhereEtcd(b *testing.B) {
 }
 
 // BenchmarkFleetViewHeap loads 10,000 published nodes (120,000 instances)
-// into a fleet view's store and reports the live heap per instance.
+// into a fleet view's store and reports the live heap and objects per
+// instance, and what a collection of that heap takes: the collector's cost
+// grows with the objects it marks and the pointers it follows.
 func BenchmarkFleetViewHeap(b *testing.B) {
 	for range b.N {
 		runtime.GC()
@@ -122,6 +125,15 @@ func BenchmarkFleetViewHeap(b *testing.B) {
 		var after runtime.MemStats
 		runtime.ReadMemStats(&after)
 		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/120_000, "live-B/instance")
+		b.ReportMetric(float64(after.HeapObjects-before.HeapObjects)/120_000, "objects/instance")
+		gcCPU := []metrics.Sample{{Name: "/cpu/classes/gc/total:cpu-seconds"}}
+		metrics.Read(gcCPU)
+		cpu0 := gcCPU[0].Value.Float64()
+		for range 5 {
+			runtime.GC()
+		}
+		metrics.Read(gcCPU)
+		b.ReportMetric((gcCPU[0].Value.Float64()-cpu0)/5*1000, "gc-cpu-ms")
 		runtime.KeepAlive(st)
 	}
 }

@@ -55,9 +55,9 @@ func clustersTable() *memdb.TableSchema {
 func nodesTable() *memdb.TableSchema {
 	return &memdb.TableSchema{Name: tableNodes, Indexes: map[string]*memdb.IndexSchema{
 		// GetNode and paging ListNodes: "<cluster>/<node>", in order.
+		// A cluster's nodes (cluster mode, node counts, re-joins after a
+		// cluster-wide change) are a prefix of it: see Reads.NodesOf.
 		indexID: {Name: indexID, Unique: true, Indexer: &memdb.StringFieldIndex{Field: "ID"}},
-		// A cluster's nodes: cluster mode, node counts, re-joins after a cluster-wide change.
-		indexCluster: {Name: indexCluster, Indexer: &memdb.StringFieldIndex{Field: "Cluster"}},
 	}}
 }
 

@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"slices"
 	"testing"
+	"time"
+
+	"github.com/hashicorp/go-memdb"
 
 	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
 )
@@ -131,4 +134,50 @@ func deleteComponent(t *Txn, c *Component) error {
 	}
 	_, err := t.ReplaceComponents(c.Cluster, c.Node, rows, func(a, b *Component) bool { return a == b })
 	return err
+}
+
+// A cluster's nodes are exactly those whose cluster is that cluster, in ID
+// order, even beside clusters whose names share its prefix, and a watch on
+// them fires when one of them changes.
+func TestNodesOfOneCluster(t *testing.T) {
+	s, err := NewStore()
+	if err != nil {
+		t.Fatal(err)
+	}
+	txn := s.WriteTxn()
+	for _, c := range []string{"a", "a/b", "ab", "a-b", "b"} {
+		for _, n := range []string{"n2", "n1", "b/n3"} {
+			if err := txn.PutNode(&Node{ID: NodeID(c, n), Cluster: c, Name: n}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	txn.Commit()
+	for _, c := range []string{"a", "a/b", "ab", "b", "c", ""} {
+		var got []string
+		for n := range s.View().NodesOf(nil, c) {
+			if n.Cluster != c {
+				t.Fatalf("cluster %q: a node of %q", c, n.Cluster)
+			}
+			got = append(got, n.Name)
+		}
+		want := []string{"b/n3", "n1", "n2"}
+		if c == "c" || c == "" {
+			want = nil
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("cluster %q: %v, want %v", c, got, want)
+		}
+	}
+	ws := memdb.NewWatchSet()
+	for range s.View().NodesOf(ws, "a") {
+	}
+	txn = s.WriteTxn()
+	if err := txn.PutNode(&Node{ID: NodeID("a", "n4"), Cluster: "a", Name: "n4"}); err != nil {
+		t.Fatal(err)
+	}
+	txn.Commit()
+	if ws.Watch(time.After(time.Second)) {
+		t.Fatal("a new node of the cluster did not fire its watch")
+	}
 }
