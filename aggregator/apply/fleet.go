@@ -64,7 +64,13 @@ func (b *FleetBatch) PutNode(cluster string, node *v1.Node, raw [][]byte, findin
 			return err
 		}
 	}
-	n := &state.Node{ID: state.NodeID(cluster, name), Cluster: cluster, Name: name, Roles: node.Roles, Published: node}
+	var id string
+	if old, _ := txn.Node(nil, cluster, name); old != nil {
+		id = old.ID // one copy of it for the node's life
+	} else {
+		id = state.NodeID(cluster, name)
+	}
+	n := &state.Node{ID: id, Cluster: cluster, Name: name, Roles: node.Roles, Published: node}
 	if err := txn.PutNode(n); err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package apply
 import (
 	"testing"
 	"time"
+	"unsafe"
 
 	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
 )
@@ -45,5 +46,26 @@ func TestFleetRowsAreNeverJoined(t *testing.T) {
 	}
 	for range e.Store().View().ComponentsOn(nil, "c", "n") {
 		t.Fatal("a deleted node kept its instances")
+	}
+}
+
+// A node updated again keeps its ID string: a fleet view holds one copy of
+// it for the node's life, shared with its row of instances.
+func TestFleetNodeKeepsItsID(t *testing.T) {
+	e := newEngine(t, Config{})
+	var ids []*byte
+	for gen := range 3 {
+		inst := &v1.ComponentInstance{Cluster: "c", Node: "n", Component: "kubelet", Id: "n/kubelet", RestartCount: int32(gen)}
+		if err := e.PutFleetNode("c", &v1.FleetNode{Node: &v1.Node{Cluster: "c", Name: "n"}, Components: []*v1.ComponentInstance{inst}}); err != nil {
+			t.Fatal(err)
+		}
+		n, _ := e.Store().View().Node(nil, "c", "n")
+		if n.ID != "c/n" {
+			t.Fatalf("ID %q", n.ID)
+		}
+		ids = append(ids, unsafe.StringData(n.ID))
+	}
+	if ids[1] != ids[0] || ids[2] != ids[0] {
+		t.Fatal("an update made the node a new ID string")
 	}
 }

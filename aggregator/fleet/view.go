@@ -270,6 +270,7 @@ func (v *View) apply(b *apply.FleetBatch, e jetstream.KeyValueEntry) error {
 			return fmt.Errorf("a finding of %s/%s under node %s/%s's key", f.Cluster, f.Node, cluster, node)
 		}
 	}
+	shareStrings(rec.Node.ProtoReflect())
 	return written(b.PutNode(cluster, rec.Node, raw, rec.Findings))
 }
 

@@ -873,7 +873,19 @@ func (t *Txn) ReplaceComponents(cluster, node string, rows []*Component, same fu
 	if len(next) == 0 {
 		return changed, t.del(tableComponents, old)
 	}
-	return changed, t.put(tableComponents, &nodeComponents{ID: NodeID(cluster, node), Rows: next})
+	return changed, t.put(tableComponents, &nodeComponents{ID: t.nodeID(old, cluster, node), Rows: next})
+}
+
+// nodeID is a node's ID for its row of instances: its node row's, or else
+// the old row's, so that a node's rows hold one copy of it between them.
+func (t *Txn) nodeID(old *nodeComponents, cluster, node string) string {
+	if n, _ := t.Node(nil, cluster, node); n != nil {
+		return n.ID
+	}
+	if old != nil {
+		return old.ID
+	}
+	return NodeID(cluster, node)
 }
 
 func cmpString(a, b string) int {

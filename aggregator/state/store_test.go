@@ -5,6 +5,7 @@ import (
 	"slices"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/hashicorp/go-memdb"
 
@@ -180,4 +181,28 @@ func TestNodesOfOneCluster(t *testing.T) {
 	if ws.Watch(time.After(time.Second)) {
 		t.Fatal("a new node of the cluster did not fire its watch")
 	}
+}
+
+// A node's row of instances takes its ID from the node's row, so that the
+// two hold one copy of it.
+func TestNodeRowsShareTheirID(t *testing.T) {
+	s, err := NewStore()
+	if err != nil {
+		t.Fatal(err)
+	}
+	txn := s.WriteTxn()
+	id := NodeID("c", "n")
+	if err := txn.PutNode(&Node{ID: id, Cluster: "c", Name: "n"}); err != nil {
+		t.Fatal(err)
+	}
+	for gen := range 2 {
+		in := &v1.ComponentInstance{Id: "n/kubelet", Cluster: "c", Node: "n", Component: v1.ComponentKubelet, RestartCount: int32(gen)}
+		if _, err := txn.ReplaceComponents("c", "n", []*Component{NewComponent(in)}, nil); err != nil {
+			t.Fatal(err)
+		}
+		if got := txn.nodeComponents(nil, "c", "n").ID; got != id || unsafe.StringData(got) != unsafe.StringData(id) {
+			t.Fatalf("the row of instances has its own ID %q", got)
+		}
+	}
+	txn.Commit()
 }
