@@ -27,6 +27,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -274,7 +275,9 @@ func run() error {
 	}
 	time.Sleep(2 * time.Second)
 	slices.Sort(whereLat)
-	fmt.Printf("fleet: where etcd p50 %v, p99 %v\n", pct(whereLat, 50).Round(10*time.Microsecond), pct(whereLat, 99).Round(10*time.Microsecond))
+	over := len(whereLat) - sort.Search(len(whereLat), func(i int) bool { return whereLat[i] > 10*time.Millisecond })
+	fmt.Printf("fleet: where etcd p50 %v, p99 %v (%d answers, %d over 10ms, max %v)\n", pct(whereLat, 50).Round(10*time.Microsecond),
+		pct(whereLat, 99).Round(10*time.Microsecond), len(whereLat), over, whereLat[len(whereLat)-1].Round(10*time.Microsecond))
 	r.mu.Lock()
 	lags := slices.Clone(r.lags)
 	r.mu.Unlock()
