@@ -58,7 +58,9 @@ func TestWatchLendsItsBuffersToGRPC(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gs := grpc.NewServer(grpc.ForceServerCodecV2(Codec{}))
+	// Stop waits for the Watch handlers, which read ownPool, before the
+	// pool is put back.
+	gs := grpc.NewServer(grpc.ForceServerCodecV2(Codec{}), grpc.WaitForHandlers(true))
 	v1.RegisterInventoryServiceServer(gs, s)
 	go func() { _ = gs.Serve(lis) }()
 	defer gs.Stop()
