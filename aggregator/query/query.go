@@ -384,7 +384,15 @@ func (s *Server) ListComponents(_ context.Context, req *v1.ListComponentsRequest
 	resp := &v1.ListComponentsResponse{}
 	var last *state.Component
 	var k []byte
-	var page []pageItem
+	pp := pages.Get().(*[]pageItem)
+	page := (*pp)[:0]
+	defer func() {
+		if cap(page) <= maxPooledPage {
+			clear(page)
+			*pp = page[:0]
+			pages.Put(pp)
+		}
+	}()
 	encoded := false
 	basic := req.View == v1.ComponentView_COMPONENT_VIEW_BASIC
 	for c := range view.Components(nil, order, max(prefix, after)) {
@@ -464,7 +472,8 @@ func (s *Server) ListComponents(_ context.Context, req *v1.ListComponentsRequest
 	for _, p := range page {
 		total += protowire.SizeTag(componentsField) + protowire.SizeBytes(p.size)
 	}
-	enc := make([]byte, 0, total)
+	buf := answerPool.Get(total)
+	enc := (*buf)[:0]
 	for _, p := range page {
 		enc = protowire.AppendTag(enc, componentsField, protowire.BytesType)
 		enc = protowire.AppendVarint(enc, uint64(p.size))
@@ -474,16 +483,27 @@ func (s *Server) ListComponents(_ context.Context, req *v1.ListComponentsRequest
 		} else {
 			var err error
 			if enc, err = (proto.MarshalOptions{UseCachedSize: true}).MarshalAppend(enc, p.item); err != nil {
+				answerPool.Put(buf)
 				return nil, status.Errorf(codes.Internal, "encoding instance %s: %v", p.item.Id, err)
 			}
 		}
 		if len(enc)-start != p.size {
+			answerPool.Put(buf)
 			return nil, status.Errorf(codes.Internal, "instance encoded in %d bytes, sized %d", len(enc)-start, p.size)
 		}
 	}
+	// The buffer is lent: Codec sends it as it is and grpc returns it to
+	// the pool once written.
 	resp.ProtoReflect().SetUnknown(enc)
+	lendAnswer(resp, buf)
 	return resp, nil
 }
+
+// pages keeps ListComponents' page lists for the next request; one of
+// more than maxPooledPage items is left to the collector.
+var pages = sync.Pool{New: func() any { p := make([]pageItem, 0, 1024); return &p }}
+
+const maxPooledPage = 4096
 
 // toPage moves the instances of resp into page the first time an
 // instance kept encoded joins the answer.

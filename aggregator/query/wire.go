@@ -1,9 +1,12 @@
 package query
 
 import (
+	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"unsafe"
+	"weak"
 
 	"google.golang.org/grpc/encoding"
 	protocodec "google.golang.org/grpc/encoding/proto"
@@ -38,8 +41,63 @@ func (Codec) Marshal(v any) (mem.BufferSlice, error) {
 		}
 	case *encodedBatch:
 		return e.parts, nil
+	case *v1.ListComponentsResponse:
+		if buf, ok := takeAnswer(e); ok {
+			return marshalLent(e, buf)
+		}
 	}
 	return protoCodec.Marshal(v)
+}
+
+// answerPool lends ListComponents answers the buffer their kept encodings
+// are copied into: a page of 1,000 basic instances takes about 240 KiB, and
+// a page is at most a few MiB.
+var answerPool = mem.NewTieredBufferPool(16<<10, 64<<10, 256<<10, 1<<20, 4<<20)
+
+// lentAnswers maps an answer on its way out to the pooled buffer its
+// unknown fields lie in, until Codec marshals it. Its keys are weak: an
+// answer never marshalled (an in-process caller's) is collected as usual,
+// its buffer with it, and a cleanup drops its entry.
+var lentAnswers sync.Map // weak.Pointer[v1.ListComponentsResponse] → *[]byte
+
+// lendAnswer records that resp's unknown fields lie in buf, of answerPool.
+func lendAnswer(resp *v1.ListComponentsResponse, buf *[]byte) {
+	key := weak.Make(resp)
+	lentAnswers.Store(key, buf)
+	runtime.AddCleanup(resp, func(key weak.Pointer[v1.ListComponentsResponse]) { lentAnswers.Delete(key) }, key)
+}
+
+// takeAnswer returns the buffer lent to resp, if any, and forgets it.
+func takeAnswer(resp *v1.ListComponentsResponse) (*[]byte, bool) {
+	buf, ok := lentAnswers.LoadAndDelete(weak.Make(resp))
+	if !ok {
+		return nil, false
+	}
+	return buf.(*[]byte), true
+}
+
+// marshalLent sends an answer whose instances lie in a lent buffer: its
+// other fields, encoded, then the buffer as it is, which grpc returns to the
+// pool once it has written it. The answer keeps its other fields but no
+// longer its instances, so that nothing reads the buffer after that (grpc's
+// binary log would marshal the answer again).
+func marshalLent(resp *v1.ListComponentsResponse, buf *[]byte) (mem.BufferSlice, error) {
+	m := resp.ProtoReflect()
+	unknown := m.GetUnknown()
+	m.SetUnknown(nil)
+	head, err := protoCodec.Marshal(resp)
+	if err != nil {
+		answerPool.Put(buf)
+		return nil, err
+	}
+	if len(unknown) == 0 || unsafe.SliceData(unknown) != unsafe.SliceData(*buf) {
+		// Not in the buffer after all: sent as it is, and the buffer,
+		// which nothing holds, goes back.
+		answerPool.Put(buf)
+		return append(head, mem.SliceBuffer(unknown)), nil
+	}
+	*buf = unknown
+	return append(head, mem.NewBuffer(buf, answerPool)), nil
 }
 
 // Unmarshal implements encoding.CodecV2. A message whose strings are not
