@@ -41,6 +41,29 @@ func (p *poisonPool) Put(b *[]byte) {
 	p.BufferPool.Put(b)
 }
 
+// poison puts a poisonPool in place of *pool until the test ends.
+func poison(t *testing.T, pool *mem.BufferPool) *poisonPool {
+	p := &poisonPool{BufferPool: *pool}
+	*pool = p
+	t.Cleanup(func() { *pool = p.BufferPool })
+	return p
+}
+
+// serve serves s over gRPC on loopback until the test ends, and returns its
+// address. Its end waits for the handlers, which read the pools, before any
+// pool poison put in place earlier is taken away.
+func serve(t *testing.T, s *Server) string {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := grpc.NewServer(grpc.ForceServerCodecV2(Codec{}), grpc.WaitForHandlers(true))
+	v1.RegisterInventoryServiceServer(gs, s)
+	go func() { _ = gs.Serve(lis) }()
+	t.Cleanup(gs.Stop)
+	return lis.Addr().String()
+}
+
 // A watcher's own events go out in pooled buffers that grpc returns once it
 // has written them: over a real connection, every batch arrives intact, in
 // both views and with rows encoded and decoded, and every buffer lent goes
@@ -52,21 +75,9 @@ func TestWatchLendsItsBuffersToGRPC(t *testing.T) {
 	}
 	s := copyStore(t, NewServer(e.Store()), true)
 	s.RunHold = 0
-	pool := &poisonPool{BufferPool: ownPool}
-	ownPool = pool
-	defer func() { ownPool = pool.BufferPool }()
-
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Stop waits for the Watch handlers, which read ownPool, before the
-	// pool is put back.
-	gs := grpc.NewServer(grpc.ForceServerCodecV2(Codec{}), grpc.WaitForHandlers(true))
-	v1.RegisterInventoryServiceServer(gs, s)
-	go func() { _ = gs.Serve(lis) }()
-	defer gs.Stop()
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	pool := poison(t, &ownPool)
+	addr := serve(t, s)
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -238,22 +249,12 @@ func TestListAnswersLendTheirBuffers(t *testing.T) {
 			t.Fatalf("%v: %d instances, %v", req, len(want[i]), err)
 		}
 	}
-	pool := &poisonPool{BufferPool: answerPool}
-	answerPool = pool
-	defer func() { answerPool = pool.BufferPool }()
-
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	gs := grpc.NewServer(grpc.ForceServerCodecV2(Codec{}), grpc.WaitForHandlers(true))
-	v1.RegisterInventoryServiceServer(gs, s)
-	go func() { _ = gs.Serve(lis) }()
-	defer gs.Stop()
+	pool := poison(t, &answerPool)
+	addr := serve(t, s)
 	errs := make(chan error, 4)
 	for range 4 {
 		go func() {
-			conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+			conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 			if err != nil {
 				errs <- err
 				return
