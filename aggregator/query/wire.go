@@ -67,8 +67,12 @@ func lendAnswer(resp *v1.ListComponentsResponse, buf *[]byte) {
 	runtime.AddCleanup(resp, func(key weak.Pointer[v1.ListComponentsResponse]) { lentAnswers.Delete(key) }, key)
 }
 
-// takeAnswer returns the buffer lent to resp, if any, and forgets it.
+// takeAnswer returns the buffer lent to resp, if any, and forgets it. Only
+// an answer with unknown fields can have one.
 func takeAnswer(resp *v1.ListComponentsResponse) (*[]byte, bool) {
+	if len(resp.ProtoReflect().GetUnknown()) == 0 {
+		return nil, false
+	}
 	buf, ok := lentAnswers.LoadAndDelete(weak.Make(resp))
 	if !ok {
 		return nil, false
