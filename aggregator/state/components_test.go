@@ -133,10 +133,7 @@ func randomInstance(rng *rand.Rand, cluster, node string, gen int) *v1.Component
 // while later transactions change the store, and an aborted one changes
 // nothing.
 func TestComponentOrdersFollowReplacements(t *testing.T) {
-	s, err := NewStore()
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := newTestStore(t)
 	rng := rand.New(rand.NewPCG(1, 2))
 	m := model{}
 	type snapshot struct {
@@ -208,10 +205,7 @@ func maps(m model) model {
 // encoded row lets go of its decoded form once committed, and reads decode
 // it again.
 func TestReplaceComponentsPublishesOnlyChanges(t *testing.T) {
-	s, err := NewStore()
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := newTestStore(t)
 	sub := s.Broker().Subscribe()
 	defer sub.Close()
 	inst := func(id string, restarts int32) *v1.ComponentInstance {
@@ -488,10 +482,7 @@ func TestDecodeBasicMatchesProtobuf(t *testing.T) {
 // to one instance's detail changes the block, and still only that instance
 // is published as changed. Detail that does not compress is kept as it is.
 func TestNodeDetailBlock(t *testing.T) {
-	s, err := NewStore()
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := newTestStore(t)
 	sub := s.Broker().Subscribe()
 	defer sub.Close()
 	inst := func(i int, pid int32, flag string) *v1.ComponentInstance {

@@ -40,10 +40,7 @@ func scanCounts(t *testing.T, s *Store) map[string]int {
 // The counts kept as transactions commit equal a scan of every table,
 // through puts, replacements, deletions, node-wide deletes and aborts.
 func TestCountsFollowCommits(t *testing.T) {
-	s, err := NewStore()
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := newTestStore(t)
 	rng := rand.New(rand.NewPCG(1, 2))
 	for step := range 400 {
 		txn := s.WriteTxn()

@@ -12,11 +12,18 @@ import (
 	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
 )
 
-func TestCommitPublishesAndAbortDoesNot(t *testing.T) {
+// newTestStore is a new, empty store.
+func newTestStore(t testing.TB) *Store {
+	t.Helper()
 	s, err := NewStore()
 	if err != nil {
 		t.Fatal(err)
 	}
+	return s
+}
+
+func TestCommitPublishesAndAbortDoesNot(t *testing.T) {
+	s := newTestStore(t)
 	sub := s.Broker().Subscribe()
 	defer sub.Close()
 	inst := &v1.ComponentInstance{Id: "n1/kubelet", Cluster: "c", Node: "n1", Component: v1.ComponentKubelet}
@@ -71,10 +78,7 @@ func TestCommitPublishesAndAbortDoesNot(t *testing.T) {
 // A view and its subscription are taken together: the view holds every change
 // numbered up to its position, and the subscription every one after it.
 func TestSubscribeSeesEveryChangeOnce(t *testing.T) {
-	s, err := NewStore()
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := newTestStore(t)
 	put := func(id string) {
 		txn := s.WriteTxn()
 		defer txn.Abort()
@@ -141,10 +145,7 @@ func deleteComponent(t *Txn, c *Component) error {
 // order, even beside clusters whose names share its prefix, and a watch on
 // them fires when one of them changes.
 func TestNodesOfOneCluster(t *testing.T) {
-	s, err := NewStore()
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := newTestStore(t)
 	txn := s.WriteTxn()
 	for _, c := range []string{"a", "a/b", "ab", "a-b", "b"} {
 		for _, n := range []string{"n2", "n1", "b/n3"} {
@@ -186,10 +187,7 @@ func TestNodesOfOneCluster(t *testing.T) {
 // A node's row of instances takes its ID from the node's row, so that the
 // two hold one copy of it.
 func TestNodeRowsShareTheirID(t *testing.T) {
-	s, err := NewStore()
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := newTestStore(t)
 	txn := s.WriteTxn()
 	id := NodeID("c", "n")
 	if err := txn.PutNode(&Node{ID: id, Cluster: "c", Name: "n"}); err != nil {
