@@ -21,6 +21,7 @@ import (
 	"github.com/kubeatlas/kubeatlas/aggregator/ingest"
 	"github.com/kubeatlas/kubeatlas/aggregator/join"
 	"github.com/kubeatlas/kubeatlas/aggregator/kube"
+	"github.com/kubeatlas/kubeatlas/aggregator/query"
 	"github.com/kubeatlas/kubeatlas/aggregator/server"
 	"github.com/kubeatlas/kubeatlas/aggregator/state"
 	"github.com/kubeatlas/kubeatlas/tlsfiles"
@@ -43,6 +44,7 @@ func NewRootCmd() *cobra.Command {
 		maxMans, burst               int
 		maxNodeBytes, watchBytes     int64
 		resumeBytes                  int64
+		ingestFirst                  time.Duration
 		tlsReload                    time.Duration
 		rate                         float64
 		forgetAfter, agentGrace      time.Duration
@@ -123,6 +125,7 @@ func NewRootCmd() *cobra.Command {
 					MaxProcesses: maxProcs, MaxManifests: maxMans, MaxMessageBytes: maxMsg, MaxNodeBytes: maxNodeBytes,
 					RatePerSecond: rate, Burst: burst},
 				AgentGrace: agentGrace, WatchHistoryBytes: watchBytes, WatchResumeBytes: resumeBytesOrNone(resumeBytes),
+				WatchIngestFirst: ingestFirstOrNever(ingestFirst),
 			})
 			if err != nil {
 				return err
@@ -160,6 +163,7 @@ func NewRootCmd() *cobra.Command {
 	f.DurationVar(&agentGrace, "agent-grace", time.Minute, "after start, how long agents have to reconnect before nodes without one are findings")
 	f.Int64Var(&watchBytes, "watch-history-bytes", state.DefaultHistoryBytes, "bytes of recent changes kept for watchers that fall behind")
 	f.Int64Var(&resumeBytes, "watch-resume-bytes", state.DefaultRetainBytes, "bytes of the newest changes kept, read or not, so that a watcher whose link broke resumes where it stopped (0: none)")
+	f.DurationVar(&ingestFirst, "watch-ingest-first", query.DefaultIngestFirst, "in a fleet view: while bucket records wait to be applied, watchers hold back their sends for up to this long, so that a burst is applied before it is fanned out (0: never)")
 	f.DurationVar(&grace, "shutdown-grace", 10*time.Second, "how long shutdown waits for streams to end")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringArrayVar(&bundles, "bundle", nil, "an offline bundle directory to serve as a cluster of its own (repeatable)")
@@ -237,6 +241,15 @@ func serverCreds(plaintext bool, certFile, keyFile, clientCA string) (credential
 		return nil, nil, err
 	}
 	return src.ServerCredentials(), src, nil
+}
+
+// ingestFirstOrNever turns the flag's 0 (never hold back) into the
+// server's negative value.
+func ingestFirstOrNever(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }
 
 // resumeBytesOrNone turns the flag's 0 (keep none) into the server's

@@ -362,3 +362,83 @@ func TestApplyBatchRefusesOneRecordAlone(t *testing.T) {
 		}
 	}
 }
+
+// The view marks its backlog while records wait behind one another, as in
+// a catch-up, and clears it once none has waited for a while. Records that
+// come one at a time never mark it.
+func TestViewMarksItsBacklog(t *testing.T) {
+	url := startNATS(t, nil)
+	nc, err := (&Conn{URL: url, Name: "publisher"}).connect(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	kv, err := js.CreateKeyValue(context.Background(), jetstream.KeyValueConfig{Bucket: DefaultBucket})
+	if err != nil {
+		t.Fatal(err)
+	}
+	put := func(node int) {
+		t.Helper()
+		data, err := proto.Marshal(benchNode("c", node, 100))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := kv.Put(context.Background(), nodeKey("c", fmt.Sprintf("node-%06d", node)), data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for n := range 1000 {
+		put(n)
+	}
+	_, e := newStore(t)
+	backlog := &state.Backlog{}
+	synced := make(chan struct{})
+	view := &View{Conn: Conn{URL: url, Name: "fleet"}, Applier: e, Backlog: backlog, OnSynced: func(time.Duration) { close(synced) }}
+	// watch polls the backlog until stop, and reports whether it was ever busy.
+	watch := func(stop <-chan struct{}) bool {
+		for {
+			if backlog.Busy() {
+				return true
+			}
+			select {
+			case <-stop:
+				return backlog.Busy()
+			case <-time.After(100 * time.Microsecond):
+			}
+		}
+	}
+	seenBusy := make(chan bool, 1)
+	go func() { seenBusy <- watch(synced) }()
+	run(t, view.Run)
+	select {
+	case <-synced:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the view never caught up")
+	}
+	if !<-seenBusy {
+		t.Fatal("1,000 records waiting for a new view did not mark its backlog")
+	}
+	eventually(t, 5*time.Second, func() error {
+		if backlog.Busy() {
+			return errors.New("the backlog did not clear after the catch-up")
+		}
+		return nil
+	})
+	stop := make(chan struct{})
+	go func() { seenBusy <- watch(stop) }()
+	for n := range 20 {
+		put(n)
+		time.Sleep(30 * time.Millisecond)
+	}
+	eventually(t, 5*time.Second, func() error {
+		if view.Applied.Load() < 1020 {
+			return fmt.Errorf("%d records applied of 1,020", view.Applied.Load())
+		}
+		return nil
+	})
+	close(stop)
+	if <-seenBusy {
+		t.Fatal("records one at a time marked the backlog")
+	}
+}

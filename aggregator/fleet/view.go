@@ -32,6 +32,9 @@ type View struct {
 	// Synced is set while the view holds the bucket's contents and
 	// follows its changes.
 	Synced atomic.Bool
+	// Backlog, if set, is marked busy while records wait in the bucket
+	// watch, and clear once none has waited for backlogIdle.
+	Backlog *state.Backlog
 	// Applied counts the records applied, Refused those refused.
 	Applied, Refused atomic.Int64
 }
@@ -107,6 +110,11 @@ func (v *View) follow(ctx context.Context, js jetstream.JetStream) error {
 		return fmt.Errorf("watching bucket %q: %w", v.Conn.Bucket, err)
 	}
 	defer func() { _ = w.Stop() }()
+	defer v.Backlog.Set(false)
+	// idle fires when no records have waited for backlogIdle.
+	idle := time.NewTimer(time.Hour)
+	idle.Stop()
+	defer idle.Stop()
 	seen := map[string]bool{}
 	initial := true
 	var pending []jetstream.KeyValueEntry
@@ -114,6 +122,8 @@ func (v *View) follow(ctx context.Context, js jetstream.JetStream) error {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-idle.C:
+			v.Backlog.Set(false)
 		case e, ok := <-w.Updates():
 			if !ok {
 				return errors.New("the watch ended")
@@ -135,6 +145,11 @@ func (v *View) follow(ctx context.Context, js jetstream.JetStream) error {
 				}
 			}
 			pending = batch
+			if len(batch) > 1 {
+				// Records waited behind the first: the view has a backlog.
+				v.Backlog.Set(true)
+				idle.Reset(backlogIdle)
+			}
 			for len(batch) > 0 {
 				n := 0
 				for n < len(batch) && batch[n] != nil {
@@ -166,6 +181,12 @@ func (v *View) follow(ctx context.Context, js jetstream.JetStream) error {
 		}
 	}
 }
+
+// backlogIdle is how long no records must wait behind another before the
+// backlog counts as cleared. It is a bound on waiting watchers only while
+// the view falls behind: records that come one at a time, however often,
+// never mark it busy.
+const backlogIdle = 20 * time.Millisecond
 
 // maxBatch bounds the records applied in one transaction.
 const maxBatch = 256

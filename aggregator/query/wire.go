@@ -159,28 +159,37 @@ func encodeEvent(ev state.Event, view v1.ComponentView) *encodedResponse {
 	if view == v1.ComponentView_COMPONENT_VIEW_BASIC && ev.IsComponent() {
 		slot = formBasic
 	}
-	return ev.Form(slot, func() any {
-		if ev.Row != nil {
-			return encodeRowEvent(ev, view)
-		}
-		resp := &v1.WatchResponse{Type: ev.Type, Index: ev.Seq}
-		switch {
-		case ev.Component != nil:
-			resp.Object = &v1.WatchResponse_Component{Component: inView(ev.Component, view)}
-		case ev.Finding != nil:
-			resp.Object = &v1.WatchResponse_Finding{Finding: ev.Finding}
-		}
-		size := proto.Size(resp)
-		head := protowire.SizeTag(batchField) + protowire.SizeVarint(uint64(size))
-		framed := protowire.AppendTag(make([]byte, 0, head+size), batchField, protowire.BytesType)
-		framed = protowire.AppendVarint(framed, uint64(size))
-		framed, err := proto.MarshalOptions{UseCachedSize: true}.MarshalAppend(framed, resp)
-		if err != nil {
-			// Left to the codec, which reports the error on the stream.
-			return &encodedResponse{resp: resp}
-		}
-		return &encodedResponse{resp: resp, wire: framed[head:], framed: framed}
+	return ev.Form(slot, func() (any, int) {
+		r := buildEvent(ev, view)
+		return r, r.cost()
 	}).(*encodedResponse)
+}
+
+// cost is what an event's encoding holds, for the history's byte bound.
+func (r *encodedResponse) cost() int { return cap(r.framed) + 64 }
+
+// buildEvent encodes the event as a WatchResponse in the given view.
+func buildEvent(ev state.Event, view v1.ComponentView) *encodedResponse {
+	if ev.Row != nil {
+		return encodeRowEvent(ev, view)
+	}
+	resp := &v1.WatchResponse{Type: ev.Type, Index: ev.Seq}
+	switch {
+	case ev.Component != nil:
+		resp.Object = &v1.WatchResponse_Component{Component: inView(ev.Component, view)}
+	case ev.Finding != nil:
+		resp.Object = &v1.WatchResponse_Finding{Finding: ev.Finding}
+	}
+	size := proto.Size(resp)
+	head := protowire.SizeTag(batchField) + protowire.SizeVarint(uint64(size))
+	framed := protowire.AppendTag(make([]byte, 0, head+size), batchField, protowire.BytesType)
+	framed = protowire.AppendVarint(framed, uint64(size))
+	framed, err := proto.MarshalOptions{UseCachedSize: true}.MarshalAppend(framed, resp)
+	if err != nil {
+		// Left to the codec, which reports the error on the stream.
+		return &encodedResponse{resp: resp}
+	}
+	return &encodedResponse{resp: resp, wire: framed[head:], framed: framed}
 }
 
 // encodeRowEvent builds the wire form of an event of an instance its row
@@ -454,45 +463,9 @@ func (w *watchSender) addRun(run []state.Event, skipComponents, skipFindings boo
 		run[len(run)-1].Seq != run[0].Seq+state.GroupEvents-1 {
 		return false, nil
 	}
-	basic := w.view == v1.ComponentView_COMPONENT_VIEW_BASIC
-	r, _ := run[0].GroupForm(slot, func() any {
-		// Events of rows kept encoded are built in the run's buffer;
-		// others take their shared encoding.
-		takes := func(ev state.Event) bool {
-			return (ev.IsComponent() && !skipComponents) || (ev.Finding != nil && !skipFindings)
-		}
-		var encs [state.GroupEvents]*encodedResponse
-		size := 0
-		for i, ev := range run {
-			switch {
-			case !takes(ev):
-			case ev.Row != nil:
-				size += rowEventSize(ev, basic)
-			default:
-				encs[i] = encodeEvent(ev, w.view)
-				if encs[i].framed == nil {
-					return &encodedRun{}
-				}
-				size += len(encs[i].framed)
-			}
-		}
-		if size > maxBatchBytes {
-			return &encodedRun{}
-		}
-		b := make([]byte, 0, size)
-		n := 0
-		for i, ev := range run {
-			switch {
-			case encs[i] != nil:
-				b = append(b, encs[i].framed...)
-			case !takes(ev):
-				continue
-			default:
-				b = appendRowEvent(b, ev, basic)
-			}
-			n++
-		}
-		return &encodedRun{part: mem.SliceBuffer(b), size: len(b), events: n}
+	r, _ := run[0].GroupForm(slot, func() (any, int) {
+		r := buildRun(run, w.view, skipComponents, skipFindings)
+		return r, r.size + 64
 	}).(*encodedRun)
 	if r == nil || r.part == nil {
 		return false, nil
@@ -502,6 +475,49 @@ func (w *watchSender) addRun(run []state.Event, skipComponents, skipFindings boo
 		return true, nil
 	}
 	return true, w.addPart(r.part, r.size, r.events)
+}
+
+// buildRun encodes a run of events as one part of a batch, or returns an
+// empty run if it cannot.
+func buildRun(run []state.Event, view v1.ComponentView, skipComponents, skipFindings bool) *encodedRun {
+	basic := view == v1.ComponentView_COMPONENT_VIEW_BASIC
+	// Events of rows kept encoded are built in the run's buffer;
+	// others take their shared encoding.
+	takes := func(ev state.Event) bool {
+		return (ev.IsComponent() && !skipComponents) || (ev.Finding != nil && !skipFindings)
+	}
+	var encs [state.GroupEvents]*encodedResponse
+	size := 0
+	for i, ev := range run {
+		switch {
+		case !takes(ev):
+		case ev.Row != nil:
+			size += rowEventSize(ev, basic)
+		default:
+			encs[i] = encodeEvent(ev, view)
+			if encs[i].framed == nil {
+				return &encodedRun{}
+			}
+			size += len(encs[i].framed)
+		}
+	}
+	if size > maxBatchBytes {
+		return &encodedRun{}
+	}
+	b := make([]byte, 0, size)
+	n := 0
+	for i, ev := range run {
+		switch {
+		case encs[i] != nil:
+			b = append(b, encs[i].framed...)
+		case !takes(ev):
+			continue
+		default:
+			b = appendRowEvent(b, ev, basic)
+		}
+		n++
+	}
+	return &encodedRun{part: mem.SliceBuffer(b), size: len(b), events: n}
 }
 
 // WatchResponse's field numbers.

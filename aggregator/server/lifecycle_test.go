@@ -17,7 +17,9 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/kubeatlas/kubeatlas/aggregator/auth"
+	"github.com/kubeatlas/kubeatlas/aggregator/fleet"
 	"github.com/kubeatlas/kubeatlas/aggregator/kube"
+	"github.com/kubeatlas/kubeatlas/aggregator/query"
 	v1 "github.com/kubeatlas/kubeatlas/proto/kubeatlas/v1"
 )
 
@@ -145,5 +147,41 @@ current-context: c
 	}
 	if agg.Ready() {
 		t.Fatal("ready before the source synced")
+	}
+}
+
+// A fleet view's watchers and bucket watch share one backlog; an
+// aggregator's watchers have none.
+func TestFleetViewWatchersYieldToItsIngest(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		view        *fleet.View
+		ingestFirst time.Duration
+		want        time.Duration
+	}{
+		{"aggregator", nil, 0, query.DefaultIngestFirst},
+		{"fleet view", &fleet.View{}, 0, query.DefaultIngestFirst},
+		{"fleet view, 2s", &fleet.View{}, 2 * time.Second, 2 * time.Second},
+		{"fleet view, never", &fleet.View{}, -1, 0},
+	} {
+		lis, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		agg, err := New(Config{Listener: lis, FleetView: tc.view, WatchIngestFirst: tc.ingestFirst})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tc.view == nil {
+			if agg.query.Backlog != nil {
+				t.Errorf("%s: watchers wait on a backlog", tc.name)
+			}
+		} else if tc.view.Backlog == nil || agg.query.Backlog != tc.view.Backlog {
+			t.Errorf("%s: the watchers' backlog %p is not the view's %p", tc.name, agg.query.Backlog, tc.view.Backlog)
+		}
+		if agg.query.IngestFirst != tc.want {
+			t.Errorf("%s: IngestFirst %v, want %v", tc.name, agg.query.IngestFirst, tc.want)
+		}
+		agg.close()
 	}
 }

@@ -79,6 +79,10 @@ type Config struct {
 	// watchers that resume (WatchRequest.resume_index): 0 means
 	// state.DefaultRetainBytes, a negative value keeps none.
 	WatchResumeBytes int64
+	// WatchIngestFirst is, in a fleet view, how long watchers hold back
+	// their sends while records wait to be applied (query.Server.IngestFirst):
+	// 0 means query.DefaultIngestFirst, a negative value never holds back.
+	WatchIngestFirst time.Duration
 	// Bundles are offline bundles loaded at start, as clusters of their own.
 	Bundles []string
 	// FleetPublish, when its URL is set, publishes this aggregator's
@@ -195,6 +199,14 @@ func New(cfg Config) (*Aggregator, error) {
 	}
 	qs := query.NewServer(store)
 	qs.FleetView = cfg.FleetView != nil
+	if cfg.FleetView != nil {
+		// Watchers leave the CPU to the bucket watch while it has a backlog.
+		cfg.FleetView.Backlog = &state.Backlog{}
+		qs.Backlog = cfg.FleetView.Backlog
+		if cfg.WatchIngestFirst != 0 {
+			qs.IngestFirst = max(cfg.WatchIngestFirst, 0)
+		}
+	}
 	v1.RegisterInventoryServiceServer(gs, qs)
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(gs, hs)

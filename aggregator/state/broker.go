@@ -1,9 +1,11 @@
 package state
 
 import (
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"google.golang.org/protobuf/proto"
 
@@ -43,6 +45,40 @@ type forms struct {
 	// group holds forms derived from a run of events that begins with
 	// this one (see GroupForm), allocated when first asked for.
 	group atomic.Pointer[groupForms]
+	// b is the broker whose history holds the event, charged for each form
+	// when it is computed; charged is what they cost, or released once
+	// the history let the event go.
+	b       *Broker
+	charged atomic.Int64
+}
+
+// released marks forms whose event the history let go of: forms computed
+// after that are no longer the history's to count.
+const released = math.MinInt64
+
+// charge adds n bytes of newly computed forms to the history's cost.
+func (f *forms) charge(n int) {
+	if f == nil || f.b == nil || n <= 0 {
+		return
+	}
+	for {
+		x := f.charged.Load()
+		if x < 0 {
+			return
+		}
+		if f.charged.CompareAndSwap(x, x+int64(n)) {
+			f.b.bytes.Add(int64(n))
+			return
+		}
+	}
+}
+
+// release marks the event let go of and returns what its forms cost.
+func (f *forms) release() int64 {
+	if f == nil {
+		return 0
+	}
+	return max(f.charged.Swap(released), 0)
 }
 
 // IsComponent reports whether the event is a component instance's.
@@ -57,7 +93,11 @@ func (e Event) Instance() *v1.ComponentInstance {
 	if e.forms == nil {
 		return e.Row.Instance()
 	}
-	e.forms.decodeOnce.Do(func() { e.forms.decoded = e.Row.Instance() })
+	e.forms.decodeOnce.Do(func() {
+		e.forms.decoded = e.Row.Instance()
+		// A decoded instance holds about three times its encoding.
+		e.forms.charge(3 * e.Row.EncodingSize(false))
+	})
 	return e.forms.decoded
 }
 
@@ -85,8 +125,9 @@ type groupForms struct {
 // make for it only once however many subscribers ask, as Form does for one
 // event. Callers agree on which runs they ask for: the run of GroupEvents
 // events whose first sequence number is a multiple of GroupEvents. It returns
-// nil for an event that was not published.
-func (e Event) GroupForm(slot int, make func() any) any {
+// nil for an event that was not published. make returns the form and the
+// bytes it holds, which the history counts while it holds the event.
+func (e Event) GroupForm(slot int, make func() (any, int)) any {
 	if e.forms == nil {
 		return nil
 	}
@@ -95,7 +136,11 @@ func (e Event) GroupForm(slot int, make func() any) any {
 		e.forms.group.CompareAndSwap(nil, &groupForms{})
 		g = e.forms.group.Load()
 	}
-	g.once[slot].Do(func() { g.val[slot] = make() })
+	g.once[slot].Do(func() {
+		var n int
+		g.val[slot], n = make()
+		e.forms.charge(n)
+	})
 	return g.val[slot]
 }
 
@@ -104,18 +149,30 @@ const GroupEvents = 256
 
 // Form returns the event's derived form number slot, calling make for it only
 // once however many subscribers ask. Events that were not published compute
-// it on every call.
-func (e Event) Form(slot int, make func() any) any {
+// it on every call. make returns the form and the bytes it holds, which the
+// history counts while it holds the event.
+func (e Event) Form(slot int, make func() (any, int)) any {
 	if e.forms == nil {
-		return make()
+		v, _ := make()
+		return v
 	}
-	e.forms.once[slot].Do(func() { e.forms.val[slot] = make() })
+	e.forms.once[slot].Do(func() {
+		var n int
+		e.forms.val[slot], n = make()
+		e.forms.charge(n)
+	})
 	return e.forms.val[slot]
 }
 
 // DefaultHistory is how many recent events the broker keeps for subscribers
-// that fall behind: more than a 10,000-node fleet's whole first load.
-const DefaultHistory = 1 << 17
+// that fall behind: four times a 10,000-node fleet's whole first load, or
+// a burst of 10,000 node updates that watchers of a fleet view hold back
+// (query.Server.IngestFirst) with room to spare. The ring that holds them
+// grows as it fills, from initialRing.
+const DefaultHistory = 1 << 19
+
+// initialRing is the size of a new broker's ring.
+const initialRing = 1 << 12
 
 // DefaultHistoryBytes bounds the bytes the history holds, whatever the
 // number of events: a few large instances must not hold more memory than
@@ -128,24 +185,25 @@ const DefaultHistoryBytes = 256 << 20
 // whole state again.
 const DefaultRetainBytes = 32 << 20
 
-// eventCost is what one event holds while it is in the history: the
-// message (kept alive even after the store moved on) and up to EventForms
-// encodings of it.
+// eventCost is what one event holds while it is in the history when it is
+// published: the message, kept alive even after the store moved on, and the
+// event's own bookkeeping. The forms subscribers derive from it (Form,
+// GroupForm, Instance) are counted as they are computed.
 func eventCost(e Event) int64 {
 	var n int
 	switch {
 	case e.Row != nil:
-		// The encoding, kept alive by the event, and the decoded
-		// instance a filter may ask for (about three times its size).
-		n = e.Row.EncodingSize(false) * 2
+		n = e.Row.EncodingSize(false)
 	case e.Component != nil:
 		n = proto.Size(e.Component)
 	case e.Finding != nil:
 		n = proto.Size(e.Finding)
 	}
-	// The message, its forms, and its share of two runs' forms.
-	return int64(n)*(1+EventForms+2) + 64
+	return int64(n) + eventOverhead
 }
+
+// eventOverhead is an event's ring slot and its forms' bookkeeping.
+const eventOverhead = int64(unsafe.Sizeof(Event{}) + unsafe.Sizeof(forms{}) + 8)
 
 // Broker fans committed changes out to subscribers. It keeps the most recent
 // events in one ring shared by every subscriber, and each subscriber reads
@@ -165,12 +223,15 @@ func eventCost(e Event) int64 {
 type Broker struct {
 	mu          sync.Mutex
 	ring        []Event
-	first       uint64 // sequence number of the first event ever published
-	next        uint64 // sequence number of the next event published
-	tail        uint64 // sequence number of the oldest event still held
-	bytes       int64  // cost of the events held
+	published   []time.Duration // when each ring slot's event was published, since created
+	created     time.Time
+	first       uint64       // sequence number of the first event ever published
+	next        uint64       // sequence number of the next event published
+	tail        uint64       // sequence number of the oldest event still held
+	bytes       atomic.Int64 // cost of the events held, their forms included
 	maxBytes    int64
 	retainBytes int64
+	maxEvents   int
 	subs        map[*Subscription]struct{}
 	dropped     atomic.Uint64
 }
@@ -180,8 +241,27 @@ type Broker struct {
 // DefaultRetainBytes for resuming watchers.
 func NewBroker() *Broker {
 	start := uint64(time.Now().UnixNano())
-	return &Broker{subs: map[*Subscription]struct{}{}, ring: make([]Event, DefaultHistory), maxBytes: DefaultHistoryBytes,
-		retainBytes: DefaultRetainBytes, first: start, next: start, tail: start}
+	return &Broker{subs: map[*Subscription]struct{}{}, ring: make([]Event, initialRing), published: make([]time.Duration, initialRing),
+		maxEvents: DefaultHistory, created: time.Now(), maxBytes: DefaultHistoryBytes, retainBytes: DefaultRetainBytes,
+		first: start, next: start, tail: start}
+}
+
+// growLocked doubles the ring, up to maxEvents, keeping the events held at
+// their sequence numbers' places in the larger ring. It reports whether
+// the ring grew.
+func (b *Broker) growLocked() bool {
+	if len(b.ring) >= b.maxEvents {
+		return false
+	}
+	n := min(2*len(b.ring), b.maxEvents)
+	ring, published := make([]Event, n), make([]time.Duration, n)
+	old := uint64(len(b.ring))
+	for seq := b.tail; seq < b.next; seq++ {
+		ring[seq%uint64(n)] = b.ring[seq%old]
+		published[seq%uint64(n)] = b.published[seq%old]
+	}
+	b.ring, b.published = ring, published
+	return true
 }
 
 // SetRetainBytes changes how many bytes of read history are kept for
@@ -206,14 +286,14 @@ func (b *Broker) SetHistoryBytes(n int64) {
 func (b *Broker) HeldBytes() int64 {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.bytes
+	return b.bytes.Load()
 }
 
 // releaseLocked lets go of events before seq while more than the retained
 // bytes are held, and of the oldest events while the history is over its
 // byte bound.
 func (b *Broker) releaseLocked(seq uint64) {
-	for b.tail < b.next && ((b.tail < seq && b.bytes > b.retainBytes) || b.bytes > b.maxBytes) {
+	for b.tail < b.next && ((b.tail < seq && b.bytes.Load() > b.retainBytes) || b.bytes.Load() > b.maxBytes) {
 		b.releaseOldestLocked()
 	}
 }
@@ -221,7 +301,7 @@ func (b *Broker) releaseLocked(seq uint64) {
 // releaseOldestLocked lets go of the oldest event held.
 func (b *Broker) releaseOldestLocked() {
 	slot := &b.ring[b.tail%uint64(len(b.ring))]
-	b.bytes -= slot.size
+	b.bytes.Add(-slot.size - slot.forms.release())
 	*slot = Event{}
 	b.tail++
 }
@@ -243,8 +323,13 @@ func (b *Broker) SetHistory(n int) {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.ring = make([]Event, n)
-	b.tail, b.bytes = b.next, 0
+	for ; b.tail < b.next; b.tail++ {
+		b.ring[b.tail%uint64(len(b.ring))].forms.release()
+	}
+	b.maxEvents = n
+	b.ring = make([]Event, min(n, initialRing))
+	b.published = make([]time.Duration, len(b.ring))
+	b.bytes.Store(0)
 	for s := range b.subs {
 		s.cursor = b.next
 	}
@@ -305,6 +390,31 @@ func (s *Subscription) Close() {
 	delete(b.subs, s)
 	b.releaseLocked(b.neededLocked())
 	b.mu.Unlock()
+}
+
+// Waiting returns how many events the subscription has yet to read, and
+// how long ago the oldest of them still held was published (0 when none).
+func (s *Subscription) Waiting() (n uint64, age time.Duration) {
+	b := s.b
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if s.cursor >= b.next {
+		return 0, 0
+	}
+	oldest := max(s.cursor, b.tail)
+	if oldest < b.next {
+		age = time.Since(b.created) - b.published[oldest%uint64(len(b.ring))]
+	}
+	return b.next - s.cursor, age
+}
+
+// Fill returns how full the history is, from 0 to 1: the larger of its
+// share of the event bound and of the byte bound. A subscriber that lets
+// its unread events fill the history loses the oldest.
+func (b *Broker) Fill() float64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return max(float64(b.next-b.tail)/float64(b.maxEvents), float64(b.bytes.Load())/float64(b.maxBytes))
 }
 
 // Next returns the sequence number of the next event Read returns.
@@ -382,18 +492,21 @@ func (b *Broker) Publish(events []Event) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	fs := make([]forms, len(events))
-	size := uint64(len(b.ring))
+	now := time.Since(b.created)
 	for i := range events {
 		ev := events[i]
+		fs[i].b = b
 		ev.forms = &fs[i]
 		ev.size = eventCost(ev)
 		ev.Seq = b.next
-		if b.next-b.tail == size {
-			// The ring is full: the oldest event goes.
+		if b.next-b.tail == uint64(len(b.ring)) && !b.growLocked() {
+			// The history is full: the oldest event goes.
 			b.releaseOldestLocked()
 		}
+		size := uint64(len(b.ring))
 		b.ring[b.next%size] = ev
-		b.bytes += ev.size
+		b.published[b.next%size] = now
+		b.bytes.Add(ev.size)
 		b.next++
 	}
 	b.releaseLocked(b.neededLocked())

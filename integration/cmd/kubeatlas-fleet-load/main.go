@@ -294,7 +294,7 @@ func run() error {
 	// until the last is in the view.
 	// Each side is measured over several bursts, and compared by medians:
 	// one burst on two shared cores varies by a third from one to the next.
-	without, err := r.bursts(ctx, inv, cmd.Process.Pid)
+	without, err := r.bursts(ctx, inv, cmd.Process.Pid, nil, 0)
 	if err != nil {
 		return err
 	}
@@ -356,7 +356,9 @@ func run() error {
 			return err
 		}
 	}
-	with, err := r.bursts(ctx, inv, cmd.Process.Pid)
+	// Each burst with watchers ends when every watcher has had all of it:
+	// the next burst then starts from the same quiet view as one without.
+	with, err := r.bursts(ctx, inv, cmd.Process.Pid, &received, int64(*watchers)*int64(*burst)*int64(*instances))
 	if profiled != nil {
 		if perr := <-profiled; perr != nil && err == nil {
 			err = perr
@@ -369,9 +371,9 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("fleet: watchers %d, ingest slowdown %.0f%% (median of %d bursts of %d nodes: %v without, %v with; %d events delivered a burst)\n", *watchers,
+	fmt.Printf("fleet: watchers %d, ingest slowdown %.0f%% (median of %d bursts of %d nodes: %v without, %v with; every watcher had a burst after %v, %d events a burst)\n", *watchers,
 		100*(with.median.Seconds()-without.median.Seconds())/without.median.Seconds(), *nBursts, *burst,
-		without.median.Round(time.Millisecond), with.median.Round(time.Millisecond), received.Load()/int64(*nBursts))
+		without.median.Round(time.Millisecond), with.median.Round(time.Millisecond), with.deliveredMedian.Round(time.Millisecond), with.events/int64(*nBursts))
 	fmt.Printf("  bursts without: %s\n  bursts with:    %s\n", without, with)
 	return nil
 }
@@ -380,6 +382,11 @@ func run() error {
 type burstRun struct {
 	took, viewCPU, selfCPU []time.Duration
 	median                 time.Duration
+	// With watchers: when every watcher had the burst, and the events
+	// they took in all.
+	delivered       []time.Duration
+	deliveredMedian time.Duration
+	events          int64
 }
 
 // String lists each burst's time and the CPU the fleet view and this
@@ -387,32 +394,59 @@ type burstRun struct {
 func (b burstRun) String() string {
 	var parts []string
 	for i := range b.took {
-		parts = append(parts, fmt.Sprintf("%v (CPU: view %v, this process %v)", b.took[i].Round(time.Millisecond),
-			b.viewCPU[i].Round(10*time.Millisecond), b.selfCPU[i].Round(10*time.Millisecond)))
+		had := ""
+		if i < len(b.delivered) {
+			had = fmt.Sprintf(", watchers had it after %v", b.delivered[i].Round(time.Millisecond))
+		}
+		parts = append(parts, fmt.Sprintf("%v (CPU: view %v, this process %v%s)", b.took[i].Round(time.Millisecond),
+			b.viewCPU[i].Round(10*time.Millisecond), b.selfCPU[i].Round(10*time.Millisecond), had))
 	}
 	return strings.Join(parts, ", ")
 }
 
-// bursts times *nBursts bursts, a second apart, and their median.
-func (r *loadRun) bursts(ctx context.Context, inv v1.InventoryServiceClient, view int) (burstRun, error) {
+// bursts times *nBursts bursts, a second apart, and their median. With
+// watchers (received counts the events they take in), a burst lasts until
+// they have taken in at least want events, and its CPU counts all of it.
+func (r *loadRun) bursts(ctx context.Context, inv v1.InventoryServiceClient, view int, received *atomic.Int64, want int64) (burstRun, error) {
 	var b burstRun
 	for i := range *nBursts {
 		if i > 0 {
 			time.Sleep(time.Second)
 		}
 		view0, self0 := cpuTime(view), cpuTime(os.Getpid())
+		if received != nil {
+			b.events += received.Swap(0)
+		}
+		start := time.Now()
 		took, err := r.burstTime(ctx, inv)
 		if err != nil {
 			return b, err
+		}
+		if received != nil {
+			for deadline := time.Now().Add(5 * time.Minute); received.Load() < want; time.Sleep(5 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					return b, fmt.Errorf("the watchers took in %d of the burst's %d events", received.Load(), want)
+				}
+			}
+			b.delivered = append(b.delivered, time.Since(start))
 		}
 		b.took = append(b.took, took)
 		b.viewCPU = append(b.viewCPU, cpuTime(view)-view0)
 		b.selfCPU = append(b.selfCPU, cpuTime(os.Getpid())-self0)
 	}
-	sorted := slices.Clone(b.took)
-	slices.Sort(sorted)
-	b.median = sorted[len(sorted)/2]
+	if received != nil {
+		time.Sleep(time.Second) // the last burst's stragglers
+		b.events += received.Swap(0)
+		b.deliveredMedian = median(b.delivered)
+	}
+	b.median = median(b.took)
 	return b, nil
+}
+
+func median(ds []time.Duration) time.Duration {
+	sorted := slices.Clone(ds)
+	slices.Sort(sorted)
+	return sorted[len(sorted)/2]
 }
 
 func (r *loadRun) put(ctx context.Context, k string, rec proto.Message) error {
