@@ -364,8 +364,10 @@ func TestApplyBatchRefusesOneRecordAlone(t *testing.T) {
 }
 
 // The view marks its backlog while records wait behind one another, as in
-// a catch-up, and clears it once none has waited for a while. Records that
-// come one at a time never mark it.
+// a catch-up, and clears it once none has waited for a while, counted from
+// the end of a batch: a catch-up whose batches take longer to apply than
+// that is one backlog, not one a batch. Records that come one at a time
+// never mark it.
 func TestViewMarksItsBacklog(t *testing.T) {
 	url := startNATS(t, nil)
 	nc, err := (&Conn{URL: url, Name: "publisher"}).connect(nil)
@@ -388,7 +390,8 @@ func TestViewMarksItsBacklog(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for n := range 1000 {
+	const nodes = 3000
+	for n := range nodes {
 		put(n)
 	}
 	_, e := newStore(t)
@@ -417,7 +420,10 @@ func TestViewMarksItsBacklog(t *testing.T) {
 		t.Fatal("the view never caught up")
 	}
 	if !<-seenBusy {
-		t.Fatal("1,000 records waiting for a new view did not mark its backlog")
+		t.Fatal("records waiting for a new view did not mark its backlog")
+	}
+	if p := backlog.Periods(); p > 2 {
+		t.Fatalf("the catch-up of %d records was %d backlogs", nodes, p)
 	}
 	eventually(t, 5*time.Second, func() error {
 		if backlog.Busy() {
@@ -432,8 +438,8 @@ func TestViewMarksItsBacklog(t *testing.T) {
 		time.Sleep(30 * time.Millisecond)
 	}
 	eventually(t, 5*time.Second, func() error {
-		if view.Applied.Load() < 1020 {
-			return fmt.Errorf("%d records applied of 1,020", view.Applied.Load())
+		if view.Applied.Load() < nodes+20 {
+			return fmt.Errorf("%d records applied of %d", view.Applied.Load(), nodes+20)
 		}
 		return nil
 	})

@@ -111,7 +111,8 @@ func (v *View) follow(ctx context.Context, js jetstream.JetStream) error {
 	}
 	defer func() { _ = w.Stop() }()
 	defer v.Backlog.Set(false)
-	// idle fires when no records have waited for backlogIdle.
+	// idle fires when no records have waited for backlogIdle since the
+	// last batch of several was applied.
 	idle := time.NewTimer(time.Hour)
 	idle.Stop()
 	defer idle.Stop()
@@ -123,6 +124,11 @@ func (v *View) follow(ctx context.Context, js jetstream.JetStream) error {
 		case <-ctx.Done():
 			return nil
 		case <-idle.C:
+			if len(w.Updates()) > 0 {
+				// Records still wait: the backlog lasts.
+				idle.Reset(backlogIdle)
+				continue
+			}
 			v.Backlog.Set(false)
 		case e, ok := <-w.Updates():
 			if !ok {
@@ -145,10 +151,10 @@ func (v *View) follow(ctx context.Context, js jetstream.JetStream) error {
 				}
 			}
 			pending = batch
-			if len(batch) > 1 {
+			backlog := len(batch) > 1
+			if backlog {
 				// Records waited behind the first: the view has a backlog.
 				v.Backlog.Set(true)
-				idle.Reset(backlogIdle)
 			}
 			for len(batch) > 0 {
 				n := 0
@@ -178,6 +184,11 @@ func (v *View) follow(ctx context.Context, js jetstream.JetStream) error {
 				batch = batch[n+1:]
 			}
 			clear(pending)
+			if backlog {
+				// Counted from the end of the batch, which can take
+				// longer than backlogIdle to apply.
+				idle.Reset(backlogIdle)
+			}
 		}
 	}
 }

@@ -189,6 +189,11 @@ func New(cfg Config) (*Aggregator, error) {
 			Help: "Fleet bucket records this fleet view refused (undecodable, or naming another key's cluster or node)."}, func() float64 { return float64(v.Refused.Load()) }))
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "kubeatlas_fleet_synced",
 			Help: "1 while this fleet view holds the bucket's contents and follows its changes."}, func() float64 { return b2f(v.Synced.Load()) }))
+		v.Backlog = &state.Backlog{}
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "kubeatlas_fleet_backlog",
+			Help: "1 while records wait to be applied in this fleet view's bucket watch (its watchers hold back meanwhile)."}, func() float64 { return b2f(v.Backlog.Busy()) }))
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "kubeatlas_fleet_backlogs_total",
+			Help: "Times records began to wait in this fleet view's bucket watch."}, func() float64 { return float64(v.Backlog.Periods()) }))
 	}
 	for _, dir := range cfg.Bundles {
 		sum, err := bundle.Load(eng, dir)
@@ -201,7 +206,6 @@ func New(cfg Config) (*Aggregator, error) {
 	qs.FleetView = cfg.FleetView != nil
 	if cfg.FleetView != nil {
 		// Watchers leave the CPU to the bucket watch while it has a backlog.
-		cfg.FleetView.Backlog = &state.Backlog{}
 		qs.Backlog = cfg.FleetView.Backlog
 		if cfg.WatchIngestFirst != 0 {
 			qs.IngestFirst = max(cfg.WatchIngestFirst, 0)

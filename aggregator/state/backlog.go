@@ -15,7 +15,8 @@ import (
 //
 // The zero Backlog is clear. A nil *Backlog is always clear.
 type Backlog struct {
-	busy  atomic.Bool
+	busy    atomic.Bool
+	periods atomic.Uint64
 	mu    sync.Mutex
 	clear chan struct{} // closed when the backlog clears; nil while clear
 }
@@ -34,10 +35,19 @@ func (b *Backlog) Set(busy bool) {
 	switch {
 	case busy:
 		b.clear = make(chan struct{})
+		b.periods.Add(1)
 	case b.clear != nil:
 		close(b.clear)
 		b.clear = nil
 	}
+}
+
+// Periods returns how many times the writer began to have changes queued.
+func (b *Backlog) Periods() uint64 {
+	if b == nil {
+		return 0
+	}
+	return b.periods.Load()
 }
 
 // Busy reports whether the writer has changes queued.

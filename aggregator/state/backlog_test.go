@@ -20,8 +20,8 @@ func TestBacklogWaitEndsWhenItClears(t *testing.T) {
 	}
 	b.Set(true)
 	b.Set(true) // setting it again keeps the same waiters
-	if !b.Busy() {
-		t.Fatal("not busy once set")
+	if !b.Busy() || b.Periods() != 1 {
+		t.Fatalf("busy %v, %d periods once set", b.Busy(), b.Periods())
 	}
 	if start := time.Now(); !b.Wait(context.Background(), 20*time.Millisecond) || time.Since(start) < 20*time.Millisecond {
 		t.Fatal("a wait on a busy backlog must last its time and report it still busy")
@@ -45,8 +45,8 @@ func TestBacklogWaitEndsWhenItClears(t *testing.T) {
 		}
 	}
 	b.Set(true)
-	if !b.Wait(context.Background(), time.Millisecond) {
-		t.Fatal("busy again after clearing")
+	if !b.Wait(context.Background(), time.Millisecond) || b.Periods() != 2 {
+		t.Fatalf("busy again after clearing: %d periods", b.Periods())
 	}
 }
 
