@@ -17,8 +17,8 @@ import (
 type Backlog struct {
 	busy    atomic.Bool
 	periods atomic.Uint64
-	mu    sync.Mutex
-	clear chan struct{} // closed when the backlog clears; nil while clear
+	mu      sync.Mutex
+	clear   chan struct{} // closed when the backlog clears; nil while clear
 }
 
 // Set marks the writer as having changes queued (true) or not (false).
