@@ -59,7 +59,7 @@ var (
 	nBursts   = flag.Int("bursts", 3, "bursts on each side of the slowdown figure, compared by their medians")
 	aggBin    = flag.String("aggregator", "", "the kubeatlas-aggregator binary (required)")
 	heapProf  = flag.String("heap-profile", "", "write the fleet view's heap profile here once it has caught up")
-	cpuProf   = flag.String("cpu-profile", "", "write the fleet view's CPU profile of the first burst with watchers here")
+	cpuProf   = flag.String("cpu-profile", "", "write the fleet view's CPU profile of the first 6 s of the bursts with watchers (a burst and its fan-out) here")
 	allocProf = flag.String("alloc-profile", "", "write the fleet view's allocation profiles before (`file`.base) and after the bursts with watchers, and before (file.steady.base) and after (file.steady) the steady state; read with go tool pprof -sample_index=alloc_space -base file.base file")
 	probe     = flag.String("probe", "", "only ask `where etcd` of the fleet view at this address and print the latencies as JSON (used by the run itself)")
 	probeFor  = flag.Duration("probe-for", time.Minute, "how long -probe asks")
@@ -348,7 +348,7 @@ func run() error {
 	var profiled chan error
 	if *cpuProf != "" {
 		profiled = make(chan error, 1)
-		go func() { profiled <- saveProfile("http://"+metrics+"/debug/pprof/profile?seconds=3", *cpuProf) }()
+		go func() { profiled <- saveProfile("http://"+metrics+"/debug/pprof/profile?seconds=6", *cpuProf) }()
 	}
 	if *allocProf != "" {
 		if err := saveProfile("http://"+metrics+"/debug/pprof/allocs", *allocProf+".base"); err != nil {
@@ -386,6 +386,7 @@ type burstRun struct {
 	// they took in all.
 	delivered       []time.Duration
 	deliveredMedian time.Duration
+	during          []float64 // the share of a burst's events delivered before the view had all of it
 	events          int64
 }
 
@@ -396,7 +397,7 @@ func (b burstRun) String() string {
 	for i := range b.took {
 		had := ""
 		if i < len(b.delivered) {
-			had = fmt.Sprintf(", watchers had it after %v", b.delivered[i].Round(time.Millisecond))
+			had = fmt.Sprintf(", watchers had %.0f%% of it by then and all after %v", 100*b.during[i], b.delivered[i].Round(time.Millisecond))
 		}
 		parts = append(parts, fmt.Sprintf("%v (CPU: view %v, this process %v%s)", b.took[i].Round(time.Millisecond),
 			b.viewCPU[i].Round(10*time.Millisecond), b.selfCPU[i].Round(10*time.Millisecond), had))
@@ -423,6 +424,7 @@ func (r *loadRun) bursts(ctx context.Context, inv v1.InventoryServiceClient, vie
 			return b, err
 		}
 		if received != nil {
+			b.during = append(b.during, float64(received.Load())/float64(want))
 			for deadline := time.Now().Add(5 * time.Minute); received.Load() < want; time.Sleep(5 * time.Millisecond) {
 				if time.Now().After(deadline) {
 					return b, fmt.Errorf("the watchers took in %d of the burst's %d events", received.Load(), want)
