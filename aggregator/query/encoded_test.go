@@ -252,6 +252,22 @@ func TestWatchSharesRunsOfEvents(t *testing.T) {
 // A watcher of every event holds back the start of a run until the run is
 // whole, so that changes committed a few at a time still go out as shared
 // runs, and sends what it held once RunHold has passed.
+// commitInstances commits n kubelet instances on a node of cluster c, in
+// one transaction: n events.
+func commitInstances(t *testing.T, st *state.Store, node string, n int) {
+	t.Helper()
+	var rows []*state.Component
+	for i := range n {
+		rows = append(rows, state.NewComponent(&v1.ComponentInstance{Cluster: "c", Node: node, Component: v1.ComponentKubelet,
+			Id: fmt.Sprintf("%s/%d", node, i)}))
+	}
+	txn := st.WriteTxn()
+	if _, err := txn.ReplaceComponents("c", node, rows, func(a, b *state.Component) bool { return false }); err != nil {
+		t.Fatal(err)
+	}
+	txn.Commit()
+}
+
 func TestWatchHoldsBackARunUntilItIsWhole(t *testing.T) {
 	st, err := state.NewStore()
 	if err != nil {
@@ -295,17 +311,7 @@ func TestWatchHoldsBackARunUntilItIsWhole(t *testing.T) {
 	commit := func(n int) {
 		t.Helper()
 		commits++
-		node := fmt.Sprintf("n%d", commits)
-		var rows []*state.Component
-		for i := range n {
-			rows = append(rows, state.NewComponent(&v1.ComponentInstance{Cluster: "c", Node: node, Component: v1.ComponentKubelet,
-				Id: fmt.Sprintf("%s/%d", node, i)}))
-		}
-		txn := st.WriteTxn()
-		if _, err := txn.ReplaceComponents("c", node, rows, func(a, b *state.Component) bool { return false }); err != nil {
-			t.Fatal(err)
-		}
-		txn.Commit()
+		commitInstances(t, st, fmt.Sprintf("n%d", commits), n)
 	}
 	// Up to a run's start: sent at once, by both.
 	total := int(state.GroupEvents - (st.Broker().Last()+1)%state.GroupEvents)

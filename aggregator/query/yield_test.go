@@ -86,17 +86,7 @@ func TestWatchYieldsToIngest(t *testing.T) {
 	commit := func(n int) {
 		t.Helper()
 		commits++
-		node := fmt.Sprintf("n%d", commits)
-		var rows []*state.Component
-		for i := range n {
-			rows = append(rows, state.NewComponent(&v1.ComponentInstance{Cluster: "c", Node: node, Component: v1.ComponentKubelet,
-				Id: fmt.Sprintf("%s/%d", node, i)}))
-		}
-		txn := st.WriteTxn()
-		if _, err := txn.ReplaceComponents("c", node, rows, func(a, b *state.Component) bool { return false }); err != nil {
-			t.Fatal(err)
-		}
-		txn.Commit()
+		commitInstances(t, st, fmt.Sprintf("n%d", commits), n)
 		total += n
 	}
 
