@@ -68,8 +68,9 @@ var errShutdown = status.Error(codes.Unavailable, "the aggregator is shutting do
 // DefaultRunHold is the RunHold of a new server.
 const DefaultRunHold = 25 * time.Millisecond
 
-// DefaultIngestFirst is the IngestFirst of a new server: a few times
-// what a burst of 10,000 node updates takes a fleet view to apply.
+// DefaultIngestFirst is the IngestFirst of a new server: longer than a
+// 100,000-node fleet view takes to apply a burst of 10,000 node updates
+// (2–4 s on two cores), short enough for a watcher to act on.
 const DefaultIngestFirst = 5 * time.Second
 
 // yieldFill is how full the history may grow while watchers hold back:
