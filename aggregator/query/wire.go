@@ -166,7 +166,11 @@ func encodeEvent(ev state.Event, view v1.ComponentView) *encodedResponse {
 }
 
 // cost is what an event's encoding holds, for the history's byte bound.
-func (r *encodedResponse) cost() int { return cap(r.framed) + 64 }
+func (r *encodedResponse) cost() int { return cap(r.framed) + formOverhead }
+
+// formOverhead is what a form holds beyond its bytes: its struct and the
+// slice or buffer headers in it.
+const formOverhead = 64
 
 // buildEvent encodes the event as a WatchResponse in the given view.
 func buildEvent(ev state.Event, view v1.ComponentView) *encodedResponse {
@@ -465,7 +469,7 @@ func (w *watchSender) addRun(run []state.Event, skipComponents, skipFindings boo
 	}
 	r, _ := run[0].GroupForm(slot, func() (any, int) {
 		r := buildRun(run, w.view, skipComponents, skipFindings)
-		return r, r.size + 64
+		return r, r.size + formOverhead
 	}).(*encodedRun)
 	if r == nil || r.part == nil {
 		return false, nil

@@ -448,7 +448,7 @@ func (r *loadRun) bursts(ctx context.Context, inv v1.InventoryServiceClient, vie
 func median(ds []time.Duration) time.Duration {
 	sorted := slices.Clone(ds)
 	slices.Sort(sorted)
-	return sorted[len(sorted)/2]
+	return pct(sorted, 50)
 }
 
 func (r *loadRun) put(ctx context.Context, k string, rec proto.Message) error {
