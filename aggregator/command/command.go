@@ -177,6 +177,7 @@ type fleetFlags struct {
 	publish, from, name, bucket        string
 	seed, ca, cert, key                string
 	heartbeat, staleAfter, unreachable time.Duration
+	commitWait                         time.Duration
 	createBucket                       bool
 	replicas                           int
 }
@@ -196,6 +197,7 @@ func (f *fleetFlags) register(fs *pflag.FlagSet) {
 	fs.DurationVar(&f.heartbeat, "fleet-heartbeat", 5*time.Second, "how often a publisher puts its clusters' keys again, to show it is alive")
 	fs.DurationVar(&f.staleAfter, "fleet-stale-after", 15*time.Second, "in a fleet view: a cluster whose record is older than this is STALE")
 	fs.DurationVar(&f.unreachable, "fleet-unreachable-after", 5*time.Minute, "in a fleet view: a cluster whose record is older than this is UNREACHABLE")
+	fs.DurationVar(&f.commitWait, "fleet-commit-wait", fleet.DefaultCommitWait, "in a fleet view: how long a bucket record that arrives alone waits for others to share its transaction, trading that much freshness for less copying and collecting (0: none)")
 	fs.BoolVar(&f.createBucket, "fleet-create-bucket", false, "create the fleet bucket if it is missing (development; in production make it once with the NATS tools)")
 	fs.IntVar(&f.replicas, "fleet-replicas", 1, "copies of the bucket when --fleet-create-bucket creates it (3 on a NATS cluster)")
 }
@@ -219,7 +221,11 @@ func (f *fleetFlags) build(log *slog.Logger) (*fleet.Publisher, *fleet.View, err
 	case f.publish != "":
 		return &fleet.Publisher{Conn: conn(f.publish), Heartbeat: f.heartbeat, CreateBucket: f.createBucket, Replicas: f.replicas}, nil, nil
 	case f.from != "":
-		return nil, &fleet.View{Conn: conn(f.from), StaleAfter: f.staleAfter, UnreachableAfter: f.unreachable}, nil
+		wait := f.commitWait
+		if wait <= 0 {
+			wait = -1 // the view's none
+		}
+		return nil, &fleet.View{Conn: conn(f.from), StaleAfter: f.staleAfter, UnreachableAfter: f.unreachable, CommitWait: wait}, nil
 	}
 	return nil, nil, nil
 }

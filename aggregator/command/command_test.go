@@ -1,10 +1,12 @@
 package command
 
 import (
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/kubeatlas/kubeatlas/aggregator/fleet"
 	"github.com/kubeatlas/kubeatlas/aggregator/query"
 )
 
@@ -35,5 +37,30 @@ func TestIngestFirstZeroMeansNever(t *testing.T) {
 	}
 	if got := ingestFirstOrNever(3 * time.Second); got != 3*time.Second {
 		t.Errorf("3s became %v", got)
+	}
+}
+
+// --fleet-commit-wait=0 makes each lone record its own transaction; the
+// view's 0 would mean its default.
+func TestFleetCommitWaitZeroMeansNone(t *testing.T) {
+	if d := NewRootCmd().Flags().Lookup("fleet-commit-wait").DefValue; d != fleet.DefaultCommitWait.String() {
+		t.Errorf("--fleet-commit-wait defaults to %s, want %v", d, fleet.DefaultCommitWait)
+	}
+	for _, tc := range []struct {
+		flag time.Duration
+		want func(time.Duration) bool
+	}{
+		{0, func(d time.Duration) bool { return d < 0 }},
+		{-time.Second, func(d time.Duration) bool { return d < 0 }},
+		{40 * time.Millisecond, func(d time.Duration) bool { return d == 40*time.Millisecond }},
+	} {
+		f := fleetFlags{from: "nats://127.0.0.1:4222", heartbeat: time.Second, staleAfter: time.Minute, commitWait: tc.flag}
+		_, view, err := f.build(slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !tc.want(view.CommitWait) {
+			t.Errorf("--fleet-commit-wait %v became %v", tc.flag, view.CommitWait)
+		}
 	}
 }

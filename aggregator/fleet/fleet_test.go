@@ -448,3 +448,87 @@ func TestViewMarksItsBacklog(t *testing.T) {
 		t.Fatal("records one at a time marked the backlog")
 	}
 }
+
+// Records that arrive one at a time, a few milliseconds apart, share
+// transactions: each waits up to CommitWait for the next. Records are never
+// lost to the wait, and a record alone is applied when its wait is over.
+func TestViewSharesTransactionsAmongLoneRecords(t *testing.T) {
+	url := startNATS(t, nil)
+	nc, err := (&Conn{URL: url, Name: "publisher"}).connect(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	kv, err := js.CreateKeyValue(context.Background(), jetstream.KeyValueConfig{Bucket: DefaultBucket})
+	if err != nil {
+		t.Fatal(err)
+	}
+	put := func(node, restarts int) {
+		t.Helper()
+		rec := benchNode("c", node, 100)
+		rec.Components[0].RestartCount = int32(restarts)
+		data, err := proto.Marshal(rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := kv.Put(context.Background(), nodeKey("c", fmt.Sprintf("node-%06d", node)), data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const nodes = 50
+	for n := range nodes {
+		put(n, 0)
+	}
+	st, e := newStore(t)
+	synced := make(chan struct{})
+	view := &View{Conn: Conn{URL: url, Name: "fleet"}, Applier: e, CommitWait: 300 * time.Millisecond,
+		OnSynced: func(time.Duration) { close(synced) }}
+	run(t, view.Run)
+	select {
+	case <-synced:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the view never caught up")
+	}
+	restarts := func(node int) int32 {
+		for c := range st.View().ComponentsOn(nil, "c", fmt.Sprintf("node-%06d", node)) {
+			if strings.HasSuffix(c.InstanceID, "/0") {
+				return c.Instance().RestartCount
+			}
+		}
+		return -1
+	}
+	applied := func(want int64) {
+		t.Helper()
+		eventually(t, 10*time.Second, func() error {
+			if got := view.Applied.Load(); got != want {
+				return fmt.Errorf("%d records applied, want %d", got, want)
+			}
+			return nil
+		})
+	}
+	applied(nodes)
+
+	before := view.Commits.Load()
+	const lone = 20
+	for n := range lone {
+		put(n, 1)
+		time.Sleep(3 * time.Millisecond)
+	}
+	applied(nodes + lone)
+	if got := view.Commits.Load() - before; got > lone/4 {
+		t.Errorf("%d records arriving 3 ms apart took %d transactions, want at most %d", lone, got, lone/4)
+	}
+	for n := range lone {
+		if got := restarts(n); got != 1 {
+			t.Fatalf("node %d: restart count %d after its update, want 1", n, got)
+		}
+	}
+
+	// One record alone is applied once its wait is over.
+	put(nodes-1, 2)
+	applied(nodes + lone + 1)
+	if got := restarts(nodes - 1); got != 2 {
+		t.Fatalf("a lone record was not applied: restart count %d, want 2", got)
+	}
+}

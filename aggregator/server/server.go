@@ -187,6 +187,8 @@ func New(cfg Config) (*Aggregator, error) {
 			Help: "Fleet bucket records this fleet view applied."}, func() float64 { return float64(v.Applied.Load()) }))
 		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "kubeatlas_fleet_records_refused_total",
 			Help: "Fleet bucket records this fleet view refused (undecodable, or naming another key's cluster or node)."}, func() float64 { return float64(v.Refused.Load()) }))
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "kubeatlas_fleet_transactions_total",
+			Help: "Transactions in which this fleet view applied bucket records."}, func() float64 { return float64(v.Commits.Load()) }))
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "kubeatlas_fleet_synced",
 			Help: "1 while this fleet view holds the bucket's contents and follows its changes."}, func() float64 { return b2f(v.Synced.Load()) }))
 		v.Backlog = &state.Backlog{}

@@ -26,6 +26,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sort"
 	"strconv"
@@ -61,6 +62,7 @@ var (
 	heapProf  = flag.String("heap-profile", "", "write the fleet view's heap profile here once it has caught up")
 	cpuProf   = flag.String("cpu-profile", "", "write the fleet view's CPU profile of the first 6 s of the bursts with watchers (a burst and its fan-out) here")
 	allocProf = flag.String("alloc-profile", "", "write the fleet view's allocation profiles before (`file`.base) and after the bursts with watchers, and before (file.steady.base) and after (file.steady) the steady state; read with go tool pprof -sample_index=alloc_space -base file.base file")
+	viewFlags = flag.String("view-flags", "", "more flags for the fleet view, separated by spaces (for example \"--fleet-commit-wait 0\")")
 	probe     = flag.String("probe", "", "only ask `where etcd` of the fleet view at this address and print the latencies as JSON (used by the run itself)")
 	probeFor  = flag.Duration("probe-for", time.Minute, "how long -probe asks")
 )
@@ -217,8 +219,8 @@ func run() error {
 
 	// An empty fleet view catches up.
 	addr, metrics := "127.0.0.1:"+strconv.Itoa(freePort()), "127.0.0.1:"+strconv.Itoa(freePort())
-	cmd := exec.Command(*aggBin, "--insecure", "--listen", addr, "--metrics-addr", metrics, "--fleet-from", ns.ClientURL(),
-		"--fleet-name", "fleet-view", "--log-level", "warn", "--profiling")
+	cmd := exec.Command(*aggBin, append([]string{"--insecure", "--listen", addr, "--metrics-addr", metrics, "--fleet-from", ns.ClientURL(),
+		"--fleet-name", "fleet-view", "--log-level", "warn", "--profiling"}, strings.Fields(*viewFlags)...)...)
 	cmd.Stderr = os.Stderr
 	began := time.Now()
 	if err := cmd.Start(); err != nil {
@@ -254,11 +256,17 @@ func run() error {
 	if err := r.watchLag(wctx, inv); err != nil {
 		return err
 	}
+	// The lag watcher has just decoded the whole state: this process
+	// collects that garbage now, not during the minute that measures the
+	// steady state.
+	runtime.GC()
 	if *allocProf != "" {
 		if err := saveProfile("http://"+metrics+"/debug/pprof/allocs", *allocProf+".steady.base"); err != nil {
 			return err
 		}
 	}
+	before := readMetrics("http://"+metrics, steadyMetrics...)
+	cpu0, steal0 := cpuTicks()
 	stop := time.Now().Add(*steady)
 	churnDone := make(chan struct{})
 	go func() { defer close(churnDone); r.churn(ctx, stop) }()
@@ -269,6 +277,8 @@ func run() error {
 		return err
 	}
 	<-churnDone
+	after := readMetrics("http://"+metrics, steadyMetrics...)
+	cpu1, steal1 := cpuTicks()
 	if *allocProf != "" {
 		if err := saveProfile("http://"+metrics+"/debug/pprof/allocs", *allocProf+".steady"); err != nil {
 			return err
@@ -288,6 +298,16 @@ func run() error {
 		float64(peak.Load())/(1<<20), float64(peak.Load())/float64(total**instances), float64(live)/(1<<20), float64(live)/float64(total**instances),
 		float64(liveAlloc)/(1<<20), float64(liveAlloc)/float64(total**instances))
 	fmt.Printf("fleet: publish lag p99 %v (p50 %v, %d changes)\n", pct(lags, 99).Round(time.Millisecond), pct(lags, 50).Round(time.Millisecond), len(lags))
+	delta := func(name string) float64 { return after[name] - before[name] }
+	if recs := delta("kubeatlas_fleet_records_applied_total"); recs > 0 {
+		fmt.Printf("  steady state: %.0f records in %.0f transactions, %.1f KB allocated a record, %.0f collections\n", recs,
+			delta("kubeatlas_fleet_transactions_total"), delta("go_memstats_alloc_bytes_total")/recs/1000, delta("go_gc_duration_seconds_count"))
+	}
+	if cpu1 > cpu0 {
+		// Time the hypervisor gave this machine's CPUs to others: on a
+		// shared host it stretches every latency above.
+		fmt.Printf("  steady state: %.1f%% of CPU time stolen by the host\n", 100*float64(steal1-steal0)/float64(cpu1-cpu0))
+	}
 	wcancel()
 
 	// Ingest with and without fleet-wide watchers: a burst of node updates
@@ -721,19 +741,57 @@ func sampleOnce(base string, peak *atomic.Uint64) {
 
 // sampleMetric reads a gauge of the fleet view once and raises peak to it.
 func sampleMetric(base, name string, peak *atomic.Uint64) {
+	if v, ok := readMetrics(base, name)[name]; ok {
+		if u := uint64(v); u > peak.Load() {
+			peak.Store(u)
+		}
+	}
+}
+
+// steadyMetrics are what the steady state's line compares before and after.
+var steadyMetrics = []string{"kubeatlas_fleet_records_applied_total", "kubeatlas_fleet_transactions_total",
+	"go_memstats_alloc_bytes_total", "go_gc_duration_seconds_count"}
+
+// readMetrics reads samples without labels of the fleet view once.
+func readMetrics(base string, names ...string) map[string]float64 {
+	got := map[string]float64{}
 	resp, err := http.Get(base + "/metrics")
 	if err != nil {
-		return
+		return got
 	}
 	defer resp.Body.Close()
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
-			f, _ := strconv.ParseFloat(v, 64)
-			if u := uint64(f); u > peak.Load() {
-				peak.Store(u)
-			}
+		name, v, ok := strings.Cut(sc.Text(), " ")
+		if ok && slices.Contains(names, name) {
+			got[name], _ = strconv.ParseFloat(v, 64)
 		}
 	}
+	return got
+}
+
+// cpuTicks reads the machine's CPU time and the part of it stolen by the
+// hypervisor from /proc/stat, in clock ticks (0, 0 where there is none).
+func cpuTicks() (total, steal uint64) {
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0
+	}
+	line, _, _ := strings.Cut(string(data), "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return 0, 0
+	}
+	for i, v := range f[1:] {
+		n, _ := strconv.ParseUint(v, 10, 64)
+		if i >= 8 {
+			break // guest time is counted in user time already
+		}
+		total += n
+		if i == 7 {
+			steal = n
+		}
+	}
+	return total, steal
 }
