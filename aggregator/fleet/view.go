@@ -193,6 +193,9 @@ func (v *View) follow(ctx context.Context, js jetstream.JetStream) error {
 					v.Synced.Store(true)
 					took := time.Since(start)
 					v.Conn.Logger.Info("fleet view: caught up with the bucket", "keys", len(seen), "took", took.Round(time.Millisecond))
+					// A key per node, each holding its record's subject:
+					// not needed again while this watch lasts.
+					seen = nil
 					if v.OnSynced != nil {
 						v.OnSynced(took)
 					}
