@@ -233,3 +233,38 @@ func (e entry) Revision() uint64                { return 1 }
 func (e entry) Created() time.Time              { return time.Now() }
 func (e entry) Delta() uint64                   { return 0 }
 func (e entry) Operation() jetstream.KeyValueOp { return jetstream.KeyValuePut }
+
+// BenchmarkFleetApplyShared applies updates of random nodes, every
+// instance changed, to a fleet view's store of 10,000 nodes, alone and
+// several to a transaction, as records that wait out CommitWait are: the
+// records of one transaction share the copies of the trees' paths that
+// they change. It reports allocation a record.
+func BenchmarkFleetApplyShared(b *testing.B) {
+	for _, size := range []int{1, 10, 50} {
+		b.Run(fmt.Sprintf("records=%d", size), func(b *testing.B) {
+			st := loadView(b, 10, 10_000, 100)
+			v := &View{Applier: apply.New(st, apply.Config{})}
+			v.defaults()
+			recs := make([]jetstream.KeyValueEntry, 2000)
+			for i := range recs {
+				n := (i * 7919) % 10_000
+				cluster := fmt.Sprintf("cluster-%03d", n/1000)
+				rec := benchNode(cluster, n, 100)
+				for _, c := range rec.Components {
+					c.RestartCount = int32(i + 1)
+				}
+				data, err := proto.Marshal(rec)
+				if err != nil {
+					b.Fatal(err)
+				}
+				recs[i] = entry{key: nodeKey(cluster, rec.Node.Name), value: data}
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i += size {
+				j := i % len(recs)
+				v.applyBatch(recs[j:min(j+size, len(recs), j+b.N-i)])
+			}
+		})
+	}
+}
