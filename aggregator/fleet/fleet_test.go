@@ -369,27 +369,8 @@ func TestApplyBatchRefusesOneRecordAlone(t *testing.T) {
 // that is one backlog, not one a batch. Records that come one at a time
 // never mark it.
 func TestViewMarksItsBacklog(t *testing.T) {
-	url := startNATS(t, nil)
-	nc, err := (&Conn{URL: url, Name: "publisher"}).connect(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	kv, err := js.CreateKeyValue(context.Background(), jetstream.KeyValueConfig{Bucket: DefaultBucket})
-	if err != nil {
-		t.Fatal(err)
-	}
-	put := func(node int) {
-		t.Helper()
-		data, err := proto.Marshal(benchNode("c", node, 100))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := kv.Put(context.Background(), nodeKey("c", fmt.Sprintf("node-%06d", node)), data); err != nil {
-			t.Fatal(err)
-		}
-	}
+	url, putRestarts := benchBucket(t)
+	put := func(node int) { t.Helper(); putRestarts(node, 0) }
 	const nodes = 3000
 	for n := range nodes {
 		put(n)
@@ -453,29 +434,7 @@ func TestViewMarksItsBacklog(t *testing.T) {
 // transactions: each waits up to CommitWait for the next. Records are never
 // lost to the wait, and a record alone is applied when its wait is over.
 func TestViewSharesTransactionsAmongLoneRecords(t *testing.T) {
-	url := startNATS(t, nil)
-	nc, err := (&Conn{URL: url, Name: "publisher"}).connect(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	kv, err := js.CreateKeyValue(context.Background(), jetstream.KeyValueConfig{Bucket: DefaultBucket})
-	if err != nil {
-		t.Fatal(err)
-	}
-	put := func(node, restarts int) {
-		t.Helper()
-		rec := benchNode("c", node, 100)
-		rec.Components[0].RestartCount = int32(restarts)
-		data, err := proto.Marshal(rec)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := kv.Put(context.Background(), nodeKey("c", fmt.Sprintf("node-%06d", node)), data); err != nil {
-			t.Fatal(err)
-		}
-	}
+	url, put := benchBucket(t)
 	const nodes = 50
 	for n := range nodes {
 		put(n, 0)
@@ -530,5 +489,35 @@ func TestViewSharesTransactionsAmongLoneRecords(t *testing.T) {
 	applied(nodes + lone + 1)
 	if got := restarts(nodes - 1); got != 2 {
 		t.Fatalf("a lone record was not applied: restart count %d, want 2", got)
+	}
+}
+
+// benchBucket starts a NATS server with the fleet bucket and returns its
+// URL and a put of node's benchNode record in cluster "c", whose first
+// instance has restarted restarts times.
+func benchBucket(t *testing.T) (string, func(node, restarts int)) {
+	t.Helper()
+	url := startNATS(t, nil)
+	nc, err := (&Conn{URL: url, Name: "publisher"}).connect(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, _ := jetstream.New(nc)
+	kv, err := js.CreateKeyValue(context.Background(), jetstream.KeyValueConfig{Bucket: DefaultBucket})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return url, func(node, restarts int) {
+		t.Helper()
+		rec := benchNode("c", node, 100)
+		rec.Components[0].RestartCount = int32(restarts)
+		data, err := proto.Marshal(rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := kv.Put(context.Background(), nodeKey("c", fmt.Sprintf("node-%06d", node)), data); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
