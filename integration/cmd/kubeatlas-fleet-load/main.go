@@ -10,6 +10,8 @@
 //	fleet: publish lag p99 <d>               from a put to the fleet view's Watch event
 //	fleet: watchers 100, ingest slowdown <p>%  applying bursts with and without watchers (medians)
 //
+// Indented lines after a figure explain it: what the view did in the steady
+// state and how much CPU time the host stole meanwhile, and each burst.
 // `make fleet-load` runs it; BENCHMARKS.md records its figures.
 package main
 
@@ -783,11 +785,10 @@ func cpuTicks() (total, steal uint64) {
 	if len(f) < 9 || f[0] != "cpu" {
 		return 0, 0
 	}
-	for i, v := range f[1:] {
+	// user nice system idle iowait irq softirq steal; guest time, after
+	// them, is counted in user time already.
+	for i, v := range f[1:9] {
 		n, _ := strconv.ParseUint(v, 10, 64)
-		if i >= 8 {
-			break // guest time is counted in user time already
-		}
 		total += n
 		if i == 7 {
 			steal = n
