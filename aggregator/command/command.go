@@ -209,6 +209,12 @@ func (f *fleetFlags) build(log *slog.Logger) (*fleet.Publisher, *fleet.View, err
 	if f.heartbeat >= f.staleAfter {
 		return nil, nil, fmt.Errorf("--fleet-heartbeat (%s) must be shorter than --fleet-stale-after (%s)", f.heartbeat, f.staleAfter)
 	}
+	if f.from != "" && f.heartbeat+f.commitWait >= f.staleAfter {
+		// A heartbeat that waits out the commit wait must still come in
+		// before its cluster turns stale.
+		return nil, nil, fmt.Errorf("--fleet-commit-wait (%s) must be shorter than --fleet-stale-after (%s) less --fleet-heartbeat (%s)",
+			f.commitWait, f.staleAfter, f.heartbeat)
+	}
 	name := f.name
 	if name == "" {
 		name, _ = os.Hostname()

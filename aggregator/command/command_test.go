@@ -63,4 +63,9 @@ func TestFleetCommitWaitZeroMeansNone(t *testing.T) {
 			t.Errorf("--fleet-commit-wait %v became %v", tc.flag, view.CommitWait)
 		}
 	}
+	// A wait that would hold a heartbeat past the stale bound is refused.
+	f := fleetFlags{from: "nats://127.0.0.1:4222", heartbeat: 5 * time.Second, staleAfter: 15 * time.Second, commitWait: 10 * time.Second}
+	if _, _, err := f.build(slog.New(slog.DiscardHandler)); err == nil || !strings.Contains(err.Error(), "--fleet-commit-wait") {
+		t.Errorf("a commit wait of 10s with a 5s heartbeat and 15s stale bound: %v, want an error naming the flag", err)
+	}
 }

@@ -146,13 +146,11 @@ func (v *View) follow(ctx context.Context, js jetstream.JetStream) error {
 			// Records that wait behind this one are applied with it, in
 			// one transaction, up to maxBatch.
 			batch := append(pending[:0], e)
-			ended := false
 		drain:
 			for e != nil && len(batch) < maxBatch {
 				select {
 				case next, ok := <-w.Updates():
 					if !ok {
-						ended = true
 						break drain
 					}
 					batch = append(batch, next)
@@ -162,7 +160,7 @@ func (v *View) follow(ctx context.Context, js jetstream.JetStream) error {
 				}
 			}
 			backlog := len(batch) > 1
-			if !backlog && !ended && e != nil && v.CommitWait > 0 {
+			if !backlog && e != nil && v.CommitWait > 0 {
 				// A record that came alone waits for others to share
 				// its transaction.
 				batch = gather(ctx, w.Updates(), batch, v.CommitWait)
