@@ -42,6 +42,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -67,6 +68,7 @@ var (
 	viewFlags = flag.String("view-flags", "", "more flags for the fleet view, separated by spaces (for example \"--fleet-commit-wait 0\")")
 	probe     = flag.String("probe", "", "only ask `where etcd` of the fleet view at this address and print the latencies as JSON (used by the run itself)")
 	probeFor  = flag.Duration("probe-for", time.Minute, "how long -probe asks")
+	undecoded = flag.Bool("probe-undecoded", false, "the `where etcd` probe receives each answer's bytes and does not decode them, to tell its decoding from the rest of an answer's time")
 )
 
 func main() {
@@ -289,8 +291,12 @@ func run() error {
 	time.Sleep(2 * time.Second)
 	slices.Sort(whereLat)
 	over := len(whereLat) - sort.Search(len(whereLat), func(i int) bool { return whereLat[i] > 10*time.Millisecond })
-	fmt.Printf("fleet: where etcd p50 %v, p99 %v (%d answers, %d over 10ms, max %v)\n", pct(whereLat, 50).Round(10*time.Microsecond),
-		pct(whereLat, 99).Round(10*time.Microsecond), len(whereLat), over, whereLat[len(whereLat)-1].Round(10*time.Microsecond))
+	how := ""
+	if *undecoded {
+		how = ", undecoded"
+	}
+	fmt.Printf("fleet: where etcd p50 %v, p99 %v (%d answers%s, %d over 10ms, max %v)\n", pct(whereLat, 50).Round(10*time.Microsecond),
+		pct(whereLat, 99).Round(10*time.Microsecond), len(whereLat), how, over, whereLat[len(whereLat)-1].Round(10*time.Microsecond))
 	r.mu.Lock()
 	lags := slices.Clone(r.lags)
 	r.mu.Unlock()
@@ -622,7 +628,7 @@ func runProbe(ctx context.Context, addr string, d time.Duration) ([]time.Duratio
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.CommandContext(ctx, self, "-probe", addr, "-probe-for", d.String())
+	cmd := exec.CommandContext(ctx, self, "-probe", addr, "-probe-for", d.String(), "-probe-undecoded="+strconv.FormatBool(*undecoded))
 	cmd.Stderr = os.Stderr
 	out, err := cmd.Output()
 	if err != nil {
@@ -639,10 +645,14 @@ func runProbe(ctx context.Context, addr string, d time.Duration) ([]time.Duratio
 }
 
 // probeWhere asks `where etcd` (basic view, one page of up to 1,000) every
-// 50 ms for d, decoding each answer as any client does, and prints the
-// latencies as JSON.
+// 50 ms for d, decoding each answer as any client does (unless
+// -probe-undecoded), and prints the latencies as JSON.
 func probeWhere(addr string, d time.Duration) error {
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)))
+	opts := []grpc.CallOption{grpc.MaxCallRecvMsgSize(64 << 20)}
+	if *undecoded {
+		opts = append(opts, grpc.ForceCodecV2(undecodedCodec{}))
+	}
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithDefaultCallOptions(opts...))
 	if err != nil {
 		return err
 	}
@@ -657,11 +667,30 @@ func probeWhere(addr string, d time.Duration) error {
 			return err
 		}
 		lat = append(lat, time.Since(t0))
-		if len(resp.Components) == 0 {
+		if len(resp.Components) == 0 && !*undecoded {
 			return errors.New("where etcd: nothing")
 		}
 	}
 	return json.NewEncoder(os.Stdout).Encode(lat)
+}
+
+// undecodedCodec encodes requests as protobuf and takes an answer's bytes
+// in one buffer, as a decoder would, without decoding them.
+type undecodedCodec struct{}
+
+func (undecodedCodec) Name() string { return "proto" }
+
+func (undecodedCodec) Marshal(v any) (mem.BufferSlice, error) {
+	b, err := proto.Marshal(v.(proto.Message))
+	return mem.BufferSlice{mem.SliceBuffer(b)}, err
+}
+
+func (undecodedCodec) Unmarshal(data mem.BufferSlice, _ any) error {
+	if data.Len() == 0 {
+		return errors.New("where etcd: nothing")
+	}
+	_ = data.Materialize()
+	return nil
 }
 
 func pct(d []time.Duration, p int) time.Duration {
